@@ -1,0 +1,75 @@
+//! Concurrency-safe hash maps that never hand out a lock guard, each with a declared consistency
+//! contract.
+//!
+//! Every strategy implements one trait, [`ConcurrentMap`]. Its methods take `&self`, return owned
+//! data, and never return a guard, so a caller cannot deadlock the map by holding a guard across
+//! another call or across an `.await`. Each strategy states in
+//! [`ConcurrentMap::CONSISTENCY`] what it guarantees for the operations that touch the whole map.
+//!
+//! ```
+//! use safemap::{Action, ConcurrentMap, ShardedMap};
+//!
+//! let registry: ShardedMap<u64, String> = ShardedMap::new();
+//! std::thread::scope(|s| {
+//!     for t in 0..4u64 {
+//!         let registry = &registry;
+//!         s.spawn(move || {
+//!             for id in 0..100 {
+//!                 // Computed once per device, however many threads ask for it.
+//!                 registry.get_or_insert_with(id, || format!("fp-{id:08x}"));
+//!             }
+//!             registry.compute(1_000 + t, |_| Action::Set(format!("thread-{t}")));
+//!         });
+//!     }
+//! });
+//! assert_eq!(registry.len(), 104);
+//! assert_eq!(registry.get(&7).as_deref(), Some("fp-00000007"));
+//! ```
+//!
+//! # Choosing a strategy
+//!
+//! | strategy | reads | writes | `for_each` / `retain` | snapshot | use when |
+//! |---|---|---|---|---|---|
+//! | [`LockedMap`] | one shared lock | one exclusive lock | atomic | O(n) copy | small maps, low contention, the reference |
+//! | [`ShardedMap`] | shard shared lock | shard exclusive lock | one shard at a time | O(n) copy, all shards locked | general purpose, write-heavy |
+//!
+//! Read-optimized strategies (an O(1)-snapshot map and a `sync.Map` equivalent) and lock-free ones
+//! join this table as they land; each declares its [`Consistency`].
+//!
+//! # Coming from Go
+//!
+//! | Go pattern | safemap |
+//! |---|---|
+//! | `sync.RWMutex` + `map[K]V` | [`LockedMap`] |
+//! | power-of-two sharded, padded `RWMutex` maps | [`ShardedMap`] (shards locked in ascending order for whole-map operations, so they cannot deadlock) |
+//! | `sync.Map` `Load` / `Store` / `LoadOrStore` / `LoadAndDelete` / `Delete` / `Range` / `Clear` | [`get`](ConcurrentMap::get) / [`insert`](ConcurrentMap::insert) / [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) / [`remove`](ConcurrentMap::remove) / [`remove`](ConcurrentMap::remove) / [`for_each`](ConcurrentMap::for_each) / [`clear`](ConcurrentMap::clear) |
+//! | `atomic.Value` holding an immutable map, copied on write | [`snapshot`](ConcurrentMap::snapshot) for a consistent read view; no load-copy-store race to get wrong |
+//! | `mu.Lock(); v := m[k]; m[k] = f(v); mu.Unlock()` | [`compute`](ConcurrentMap::compute), whose closure runs exactly once |
+//!
+//! Go's `LoadOrStore` takes a ready value; [`get_or_insert_with`](ConcurrentMap::get_or_insert_with)
+//! takes a closure and runs it at most once per absent key, so an expensive value is built once.
+//!
+//! # Closures
+//!
+//! Closures passed to `get_with`, `remove_if`, `get_or_insert_with`, `compute` and `retain` run
+//! while the map holds a lock for them. If one calls back into the same map, that call panics with
+//! a message naming the operation, instead of deadlocking. A closure that panics leaves the map
+//! consistent and usable: locks are not poisoned and no value is leaked or dropped twice.
+//! [`for_each`](ConcurrentMap::for_each) visits copies with no lock held, so its closure may call
+//! the map freely.
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+
+mod locked;
+mod map;
+mod raw;
+mod reentry;
+mod sharded;
+mod sync;
+
+pub use locked::LockedMap;
+pub use map::{Action, ConcurrentMap, Consistency, Cost, MapSnapshot, WholeMap};
+pub use raw::snapshot::TableSnapshot;
+pub use sharded::{ShardedMap, default_shard_count};
+
+/// The default hasher: foldhash, randomly seeded per map.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;

@@ -1,0 +1,294 @@
+//! The API every strategy implements: [`ConcurrentMap`], its declared [`Consistency`], the
+//! [`Action`] a [`compute`](ConcurrentMap::compute) closure returns, and the read-only
+//! [`MapSnapshot`] view.
+//!
+//! Every method takes `&self` and returns owned data, so no lock guard ever leaves a call: nothing
+//! returned can deadlock the map, and nothing returned pins a lock across an `.await`.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+
+/// What a [`compute`](ConcurrentMap::compute) closure decides to do with the entry it was shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action<V> {
+    /// Leave the entry as it is (absent stays absent).
+    Keep,
+    /// Store this value, inserting the key if it was absent.
+    Set(V),
+    /// Remove the entry if it is present.
+    Remove,
+}
+
+/// How a whole-map operation relates to the writes that run at the same time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WholeMap {
+    /// The operation takes effect at a single instant within the call: it is linearizable.
+    /// For `len`, the count is exact at that instant.
+    Atomic,
+    /// Each key is observed (or changed) at some instant within the call, but different keys may
+    /// be observed at different instants. For `len`, the count lies between the smallest and the
+    /// largest size the map had during the call, and need not equal the size at any one instant.
+    /// A key present throughout the call is still seen exactly once.
+    WeaklyConsistent,
+}
+
+/// How long [`snapshot`](ConcurrentMap::snapshot) takes as the map grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Independent of the number of entries.
+    Constant,
+    /// Proportional to the number of entries (the snapshot copies them).
+    Linear,
+}
+
+/// The consistency contract a strategy declares, operation by operation.
+///
+/// Single-key operations (`get`, `get_with`, `contains_key`, `insert`, `remove`, `remove_if`,
+/// `get_or_insert_with`, `compute`) are linearizable in every strategy; this struct states what
+/// differs. Docs, tests and the linearizability checker read it, so a strategy is judged against
+/// exactly what it claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Consistency {
+    /// [`len`](ConcurrentMap::len): `Atomic` means exact at an instant.
+    pub len: WholeMap,
+    /// [`for_each`](ConcurrentMap::for_each).
+    pub for_each: WholeMap,
+    /// [`retain`](ConcurrentMap::retain).
+    pub retain: WholeMap,
+    /// [`clear`](ConcurrentMap::clear).
+    pub clear: WholeMap,
+    /// What a [`snapshot`](ConcurrentMap::snapshot) costs to take. Snapshots are always a
+    /// point-in-time view, consistent with a single instant.
+    pub snapshot_cost: Cost,
+    /// Whether [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) holds other writers to
+    /// the same shard while its closure runs. Readers of other keys in that shard wait too.
+    pub insert_closure_blocks_shard: bool,
+}
+
+/// A concurrent hash map whose every operation takes `&self` and returns owned data.
+///
+/// Names follow [`std::collections::HashMap`]. Lookups accept any borrowed form `Q` of the key,
+/// as `HashMap::get` does. Each strategy states its guarantees in [`Self::CONSISTENCY`].
+///
+/// Rules that hold for every implementation:
+/// - no lock guard escapes a call;
+/// - a user closure that panics leaves the map consistent and usable, with nothing poisoned,
+///   leaked or dropped twice;
+/// - a closure that calls back into the same map either works or panics with a message naming
+///   the problem; it never hangs.
+///
+/// ```
+/// use safemap::{Action, ConcurrentMap, ShardedMap};
+///
+/// let hits: ShardedMap<&str, u64> = ShardedMap::new();
+/// hits.insert("home", 1);
+/// hits.compute("home", |n| Action::Set(n.copied().unwrap_or(0) + 1));
+/// assert_eq!(hits.get("home"), Some(2));
+/// assert_eq!(hits.get_or_insert_with("about", || 7), 7);
+/// assert_eq!(hits.len(), 2);
+/// ```
+pub trait ConcurrentMap<K, V> {
+    /// The point-in-time view returned by [`snapshot`](Self::snapshot).
+    type Snapshot: MapSnapshot<K, V>;
+
+    /// What this strategy guarantees for each operation.
+    const CONSISTENCY: Consistency;
+
+    /// Returns a clone of the value for `key`.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, LockedMap};
+    /// let m: LockedMap<String, u32> = LockedMap::new();
+    /// m.insert("a".to_string(), 1);
+    /// assert_eq!(m.get("a"), Some(1)); // look up by &str
+    /// assert_eq!(m.get("b"), None);
+    /// ```
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone;
+
+    /// Runs `read` on the value for `key` and returns its result, without cloning the value.
+    ///
+    /// `read` runs while the entry is locked against writers, so keep it short. Calling back into
+    /// the same map from `read` panics.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let m: ShardedMap<u32, Vec<u8>> = ShardedMap::new();
+    /// m.insert(1, vec![1, 2, 3]);
+    /// assert_eq!(m.get_with(&1, |v| v.len()), Some(3));
+    /// ```
+    fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Whether `key` is present.
+    fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_with(key, |_| ()).is_some()
+    }
+
+    /// Stores `value` for `key`, returning the value it replaced.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let m = ShardedMap::new();
+    /// assert_eq!(m.insert(1, "a"), None);
+    /// assert_eq!(m.insert(1, "b"), Some("a"));
+    /// ```
+    fn insert(&self, key: K, value: V) -> Option<V>;
+
+    /// Removes `key`, returning its value.
+    fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Removes `key` only if `remove` returns true for its entry, atomically; returns the removed
+    /// value. Calling back into the same map from `remove` panics.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, LockedMap};
+    /// let m = LockedMap::new();
+    /// m.insert("job", 3);
+    /// assert_eq!(m.remove_if("job", |_, v| *v > 5), None);
+    /// assert_eq!(m.remove_if("job", |_, v| *v == 3), Some(3));
+    /// ```
+    fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Returns the value for `key`, first storing `make()` if the key is absent.
+    ///
+    /// `make` runs **at most once per absent key**, even when many threads race on that key: the
+    /// losers wait and return the winner's value (Go's `LoadOrStore`, Java's `computeIfAbsent`).
+    /// If `make` panics nothing is stored. Calling back into the same map from `make` panics.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let fingerprints: ShardedMap<u64, String> = ShardedMap::new();
+    /// let fp = fingerprints.get_or_insert_with(42, || format!("{:x}", 42 * 31));
+    /// assert_eq!(fp, "516");
+    /// // Present now: the closure does not run again.
+    /// let again = fingerprints.get_or_insert_with(42, || unreachable!());
+    /// assert_eq!(again, fp);
+    /// ```
+    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
+    where
+        V: Clone;
+
+    /// Atomically reads the entry for `key` and applies the [`Action`] that `update` returns.
+    ///
+    /// `update` runs **exactly once**, seeing the current value (or `None`). Returns the value
+    /// the action displaced: the old value on [`Action::Set`] over a present key or on
+    /// [`Action::Remove`], `None` otherwise. If `update` panics nothing changes. Calling back
+    /// into the same map from `update` panics.
+    ///
+    /// ```
+    /// use safemap::{Action, ConcurrentMap, ShardedMap};
+    /// let counters: ShardedMap<&str, u64> = ShardedMap::new();
+    /// for _ in 0..3 {
+    ///     counters.compute("clicks", |n| Action::Set(n.map_or(1, |n| n + 1)));
+    /// }
+    /// assert_eq!(counters.get("clicks"), Some(3));
+    /// assert_eq!(counters.compute("clicks", |_| Action::Remove), Some(3));
+    /// assert!(counters.is_empty());
+    /// ```
+    fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V>;
+
+    /// Keeps only the entries for which `keep` returns true. Calling back into the same map from
+    /// `keep` panics. See [`Consistency::retain`] for how it orders against concurrent writes.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, LockedMap};
+    /// let m: LockedMap<u32, u32> = (0..10).map(|i| (i, i)).collect();
+    /// m.retain(|_, v| v % 2 == 0);
+    /// assert_eq!(m.len(), 5);
+    /// ```
+    fn retain(&self, keep: impl FnMut(&K, &V) -> bool);
+
+    /// Removes every entry. Values are dropped after the map's locks are released.
+    fn clear(&self);
+
+    /// The number of entries. See [`Consistency::len`] for whether it is exact.
+    fn len(&self) -> usize;
+
+    /// Whether the map has no entries.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `visit` once for every entry, on copies taken without blocking writers for longer
+    /// than one shard. Every key present throughout the call is visited exactly once; see
+    /// [`Consistency::for_each`] for the rest. `visit` runs with no lock held, so it may call
+    /// back into the map.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let m: ShardedMap<u32, u32> = (1..=4).map(|i| (i, i * 10)).collect();
+    /// let mut sum = 0;
+    /// m.for_each(|_, v| sum += v);
+    /// assert_eq!(sum, 100);
+    /// ```
+    fn for_each(&self, visit: impl FnMut(&K, &V))
+    where
+        K: Clone,
+        V: Clone;
+
+    /// An immutable view of the whole map at a single instant. It stays valid, and unchanged,
+    /// while writers go on. See [`Consistency::snapshot_cost`] for what it costs.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, MapSnapshot, ShardedMap};
+    /// let m: ShardedMap<u32, &str> = ShardedMap::new();
+    /// m.insert(1, "one");
+    /// let view = m.snapshot();
+    /// m.insert(2, "two");
+    /// assert_eq!(view.len(), 1);
+    /// assert_eq!(view.get(&1), Some(&"one"));
+    /// assert_eq!(view.get(&2), None);
+    /// ```
+    fn snapshot(&self) -> Self::Snapshot
+    where
+        K: Clone,
+        V: Clone;
+}
+
+/// A read-only, point-in-time view of a map, returned by [`ConcurrentMap::snapshot`].
+pub trait MapSnapshot<K, V> {
+    /// The value for `key` at the snapshot's instant.
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Whether `key` was present at the snapshot's instant.
+    fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+
+    /// The number of entries at the snapshot's instant.
+    fn len(&self) -> usize;
+
+    /// Whether the map was empty at the snapshot's instant.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry, in no particular order.
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a K, &'a V)>
+    where
+        K: 'a,
+        V: 'a;
+}

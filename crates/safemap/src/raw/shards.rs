@@ -1,0 +1,228 @@
+//! A power-of-two set of [`LockedTable`]s behind one hasher: the core of `LockedMap` (one shard)
+//! and `ShardedMap` (many).
+//!
+//! # Algorithm
+//! A key is hashed once. The bits just below the top seven choose the shard, and the full hash is
+//! handed to that shard's table to probe with. hashbrown keys its control bytes on the top seven
+//! bits and its bucket index on the low bits, so neither loses entropy to the shard choice.
+//!
+//! Single-key operations lock one shard. Operations that need the whole map at one instant
+//! (`len`, `clear`, `snapshot`) lock every shard in ascending index order and release them only
+//! once all are held, which makes them atomic. Since every multi-shard lock is taken in the same
+//! order and single-key operations hold one shard at a time, no cycle of waits can form.
+//! `retain` and `for_each` visit one shard at a time and never hold two.
+//!
+//! Shards are cache-padded so that two shards' locks never share a cache line.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+use crossbeam_utils::CachePadded;
+
+use super::snapshot::TableSnapshot;
+use super::table::LockedTable;
+use crate::map::Action;
+use crate::reentry::{self, MapId};
+
+/// Most shards a map may have; beyond this the shard bits would reach into the control bits.
+pub(crate) const MAX_SHARDS: usize = 1 << 16;
+
+/// Picks a shard from a hash.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Routing {
+    shift: u32,
+    // Invariant: mask + 1 is the shard count, a power of two no larger than MAX_SHARDS.
+    mask: usize,
+}
+
+impl Routing {
+    /// # Panics
+    /// If `shards` is zero, not a power of two, or above [`MAX_SHARDS`].
+    pub(crate) fn new(shards: usize) -> Self {
+        assert!(
+            shards.is_power_of_two() && shards <= MAX_SHARDS,
+            "safemap: shard count must be a power of two between 1 and {MAX_SHARDS}, got {shards}"
+        );
+        Routing {
+            shift: 64 - 7 - shards.trailing_zeros(),
+            mask: shards - 1,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn shard(self, hash: u64) -> usize {
+        (hash >> self.shift) as usize & self.mask
+    }
+}
+
+/// The shards of one map and the hasher that routes keys to them.
+pub(crate) struct ShardSet<K, V, S> {
+    // Invariant: shards.len() == routing.mask + 1.
+    shards: Box<[CachePadded<LockedTable<K, V>>]>,
+    routing: Routing,
+    hasher: S,
+}
+
+impl<K, V, S> ShardSet<K, V, S> {
+    /// # Panics
+    /// As [`Routing::new`].
+    pub(crate) fn new(shards: usize, capacity: usize, hasher: S) -> Self {
+        let routing = Routing::new(shards);
+        let per_shard = capacity.div_ceil(shards);
+        ShardSet {
+            shards: (0..shards)
+                .map(|_| CachePadded::new(LockedTable::with_capacity(per_shard)))
+                .collect(),
+            routing,
+            hasher,
+        }
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(crate) fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    fn id(&self) -> MapId {
+        MapId::of(self)
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &LockedTable<K, V>) {
+        let hash = self.hasher.hash_one(key);
+        (hash, &self.shards[self.routing.shard(hash)])
+    }
+
+    fn rehash(&self) -> impl Fn(&K) -> u64 + '_ {
+        |k| self.hasher.hash_one(k)
+    }
+
+    pub(crate) fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.find_with(self.id(), hash, |k| k.borrow() == key, read)
+    }
+
+    /// [`Self::get_with`] for a user closure: records that it runs inside this map.
+    pub(crate) fn get_with_user<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let id = self.id();
+        self.get_with(key, |v| reentry::run_inside(id, "get_with", || read(v)))
+    }
+
+    pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
+        let (hash, shard) = self.locate(&key);
+        shard.insert(self.id(), hash, key, value, self.rehash())
+    }
+
+    pub(crate) fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        shard.remove_if(self.id(), hash, |k| k.borrow() == key, remove)
+    }
+
+    /// [`Self::remove_if`] for a user predicate: records that it runs inside this map.
+    pub(crate) fn remove_if_user<Q>(
+        &self,
+        key: &Q,
+        remove: impl FnOnce(&K, &V) -> bool,
+    ) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let id = self.id();
+        self.remove_if(key, |k, v| reentry::run_inside(id, "remove_if", || remove(k, v)))
+    }
+
+    pub(crate) fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
+        let (hash, shard) = self.locate(&key);
+        shard.get_or_insert_with(self.id(), hash, key, make, self.rehash())
+    }
+
+    pub(crate) fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
+        let (hash, shard) = self.locate(&key);
+        shard.compute(self.id(), hash, key, update, self.rehash())
+    }
+
+    /// One shard at a time, in ascending order.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        for shard in self.shards.iter() {
+            shard.retain(self.id(), &mut keep);
+        }
+    }
+
+    /// Copies one shard at a time and visits the copy with no lock held.
+    pub(crate) fn for_each(&self, mut visit: impl FnMut(&K, &V))
+    where
+        K: Clone,
+        V: Clone,
+    {
+        for shard in self.shards.iter() {
+            for (k, v) in shard.copy(self.id()).iter() {
+                visit(k, v);
+            }
+        }
+    }
+
+    /// Exact: every shard is read-locked, in ascending order, before any count is read.
+    pub(crate) fn len(&self) -> usize {
+        let id = self.id();
+        let tables: Vec<_> = self.shards.iter().map(|shard| shard.read(id)).collect();
+        tables.iter().map(|table| table.len()).sum()
+    }
+
+    /// Atomic: every shard is write-locked, in ascending order, before any is emptied. The old
+    /// entries are dropped after all locks are released.
+    pub(crate) fn clear(&self) {
+        let id = self.id();
+        let mut tables: Vec<_> = self.shards.iter().map(|shard| shard.write(id)).collect();
+        let old: Vec<_> = tables.iter_mut().map(|table| std::mem::take(&mut **table)).collect();
+        drop(tables);
+        drop(old);
+    }
+
+    /// Point-in-time: every shard is read-locked, in ascending order, while all are copied.
+    pub(crate) fn snapshot(&self) -> TableSnapshot<K, V, S>
+    where
+        K: Clone,
+        V: Clone,
+        S: Clone,
+    {
+        let id = self.id();
+        let tables: Vec<_> = self.shards.iter().map(|shard| shard.read(id)).collect();
+        let copies = tables.iter().map(|table| (**table).clone()).collect();
+        drop(tables);
+        TableSnapshot::new(copies, self.routing, self.hasher.clone())
+    }
+
+    /// Formats the entries one shard at a time.
+    pub(crate) fn debug_entries(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result
+    where
+        K: std::fmt::Debug,
+        V: std::fmt::Debug,
+    {
+        let mut out = f.debug_map();
+        for shard in self.shards.iter() {
+            out.entries(shard.read(self.id()).iter().map(|(k, v)| (k, v)));
+        }
+        out.finish()
+    }
+}

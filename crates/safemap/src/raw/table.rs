@@ -1,0 +1,180 @@
+//! One reader-writer lock over one hashbrown table: the unit that every lock-based strategy is
+//! made of.
+//!
+//! Callers hash the key once and pass the hash in; the table reuses it to probe, and calls
+//! `rehash` (the map's hasher) only when it grows. Every lock is taken through [`LockedTable::read`]
+//! or [`LockedTable::write`], which first runs the re-entrancy check, and every user closure runs
+//! through [`reentry::run_inside`], so a closure that calls back into its map panics instead of
+//! deadlocking. Locks are released on unwind and never poisoned, and hashbrown keeps its table
+//! valid if a `Hash` or `Eq` impl panics, so a panicking closure leaves the table consistent.
+//!
+//! Displaced values (`insert`, `remove`, `compute`) are moved out and returned, so they are
+//! dropped by the caller after the lock is released.
+
+use std::mem;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+use crate::map::Action;
+use crate::reentry::{self, MapId};
+use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The entries of one table.
+pub(crate) type Table<K, V> = HashTable<(K, V)>;
+
+/// One lock over one table.
+pub(crate) struct LockedTable<K, V> {
+    table: RwLock<Table<K, V>>,
+}
+
+impl<K, V> LockedTable<K, V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        LockedTable {
+            table: RwLock::new(HashTable::with_capacity(capacity)),
+        }
+    }
+
+    /// Locks for reading, after checking that this thread is not inside a closure of `map`.
+    pub(crate) fn read(&self, map: MapId) -> RwLockReadGuard<'_, Table<K, V>> {
+        reentry::check(map);
+        self.table.read()
+    }
+
+    /// Locks for writing, after checking that this thread is not inside a closure of `map`.
+    pub(crate) fn write(&self, map: MapId) -> RwLockWriteGuard<'_, Table<K, V>> {
+        reentry::check(map);
+        self.table.write()
+    }
+
+    /// Runs `read` on the value of the entry that `is_key` picks among those with `hash`.
+    /// `read` is trusted code of this crate (a clone, a presence test); user closures are wrapped
+    /// by the caller with [`reentry::run_inside`].
+    pub(crate) fn find_with<R>(
+        &self,
+        map: MapId,
+        hash: u64,
+        is_key: impl Fn(&K) -> bool,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
+        let table = self.read(map);
+        table.find(hash, |(k, _)| is_key(k)).map(|(_, v)| read(v))
+    }
+
+    pub(crate) fn insert(
+        &self,
+        map: MapId,
+        hash: u64,
+        key: K,
+        value: V,
+        rehash: impl Fn(&K) -> u64,
+    ) -> Option<V>
+    where
+        K: Eq,
+    {
+        let mut table = self.write(map);
+        match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
+            Entry::Occupied(mut entry) => Some(mem::replace(&mut entry.get_mut().1, value)),
+            Entry::Vacant(entry) => {
+                entry.insert((key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes the entry `is_key` picks if `remove` (already wrapped by the caller when it is
+    /// user code) agrees.
+    pub(crate) fn remove_if(
+        &self,
+        map: MapId,
+        hash: u64,
+        is_key: impl Fn(&K) -> bool,
+        remove: impl FnOnce(&K, &V) -> bool,
+    ) -> Option<V> {
+        let mut table = self.write(map);
+        let entry = table.find_entry(hash, |(k, _)| is_key(k)).ok()?;
+        let (k, v) = entry.get();
+        if remove(k, v) {
+            Some(entry.remove().0.1)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn get_or_insert_with(
+        &self,
+        map: MapId,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        rehash: impl Fn(&K) -> u64,
+    ) -> V
+    where
+        K: Eq,
+        V: Clone,
+    {
+        // Most calls find the key: answer those under the shared lock.
+        if let Some(found) = self.find_with(map, hash, |k| *k == key, V::clone) {
+            return found;
+        }
+        let mut table = self.write(map);
+        // Re-check under the exclusive lock: another thread may have inserted it meanwhile. The
+        // closure runs only here, with the lock held, which is what makes it run at most once.
+        match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
+            Entry::Occupied(entry) => entry.get().1.clone(),
+            Entry::Vacant(entry) => {
+                let value = reentry::run_inside(map, "get_or_insert_with", make);
+                entry.insert((key, value)).get().1.clone()
+            }
+        }
+    }
+
+    pub(crate) fn compute(
+        &self,
+        map: MapId,
+        hash: u64,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        rehash: impl Fn(&K) -> u64,
+    ) -> Option<V>
+    where
+        K: Eq,
+    {
+        let mut table = self.write(map);
+        // find_entry, unlike entry, does not grow the table when the key is absent and the
+        // closure decides to keep it absent.
+        match table.find_entry(hash, |(k, _)| *k == key) {
+            Ok(mut entry) => {
+                match reentry::run_inside(map, "compute", || update(Some(&entry.get().1))) {
+                    Action::Keep => None,
+                    Action::Set(value) => Some(mem::replace(&mut entry.get_mut().1, value)),
+                    Action::Remove => Some(entry.remove().0.1),
+                }
+            }
+            Err(absent) => {
+                if let Action::Set(value) = reentry::run_inside(map, "compute", || update(None)) {
+                    absent
+                        .into_table()
+                        .insert_unique(hash, (key, value), |(k, _)| rehash(k));
+                }
+                None
+            }
+        }
+    }
+
+    pub(crate) fn retain(&self, map: MapId, keep: &mut impl FnMut(&K, &V) -> bool) {
+        let mut table = self.write(map);
+        // Values removed here are dropped under the lock; the record makes a `Drop` impl that
+        // calls back into the map panic rather than hang.
+        reentry::run_inside(map, "retain", || table.retain(|(k, v)| keep(k, v)));
+    }
+
+    /// A copy of the table, taken under the shared lock.
+    pub(crate) fn copy(&self, map: MapId) -> Table<K, V>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.read(map).clone()
+    }
+}
