@@ -1,0 +1,154 @@
+//! Shared by every test file: the strategy list and the instrumented key and value types.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Expands the test items it is given once per strategy, in a module named after it where
+/// `Map<K, V>` (and `Map<K, V, S>`) is that strategy. Adding a strategy is one line here.
+macro_rules! for_every_strategy {
+    (@each [] $body:tt) => {};
+    (@each [$name:ident : $map:ident, $($rest:tt)*] { $($body:tt)* }) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            pub type Map<K, V, S = safemap::DefaultHashBuilder> = safemap::$map<K, V, S>;
+            $($body)*
+        }
+        for_every_strategy!(@each [$($rest)*] { $($body)* });
+    };
+    ($($body:tt)*) => {
+        for_every_strategy!(@each [
+            locked: LockedMap,
+            sharded: ShardedMap,
+        ] { $($body)* });
+    };
+}
+pub(crate) use for_every_strategy;
+
+/// Runs `work` on its own thread and fails the test if it has not finished within `seconds`:
+/// a hang becomes a failure instead of a stuck suite. Returns what the thread returned, or the
+/// panic message if it panicked.
+pub fn within<T: Send + 'static>(
+    seconds: u64,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let _ = tx.send(outcome.map_err(|p| panic_message(&*p)));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(seconds))
+        .unwrap_or_else(|_| panic!("did not finish within {seconds}s: likely a deadlock"))
+}
+
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Hands out values that record their own drops, to prove each is dropped exactly once.
+#[derive(Default)]
+pub struct DropLedger {
+    next: AtomicUsize,
+    dropped: Mutex<HashSet<usize>>,
+    double_drops: AtomicUsize,
+}
+
+impl DropLedger {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    pub fn value(self: &Arc<Self>) -> Tracked {
+        Tracked {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            ledger: Arc::clone(self),
+        }
+    }
+
+    /// Values made so far, including clones.
+    pub fn made(&self) -> usize {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.dropped.lock().unwrap().len()
+    }
+
+    pub fn live(&self) -> usize {
+        self.made() - self.dropped()
+    }
+
+    pub fn double_drops(&self) -> usize {
+        self.double_drops.load(Ordering::Relaxed)
+    }
+}
+
+/// A value whose every instance (clones included) is dropped exactly once, or the ledger says so.
+pub struct Tracked {
+    pub id: usize,
+    ledger: Arc<DropLedger>,
+}
+
+impl Clone for Tracked {
+    fn clone(&self) -> Self {
+        self.ledger.value()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.ledger.dropped.lock().unwrap().insert(self.id) {
+            self.ledger.double_drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A key whose `Hash` and `Eq` panic while its id is the one `trigger` names: set the trigger to a
+/// key already in a map, and the next resize or probe that touches it panics under the lock.
+#[derive(Clone, Debug)]
+pub struct Touchy {
+    pub id: u64,
+    pub trigger: Arc<AtomicU64>,
+}
+
+pub const NO_TRIGGER: u64 = u64::MAX;
+
+impl Touchy {
+    pub fn new(id: u64, trigger: &Arc<AtomicU64>) -> Self {
+        Touchy {
+            id,
+            trigger: Arc::clone(trigger),
+        }
+    }
+
+    fn explode_if_triggered(&self, what: &str) {
+        if self.trigger.load(Ordering::Relaxed) == self.id {
+            panic!("Touchy::{what} triggered on {}", self.id);
+        }
+    }
+}
+
+impl Hash for Touchy {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.explode_if_triggered("hash");
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        self.explode_if_triggered("eq");
+        other.explode_if_triggered("eq");
+        self.id == other.id
+    }
+}
+
+impl Eq for Touchy {}

@@ -1,0 +1,238 @@
+//! The API contract, written once and run for every strategy.
+
+mod common;
+
+use std::hash::BuildHasherDefault;
+
+use common::{for_every_strategy, within};
+use safemap::{Action, ConcurrentMap, MapSnapshot, WholeMap};
+
+fn sorted<K: Ord + Clone, V: Clone>(snapshot: &impl MapSnapshot<K, V>) -> Vec<(K, V)> {
+    let mut entries: Vec<_> = snapshot
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+}
+
+for_every_strategy! {
+    use std::sync::Arc;
+
+    #[test]
+    fn insert_get_remove() {
+        let m: Map<u64, &str> = Map::new();
+        assert!(m.is_empty());
+        assert_eq!(m.insert(1, "a"), None);
+        assert_eq!(m.insert(2, "b"), None);
+        assert_eq!(m.insert(1, "c"), Some("a"));
+        assert_eq!(m.get(&1), Some("c"));
+        assert_eq!(m.get(&3), None);
+        assert!(m.contains_key(&2));
+        assert!(!m.contains_key(&3));
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.remove(&1), Some("c"));
+        assert_eq!(m.remove(&1), None);
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn lookups_accept_borrowed_keys() {
+        let m: Map<String, Vec<u8>> = Map::new();
+        m.insert("alpha".to_string(), vec![1, 2]);
+        assert_eq!(m.get("alpha"), Some(vec![1, 2]));
+        assert_eq!(m.get_with("alpha", Vec::len), Some(2));
+        assert!(m.contains_key("alpha"));
+        assert_eq!(m.remove_if("alpha", |k, _| k.len() == 99), None);
+        assert_eq!(m.remove("alpha"), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn remove_if_is_conditional() {
+        let m: Map<u32, u32> = Map::new();
+        m.insert(7, 70);
+        assert_eq!(m.remove_if(&7, |_, v| *v == 1), None);
+        assert_eq!(m.get(&7), Some(70));
+        assert_eq!(m.remove_if(&7, |k, v| *k == 7 && *v == 70), Some(70));
+        assert_eq!(m.remove_if(&7, |_, _| true), None);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn get_or_insert_with_keeps_existing() {
+        let m: Map<u32, String> = Map::new();
+        let mut runs = 0;
+        assert_eq!(m.get_or_insert_with(1, || { runs += 1; "first".into() }), "first");
+        assert_eq!(m.get_or_insert_with(1, || { runs += 1; "second".into() }), "first");
+        assert_eq!(runs, 1);
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn compute_actions() {
+        let m: Map<u32, u32> = Map::new();
+        // Keep on an absent key leaves it absent.
+        assert_eq!(m.compute(1, |v| { assert_eq!(v, None); Action::Keep }), None);
+        assert!(!m.contains_key(&1));
+        // Remove on an absent key is a no-op.
+        assert_eq!(m.compute(1, |_| Action::Remove), None);
+        // Set inserts, then replaces and returns the old value.
+        assert_eq!(m.compute(1, |_| Action::Set(10)), None);
+        assert_eq!(m.compute(1, |v| Action::Set(v.unwrap() + 1)), Some(10));
+        assert_eq!(m.get(&1), Some(11));
+        // Keep on a present key returns nothing and changes nothing.
+        assert_eq!(m.compute(1, |v| { assert_eq!(v, Some(&11)); Action::Keep }), None);
+        assert_eq!(m.compute(1, |_| Action::Remove), Some(11));
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn retain_and_clear() {
+        let m: Map<u32, u32> = (0..100).map(|i| (i, i * 2)).collect();
+        m.retain(|k, v| k % 3 == 0 && *v < 150);
+        let expected: Vec<u32> = (0..75).filter(|k| k % 3 == 0).collect();
+        let mut kept = Vec::new();
+        m.for_each(|k, _| kept.push(*k));
+        kept.sort();
+        assert_eq!(kept, expected);
+        assert_eq!(m.len(), expected.len());
+        m.clear();
+        assert!(m.is_empty());
+        assert_eq!(m.get(&0), None);
+        m.insert(5, 5);
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn for_each_visits_every_entry_once() {
+        let m: Map<u32, u32> = (0..1000).map(|i| (i, i)).collect();
+        let mut seen = vec![0u8; 1000];
+        m.for_each(|k, v| {
+            assert_eq!(k, v);
+            seen[*k as usize] += 1;
+        });
+        assert!(seen.iter().all(|&n| n == 1));
+    }
+
+    #[test]
+    fn snapshot_is_frozen() {
+        let m: Map<u32, u32> = (0..50).map(|i| (i, i)).collect();
+        let view = m.snapshot();
+        m.insert(100, 100);
+        m.remove(&0);
+        m.insert(1, 999);
+        assert_eq!(view.len(), 50);
+        assert_eq!(view.get(&0), Some(&0));
+        assert_eq!(view.get(&1), Some(&1));
+        assert!(!view.contains_key(&100));
+        assert_eq!(sorted(&view), (0..50).map(|i| (i, i)).collect::<Vec<_>>());
+        assert_eq!(m.len(), 50);
+    }
+
+    #[test]
+    fn std_traits() {
+        let mut m: Map<u32, u32> = [(1, 10), (2, 20)].into_iter().collect();
+        m.extend([(3, 30), (1, 11)]);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get(&1), Some(11));
+        let shown = format!("{m:?}");
+        assert!(shown.contains("1: 11") && shown.contains("3: 30"), "{shown}");
+        let empty: Map<u32, u32> = Default::default();
+        assert_eq!(format!("{empty:?}"), "{}");
+        assert!(format!("{:?}", m.snapshot()).contains("2: 20"));
+    }
+
+    #[test]
+    fn custom_hasher_is_used() {
+        // A constant hasher puts every key in one bucket chain: lookups must still be exact.
+        #[derive(Default)]
+        struct Constant;
+        impl std::hash::Hasher for Constant {
+            fn finish(&self) -> u64 { 42 }
+            fn write(&mut self, _: &[u8]) {}
+        }
+        let m: Map<u32, u32, BuildHasherDefault<Constant>> = Map::with_hasher(Default::default());
+        for i in 0..64 {
+            m.insert(i, i + 1);
+        }
+        assert!((0..64).all(|i| m.get(&i) == Some(i + 1)));
+        assert_eq!(m.snapshot().get(&63), Some(&64));
+    }
+
+    #[test]
+    fn default_hasher_is_randomly_seeded() {
+        use std::hash::BuildHasher;
+        let a: Map<u32, u32> = Map::new();
+        let b: Map<u32, u32> = Map::new();
+        let differs = (0..16u64).any(|k| a.hasher().hash_one(k) != b.hasher().hash_one(k));
+        assert!(differs, "two maps hashed 16 keys identically");
+    }
+
+    #[test]
+    fn declared_consistency_matches_behaviour() {
+        // Every strategy so far declares an exact len and an atomic clear; the checker crate
+        // tests the weaker claims against concurrent histories.
+        let c = <Map<u32, u32> as ConcurrentMap<u32, u32>>::CONSISTENCY;
+        assert_eq!(c.len, WholeMap::Atomic);
+        assert_eq!(c.clear, WholeMap::Atomic);
+    }
+
+    /// No guard leaves a call: after each operation returns, another thread's write to the same
+    /// key completes at once, and the results can be held across an `.await` in a `Send` future.
+    #[test]
+    fn no_guard_escapes_a_call() {
+        fn assert_send<T: Send>(_: &T) {}
+        let m: Arc<Map<u32, String>> = Arc::new(Map::new());
+        m.insert(1, "x".into());
+        let held = (
+            m.get(&1),
+            m.get_with(&1, |v| v.len()),
+            m.get_or_insert_with(1, String::new),
+            m.compute(2, |_| Action::Set("y".into())),
+            m.snapshot(),
+        );
+        let future = {
+            let m = Arc::clone(&m);
+            async move {
+                let v = m.get(&1);
+                std::future::ready(()).await;
+                v
+            }
+        };
+        assert_send(&future);
+        let writer = Arc::clone(&m);
+        within(10, move || {
+            writer.insert(1, "z".into());
+            writer.insert(2, "w".into());
+            writer.clear();
+        })
+        .unwrap();
+        assert_eq!(held.0.as_deref(), Some("x"));
+        assert_eq!(held.4.len(), 2);
+        assert!(m.is_empty());
+    }
+
+    /// `for_each` holds no lock while its closure runs: a writer on another thread, to any key,
+    /// finishes while the closure waits for it.
+    #[test]
+    fn for_each_does_not_block_writers() {
+        let m: Arc<Map<u32, u32>> = Arc::new((0..256).map(|i| (i, i)).collect());
+        let mut visited = 0;
+        m.for_each(|k, _| {
+            // Keys added during the call may or may not be seen; the ones present throughout are
+            // seen exactly once.
+            visited += usize::from(*k < 256);
+            if *k % 64 == 0 {
+                let writer = Arc::clone(&m);
+                let key = *k;
+                within(10, move || {
+                    writer.insert(key, 0);
+                    writer.insert(key + 1000, 0);
+                })
+                .expect("writer finished");
+            }
+        });
+        assert_eq!(visited, 256);
+        assert_eq!(m.len(), 260);
+    }
+}

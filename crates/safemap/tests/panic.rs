@@ -1,0 +1,160 @@
+//! Panics in user code (closures, `Hash`, `Eq`) leave every strategy consistent and usable, with
+//! nothing poisoned, and every value dropped exactly once (counted by a drop ledger).
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{DropLedger, NO_TRIGGER, Touchy, Tracked, for_every_strategy, within};
+use safemap::{Action, ConcurrentMap};
+
+fn must_panic<R>(work: impl FnOnce() -> R) {
+    assert!(catch_unwind(AssertUnwindSafe(work)).is_err(), "expected a panic");
+}
+
+/// The map's contents through every read path agree with each other.
+fn assert_consistent<K: Clone, V: Clone>(map: &impl ConcurrentMap<K, V>) -> usize {
+    let mut visited = 0;
+    map.for_each(|_, _| visited += 1);
+    assert_eq!(map.len(), visited);
+    assert_eq!(safemap::MapSnapshot::len(&map.snapshot()), visited);
+    visited
+}
+
+for_every_strategy! {
+    fn filled(ledger: &Arc<DropLedger>, n: u64) -> Map<u64, Tracked> {
+        let map = Map::new();
+        for k in 0..n {
+            map.insert(k, ledger.value());
+        }
+        map
+    }
+
+    #[test]
+    fn panicking_closures_change_nothing() {
+        let ledger = DropLedger::new();
+        let map = filled(&ledger, 64);
+
+        must_panic(|| map.compute(1, |_| panic!("compute on a present key")));
+        must_panic(|| map.compute(100, |_| -> Action<Tracked> { panic!("compute on an absent key") }));
+        must_panic(|| map.get_or_insert_with(101, || panic!("make")));
+        must_panic(|| map.get_with(&2, |_| panic!("read")));
+        must_panic(|| map.remove_if(&3, |_, _| panic!("predicate")));
+        let mut calls = 0;
+        must_panic(|| map.retain(|_, _| { calls += 1; if calls == 10 { panic!("retain") } true }));
+
+        assert_eq!(assert_consistent(&map), 64);
+        assert!((0..64).all(|k| map.contains_key(&k)));
+        assert!(!map.contains_key(&100) && !map.contains_key(&101));
+        // Nothing is poisoned: every kind of lock is free again, checked under a deadline.
+        let fresh = ledger.value();
+        let map = within(10, move || {
+            map.insert(1, map.get_or_insert_with(101, || fresh));
+            map.compute(2, |_| Action::Remove);
+            map.clear();
+            map
+        })
+        .unwrap();
+        drop(map);
+        assert_eq!(ledger.double_drops(), 0);
+        assert_eq!(ledger.live(), 0, "every value dropped exactly once");
+    }
+
+    #[test]
+    fn panicking_retain_drops_each_removed_value_once() {
+        let ledger = DropLedger::new();
+        let map = filled(&ledger, 200);
+        let mut calls = 0;
+        must_panic(|| map.retain(|k, _| {
+            calls += 1;
+            if calls == 150 { panic!("retain") }
+            k % 2 == 0
+        }));
+        let left = assert_consistent(&map);
+        assert!(left < 200 && left >= 100, "kept {left}");
+        drop(map);
+        assert_eq!(ledger.double_drops(), 0);
+        assert_eq!(ledger.live(), 0);
+    }
+
+    #[test]
+    fn panicking_hash_during_growth_leaves_map_usable() {
+        let ledger = DropLedger::new();
+        let trigger = Arc::new(AtomicU64::new(NO_TRIGGER));
+        let map: Map<Touchy, Tracked> = Map::new();
+        for id in 0..8 {
+            map.insert(Touchy::new(id, &trigger), ledger.value());
+        }
+        // Key 3 is inside; from now on hashing it panics, which only growth does.
+        trigger.store(3, Ordering::Relaxed);
+        let mut next = 8;
+        let panicked = (0..10_000).any(|_| {
+            next += 1;
+            let key = Touchy::new(next, &trigger);
+            let value = ledger.value();
+            catch_unwind(AssertUnwindSafe(|| map.insert(key, value))).is_err()
+        });
+        assert!(panicked, "no growth rehashed key 3");
+        trigger.store(NO_TRIGGER, Ordering::Relaxed);
+
+        let left = assert_consistent(&map);
+        map.insert(Touchy::new(1_000_000, &trigger), ledger.value());
+        assert_eq!(map.len(), left + 1);
+        assert!(map.contains_key(&Touchy::new(1_000_000, &trigger)));
+        drop(map);
+        assert_eq!(ledger.double_drops(), 0);
+        assert_eq!(ledger.live(), 0);
+    }
+
+    #[test]
+    fn panicking_eq_during_lookup_leaves_map_usable() {
+        let ledger = DropLedger::new();
+        let trigger = Arc::new(AtomicU64::new(NO_TRIGGER));
+        let map: Map<Touchy, Tracked> = Map::new();
+        for id in 0..32 {
+            map.insert(Touchy::new(id, &trigger), ledger.value());
+        }
+        trigger.store(5, Ordering::Relaxed);
+        let probe = Touchy { id: 5, trigger: Arc::new(AtomicU64::new(NO_TRIGGER)) };
+        must_panic(|| map.get(&probe));
+        must_panic(|| map.compute(probe.clone(), |_| Action::Remove));
+        must_panic(|| map.insert(probe.clone(), ledger.value()));
+        trigger.store(NO_TRIGGER, Ordering::Relaxed);
+        assert_eq!(assert_consistent(&map), 32);
+        assert!(map.remove(&probe).is_some());
+        drop(map);
+        assert_eq!(ledger.double_drops(), 0);
+        assert_eq!(ledger.live(), 0);
+    }
+
+    #[test]
+    fn every_value_dropped_exactly_once_across_operations() {
+        let ledger = DropLedger::new();
+        let map: Map<u64, Tracked> = Map::new();
+        for k in 0..500 {
+            map.insert(k % 97, ledger.value());
+            map.get_or_insert_with(k % 89, || ledger.value());
+            map.compute(k % 83, |v| match v {
+                Some(_) if k % 3 == 0 => Action::Remove,
+                Some(_) => Action::Set(ledger.value()),
+                None => Action::Keep,
+            });
+            map.remove_if(&(k % 79), |_, v| v.id % 2 == 0);
+            let _ = map.get(&(k % 71));
+            if k % 50 == 0 {
+                let _ = map.snapshot();
+                map.for_each(|_, _| {});
+                map.retain(|key, _| key % 5 != 0);
+            }
+            if k == 250 {
+                map.clear();
+            }
+        }
+        assert!(ledger.made() > 1000);
+        drop(map);
+        assert_eq!(ledger.double_drops(), 0);
+        assert_eq!(ledger.live(), 0);
+    }
+}

@@ -1,0 +1,105 @@
+//! A closure that calls back into its own map panics with a message naming the problem, and
+//! never hangs (each case runs under a deadline). Calls into other maps, and calls from
+//! `for_each`, work.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{for_every_strategy, within};
+use safemap::{Action, ConcurrentMap, MapSnapshot};
+
+/// Runs `call` against a filled map under a deadline and asserts it panicked with the
+/// re-entrancy message naming `op`; then asserts the map still works.
+fn assert_reentry_panics<M>(op: &str, call: impl FnOnce(&M) + Send + 'static)
+where
+    M: ConcurrentMap<u32, u32> + FromIterator<(u32, u32)> + Send + Sync + 'static,
+{
+    let map: Arc<M> = Arc::new((0..16).map(|i| (i, i)).collect());
+    let inner = Arc::clone(&map);
+    let outcome = within(10, move || call(&inner));
+    let message = outcome.expect_err("a re-entrant call must panic");
+    assert!(
+        message.contains("re-entrant") && message.contains(&format!("`{op}`")),
+        "unexpected message: {message}"
+    );
+    // The panic released every lock and the record of being inside the map.
+    let map = Arc::clone(&map);
+    within(10, move || {
+        map.insert(1, 100);
+        map.compute(2, |_| Action::Remove);
+        assert_eq!(map.len(), 15);
+    })
+    .unwrap();
+}
+
+for_every_strategy! {
+    type M = Map<u32, u32>;
+
+    #[test]
+    fn compute_calling_back_panics() {
+        assert_reentry_panics::<M>("compute", |m| {
+            m.compute(1, |_| Action::Set(m.get(&1).unwrap_or(0)));
+        });
+        // A different key in a different shard is refused too: it could deadlock against
+        // another thread doing the same in the opposite order.
+        assert_reentry_panics::<M>("compute", |m| {
+            m.compute(1, |_| { m.insert(9, 9); Action::Keep });
+        });
+    }
+
+    #[test]
+    fn get_or_insert_with_calling_back_panics() {
+        assert_reentry_panics::<M>("get_or_insert_with", |m| {
+            m.get_or_insert_with(99, || m.len() as u32);
+        });
+    }
+
+    #[test]
+    fn get_with_calling_back_panics() {
+        assert_reentry_panics::<M>("get_with", |m| {
+            m.get_with(&1, |_| m.remove(&1));
+        });
+        assert_reentry_panics::<M>("get_with", |m| {
+            m.get_with(&1, |_| m.get(&1));
+        });
+    }
+
+    #[test]
+    fn remove_if_and_retain_calling_back_panic() {
+        assert_reentry_panics::<M>("remove_if", |m| {
+            m.remove_if(&1, |_, _| m.contains_key(&2));
+        });
+        assert_reentry_panics::<M>("retain", |m| {
+            m.retain(|_, _| m.snapshot().len() > 0);
+        });
+    }
+
+    #[test]
+    fn for_each_may_call_back() {
+        let map: Arc<M> = Arc::new((0..16).map(|i| (i, i)).collect());
+        let inner = Arc::clone(&map);
+        within(10, move || {
+            inner.for_each(|k, v| {
+                inner.compute(*k, |_| Action::Set(v + 1));
+                inner.insert(k + 100, *v);
+            });
+        })
+        .unwrap();
+        assert!((0..16).all(|k| map.get(&k) == Some(k + 1)));
+        assert!(map.len() >= 32);
+    }
+
+    #[test]
+    fn closures_may_use_another_map() {
+        let a: M = (0..4).map(|i| (i, i)).collect();
+        let b: M = (0..4).map(|i| (i, i * 10)).collect();
+        let out = within(10, move || {
+            a.compute(1, |v| Action::Set(v.unwrap() + b.get_or_insert_with(1, || 0)));
+            b.compute(2, |_| Action::Set(a.get(&1).unwrap()));
+            (a.get(&1), b.get(&2))
+        })
+        .unwrap();
+        assert_eq!(out, (Some(11), Some(11)));
+    }
+}
