@@ -67,12 +67,16 @@ fn step(map: &impl ConcurrentMap<u8, u16>, model: &mut HashMap<u8, u16>, op: &Op
             assert_eq!(map.remove_if(&k, |_, v| v % 2 == 0), expected);
         }
         Op::GetOrInsert(k, v) => {
-            assert_eq!(map.get_or_insert_with(k, || v), *model.entry(k).or_insert(v));
+            assert_eq!(
+                map.get_or_insert_with(k, || v),
+                *model.entry(k).or_insert(v)
+            );
         }
         Op::ComputeAdd(k, d) => {
             let old = model.get(&k).copied();
             model.insert(k, old.unwrap_or(0).wrapping_add(d));
-            let displaced = map.compute(k, |v| Action::Set(v.copied().unwrap_or(0).wrapping_add(d)));
+            let displaced =
+                map.compute(k, |v| Action::Set(v.copied().unwrap_or(0).wrapping_add(d)));
             assert_eq!(displaced, old);
         }
         Op::ComputeRemoveOdd(k) => {

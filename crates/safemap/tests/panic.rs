@@ -11,7 +11,10 @@ use common::{DropLedger, NO_TRIGGER, Touchy, Tracked, for_every_strategy, within
 use safemap::{Action, ConcurrentMap};
 
 fn must_panic<R>(work: impl FnOnce() -> R) {
-    assert!(catch_unwind(AssertUnwindSafe(work)).is_err(), "expected a panic");
+    assert!(
+        catch_unwind(AssertUnwindSafe(work)).is_err(),
+        "expected a panic"
+    );
 }
 
 /// The map's contents through every read path agree with each other.

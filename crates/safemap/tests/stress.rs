@@ -102,17 +102,18 @@ for_every_strategy! {
     /// exactly once, and every thread gets the winner's value.
     #[test]
     fn get_or_insert_with_runs_once_per_absent_key() {
-        let keys = 1_000 * scale();
+        let keys = 200 * scale();
         let runs: Vec<AtomicUsize> = (0..keys).map(|_| AtomicUsize::new(0)).collect();
         let seen: Mutex<Vec<Vec<usize>>> = Mutex::new(Vec::new());
         let map: Map<usize, usize> = Map::new();
         on_all_threads(|t| {
-            // Each thread walks the keys from a different starting point.
+            // Every thread walks the keys in the same order, so they collide on each key.
             let got: Vec<usize> = (0..keys)
-                .map(|i| {
-                    let k = (i + t * keys / THREADS) % keys;
+                .map(|k| {
                     (k, map.get_or_insert_with(k, || {
                         runs[k].fetch_add(1, Ordering::Relaxed);
+                        // A slow closure widens the window in which racers arrive.
+                        std::thread::sleep(std::time::Duration::from_micros(20));
                         t * keys + k
                     }))
                 })

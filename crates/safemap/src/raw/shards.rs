@@ -146,7 +146,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let id = self.id();
-        self.remove_if(key, |k, v| reentry::run_inside(id, "remove_if", || remove(k, v)))
+        self.remove_if(key, |k, v| {
+            reentry::run_inside(id, "remove_if", || remove(k, v))
+        })
     }
 
     pub(crate) fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
@@ -157,7 +159,11 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         shard.get_or_insert_with(self.id(), hash, key, make, self.rehash())
     }
 
-    pub(crate) fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
+    pub(crate) fn compute(
+        &self,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+    ) -> Option<V> {
         let (hash, shard) = self.locate(&key);
         shard.compute(self.id(), hash, key, update, self.rehash())
     }
@@ -194,7 +200,10 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     pub(crate) fn clear(&self) {
         let id = self.id();
         let mut tables: Vec<_> = self.shards.iter().map(|shard| shard.write(id)).collect();
-        let old: Vec<_> = tables.iter_mut().map(|table| std::mem::take(&mut **table)).collect();
+        let old: Vec<_> = tables
+            .iter_mut()
+            .map(|table| std::mem::take(&mut **table))
+            .collect();
         drop(tables);
         drop(old);
     }

@@ -54,7 +54,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> MapSnapshot<K, V> for TableSnapshot<K, V, 
         K: 'a,
         V: 'a,
     {
-        self.tables.iter().flat_map(|table| table.iter().map(|(k, v)| (k, v)))
+        self.tables
+            .iter()
+            .flat_map(|table| table.iter().map(|(k, v)| (k, v)))
     }
 }
 
