@@ -73,3 +73,8 @@ pub use sharded::{ShardedMap, default_shard_count};
 
 /// The default hasher: foldhash, randomly seeded per map.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// Compiles and runs the README's Rust examples as doc tests, so the quickstart cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;

@@ -76,7 +76,7 @@ for_every_strategy! {
             k % 2 == 0
         }));
         let left = assert_consistent(&map);
-        assert!(left < 200 && left >= 100, "kept {left}");
+        assert!((100..200).contains(&left), "kept {left}");
         drop(map);
         assert_eq!(ledger.double_drops(), 0);
         assert_eq!(ledger.live(), 0);
