@@ -1,0 +1,196 @@
+//! Concurrent histories: the operations threads ran on a map, their results, and when each was
+//! invoked and returned.
+//!
+//! # Orderings
+//! Timestamps come from one shared counter, stamped with `AcqRel` read-modify-writes: the stamp
+//! after an operation releases its effects, and any stamp that reads a later counter value
+//! acquires them. So if operation A's return stamp is below B's invoke stamp, A happens-before B,
+//! which is exactly the real-time order linearizability needs. All read-modify-writes of one
+//! atomic are totally ordered, so stamps are unique.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Keys are drawn from a small space so that operations keep meeting.
+pub type Key = u8;
+/// Every written value is unique within a history, so a read names the write it saw.
+pub type Val = u64;
+
+/// Most keys a history may use: the full-state model keeps one slot per key.
+pub const MAX_KEYS: usize = 8;
+
+/// One operation, with its arguments. The closures of `remove_if`, `compute` and `retain` are
+/// fixed rules, so the model can replay them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `get(k)`.
+    Get(Key),
+    /// `insert(k, v)`.
+    Insert(Key, Val),
+    /// `remove(k)`.
+    Remove(Key),
+    /// `remove_if(k, |_, cur| cur == v)`.
+    RemoveIf(Key, Val),
+    /// `get_or_insert_with(k, || v)`, recording whether the closure ran.
+    GetOrInsert(Key, Val),
+    /// `compute(k, rule)` with the rule of [`compute_rule`], writing `v` when it sets.
+    Compute(Key, Val),
+    /// `len()`.
+    Len,
+    /// `snapshot()`, read out in full.
+    Snapshot,
+    /// `for_each`, collecting every entry.
+    ForEach,
+    /// `retain(|_, v| v % 2 == 0)`.
+    RetainEven,
+    /// `clear()`.
+    Clear,
+}
+
+/// What a compute closure does when it sees `old`, writing `new` when it sets: insert when absent,
+/// keep multiples of three, replace other even values, remove odd ones.
+pub fn compute_rule(old: Option<Val>, new: Val) -> safemap::Action<Val> {
+    use safemap::Action;
+    match old {
+        None => Action::Set(new),
+        Some(v) if v % 3 == 0 => Action::Keep,
+        Some(v) if v % 2 == 0 => Action::Set(new),
+        Some(_) => Action::Remove,
+    }
+}
+
+/// The result an operation returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ret {
+    /// The value returned by get, insert, remove, remove_if, or displaced by compute.
+    Value(Option<Val>),
+    /// What get_or_insert_with returned, and whether its closure ran.
+    Inserted {
+        /// The value returned.
+        value: Val,
+        /// Whether this call's closure ran.
+        ran: bool,
+    },
+    /// A length.
+    Len(usize),
+    /// Every entry seen, sorted by key.
+    Entries(Vec<(Key, Val)>),
+    /// No result.
+    Unit,
+}
+
+/// One completed operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The thread that ran it.
+    pub thread: usize,
+    /// The operation.
+    pub op: Op,
+    /// Its result.
+    pub ret: Ret,
+    /// Stamp taken just before the call.
+    pub invoke: u64,
+    /// Stamp taken just after the call returned. Invariant: `invoke < response`.
+    pub response: u64,
+}
+
+impl Event {
+    /// Whether the two intervals intersect, i.e. neither returned before the other was invoked.
+    pub fn overlaps(&self, other: &Event) -> bool {
+        self.invoke < other.response && other.invoke < self.response
+    }
+}
+
+/// A complete history: every thread's events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    /// Events from every thread, in no particular order.
+    pub events: Vec<Event>,
+}
+
+impl History {
+    /// How many events overlap an event of another thread.
+    pub fn overlapping(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| {
+                self.events
+                    .iter()
+                    .any(|o| o.thread != e.thread && e.overlaps(o))
+            })
+            .count()
+    }
+}
+
+/// The shared clock for one history.
+#[derive(Debug, Default)]
+pub struct Clock(AtomicU64);
+
+impl Clock {
+    /// Runs `call` and records it on `log` with invoke and response stamps.
+    pub fn record(&self, log: &mut Vec<Event>, thread: usize, op: Op, call: impl FnOnce() -> Ret) {
+        // AcqRel: see the module's Orderings section.
+        let invoke = self.0.fetch_add(1, Ordering::AcqRel);
+        let ret = call();
+        let response = self.0.fetch_add(1, Ordering::AcqRel);
+        log.push(Event {
+            thread,
+            op,
+            ret,
+            invoke,
+            response,
+        });
+    }
+}
+
+/// Shows a written value as the thread and sequence number that wrote it.
+struct Shown(Val);
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 >> 32 {
+            0 => write!(f, "{}", self.0),
+            writer => write!(f, "t{}.{}", writer - 1, self.0 & 0xffff_ffff),
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Get(k) => write!(f, "get(k{k})"),
+            Op::Insert(k, v) => write!(f, "insert(k{k}, {})", Shown(*v)),
+            Op::Remove(k) => write!(f, "remove(k{k})"),
+            Op::RemoveIf(k, v) => write!(f, "remove_if(k{k}, == {})", Shown(*v)),
+            Op::GetOrInsert(k, v) => write!(f, "get_or_insert_with(k{k}, || {})", Shown(*v)),
+            Op::Compute(k, v) => write!(f, "compute(k{k}, rule writing {})", Shown(*v)),
+            Op::Len => write!(f, "len()"),
+            Op::Snapshot => write!(f, "snapshot()"),
+            Op::ForEach => write!(f, "for_each()"),
+            Op::RetainEven => write!(f, "retain(even values)"),
+            Op::Clear => write!(f, "clear()"),
+        }
+    }
+}
+
+impl fmt::Display for Ret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ret::Value(None) => write!(f, "None"),
+            Ret::Value(Some(v)) => write!(f, "Some({})", Shown(*v)),
+            Ret::Inserted { value, ran } => {
+                let closure = if *ran { "ran" } else { "skipped" };
+                write!(f, "{} (closure {closure})", Shown(*value))
+            }
+            Ret::Len(n) => write!(f, "{n}"),
+            Ret::Entries(entries) => {
+                let shown: Vec<_> = entries
+                    .iter()
+                    .map(|(k, v)| format!("k{k}:{}", Shown(*v)))
+                    .collect();
+                write!(f, "{{{}}}", shown.join(", "))
+            }
+            Ret::Unit => write!(f, "()"),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Generating random concurrent histories against a map and checking them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use safemap::{ConcurrentMap, MapSnapshot};
+
+use crate::check::{Violation, check};
+use crate::history::{Clock, Event, History, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
+
+/// The shape of the histories to generate.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Threads per history.
+    pub threads: usize,
+    /// Operations per thread.
+    pub ops: usize,
+    /// Key space, at most [`MAX_KEYS`].
+    pub keys: Key,
+    /// Seed of the first history; history `i` uses `seed + i`.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            threads: 3,
+            ops: 8,
+            keys: 4,
+            seed: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Rejects shapes the checker cannot judge, with the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.threads == 0 || self.ops == 0 {
+            return Err("threads and ops must be at least 1".into());
+        }
+        if self.keys == 0 || self.keys as usize > MAX_KEYS {
+            return Err(format!(
+                "keys must be between 1 and {MAX_KEYS}, got {}",
+                self.keys
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What checking one strategy found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Histories checked.
+    pub histories: usize,
+    /// Histories with no linearization.
+    pub violations: usize,
+    /// Operations recorded.
+    pub ops: usize,
+    /// Operations that overlapped an operation of another thread.
+    pub overlapping: usize,
+    /// The first violation, shrunk, and the index of the history it came from.
+    pub first: Option<(usize, Violation)>,
+}
+
+impl Report {
+    /// The share of operations that really ran concurrently with another thread's.
+    pub fn overlap_share(&self) -> f64 {
+        self.overlapping as f64 / self.ops.max(1) as f64
+    }
+}
+
+/// A strategy the checker can run: its name and how to check it.
+pub struct Contestant {
+    /// Its name on the command line and in reports.
+    pub name: &'static str,
+    /// Checks `histories` histories of the given shape.
+    pub check: fn(&Config, usize) -> Report,
+}
+
+impl Contestant {
+    /// The contestant for map type `M`.
+    pub fn of<M>(name: &'static str) -> Self
+    where
+        M: ConcurrentMap<Key, Val> + Default + Sync,
+    {
+        Contestant {
+            name,
+            check: check_many::<M>,
+        }
+    }
+}
+
+/// Every safemap strategy. Adding a strategy is one line here.
+pub fn strategies() -> Vec<Contestant> {
+    vec![
+        Contestant::of::<safemap::LockedMap<Key, Val>>("LockedMap"),
+        Contestant::of::<safemap::ShardedMap<Key, Val>>("ShardedMap"),
+    ]
+}
+
+/// Checks `histories` fresh histories of map type `M`.
+pub fn check_many<M>(config: &Config, histories: usize) -> Report
+where
+    M: ConcurrentMap<Key, Val> + Default + Sync,
+{
+    let mut report = Report::default();
+    for i in 0..histories {
+        let history = record::<M>(config, config.seed.wrapping_add(i as u64));
+        report.histories += 1;
+        report.ops += history.events.len();
+        report.overlapping += history.overlapping();
+        if let Err(violation) = check(&history, &M::CONSISTENCY, config.keys) {
+            report.violations += 1;
+            report.first.get_or_insert((i, violation));
+        }
+    }
+    report
+}
+
+/// Runs one random history on a fresh `M` and records it.
+pub fn record<M>(config: &Config, seed: u64) -> History
+where
+    M: ConcurrentMap<Key, Val> + Default + Sync,
+{
+    let plans: Vec<Vec<Op>> = (0..config.threads).map(|t| plan(config, seed, t)).collect();
+    let map = M::default();
+    let clock = Clock::default();
+    let start = SpinStart::new(config.threads);
+    let logs = std::thread::scope(|s| {
+        let handles: Vec<_> = plans
+            .into_iter()
+            .enumerate()
+            .map(|(thread, ops)| {
+                let (map, clock, start) = (&map, &clock, &start);
+                s.spawn(move || {
+                    let mut log = Vec::with_capacity(ops.len());
+                    start.wait();
+                    for op in ops {
+                        let call_op = op.clone();
+                        clock.record(&mut log, thread, op, || perform(map, &call_op));
+                    }
+                    log
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("history thread panicked"))
+            .collect::<Vec<Vec<Event>>>()
+    });
+    History {
+        events: logs.into_iter().flatten().collect(),
+    }
+}
+
+/// Releases all threads of a history at once. A sleeping barrier wakes them microseconds apart,
+/// long enough for one thread to finish its whole plan before the next starts; spinning threads
+/// start within nanoseconds of each other, so their operations really overlap.
+struct SpinStart {
+    waiting: AtomicUsize,
+}
+
+impl SpinStart {
+    fn new(threads: usize) -> Self {
+        SpinStart {
+            waiting: AtomicUsize::new(threads),
+        }
+    }
+
+    fn wait(&self) {
+        // Relaxed: the start signal orders nothing; the history's clock does (see history.rs).
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        // With more threads than cores, a spinner may hold the core a late thread needs; after a
+        // short spin it yields so the scheduler runs that thread.
+        let mut spins = 0u32;
+        while self.waiting.load(Ordering::Relaxed) > 0 {
+            spins += 1;
+            if spins < 1_000 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Thread `thread`'s operations: mostly single-key, a few whole-map. Written values are unique
+/// within the history: the thread in the high bits, a counter below.
+fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ ((thread as u64 + 1) << 48));
+    (0..config.ops)
+        .map(|i| {
+            let key = rng.random_range(0..config.keys);
+            let value = ((thread as Val + 1) << 32) | (i as Val * 2 + rng.random_range(0..2));
+            match rng.random_range(0..100) {
+                0..20 => Op::Get(key),
+                20..35 => Op::Insert(key, value),
+                35..45 => Op::Remove(key),
+                45..50 => Op::RemoveIf(key, ((thread as Val + 1) << 32) | rng.random_range(0..8)),
+                50..70 => Op::GetOrInsert(key, value),
+                70..88 => Op::Compute(key, value),
+                88..91 => Op::Len,
+                91..94 => Op::Snapshot,
+                94..97 => Op::ForEach,
+                97..99 => Op::RetainEven,
+                _ => Op::Clear,
+            }
+        })
+        .collect()
+}
+
+/// Calls `op` on `map` and returns its result in recorded form.
+fn perform<M: ConcurrentMap<Key, Val>>(map: &M, op: &Op) -> Ret {
+    let sorted = |mut entries: Vec<(Key, Val)>| {
+        entries.sort_unstable();
+        Ret::Entries(entries)
+    };
+    match *op {
+        Op::Get(k) => Ret::Value(map.get(&k)),
+        Op::Insert(k, v) => Ret::Value(map.insert(k, v)),
+        Op::Remove(k) => Ret::Value(map.remove(&k)),
+        Op::RemoveIf(k, want) => Ret::Value(map.remove_if(&k, |_, v| *v == want)),
+        Op::GetOrInsert(k, v) => {
+            let mut ran = false;
+            let value = map.get_or_insert_with(k, || {
+                ran = true;
+                v
+            });
+            Ret::Inserted { value, ran }
+        }
+        Op::Compute(k, v) => Ret::Value(map.compute(k, |old| compute_rule(old.copied(), v))),
+        Op::Len => Ret::Len(map.len()),
+        Op::Snapshot => sorted(map.snapshot().iter().map(|(k, v)| (*k, *v)).collect()),
+        Op::ForEach => {
+            let mut entries = Vec::new();
+            map.for_each(|k, v| entries.push((*k, *v)));
+            sorted(entries)
+        }
+        Op::RetainEven => {
+            map.retain(|_, v| v % 2 == 0);
+            Ret::Unit
+        }
+        Op::Clear => {
+            map.clear();
+            Ret::Unit
+        }
+    }
+}

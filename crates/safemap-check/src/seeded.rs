@@ -1,0 +1,160 @@
+//! Deliberately broken maps: the proof that the checker can fail.
+//!
+//! Each wraps a correct [`LockedMap`] and breaks one operation the way real concurrent maps get
+//! it wrong. The broken paths yield the thread in their race window, so that the races they
+//! contain show up within a few histories rather than once in a blue moon.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use safemap::{Action, ConcurrentMap, Consistency, LockedMap, TableSnapshot};
+
+use crate::history::{Key, Val};
+use crate::run::Contestant;
+
+/// Which bug a [`Seeded`] map carries.
+pub mod bug {
+    /// `get_or_insert_with` as check-then-act: look up, and if absent build and insert, with no
+    /// lock across the two, so the closure can run twice and two values can win.
+    pub const CHECK_THEN_ACT: u8 = 0;
+    /// Reads served from a cached copy that is refreshed only on every second write, so a read
+    /// after a completed write can return the old value.
+    pub const STALE_READ: u8 = 1;
+    /// `compute` as get, then apply, then insert: a concurrent update in between is lost.
+    pub const LOST_UPDATE: u8 = 2;
+}
+
+/// A map with the bug numbered `BUG` (see [`bug`]).
+#[derive(Default)]
+pub struct Seeded<const BUG: u8> {
+    inner: LockedMap<Key, Val>,
+    /// For [`bug::STALE_READ`]: the cached copy reads come from, and the writes since it was taken.
+    cache: Mutex<(Vec<(Key, Val)>, usize)>,
+}
+
+/// The three seeded bugs, by name.
+pub fn seeded_bugs() -> Vec<Contestant> {
+    vec![
+        Contestant::of::<Seeded<{ bug::CHECK_THEN_ACT }>>("seeded:check-then-act"),
+        Contestant::of::<Seeded<{ bug::STALE_READ }>>("seeded:stale-read"),
+        Contestant::of::<Seeded<{ bug::LOST_UPDATE }>>("seeded:lost-update"),
+    ]
+}
+
+impl<const BUG: u8> Seeded<BUG> {
+    /// Called after every write: refreshes the stale cache on every second one.
+    fn wrote(&self) {
+        if BUG == bug::STALE_READ {
+            let mut cache = self.cache.lock().unwrap();
+            cache.1 += 1;
+            if cache.1 % 2 == 0 {
+                let mut copy = Vec::new();
+                self.inner.for_each(|k, v| copy.push((*k, *v)));
+                cache.0 = copy;
+            }
+        }
+    }
+
+    fn after_write<R>(&self, result: R) -> R {
+        self.wrote();
+        result
+    }
+}
+
+impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
+    type Snapshot = TableSnapshot<Key, Val, safemap::DefaultHashBuilder>;
+    const CONSISTENCY: Consistency = <LockedMap<Key, Val> as ConcurrentMap<Key, Val>>::CONSISTENCY;
+
+    fn get<Q>(&self, key: &Q) -> Option<Val>
+    where
+        Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if BUG == bug::STALE_READ {
+            let cache = self.cache.lock().unwrap();
+            return cache
+                .0
+                .iter()
+                .find(|(k, _)| k.borrow() == key)
+                .map(|(_, v)| *v);
+        }
+        self.inner.get(key)
+    }
+
+    fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&Val) -> R) -> Option<R>
+    where
+        Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.inner.get_with(key, read)
+    }
+
+    fn insert(&self, key: Key, value: Val) -> Option<Val> {
+        self.after_write(self.inner.insert(key, value))
+    }
+
+    fn remove<Q>(&self, key: &Q) -> Option<Val>
+    where
+        Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.after_write(self.inner.remove(key))
+    }
+
+    fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&Key, &Val) -> bool) -> Option<Val>
+    where
+        Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.after_write(self.inner.remove_if(key, remove))
+    }
+
+    fn get_or_insert_with(&self, key: Key, make: impl FnOnce() -> Val) -> Val {
+        if BUG == bug::CHECK_THEN_ACT {
+            if let Some(found) = self.inner.get(&key) {
+                return found;
+            }
+            std::thread::yield_now();
+            let value = make();
+            self.inner.insert(key, value);
+            return value;
+        }
+        self.after_write(self.inner.get_or_insert_with(key, make))
+    }
+
+    fn compute(&self, key: Key, update: impl FnOnce(Option<&Val>) -> Action<Val>) -> Option<Val> {
+        if BUG == bug::LOST_UPDATE {
+            let old = self.inner.get(&key);
+            std::thread::yield_now();
+            return match update(old.as_ref()) {
+                Action::Keep => None,
+                Action::Set(v) => self.inner.insert(key, v).and(old),
+                Action::Remove => self.inner.remove(&key).and(old),
+            };
+        }
+        self.after_write(self.inner.compute(key, update))
+    }
+
+    fn retain(&self, keep: impl FnMut(&Key, &Val) -> bool) {
+        self.inner.retain(keep);
+        self.wrote();
+    }
+
+    fn clear(&self) {
+        self.inner.clear();
+        self.wrote();
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn for_each(&self, visit: impl FnMut(&Key, &Val)) {
+        self.inner.for_each(visit)
+    }
+
+    fn snapshot(&self) -> Self::Snapshot {
+        self.inner.snapshot()
+    }
+}

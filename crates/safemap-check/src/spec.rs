@@ -1,0 +1,160 @@
+//! The sequential specification: a map over at most [`MAX_KEYS`] keys, and how each recorded
+//! operation becomes the atomic steps it is judged as.
+//!
+//! An operation a strategy declares atomic is one step over the whole map. A weakly consistent
+//! whole-map operation (see [`safemap::WholeMap`]) promises only that each key is observed or
+//! changed at some instant within the call, so it becomes one step per key, each free to take
+//! effect at its own instant inside the call's interval. Single-key operations are one step on
+//! their key. When no step spans several keys, the history splits by key
+//! (P-compositionality) and each key is checked on its own.
+
+use safemap::{Action, Consistency, WholeMap};
+
+use crate::history::{Event, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
+
+/// The model's state: the value of each key.
+pub type State = [Option<Val>; MAX_KEYS];
+
+/// What part of the map a step reads or changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One key.
+    Key(Key),
+    /// Every key at one instant.
+    Whole,
+}
+
+/// One atomic step of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Index of the event in its history.
+    pub event: usize,
+    /// What it touches.
+    pub scope: Scope,
+}
+
+/// The steps `event` (at index `index`) is judged as, given the strategy's declared consistency
+/// and the history's key count.
+///
+/// With `per_key`, whole-map steps are projected onto each key as well. That is sound: an atomic
+/// step's effect on one key is its projection at the same instant, so a history whose projection
+/// onto some key has no linearization has none itself. It judges less (an atomic `len` is dropped,
+/// a snapshot's keys may come from different instants), so it finds failures sooner and smaller,
+/// and the full check catches the rest.
+pub fn steps(
+    index: usize,
+    event: &Event,
+    declared: &Consistency,
+    keys: Key,
+    per_key: bool,
+) -> Vec<Step> {
+    let whole = |guarantee: WholeMap| match (guarantee, per_key) {
+        (WholeMap::Atomic, false) => vec![Scope::Whole],
+        _ => (0..keys).map(Scope::Key).collect(),
+    };
+    let scopes = match event.op {
+        Op::Get(k)
+        | Op::Insert(k, _)
+        | Op::Remove(k)
+        | Op::RemoveIf(k, _)
+        | Op::GetOrInsert(k, _)
+        | Op::Compute(k, _) => vec![Scope::Key(k)],
+        // Every strategy's snapshot is a point-in-time view.
+        Op::Snapshot => whole(WholeMap::Atomic),
+        Op::ForEach => whole(declared.for_each),
+        Op::RetainEven => whole(declared.retain),
+        Op::Clear => whole(declared.clear),
+        // An estimated length promises no particular value, so it is not judged.
+        Op::Len => match (declared.len, per_key) {
+            (WholeMap::Atomic, false) => vec![Scope::Whole],
+            _ => vec![],
+        },
+    };
+    scopes
+        .into_iter()
+        .map(|scope| Step {
+            event: index,
+            scope,
+        })
+        .collect()
+}
+
+/// Applies `event` over `scope` to `state`: the next state if the event's recorded result is
+/// what the specification returns from `state`, `None` if it cannot be.
+pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
+    let mut next = *state;
+    let expect = |ok: bool| ok.then_some(());
+    match (&event.op, scope) {
+        (Op::Get(k), _) => expect(event.ret == Ret::Value(next[*k as usize]))?,
+        (Op::Insert(k, v), _) => {
+            let old = next[*k as usize].replace(*v);
+            expect(event.ret == Ret::Value(old))?;
+        }
+        (Op::Remove(k), _) => {
+            let old = next[*k as usize].take();
+            expect(event.ret == Ret::Value(old))?;
+        }
+        (Op::RemoveIf(k, want), _) => {
+            let slot = &mut next[*k as usize];
+            let removed = if *slot == Some(*want) {
+                slot.take()
+            } else {
+                None
+            };
+            expect(event.ret == Ret::Value(removed))?;
+        }
+        (Op::GetOrInsert(k, v), _) => {
+            let slot = &mut next[*k as usize];
+            let expected = match *slot {
+                Some(present) => Ret::Inserted {
+                    value: present,
+                    ran: false,
+                },
+                None => {
+                    *slot = Some(*v);
+                    Ret::Inserted {
+                        value: *v,
+                        ran: true,
+                    }
+                }
+            };
+            expect(event.ret == expected)?;
+        }
+        (Op::Compute(k, new), _) => {
+            let slot = &mut next[*k as usize];
+            let displaced = match compute_rule(*slot, *new) {
+                Action::Keep => None,
+                Action::Set(v) => slot.replace(v),
+                Action::Remove => slot.take(),
+            };
+            expect(event.ret == Ret::Value(displaced))?;
+        }
+        (Op::Len, _) => {
+            expect(event.ret == Ret::Len(next.iter().flatten().count()))?;
+        }
+        (Op::Snapshot | Op::ForEach, Scope::Whole) => {
+            let entries: Vec<(Key, Val)> = (0..MAX_KEYS as Key)
+                .filter_map(|k| next[k as usize].map(|v| (k, v)))
+                .collect();
+            expect(event.ret == Ret::Entries(entries))?;
+        }
+        (Op::Snapshot | Op::ForEach, Scope::Key(k)) => {
+            let Ret::Entries(entries) = &event.ret else {
+                return None;
+            };
+            let seen = entries.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+            expect(seen == next[k as usize])?;
+        }
+        (Op::RetainEven, Scope::Whole) => {
+            for slot in &mut next {
+                slot.take_if(|v| *v % 2 == 1);
+            }
+        }
+        (Op::RetainEven, Scope::Key(k)) => {
+            next[k as usize].take_if(|v| *v % 2 == 1);
+        }
+        (Op::Clear, Scope::Whole) => next = [None; MAX_KEYS],
+        (Op::Clear, Scope::Key(k)) => next[k as usize] = None,
+    }
+    Some(next)
+}
