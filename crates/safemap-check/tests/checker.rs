@@ -1,0 +1,234 @@
+//! The checker accepts what is linearizable, rejects what is not, judges each strategy by what it
+//! declares, and catches every seeded bug with a counterexample that is itself a failure.
+
+use safemap::{ConcurrentMap, Consistency, Cost, WholeMap};
+use safemap_check::check::check;
+use safemap_check::history::{Event, History, Op, Ret};
+use safemap_check::run::{Config, strategies};
+use safemap_check::seeded::seeded_bugs;
+
+/// An event of `thread` spanning `[invoke, response]`.
+fn ev(thread: usize, invoke: u64, response: u64, op: Op, ret: Ret) -> Event {
+    Event {
+        thread,
+        op,
+        ret,
+        invoke,
+        response,
+    }
+}
+
+fn history(events: Vec<Event>) -> History {
+    History { events }
+}
+
+fn declared(whole: WholeMap) -> Consistency {
+    Consistency {
+        len: whole,
+        for_each: whole,
+        retain: whole,
+        clear: whole,
+        snapshot_cost: Cost::Linear,
+        insert_closure_blocks_shard: true,
+    }
+}
+
+const ATOMIC: WholeMap = WholeMap::Atomic;
+const WEAK: WholeMap = WholeMap::WeaklyConsistent;
+
+#[test]
+fn overlapping_operations_may_take_effect_in_either_order() {
+    // The get overlaps the insert, so it may see either the old or the new value.
+    for seen in [None, Some(7)] {
+        let h = history(vec![
+            ev(0, 0, 3, Op::Insert(0, 7), Ret::Value(None)),
+            ev(1, 1, 2, Op::Get(0), Ret::Value(seen)),
+        ]);
+        assert!(check(&h, &declared(ATOMIC), 2).is_ok(), "saw {seen:?}");
+    }
+}
+
+#[test]
+fn a_read_after_a_completed_write_must_see_it() {
+    let h = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 7), Ret::Value(None)),
+        ev(1, 2, 3, Op::Get(0), Ret::Value(None)),
+    ]);
+    let violation = check(&h, &declared(ATOMIC), 2).unwrap_err();
+    assert_eq!(violation.key, Some(0));
+    assert_eq!(violation.events.len(), 2);
+}
+
+#[test]
+fn a_value_from_nowhere_is_rejected() {
+    let h = history(vec![ev(0, 0, 1, Op::Get(1), Ret::Value(Some(5)))]);
+    assert!(check(&h, &declared(ATOMIC), 2).is_err());
+}
+
+#[test]
+fn two_closures_winning_one_absent_key_is_rejected() {
+    let h = history(vec![
+        ev(
+            0,
+            0,
+            3,
+            Op::GetOrInsert(0, 1),
+            Ret::Inserted {
+                value: 1,
+                ran: true,
+            },
+        ),
+        ev(
+            1,
+            1,
+            2,
+            Op::GetOrInsert(0, 2),
+            Ret::Inserted {
+                value: 2,
+                ran: true,
+            },
+        ),
+    ]);
+    assert!(check(&h, &declared(ATOMIC), 1).is_err());
+    // One winner, one loser that returns the winner's value, is fine in either order.
+    let h = history(vec![
+        ev(
+            0,
+            0,
+            3,
+            Op::GetOrInsert(0, 1),
+            Ret::Inserted {
+                value: 2,
+                ran: false,
+            },
+        ),
+        ev(
+            1,
+            1,
+            2,
+            Op::GetOrInsert(0, 2),
+            Ret::Inserted {
+                value: 2,
+                ran: true,
+            },
+        ),
+    ]);
+    assert!(check(&h, &declared(ATOMIC), 1).is_ok());
+}
+
+#[test]
+fn a_lost_compute_update_is_rejected() {
+    // Both computes displaced the same even value: one of them missed the other's write.
+    let h = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 2), Ret::Value(None)),
+        ev(1, 2, 5, Op::Compute(0, 4), Ret::Value(Some(2))),
+        ev(2, 3, 6, Op::Compute(0, 8), Ret::Value(Some(2))),
+    ]);
+    assert!(check(&h, &declared(ATOMIC), 1).is_err());
+}
+
+/// `for_each` sees k1's later insert but not k0's earlier one. No single instant explains that,
+/// but each key seen at its own instant does: an atomic claim fails, a weak one passes.
+#[test]
+fn whole_map_operations_are_judged_by_the_declared_consistency() {
+    let torn = history(vec![
+        ev(0, 0, 10, Op::ForEach, Ret::Entries(vec![(1, 9)])),
+        ev(1, 1, 2, Op::Insert(0, 8), Ret::Value(None)),
+        ev(1, 3, 4, Op::Insert(1, 9), Ret::Value(None)),
+    ]);
+    let violation = check(&torn, &declared(ATOMIC), 2).unwrap_err();
+    assert_eq!(violation.key, None, "only the whole-map model can see this");
+    assert!(check(&torn, &declared(WEAK), 2).is_ok());
+
+    // A len that matches no instant: exact fails, estimate is not judged.
+    let miscounted = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 8), Ret::Value(None)),
+        ev(0, 2, 3, Op::Len, Ret::Len(2)),
+    ]);
+    assert!(check(&miscounted, &declared(ATOMIC), 2).is_err());
+    assert!(check(&miscounted, &declared(WEAK), 2).is_ok());
+
+    // Snapshots are point-in-time whatever else a strategy declares.
+    let torn_snapshot = history(vec![
+        ev(0, 0, 10, Op::Snapshot, Ret::Entries(vec![(1, 9)])),
+        ev(1, 1, 2, Op::Insert(0, 8), Ret::Value(None)),
+        ev(1, 3, 4, Op::Insert(1, 9), Ret::Value(None)),
+    ]);
+    assert!(check(&torn_snapshot, &declared(WEAK), 2).is_err());
+}
+
+#[test]
+fn every_strategy_passes() {
+    let config = Config {
+        threads: 3,
+        ops: 8,
+        keys: 4,
+        seed: 11,
+    };
+    for strategy in strategies() {
+        let report = (strategy.check)(&config, 300);
+        assert_eq!(report.histories, 300);
+        assert_eq!(
+            report.violations, 0,
+            "{}: {:?}",
+            strategy.name, report.first
+        );
+        assert!(
+            report.overlapping > 0,
+            "{}: no operation overlapped",
+            strategy.name
+        );
+    }
+}
+
+#[test]
+fn every_seeded_bug_is_caught_with_a_sound_counterexample() {
+    let config = Config {
+        threads: 3,
+        ops: 8,
+        keys: 4,
+        seed: 5,
+    };
+    let bugs = seeded_bugs();
+    assert_eq!(bugs.len(), 3);
+    for bug in bugs {
+        let report = (bug.check)(&config, 2_000);
+        assert!(report.violations > 0, "{} was not caught", bug.name);
+        let (_, violation) = report.first.expect("a counterexample");
+        let shown = violation.to_string();
+        assert!(shown.contains("not linearizable"), "{shown}");
+        assert!(shown.lines().count() > violation.events.len(), "{shown}");
+        // The shrunk counterexample fails on its own: it is evidence, not a fragment.
+        let alone = History {
+            events: violation.events.clone(),
+        };
+        let declared = <safemap::LockedMap<u8, u64> as ConcurrentMap<u8, u64>>::CONSISTENCY;
+        assert!(
+            check(&alone, &declared, config.keys).is_err(),
+            "{}: {shown}",
+            bug.name
+        );
+    }
+}
+
+#[test]
+fn bad_shapes_are_refused() {
+    let bad = [
+        Config {
+            keys: 9,
+            ..Config::default()
+        },
+        Config {
+            keys: 0,
+            ..Config::default()
+        },
+        Config {
+            threads: 0,
+            ..Config::default()
+        },
+    ];
+    for config in bad {
+        assert!(config.validate().is_err(), "{config:?}");
+    }
+    assert!(Config::default().validate().is_ok());
+}
