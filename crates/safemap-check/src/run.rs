@@ -135,13 +135,8 @@ where
             .map(|(thread, ops)| {
                 let (map, clock, start) = (&map, &clock, &start);
                 s.spawn(move || {
-                    let mut log = Vec::with_capacity(ops.len());
                     start.wait();
-                    for op in ops {
-                        let call_op = op.clone();
-                        clock.record(&mut log, thread, op, || perform(map, &call_op));
-                    }
-                    log
+                    play(map, clock, thread, ops)
                 })
             })
             .collect();
@@ -153,6 +148,22 @@ where
     History {
         events: logs.into_iter().flatten().collect(),
     }
+}
+
+/// Runs thread `thread`'s operations on `map`, stamping each on `clock`; returns its log. Any
+/// threading runtime can drive it: OS threads here, shuttle's in the schedule tests.
+pub fn play<M: ConcurrentMap<Key, Val>>(
+    map: &M,
+    clock: &Clock,
+    thread: usize,
+    ops: Vec<Op>,
+) -> Vec<Event> {
+    let mut log = Vec::with_capacity(ops.len());
+    for op in ops {
+        let call = op.clone();
+        clock.record(&mut log, thread, op, || perform(map, &call));
+    }
+    log
 }
 
 /// Releases all threads of a history at once. A sleeping barrier wakes them microseconds apart,
@@ -188,7 +199,7 @@ impl SpinStart {
 
 /// Thread `thread`'s operations: mostly single-key, a few whole-map. Written values are unique
 /// within the history: the thread in the high bits, a counter below.
-fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
+pub fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
     let mut rng = SmallRng::seed_from_u64(seed ^ ((thread as u64 + 1) << 48));
     (0..config.ops)
         .map(|i| {

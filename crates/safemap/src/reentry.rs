@@ -13,6 +13,8 @@
 
 use std::cell::RefCell;
 
+use crate::sync::thread_local;
+
 /// Identifies one map instance for the duration of a call: its address, which cannot change or be
 /// reused while the map is borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +62,7 @@ pub(crate) fn run_inside<R>(map: MapId, op: &'static str, user: impl FnOnce() ->
             let _ = INSIDE.try_with(|inside| inside.borrow_mut().pop());
         }
     }
-    INSIDE.with_borrow_mut(|inside| inside.push((map, op)));
+    INSIDE.with(|inside| inside.borrow_mut().push((map, op)));
     let _leave = Leave;
     user()
 }

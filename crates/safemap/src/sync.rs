@@ -1,7 +1,43 @@
 //! The one place that names synchronization primitives.
 //!
-//! Every strategy takes its locks from here, so that a schedule explorer (shuttle, loom) can be
-//! swapped in behind a `--cfg` without touching strategy code. `parking_lot` locks do not poison:
-//! a panicking closure releases its lock on unwind and leaves the map usable.
+//! Every strategy takes its locks (and its thread-locals) from here, so that a schedule explorer
+//! can be swapped in behind a `--cfg` without touching strategy code:
+//! - normally, `parking_lot` locks, which do not poison: a panicking closure releases its lock on
+//!   unwind and leaves the map usable;
+//! - under `--cfg shuttle`, shuttle's locks and thread-locals, so that shuttle controls every point
+//!   where one thread can wait for another. Shuttle's locks poison like std's; the wrapper ignores
+//!   poison, as `parking_lot` does, so both builds behave alike.
 
+#[cfg(not(shuttle))]
 pub(crate) use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(not(shuttle))]
+pub(crate) use std::thread_local;
+
+#[cfg(shuttle)]
+pub(crate) use shuttle::thread_local;
+#[cfg(shuttle)]
+pub(crate) use shuttle_locks::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+#[cfg(shuttle)]
+mod shuttle_locks {
+    use std::sync::PoisonError;
+
+    pub(crate) use shuttle::sync::{RwLockReadGuard, RwLockWriteGuard};
+
+    /// shuttle's `RwLock` with `parking_lot`'s guard-returning, non-poisoning API.
+    pub(crate) struct RwLock<T>(shuttle::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            RwLock(shuttle::sync::RwLock::new(value))
+        }
+
+        pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+            self.0.read().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+            self.0.write().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+}
