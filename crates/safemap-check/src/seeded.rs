@@ -6,8 +6,8 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
-use std::sync::Mutex;
 
+use parking_lot::Mutex;
 use safemap::{Action, ConcurrentMap, Consistency, LockedMap, TableSnapshot};
 
 use crate::history::{Key, Val};
@@ -46,7 +46,7 @@ impl<const BUG: u8> Seeded<BUG> {
     /// Called after every write: refreshes the stale cache on every second one.
     fn wrote(&self) {
         if BUG == bug::STALE_READ {
-            let mut cache = self.cache.lock().unwrap();
+            let mut cache = self.cache.lock();
             cache.1 += 1;
             if cache.1 % 2 == 0 {
                 let mut copy = Vec::new();
@@ -72,7 +72,7 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
         Q: Hash + Eq + ?Sized,
     {
         if BUG == bug::STALE_READ {
-            let cache = self.cache.lock().unwrap();
+            let cache = self.cache.lock();
             return cache
                 .0
                 .iter()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use safemap::ConcurrentMap;
 use safemap_check::check::check;
 use safemap_check::history::{Clock, History, Key, Op, Val};
-use safemap_check::run::{Config, play, plan};
+use safemap_check::run::{Config, plan, play};
 use safemap_check::seeded::{Seeded, bug};
 
 const SCHEDULES: usize = 1_000;
@@ -33,7 +33,10 @@ where
             shuttle::thread::spawn(move || play(&*map, &clock, thread, ops))
         })
         .collect();
-    let events = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let events = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     if let Err(violation) = check(&History { events }, &M::CONSISTENCY, keys) {
         panic!("{violation}");
     }
@@ -46,7 +49,9 @@ fn random_plans(seed: u64) -> (Vec<Vec<Op>>, Key) {
         keys: 3,
         seed,
     };
-    let plans = (0..config.threads).map(|t| plan(&config, seed, t)).collect();
+    let plans = (0..config.threads)
+        .map(|t| plan(&config, seed, t))
+        .collect();
     (plans, config.keys)
 }
 
@@ -57,7 +62,10 @@ where
     for seed in [1, 2] {
         let (plans, keys) = random_plans(seed);
         let random = plans.clone();
-        shuttle::check_random(move || linearizable_run::<M>(random.clone(), keys), SCHEDULES);
+        shuttle::check_random(
+            move || linearizable_run::<M>(random.clone(), keys),
+            SCHEDULES,
+        );
         shuttle::check_pct(
             move || linearizable_run::<M>(plans.clone(), keys),
             SCHEDULES,

@@ -6,8 +6,10 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Barrier, Mutex};
+
+use parking_lot::Mutex;
 
 use common::for_every_strategy;
 use safemap::{Action, ConcurrentMap, MapSnapshot};
@@ -118,12 +120,12 @@ for_every_strategy! {
                     }))
                 })
                 .fold(vec![0; keys], |mut got, (k, v)| { got[k] = v; got });
-            seen.lock().unwrap().push(got);
+            seen.lock().push(got);
         });
         for (k, r) in runs.iter().enumerate() {
             assert_eq!(r.load(Ordering::Relaxed), 1, "closure runs for key {k}");
         }
-        for got in seen.lock().unwrap().iter() {
+        for got in seen.lock().iter() {
             for (k, v) in got.iter().enumerate() {
                 assert_eq!(Some(*v), map.get(&k), "a thread saw a value that did not win");
             }

@@ -3,8 +3,11 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+// parking_lot rather than std: it is compiled with the tests, so TSAN sees its synchronization.
+use parking_lot::Mutex;
 
 /// Expands the test items it is given once per strategy, in a module named after it where
 /// `Map<K, V>` (and `Map<K, V, S>`) is that strategy. Adding a strategy is one line here.
@@ -79,7 +82,7 @@ impl DropLedger {
     }
 
     pub fn dropped(&self) -> usize {
-        self.dropped.lock().unwrap().len()
+        self.dropped.lock().len()
     }
 
     pub fn live(&self) -> usize {
@@ -105,7 +108,7 @@ impl Clone for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if !self.ledger.dropped.lock().unwrap().insert(self.id) {
+        if !self.ledger.dropped.lock().insert(self.id) {
             self.ledger.double_drops.fetch_add(1, Ordering::Relaxed);
         }
     }

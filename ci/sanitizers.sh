@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the test suites under ThreadSanitizer and AddressSanitizer (with LeakSanitizer) on the
+# nightly toolchain. First each sanitizer must catch its canary (ci/canary/), so that a clean run
+# means something.
+#
+# Flags: std ships prebuilt without sanitizer instrumentation and there is no rust-src here for
+# -Zbuild-std, so -Cunsafe-allow-abi-mismatch=sanitizer lets instrumented crates link against it.
+# TSAN then cannot see synchronization inside std, hence ci/tsan-suppressions.txt (each entry
+# says why) and --test-threads=1 (libtest's own cross-test machinery is uninstrumented std; each
+# test still spawns its own threads). Tests use parking_lot locks, which are instrumented.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+toolchain="${SANITIZER_TOOLCHAIN:-nightly}"
+target=x86_64-unknown-linux-gnu
+packages=(-p safemap --tests -p safemap-check --test checker)
+out=target/sanitizer-canary
+mkdir -p "$out"
+
+expect_report() {  # name, sanitizer, pattern
+  local name=$1 sanitizer=$2 pattern=$3
+  rustc +"$toolchain" --edition 2024 -g -Zsanitizer="$sanitizer" --target "$target" \
+    -Cunsafe-allow-abi-mismatch=sanitizer -o "$out/$name" "ci/canary/$name.rs" 2>/dev/null
+  if "$out/$name" >"$out/$name.log" 2>&1 || ! grep -q "$pattern" "$out/$name.log"; then
+    echo "sanitizers: the $sanitizer canary $name was not reported; the setup is broken" >&2
+    cat "$out/$name.log" >&2
+    exit 1
+  fi
+  echo "canary $name: reported by $sanitizer, as it must be"
+}
+
+echo "==> ThreadSanitizer"
+expect_report data_race thread "ThreadSanitizer: data race"
+RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" \
+TSAN_OPTIONS="suppressions=$PWD/ci/tsan-suppressions.txt halt_on_error=1" \
+  cargo +"$toolchain" test "${packages[@]}" --target "$target" --target-dir target/tsan \
+  -- --test-threads=1
+
+echo "==> AddressSanitizer (with leak detection)"
+expect_report use_after_free address "heap-use-after-free"
+RUSTFLAGS="-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer" \
+ASAN_OPTIONS="detect_leaks=1" \
+  cargo +"$toolchain" test "${packages[@]}" --target "$target" --target-dir target/asan
