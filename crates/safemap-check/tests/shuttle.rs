@@ -74,14 +74,21 @@ where
     }
 }
 
-#[test]
-fn locked_map_schedules() {
-    explore::<safemap::LockedMap<Key, Val>>();
+/// One schedule test per strategy. Adding a strategy is one line here.
+macro_rules! schedules {
+    ($($test:ident: $map:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                explore::<safemap::$map<Key, Val>>();
+            }
+        )*
+    };
 }
 
-#[test]
-fn sharded_map_schedules() {
-    explore::<safemap::ShardedMap<Key, Val>>();
+schedules! {
+    locked_map_schedules: LockedMap,
+    sharded_map_schedules: ShardedMap,
 }
 
 /// Two threads race `get_or_insert_with` on one absent key, then read it. Shuttle must find the
