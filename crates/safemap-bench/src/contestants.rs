@@ -1,0 +1,354 @@
+//! The maps under test, each behind the same five operations, all hashing with foldhash.
+//!
+//! Shared maps implement [`SharedMap`]; every thread gets a `&M`. The floor, an unsynchronized
+//! hashbrown map, can only be handed to one thread as `&mut`, which the type system enforces
+//! through [`Contender::handles`].
+
+use std::collections::HashMap as StdHashMap;
+use std::sync::{Mutex, RwLock};
+
+use safemap::{Action, ConcurrentMap, LockedMap, ShardedMap};
+use serde::Serialize;
+
+use crate::measure::{Cell, Measurement, measure};
+
+/// The hasher every contestant uses, so that hashing cost is equal.
+pub type Hasher = foldhash::fast::RandomState;
+
+/// The five operations a workload performs, on one thread's handle.
+pub trait MapOps: Send {
+    /// Whether the key is present (the value is read).
+    fn get(&mut self, k: u64) -> bool;
+    /// Stores `v` for `k`.
+    fn insert(&mut self, k: u64, v: u64);
+    /// Removes `k`.
+    fn remove(&mut self, k: u64);
+    /// Adds one to `k`'s value if present.
+    fn update(&mut self, k: u64);
+    /// Returns `k`'s value, storing `make()` first if absent.
+    fn get_or_insert(&mut self, k: u64, make: impl FnOnce() -> u64) -> u64;
+}
+
+/// A map that the runner can create and hand out to threads.
+pub trait Contender {
+    /// What one thread operates through.
+    type Handle<'a>: MapOps
+    where
+        Self: 'a;
+    /// An empty map.
+    fn create() -> Self;
+    /// One handle per thread.
+    fn handles(&mut self, threads: usize) -> Vec<Self::Handle<'_>>;
+}
+
+/// A map all threads share by reference.
+pub trait SharedMap: Sync + Sized {
+    /// An empty map.
+    fn create() -> Self;
+    /// As [`MapOps::get`].
+    fn get(&self, k: u64) -> bool;
+    /// As [`MapOps::insert`].
+    fn insert(&self, k: u64, v: u64);
+    /// As [`MapOps::remove`].
+    fn remove(&self, k: u64);
+    /// As [`MapOps::update`].
+    fn update(&self, k: u64);
+    /// As [`MapOps::get_or_insert`].
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64;
+}
+
+impl<M: SharedMap> MapOps for &M {
+    fn get(&mut self, k: u64) -> bool {
+        SharedMap::get(*self, k)
+    }
+    fn insert(&mut self, k: u64, v: u64) {
+        SharedMap::insert(*self, k, v)
+    }
+    fn remove(&mut self, k: u64) {
+        SharedMap::remove(*self, k)
+    }
+    fn update(&mut self, k: u64) {
+        SharedMap::update(*self, k)
+    }
+    fn get_or_insert(&mut self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        SharedMap::get_or_insert(*self, k, make)
+    }
+}
+
+impl<M: SharedMap> Contender for M {
+    type Handle<'a>
+        = &'a M
+    where
+        M: 'a;
+    fn create() -> Self {
+        SharedMap::create()
+    }
+    fn handles(&mut self, threads: usize) -> Vec<&M> {
+        vec![&*self; threads]
+    }
+}
+
+/// Every safemap strategy, through the one trait they share.
+macro_rules! safemap_contestant {
+    ($($map:ident),*) => {$(
+        impl SharedMap for $map<u64, u64, Hasher> {
+            fn create() -> Self {
+                $map::with_hasher(Hasher::default())
+            }
+            fn get(&self, k: u64) -> bool {
+                ConcurrentMap::get(self, &k).is_some()
+            }
+            fn insert(&self, k: u64, v: u64) {
+                ConcurrentMap::insert(self, k, v);
+            }
+            fn remove(&self, k: u64) {
+                ConcurrentMap::remove(self, &k);
+            }
+            fn update(&self, k: u64) {
+                self.compute(k, |v| v.map_or(Action::Keep, |v| Action::Set(v + 1)));
+            }
+            fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+                self.get_or_insert_with(k, make)
+            }
+        }
+    )*};
+}
+safemap_contestant!(LockedMap, ShardedMap);
+
+impl SharedMap for RwLock<StdHashMap<u64, u64, Hasher>> {
+    fn create() -> Self {
+        RwLock::new(StdHashMap::with_hasher(Hasher::default()))
+    }
+    fn get(&self, k: u64) -> bool {
+        self.read().unwrap().get(&k).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        self.write().unwrap().insert(k, v);
+    }
+    fn remove(&self, k: u64) {
+        self.write().unwrap().remove(&k);
+    }
+    fn update(&self, k: u64) {
+        if let Some(v) = self.write().unwrap().get_mut(&k) {
+            *v += 1;
+        }
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        if let Some(v) = self.read().unwrap().get(&k) {
+            return *v;
+        }
+        *self.write().unwrap().entry(k).or_insert_with(make)
+    }
+}
+
+impl SharedMap for Mutex<StdHashMap<u64, u64, Hasher>> {
+    fn create() -> Self {
+        Mutex::new(StdHashMap::with_hasher(Hasher::default()))
+    }
+    fn get(&self, k: u64) -> bool {
+        self.lock().unwrap().get(&k).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        self.lock().unwrap().insert(k, v);
+    }
+    fn remove(&self, k: u64) {
+        self.lock().unwrap().remove(&k);
+    }
+    fn update(&self, k: u64) {
+        if let Some(v) = self.lock().unwrap().get_mut(&k) {
+            *v += 1;
+        }
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        *self.lock().unwrap().entry(k).or_insert_with(make)
+    }
+}
+
+impl SharedMap for dashmap::DashMap<u64, u64, Hasher> {
+    fn create() -> Self {
+        dashmap::DashMap::with_hasher(Hasher::default())
+    }
+    fn get(&self, k: u64) -> bool {
+        dashmap::DashMap::get(self, &k).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        dashmap::DashMap::insert(self, k, v);
+    }
+    fn remove(&self, k: u64) {
+        dashmap::DashMap::remove(self, &k);
+    }
+    fn update(&self, k: u64) {
+        if let Some(mut v) = self.get_mut(&k) {
+            *v += 1;
+        }
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        *self.entry(k).or_insert_with(make)
+    }
+}
+
+impl SharedMap for papaya::HashMap<u64, u64, Hasher> {
+    fn create() -> Self {
+        papaya::HashMap::with_hasher(Hasher::default())
+    }
+    fn get(&self, k: u64) -> bool {
+        self.pin().get(&k).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        self.pin().insert(k, v);
+    }
+    fn remove(&self, k: u64) {
+        self.pin().remove(&k);
+    }
+    fn update(&self, k: u64) {
+        self.pin().update(k, |v| v + 1);
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        *self.pin().get_or_insert_with(k, make)
+    }
+}
+
+impl SharedMap for scc::HashMap<u64, u64, Hasher> {
+    fn create() -> Self {
+        scc::HashMap::with_hasher(Hasher::default())
+    }
+    fn get(&self, k: u64) -> bool {
+        self.read_sync(&k, |_, v| *v).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        self.upsert_sync(k, v);
+    }
+    fn remove(&self, k: u64) {
+        self.remove_sync(&k);
+    }
+    fn update(&self, k: u64) {
+        self.update_sync(&k, |_, v| *v += 1);
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        *self.entry_sync(k).or_insert_with(make).get()
+    }
+}
+
+impl SharedMap for scc::HashIndex<u64, u64, Hasher> {
+    fn create() -> Self {
+        scc::HashIndex::with_hasher(Hasher::default())
+    }
+    fn get(&self, k: u64) -> bool {
+        self.peek_with(&k, |_, v| *v).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        match self.entry_sync(k) {
+            scc::hash_index::Entry::Occupied(mut e) => e.update(v),
+            scc::hash_index::Entry::Vacant(e) => {
+                e.insert_entry(v);
+            }
+        }
+    }
+    fn remove(&self, k: u64) {
+        self.remove_sync(&k);
+    }
+    fn update(&self, k: u64) {
+        if let scc::hash_index::Entry::Occupied(mut e) = self.entry_sync(k) {
+            let next = *e.get() + 1;
+            e.update(next);
+        }
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        if let Some(v) = self.peek_with(&k, |_, v| *v) {
+            return v;
+        }
+        *self.entry_sync(k).or_insert_with(make).get()
+    }
+}
+
+/// The floor: hashbrown with no synchronization at all, run on one thread.
+pub struct Unsynchronized(hashbrown::HashMap<u64, u64, Hasher>);
+
+impl Contender for Unsynchronized {
+    type Handle<'a> = &'a mut hashbrown::HashMap<u64, u64, Hasher>;
+    fn create() -> Self {
+        Unsynchronized(hashbrown::HashMap::with_hasher(Hasher::default()))
+    }
+    /// # Panics
+    /// For more than one thread: the floor is unsynchronized by definition.
+    fn handles(&mut self, threads: usize) -> Vec<Self::Handle<'_>> {
+        assert_eq!(threads, 1, "the floor runs on one thread only");
+        vec![&mut self.0]
+    }
+}
+
+impl MapOps for &mut hashbrown::HashMap<u64, u64, Hasher> {
+    fn get(&mut self, k: u64) -> bool {
+        hashbrown::HashMap::get(*self, &k).is_some()
+    }
+    fn insert(&mut self, k: u64, v: u64) {
+        hashbrown::HashMap::insert(*self, k, v);
+    }
+    fn remove(&mut self, k: u64) {
+        hashbrown::HashMap::remove(*self, &k);
+    }
+    fn update(&mut self, k: u64) {
+        if let Some(v) = self.get_mut(&k) {
+            *v += 1;
+        }
+    }
+    fn get_or_insert(&mut self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        *self.entry(k).or_insert_with(make)
+    }
+}
+
+/// Where a contestant comes from, for reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// A safemap strategy.
+    Safemap,
+    /// Another Rust map.
+    Peer,
+    /// The unsynchronized single-thread floor.
+    Floor,
+}
+
+/// A contestant: its name, family, and how to measure it.
+pub struct Contestant {
+    /// Its name on the command line and in reports.
+    pub name: &'static str,
+    /// Where it comes from.
+    pub family: Family,
+    /// Measures one cell.
+    pub measure: fn(&Cell) -> Measurement,
+    /// Measures bytes per entry with `n` entries.
+    pub footprint: fn(usize) -> f64,
+}
+
+impl Contestant {
+    fn of<M: Contender>(name: &'static str, family: Family) -> Self {
+        Contestant {
+            name,
+            family,
+            measure: measure::<M>,
+            footprint: crate::alloc::footprint::<M>,
+        }
+    }
+
+    /// Whether it can run with `threads` threads.
+    pub fn runs_on(&self, threads: usize) -> bool {
+        self.family != Family::Floor || threads == 1
+    }
+}
+
+/// Every contestant. Adding a safemap strategy is one line here.
+pub fn contestants() -> Vec<Contestant> {
+    use Family::*;
+    vec![
+        Contestant::of::<LockedMap<u64, u64, Hasher>>("LockedMap", Safemap),
+        Contestant::of::<ShardedMap<u64, u64, Hasher>>("ShardedMap", Safemap),
+        Contestant::of::<RwLock<StdHashMap<u64, u64, Hasher>>>("std-RwLock", Peer),
+        Contestant::of::<Mutex<StdHashMap<u64, u64, Hasher>>>("std-Mutex", Peer),
+        Contestant::of::<dashmap::DashMap<u64, u64, Hasher>>("dashmap", Peer),
+        Contestant::of::<papaya::HashMap<u64, u64, Hasher>>("papaya", Peer),
+        Contestant::of::<scc::HashMap<u64, u64, Hasher>>("scc-HashMap", Peer),
+        Contestant::of::<scc::HashIndex<u64, u64, Hasher>>("scc-HashIndex", Peer),
+        Contestant::of::<Unsynchronized>("hashbrown-floor", Floor),
+    ]
+}

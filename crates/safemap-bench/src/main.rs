@@ -1,0 +1,91 @@
+//! `safemap-bench`: measures safemap's strategies against peer maps on the same workloads, in one
+//! run, and recommends one for a given profile.
+//!
+//! ```text
+//! cargo run --release -p safemap-bench -- --quick --json out.json
+//! cargo run --release -p safemap-bench -- advise --read-pct 99 --insert-pct 1 --remove-pct 0 --keys 1000000 --threads 2
+//! ```
+
+mod advise;
+mod alloc;
+mod contestants;
+mod measure;
+mod report;
+mod session;
+mod workload;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::workload::Dist;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// Benchmark safemap's strategies against dashmap, papaya, scc, std and an unsynchronized floor.
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the workloads for every contestant and print a table (the default).
+    Run(RunArgs),
+    /// Measure the candidates on one profile and recommend a strategy.
+    Advise(advise::AdviseArgs),
+}
+
+/// Options of `run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The README default: conc-map-bench's three mixes at 1 and 2 threads, 3 repetitions;
+    /// under 2 minutes on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// Workloads to run, comma-separated (default: all; with --quick, the three mixes).
+    #[arg(long, value_delimiter = ',')]
+    workload: Vec<String>,
+    /// Thread counts, comma-separated (default: 1, cores and 4x cores; with --quick, 1 and 2).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Key space (default: each workload's own).
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Key distribution.
+    #[arg(long, value_enum, default_value_t = Dist::Uniform)]
+    dist: Dist,
+    /// Contestants, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    contestants: Vec<String>,
+    /// Repetitions per cell; the median is reported (default 5; with --quick, 3).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Operations per repetition, over all threads (default 8,000,000; with --quick, 2,000,000).
+    #[arg(long)]
+    ops: Option<usize>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::Advise(args)) => advise::advise(&args),
+        Some(Command::Run(args)) => session::run(&args),
+        None => session::run(&cli.run),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("safemap-bench: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Runs one cell (workload × threads × contestant) and measures it.
+//!
+//! Per repetition: a fresh map, prefilled on one thread; then every thread runs its pre-generated
+//! operation list, released together by a barrier. Throughput is all operations over the span
+//! from the first thread's start to the last thread's end. One operation in [`SAMPLE_EVERY`] is
+//! timed into a latency histogram, so timing does not dominate what it measures.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use crate::contestants::{Contender, MapOps};
+use crate::workload::{Op, key};
+
+/// Time one operation in this many.
+pub const SAMPLE_EVERY: usize = 32;
+
+/// What to run.
+pub struct Cell<'a> {
+    /// Keys inserted before timing, by index.
+    pub prefill: u64,
+    /// Each thread's operations.
+    pub plans: &'a [Vec<Op>],
+    /// Repetitions.
+    pub reps: usize,
+}
+
+/// What one cell measured.
+pub struct Measurement {
+    /// Throughput of each repetition, in million operations per second.
+    pub mops: Vec<f64>,
+    /// Sampled per-operation latency over all repetitions, in nanoseconds.
+    pub latency: Histogram<u64>,
+}
+
+/// 1 ns to 100 s at 3 significant figures, so no stall is clipped.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds")
+}
+
+/// Measures contestant `M` on `cell`.
+pub fn measure<M: Contender>(cell: &Cell) -> Measurement {
+    let mut latency = histogram();
+    let mops = (0..cell.reps)
+        .map(|_| {
+            let mut map = M::create();
+            let mut handles = map.handles(cell.plans.len());
+            for i in 0..cell.prefill {
+                handles[0].insert(key(i), i);
+            }
+            let (mops, samples) = run(handles, cell.plans);
+            for h in &samples {
+                latency.add(h).expect("same precision");
+            }
+            mops
+        })
+        .collect();
+    Measurement { mops, latency }
+}
+
+/// Runs each plan on its own thread through its handle.
+fn run<H: MapOps>(handles: Vec<H>, plans: &[Vec<Op>]) -> (f64, Vec<Histogram<u64>>) {
+    let start = Barrier::new(plans.len());
+    let spans: Vec<(Instant, Instant, Histogram<u64>)> = std::thread::scope(|s| {
+        let threads: Vec<_> = handles
+            .into_iter()
+            .zip(plans)
+            .map(|(mut handle, ops)| {
+                let start = &start;
+                s.spawn(move || {
+                    let mut samples = histogram();
+                    start.wait();
+                    let began = Instant::now();
+                    for (i, op) in ops.iter().enumerate() {
+                        if i % SAMPLE_EVERY == 0 {
+                            let t = Instant::now();
+                            apply(&mut handle, *op);
+                            samples.saturating_record(t.elapsed().as_nanos() as u64);
+                        } else {
+                            apply(&mut handle, *op);
+                        }
+                    }
+                    (began, Instant::now(), samples)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    let ops: usize = plans.iter().map(Vec::len).sum();
+    let mops = ops as f64 / last.duration_since(first).as_secs_f64() / 1e6;
+    (mops, spans.into_iter().map(|s| s.2).collect())
+}
+
+#[inline(always)]
+fn apply(handle: &mut impl MapOps, op: Op) {
+    match op {
+        Op::Read(k) => {
+            black_box(handle.get(k));
+        }
+        Op::Insert(k) => handle.insert(k, k),
+        Op::Remove(k) => handle.remove(k),
+        Op::Update(k) => handle.update(k),
+        Op::GetOrInsert(k) => {
+            black_box(handle.get_or_insert(k, || k.rotate_left(7)));
+        }
+    }
+}

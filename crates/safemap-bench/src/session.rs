@@ -1,0 +1,199 @@
+//! One benchmark session: resolve the options into cells, measure each contestant on each cell
+//! with a progress bar, then print and write the results.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::RunArgs;
+use crate::contestants::{Contestant, contestants};
+use crate::measure::Cell;
+use crate::report::{Document, Machine, Row, fill_ratios, table};
+use crate::workload::{Dist, Mix, WORKLOADS, Workload, plan, workload};
+
+/// A resolved session: what to measure.
+pub struct Plan {
+    /// Workloads with the key space each runs on.
+    pub workloads: Vec<(Workload, usize)>,
+    /// Thread counts.
+    pub threads: Vec<usize>,
+    /// Key distribution.
+    pub dist: Dist,
+    /// Contestants.
+    pub contestants: Vec<Contestant>,
+    /// Repetitions per cell.
+    pub reps: usize,
+    /// Operations per repetition, over all threads.
+    pub ops: usize,
+}
+
+fn positive(name: &str, value: usize) -> Result<usize, String> {
+    if value == 0 {
+        Err(format!("--{name} must be at least 1"))
+    } else {
+        Ok(value)
+    }
+}
+
+/// The contestants named in `names` (all when empty), or an error naming the unknown one.
+pub fn pick_contestants(names: &[String]) -> Result<Vec<Contestant>, String> {
+    if names.is_empty() {
+        return Ok(contestants());
+    }
+    let known: Vec<&str> = contestants().iter().map(|c| c.name).collect();
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !known.iter().any(|k| k.eq_ignore_ascii_case(n)))
+    {
+        return Err(format!(
+            "unknown contestant {bad:?}; expected one of {}",
+            known.join(", ")
+        ));
+    }
+    Ok(contestants()
+        .into_iter()
+        .filter(|c| names.iter().any(|n| n.eq_ignore_ascii_case(c.name)))
+        .collect())
+}
+
+impl Plan {
+    /// Resolves the command-line options, with `--quick` defaults.
+    pub fn from_args(args: &RunArgs) -> Result<Self, String> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let chosen: Vec<Workload> = if !args.workload.is_empty() {
+            args.workload
+                .iter()
+                .map(|w| workload(w))
+                .collect::<Result<_, _>>()?
+        } else if args.quick {
+            WORKLOADS[..3].to_vec()
+        } else {
+            WORKLOADS.to_vec()
+        };
+        let keys = args.keys.map(|k| positive("keys", k)).transpose()?;
+        let mut threads = if !args.threads.is_empty() {
+            args.threads.clone()
+        } else if args.quick {
+            vec![1, 2]
+        } else {
+            vec![1, cores, 4 * cores]
+        };
+        threads.sort_unstable();
+        threads.dedup();
+        if threads.contains(&0) {
+            return Err("--threads must all be at least 1".into());
+        }
+        Ok(Plan {
+            workloads: chosen
+                .into_iter()
+                .map(|w| (w, keys.unwrap_or(w.default_keys)))
+                .collect(),
+            threads,
+            dist: args.dist,
+            contestants: pick_contestants(&args.contestants)?,
+            reps: positive("reps", args.reps.unwrap_or(if args.quick { 3 } else { 5 }))?,
+            ops: positive(
+                "ops",
+                args.ops
+                    .unwrap_or(if args.quick { 2_000_000 } else { 8_000_000 }),
+            )?,
+        })
+    }
+
+    /// Measures every cell.
+    pub fn measure(&self, progress: &ProgressBar) -> Vec<Row> {
+        let cells: usize = self.workloads.len()
+            * self
+                .threads
+                .iter()
+                .map(|&t| self.contestants.iter().filter(|c| c.runs_on(t)).count())
+                .sum::<usize>();
+        progress.set_length(cells as u64);
+        let mut footprints: Vec<(usize, &str, f64)> = Vec::new();
+        let mut rows = Vec::new();
+        for &(workload, keys) in &self.workloads {
+            for &threads in &self.threads {
+                let plans = plans(&workload.mix, keys, self.dist, self.ops, threads);
+                let cell = Cell {
+                    prefill: (workload.mix.prefill * keys as f64) as u64,
+                    plans: &plans,
+                    reps: self.reps,
+                };
+                for contestant in self.contestants.iter().filter(|c| c.runs_on(threads)) {
+                    progress.set_message(format!(
+                        "{} · {threads} thread(s) · {}",
+                        workload.name, contestant.name
+                    ));
+                    let bytes = match footprints
+                        .iter()
+                        .find(|f| f.0 == keys && f.1 == contestant.name)
+                    {
+                        Some(f) => f.2,
+                        None => {
+                            let b = (contestant.footprint)(keys);
+                            footprints.push((keys, contestant.name, b));
+                            b
+                        }
+                    };
+                    let measured = (contestant.measure)(&cell);
+                    rows.push(Row::new(
+                        (workload.name, threads, self.dist, keys),
+                        (contestant.name, contestant.family),
+                        &measured,
+                        bytes,
+                    ));
+                    progress.inc(1);
+                }
+            }
+        }
+        fill_ratios(&mut rows);
+        rows
+    }
+}
+
+/// One operation list per thread, splitting `ops` between them.
+pub fn plans(
+    mix: &Mix,
+    keys: usize,
+    dist: Dist,
+    ops: usize,
+    threads: usize,
+) -> Vec<Vec<crate::workload::Op>> {
+    (0..threads)
+        .map(|t| plan(mix, keys, dist, ops / threads, t))
+        .collect()
+}
+
+/// A progress bar on stderr, redrawn only when a cell finishes (no ticker thread to disturb
+/// the measurements).
+pub fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+/// `safemap-bench run`.
+pub fn run(args: &RunArgs) -> Result<(), String> {
+    let plan = Plan::from_args(args)?;
+    let machine = Machine::detect();
+    eprintln!(
+        "safemap-bench: {} cores ({}), {}; {} op(s) per repetition, median of {}",
+        machine.cores, machine.cpu_model, machine.rustc, plan.ops, plan.reps
+    );
+    eprintln!("Go baseline: not part of this build yet; the Go maps are not measured.");
+    let progress = progress_bar();
+    let rows = plan.measure(&progress);
+    progress.finish_and_clear();
+    print!("{}", table(&rows));
+    if let Some(path) = &args.json {
+        let doc = Document {
+            machine: &machine,
+            results: &rows,
+        };
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
