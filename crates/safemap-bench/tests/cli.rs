@@ -1,0 +1,136 @@
+//! The command line end to end, on tiny workloads: the JSON document has the promised shape and
+//! every contestant, `advise` recommends with figures, and bad input is refused with a reason.
+//! Timings are not asserted.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_safemap-bench"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TINY: &[&str] = &["--keys", "2000", "--ops", "20000", "--reps", "1"];
+
+const CONTESTANTS: &[&str] = &[
+    "LockedMap",
+    "ShardedMap",
+    "std-RwLock",
+    "std-Mutex",
+    "dashmap",
+    "papaya",
+    "scc-HashMap",
+    "scc-HashIndex",
+    "hashbrown-floor",
+];
+
+#[test]
+fn quick_run_writes_every_contestant_to_json() {
+    let path = std::env::temp_dir().join(format!("safemap-bench-{}.json", std::process::id()));
+    let path_arg = path.to_str().unwrap();
+    let mut args = vec!["--quick", "--json", path_arg];
+    args.extend_from_slice(TINY);
+    let (code, out, err) = bench(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ReadHeavy") && out.contains("x peer"), "{out}");
+
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let machine = &doc["machine"];
+    assert!(machine["cores"].as_u64().unwrap() >= 1);
+    assert!(machine["cpu_model"].is_string() && machine["rustc"].is_string());
+    assert!(machine.get("go_version").is_some());
+    let results = doc["results"].as_array().unwrap();
+    for workload in ["ReadHeavy", "Exchange", "RapidGrow"] {
+        for threads in [1, 2] {
+            for contestant in CONTESTANTS {
+                if *contestant == "hashbrown-floor" && threads > 1 {
+                    continue;
+                }
+                let row = results
+                    .iter()
+                    .find(|r| {
+                        r["workload"] == workload
+                            && r["threads"] == threads
+                            && r["contestant"] == *contestant
+                    })
+                    .unwrap_or_else(|| panic!("no row {workload}/{threads}/{contestant}"));
+                for field in ["mops", "mops_min", "mops_max", "bytes_per_entry"] {
+                    assert!(row[field].as_f64().unwrap() > 0.0, "{field} in {row}");
+                }
+                for field in ["p50_ns", "p99_ns", "p999_ns", "max_ns"] {
+                    assert!(row[field].as_u64().is_some(), "{field} in {row}");
+                }
+                assert!(row["p50_ns"].as_u64() <= row["p99_ns"].as_u64());
+                assert!(row["mops_min"].as_f64() <= row["mops"].as_f64());
+                assert!(["safemap", "peer", "floor"].contains(&row["family"].as_str().unwrap()));
+                assert!(row["vs_floor"].as_f64().unwrap() > 0.0, "{row}");
+                assert!(row["vs_best_peer"].as_f64().unwrap() > 0.0, "{row}");
+                assert_eq!(row["dist"], "uniform");
+            }
+        }
+    }
+}
+
+#[test]
+fn advise_recommends_a_strategy_with_figures() {
+    let (code, out, err) = bench(&[
+        "advise",
+        "--read-pct",
+        "90",
+        "--insert-pct",
+        "5",
+        "--remove-pct",
+        "5",
+        "--keys",
+        "2000",
+        "--threads",
+        "2",
+        "--ops",
+        "20000",
+        "--reps",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("recommendation: "))
+        .unwrap_or_else(|| panic!("no recommendation: {out}"));
+    assert!(line.contains("Map:") && line.contains("Mops/s"), "{line}");
+    assert!(line.contains("the best peer"), "{line}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--workload", "nope"], "unknown workload"),
+        (&["--contestants", "nope"], "unknown contestant"),
+        (&["--threads", "0"], "--threads"),
+        (&["--reps", "0"], "--reps"),
+        (
+            &[
+                "advise",
+                "--read-pct",
+                "90",
+                "--insert-pct",
+                "20",
+                "--remove-pct",
+                "0",
+            ],
+            "sum to at most 100",
+        ),
+    ];
+    for (args, reason) in cases {
+        let (code, _, err) = bench(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+}
