@@ -36,6 +36,14 @@ pub struct Measurement {
 }
 
 /// 1 ns to 100 s at 3 significant figures, so no stall is clipped.
+impl Measurement {
+    /// Adds another measurement's repetitions and samples to this one.
+    pub fn merge(&mut self, other: Measurement) {
+        self.mops.extend(other.mops);
+        self.latency.add(&other.latency).expect("same bounds");
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds")
 }

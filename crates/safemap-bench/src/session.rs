@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::RunArgs;
 use crate::contestants::{Contestant, contestants};
-use crate::measure::Cell;
+use crate::measure::{Cell, Measurement};
 use crate::report::{Document, Machine, Row, fill_ratios, table};
 use crate::workload::{Dist, Mix, WORKLOADS, Workload, plan, workload};
 
@@ -98,15 +98,18 @@ impl Plan {
         })
     }
 
-    /// Measures every cell.
+    /// Measures every cell. Within a cell, repetitions are interleaved across contestants
+    /// (round-robin), so a burst of noise on this shared machine lands on all of them rather
+    /// than on whichever contestant happened to be running.
     pub fn measure(&self, progress: &ProgressBar) -> Vec<Row> {
-        let cells: usize = self.workloads.len()
+        let runs: usize = self.workloads.len()
+            * self.reps
             * self
                 .threads
                 .iter()
                 .map(|&t| self.contestants.iter().filter(|c| c.runs_on(t)).count())
                 .sum::<usize>();
-        progress.set_length(cells as u64);
+        progress.set_length(runs as u64);
         let mut footprints: Vec<(usize, &str, f64)> = Vec::new();
         let mut rows = Vec::new();
         for &(workload, keys) in &self.workloads {
@@ -115,13 +118,32 @@ impl Plan {
                 let cell = Cell {
                     prefill: (workload.mix.prefill * keys as f64) as u64,
                     plans: &plans,
-                    reps: self.reps,
+                    reps: 1,
                 };
-                for contestant in self.contestants.iter().filter(|c| c.runs_on(threads)) {
-                    progress.set_message(format!(
-                        "{} · {threads} thread(s) · {}",
-                        workload.name, contestant.name
-                    ));
+                let entrants: Vec<&Contestant> = self
+                    .contestants
+                    .iter()
+                    .filter(|c| c.runs_on(threads))
+                    .collect();
+                let mut measured: Vec<Option<Measurement>> =
+                    entrants.iter().map(|_| None).collect();
+                for rep in 0..self.reps {
+                    for (contestant, total) in entrants.iter().zip(&mut measured) {
+                        progress.set_message(format!(
+                            "{} · {threads} thread(s) · {} · rep {}",
+                            workload.name,
+                            contestant.name,
+                            rep + 1
+                        ));
+                        let one = (contestant.measure)(&cell);
+                        match total {
+                            Some(total) => total.merge(one),
+                            None => *total = Some(one),
+                        }
+                        progress.inc(1);
+                    }
+                }
+                for (contestant, total) in entrants.iter().zip(measured) {
                     let bytes = match footprints
                         .iter()
                         .find(|f| f.0 == keys && f.1 == contestant.name)
@@ -133,14 +155,12 @@ impl Plan {
                             b
                         }
                     };
-                    let measured = (contestant.measure)(&cell);
                     rows.push(Row::new(
                         (workload.name, threads, self.dist, keys),
                         (contestant.name, contestant.family),
-                        &measured,
+                        &total.expect("reps >= 1"),
                         bytes,
                     ));
-                    progress.inc(1);
                 }
             }
         }
