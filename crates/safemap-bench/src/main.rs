@@ -9,6 +9,7 @@
 mod advise;
 mod alloc;
 mod contestants;
+mod html;
 mod measure;
 mod report;
 mod session;
@@ -72,6 +73,9 @@ pub struct RunArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Write a self-contained HTML report with SVG plots here.
+    #[arg(long)]
+    html: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {

@@ -196,6 +196,10 @@ pub fn progress_bar() -> ProgressBar {
 /// `safemap-bench run`.
 pub fn run(args: &RunArgs) -> Result<(), String> {
     let plan = Plan::from_args(args)?;
+    // Find an unwritable output now, not after minutes of measuring.
+    for path in [&args.json, &args.html].into_iter().flatten() {
+        std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let machine = Machine::detect();
     eprintln!(
         "safemap-bench: {} cores ({}), {}; {} op(s) per repetition, median of {}",
@@ -212,8 +216,16 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
             results: &rows,
         };
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        write(path, &text)?;
     }
+    if let Some(path) = &args.html {
+        write(path, &crate::html::render(&machine, &rows)?)?;
+    }
+    Ok(())
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }

@@ -35,8 +35,9 @@ const CONTESTANTS: &[&str] = &[
 #[test]
 fn quick_run_writes_every_contestant_to_json() {
     let path = std::env::temp_dir().join(format!("safemap-bench-{}.json", std::process::id()));
-    let path_arg = path.to_str().unwrap();
-    let mut args = vec!["--quick", "--json", path_arg];
+    let html = path.with_extension("html");
+    let (path_arg, html_arg) = (path.to_str().unwrap(), html.to_str().unwrap());
+    let mut args = vec!["--quick", "--json", path_arg, "--html", html_arg];
     args.extend_from_slice(TINY);
     let (code, out, err) = bench(&args);
     assert_eq!(code, 0, "{err}");
@@ -44,6 +45,11 @@ fn quick_run_writes_every_contestant_to_json() {
 
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     std::fs::remove_file(&path).ok();
+    let report = std::fs::read_to_string(&html).unwrap();
+    std::fs::remove_file(&html).ok();
+    // Two plots (throughput, latency) per workload, each with its contestants in the legend.
+    assert_eq!(report.matches("<svg").count(), 6, "{report}");
+    assert!(report.contains("RapidGrow: throughput") && report.contains("scc-HashIndex"));
     let machine = &doc["machine"];
     assert!(machine["cores"].as_u64().unwrap() >= 1);
     assert!(machine["cpu_model"].is_string() && machine["rustc"].is_string());
@@ -115,6 +121,10 @@ fn bad_input_is_refused_with_a_reason() {
         (&["--contestants", "nope"], "unknown contestant"),
         (&["--threads", "0"], "--threads"),
         (&["--reps", "0"], "--reps"),
+        (
+            &["--json", "/nonexistent-dir/out.json", "--keys", "10"],
+            "cannot write /nonexistent-dir/out.json",
+        ),
         (
             &[
                 "advise",
