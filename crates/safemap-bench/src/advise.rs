@@ -7,7 +7,7 @@ use safemap::{ConcurrentMap, Consistency, WholeMap};
 use crate::contestants::{Family, Hasher};
 use crate::report::{Row, table};
 use crate::session::{Plan, pick_contestants, progress_bar};
-use crate::workload::{Dist, Mix, Workload};
+use crate::workload::{Dist, Mix, Shape, Workload};
 
 /// The user's profile.
 #[derive(Args, Debug)]
@@ -122,6 +122,7 @@ pub fn advise(args: &AdviseArgs) -> Result<(), String> {
                 name: "Profile",
                 mix,
                 default_keys: args.keys,
+                shape: Shape::Mixed,
             },
             args.keys,
         )],

@@ -2,8 +2,9 @@
 //!
 //! Per repetition: a fresh map, prefilled on one thread; then every thread runs its pre-generated
 //! operation list, released together by a barrier. Throughput is all operations over the span
-//! from the first thread's start to the last thread's end. One operation in [`SAMPLE_EVERY`] is
-//! timed into a latency histogram, so timing does not dominate what it measures.
+//! from the first thread's start to the last thread's end. Each thread times one operation in its
+//! sampling interval (normally [`SAMPLE_EVERY`]) into a latency histogram, so timing does not
+//! dominate what it measures.
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -23,6 +24,8 @@ pub struct Cell<'a> {
     pub prefill: u64,
     /// Each thread's operations.
     pub plans: &'a [Vec<Op>],
+    /// Each thread times one operation in this many; `None` times none.
+    pub sample_every: &'a [Option<usize>],
     /// Repetitions.
     pub reps: usize,
 }
@@ -58,7 +61,7 @@ pub fn measure<M: Contender>(cell: &Cell) -> Measurement {
             for i in 0..cell.prefill {
                 handles[0].insert(key(i), i);
             }
-            let (mops, samples) = run(handles, cell.plans);
+            let (mops, samples) = run(handles, cell.plans, cell.sample_every);
             for h in &samples {
                 latency.add(h).expect("same precision");
             }
@@ -69,20 +72,25 @@ pub fn measure<M: Contender>(cell: &Cell) -> Measurement {
 }
 
 /// Runs each plan on its own thread through its handle.
-fn run<H: MapOps>(handles: Vec<H>, plans: &[Vec<Op>]) -> (f64, Vec<Histogram<u64>>) {
+fn run<H: MapOps>(
+    handles: Vec<H>,
+    plans: &[Vec<Op>],
+    sample_every: &[Option<usize>],
+) -> (f64, Vec<Histogram<u64>>) {
     let start = Barrier::new(plans.len());
     let spans: Vec<(Instant, Instant, Histogram<u64>)> = std::thread::scope(|s| {
         let threads: Vec<_> = handles
             .into_iter()
             .zip(plans)
-            .map(|(mut handle, ops)| {
-                let start = &start;
+            .zip(sample_every)
+            .map(|((mut handle, ops), every)| {
+                let (start, every) = (&start, *every);
                 s.spawn(move || {
                     let mut samples = histogram();
                     start.wait();
                     let began = Instant::now();
                     for (i, op) in ops.iter().enumerate() {
-                        if i % SAMPLE_EVERY == 0 {
+                        if every.is_some_and(|n| i % n == 0) {
                             let t = Instant::now();
                             apply(&mut handle, *op);
                             samples.saturating_record(t.elapsed().as_nanos() as u64);

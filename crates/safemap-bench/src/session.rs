@@ -5,9 +5,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::RunArgs;
 use crate::contestants::{Contestant, contestants};
-use crate::measure::{Cell, Measurement};
+use crate::measure::{Cell, Measurement, SAMPLE_EVERY};
 use crate::report::{Document, Machine, Row, fill_ratios, table};
-use crate::workload::{Dist, Mix, WORKLOADS, Workload, plan, workload};
+use crate::workload::{Dist, Op, Shape, WORKLOADS, Workload, key, plan, workload};
 
 /// A resolved session: what to measure.
 pub struct Plan {
@@ -114,10 +114,11 @@ impl Plan {
         let mut rows = Vec::new();
         for &(workload, keys) in &self.workloads {
             for &threads in &self.threads {
-                let plans = plans(&workload.mix, keys, self.dist, self.ops, threads);
+                let (plans, sample_every) = plans(&workload, keys, self.dist, self.ops, threads);
                 let cell = Cell {
                     prefill: (workload.mix.prefill * keys as f64) as u64,
                     plans: &plans,
+                    sample_every: &sample_every,
                     reps: 1,
                 };
                 let entrants: Vec<&Contestant> = self
@@ -169,17 +170,29 @@ impl Plan {
     }
 }
 
-/// One operation list per thread, splitting `ops` between them.
+/// One operation list per thread, and how often each thread times an operation.
 pub fn plans(
-    mix: &Mix,
+    workload: &Workload,
     keys: usize,
     dist: Dist,
     ops: usize,
     threads: usize,
-) -> Vec<Vec<crate::workload::Op>> {
-    (0..threads)
-        .map(|t| plan(mix, keys, dist, ops / threads, t))
-        .collect()
+) -> (Vec<Vec<Op>>, Vec<Option<usize>>) {
+    match workload.shape {
+        Shape::Mixed => (
+            (0..threads)
+                .map(|t| plan(&workload.mix, keys, dist, ops / threads, t))
+                .collect(),
+            vec![Some(SAMPLE_EVERY); threads],
+        ),
+        Shape::Growth => {
+            let writer = (0..keys as u64).map(|i| Op::Insert(key(i))).collect();
+            let readers = (1..threads).map(|t| plan(&workload.mix, keys, dist, keys, t));
+            let mut every = vec![None; threads];
+            every[0] = Some(1);
+            (std::iter::once(writer).chain(readers).collect(), every)
+        }
+    }
 }
 
 /// A progress bar on stderr, redrawn only when a cell finishes (no ticker thread to disturb
@@ -228,4 +241,32 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_has_one_timed_writer_of_every_key_and_untimed_readers() {
+        let growth = workload("Growth").unwrap();
+        let (plans, every) = plans(&growth, 1000, Dist::Uniform, 0, 3);
+        assert_eq!(plans.len(), 3);
+        let expected: Vec<Op> = (0..1000).map(|i| Op::Insert(key(i))).collect();
+        assert_eq!(plans[0], expected);
+        assert!(
+            plans[1..]
+                .iter()
+                .all(|p| p.len() == 1000 && p.iter().all(|o| matches!(o, Op::Read(_))))
+        );
+        assert_eq!(every, vec![Some(1), None, None]);
+    }
+
+    #[test]
+    fn mixed_workloads_split_operations_and_sample_every_thread() {
+        let heavy = workload("ReadHeavy").unwrap();
+        let (plans, every) = plans(&heavy, 1000, Dist::Uniform, 10_000, 2);
+        assert!(plans.iter().all(|p| p.len() == 5_000));
+        assert_eq!(every, vec![Some(SAMPLE_EVERY); 2]);
+    }
 }

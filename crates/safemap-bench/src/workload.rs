@@ -38,15 +38,29 @@ pub struct Mix {
     pub prefill: f64,
 }
 
+/// How a workload's threads divide the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Every thread runs the mix; one operation in [`SAMPLE_EVERY`](crate::measure::SAMPLE_EVERY)
+    /// is timed.
+    Mixed,
+    /// Thread 0 inserts every key once, in order, from empty, and times every insert; the other
+    /// threads read meanwhile, untimed. The latency figures are the inserts', so p99.9 and max show
+    /// the stalls that a blocking resize causes.
+    Growth,
+}
+
 /// A named workload.
 #[derive(Clone, Copy, Debug)]
 pub struct Workload {
     /// Its name on the command line and in reports.
     pub name: &'static str,
-    /// The operation mix.
+    /// The operation mix (for [`Shape::Growth`], the readers' share is all reads).
     pub mix: Mix,
     /// Its key count when the user gives none.
     pub default_keys: usize,
+    /// How threads divide the work.
+    pub shape: Shape,
 }
 
 const fn mix(read: f64, insert: f64, remove: f64, update: f64, prefill: f64) -> Mix {
@@ -66,21 +80,25 @@ pub const WORKLOADS: &[Workload] = &[
         name: "ReadHeavy",
         mix: mix(98.0, 1.0, 1.0, 0.0, 0.75),
         default_keys: 1 << 20,
+        shape: Shape::Mixed,
     },
     Workload {
         name: "Exchange",
         mix: mix(10.0, 40.0, 40.0, 10.0, 0.75),
         default_keys: 1 << 20,
+        shape: Shape::Mixed,
     },
     Workload {
         name: "RapidGrow",
         mix: mix(5.0, 80.0, 5.0, 10.0, 0.0),
         default_keys: 1 << 20,
+        shape: Shape::Mixed,
     },
     Workload {
         name: "ReadMostly",
         mix: mix(99.0, 0.5, 0.5, 0.0, 0.75),
         default_keys: 1 << 20,
+        shape: Shape::Mixed,
     },
     // The device registry: about 5,000 reads per 300 registrations, 2M devices, most known.
     Workload {
@@ -94,6 +112,14 @@ pub const WORKLOADS: &[Workload] = &[
             prefill: 0.9,
         },
         default_keys: 2_000_000,
+        shape: Shape::Mixed,
+    },
+    // One thread grows a map from empty to 4M keys while the others read.
+    Workload {
+        name: "Growth",
+        mix: mix(100.0, 0.0, 0.0, 0.0, 0.0),
+        default_keys: 4 << 20,
+        shape: Shape::Growth,
     },
 ];
 
