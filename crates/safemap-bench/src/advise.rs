@@ -131,6 +131,7 @@ pub fn advise(args: &AdviseArgs) -> Result<(), String> {
         contestants: pick_contestants(&[])?,
         reps: args.reps,
         ops: args.ops,
+        with_go: false,
     };
     let progress = progress_bar();
     let rows = plan.measure(&progress);

@@ -305,6 +305,8 @@ pub enum Family {
     Safemap,
     /// Another Rust map.
     Peer,
+    /// Go's maps, from bench/go.
+    Go,
     /// The unsynchronized single-thread floor.
     Floor,
 }

@@ -52,6 +52,13 @@ fn throughput_chart(rows: &[&Row], contestants: &[&str], title: &str) -> Result<
         chart
             .configure_mesh()
             .x_desc("threads")
+            .x_label_formatter(&|x| {
+                if x.fract() == 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .y_desc("Mops/s (median)")
             .draw()
             .map_err(|e| e.to_string())?;

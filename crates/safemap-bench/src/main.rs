@@ -9,6 +9,7 @@
 mod advise;
 mod alloc;
 mod contestants;
+mod go;
 mod html;
 mod measure;
 mod report;
@@ -61,7 +62,7 @@ pub struct RunArgs {
     /// Key distribution.
     #[arg(long, value_enum, default_value_t = Dist::Uniform)]
     dist: Dist,
-    /// Contestants, comma-separated (default: all).
+    /// Contestants, comma-separated (default: all); `go` selects the Go baseline.
     #[arg(long, value_delimiter = ',')]
     contestants: Vec<String>,
     /// Repetitions per cell; the median is reported (default 5; with --quick, 3).

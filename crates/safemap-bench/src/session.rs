@@ -23,6 +23,8 @@ pub struct Plan {
     pub reps: usize,
     /// Operations per repetition, over all threads.
     pub ops: usize,
+    /// Whether to run the Go baseline too.
+    pub with_go: bool,
 }
 
 fn positive(name: &str, value: usize) -> Result<usize, String> {
@@ -33,18 +35,23 @@ fn positive(name: &str, value: usize) -> Result<usize, String> {
     }
 }
 
-/// The contestants named in `names` (all when empty), or an error naming the unknown one.
+/// The contestants named in `names` (all when empty), or an error naming the unknown one. The
+/// name `go` stands for the Go baseline, which is not a Rust contestant.
 pub fn pick_contestants(names: &[String]) -> Result<Vec<Contestant>, String> {
     if names.is_empty() {
         return Ok(contestants());
     }
+    let names: Vec<&String> = names
+        .iter()
+        .filter(|n| !n.eq_ignore_ascii_case("go"))
+        .collect();
     let known: Vec<&str> = contestants().iter().map(|c| c.name).collect();
     if let Some(bad) = names
         .iter()
         .find(|n| !known.iter().any(|k| k.eq_ignore_ascii_case(n)))
     {
         return Err(format!(
-            "unknown contestant {bad:?}; expected one of {}",
+            "unknown contestant {bad:?}; expected go or one of {}",
             known.join(", ")
         ));
     }
@@ -89,6 +96,11 @@ impl Plan {
             threads,
             dist: args.dist,
             contestants: pick_contestants(&args.contestants)?,
+            with_go: args.contestants.is_empty()
+                || args
+                    .contestants
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case("go")),
             reps: positive("reps", args.reps.unwrap_or(if args.quick { 3 } else { 5 }))?,
             ops: positive(
                 "ops",
@@ -218,10 +230,13 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         "safemap-bench: {} cores ({}), {}; {} op(s) per repetition, median of {}",
         machine.cores, machine.cpu_model, machine.rustc, plan.ops, plan.reps
     );
-    eprintln!("Go baseline: not part of this build yet; the Go maps are not measured.");
     let progress = progress_bar();
-    let rows = plan.measure(&progress);
+    let mut rows = plan.measure(&progress);
     progress.finish_and_clear();
+    if plan.with_go {
+        rows.extend(crate::go::measure(&plan)?);
+        fill_ratios(&mut rows);
+    }
     print!("{}", table(&rows));
     if let Some(path) = &args.json {
         let doc = Document {

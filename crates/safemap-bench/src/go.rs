@@ -1,0 +1,107 @@
+//! The Go baseline: builds `bench/go` (standard library only) when `go` is installed, runs it on
+//! the same workloads, key counts, thread counts and repetitions, and turns its JSON into rows.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde::Deserialize;
+
+use crate::contestants::Family;
+use crate::report::Row;
+use crate::session::Plan;
+use crate::workload::{Dist, Shape};
+
+/// The Go program's source, next to the workspace's crates.
+fn source_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/go")
+}
+
+#[derive(Deserialize)]
+struct GoRow {
+    workload: String,
+    threads: usize,
+    keys: usize,
+    contestant: String,
+    mops: f64,
+    mops_min: f64,
+    mops_max: f64,
+    p50_ns: u64,
+    p99_ns: u64,
+    p999_ns: u64,
+    max_ns: u64,
+    bytes_per_entry: f64,
+}
+
+/// Whether `go` can be run.
+pub fn available() -> bool {
+    Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Builds and runs the Go baseline for every workload of `plan` it implements. Returns no rows,
+/// and says why in one line, when Go is not installed.
+pub fn measure(plan: &Plan) -> Result<Vec<Row>, String> {
+    if !available() {
+        eprintln!("Go baseline: skipped, `go` is not installed (apt-get install -y golang-go)");
+        return Ok(Vec::new());
+    }
+    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/safemap-bench-go");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(source_dir())
+        .output()
+        .map_err(|e| format!("cannot run go build: {e}"))?;
+    if !built.status.success() {
+        return Err(format!(
+            "go build of bench/go failed:\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        ));
+    }
+    let threads: Vec<String> = plan.threads.iter().map(usize::to_string).collect();
+    let dist = match plan.dist {
+        Dist::Uniform => "uniform",
+        Dist::Zipf => "zipf",
+    };
+    let mut rows = Vec::new();
+    for (workload, keys) in plan.workloads.iter().filter(|w| w.0.shape == Shape::Mixed) {
+        eprintln!("Go baseline: {} ...", workload.name);
+        let out = Command::new(&binary)
+            .args(["-workloads", workload.name, "-threads", &threads.join(",")])
+            .args(["-keys", &keys.to_string(), "-ops", &plan.ops.to_string()])
+            .args(["-reps", &plan.reps.to_string(), "-dist", dist])
+            .output()
+            .map_err(|e| format!("cannot run the Go baseline: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the Go baseline failed on {}:\n{}",
+                workload.name,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let parsed: Vec<GoRow> = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("the Go baseline printed unreadable JSON: {e}"))?;
+        rows.extend(parsed.into_iter().map(|g| Row {
+            workload: g.workload,
+            threads: g.threads,
+            dist: plan.dist,
+            keys: g.keys,
+            contestant: g.contestant,
+            family: Family::Go,
+            mops: g.mops,
+            mops_min: g.mops_min,
+            mops_max: g.mops_max,
+            p50_ns: g.p50_ns,
+            p99_ns: g.p99_ns,
+            p999_ns: g.p999_ns,
+            max_ns: g.max_ns,
+            bytes_per_entry: g.bytes_per_entry,
+            vs_best_peer: None,
+            vs_floor: None,
+        }));
+    }
+    Ok(rows)
+}
