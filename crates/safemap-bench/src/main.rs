@@ -68,7 +68,7 @@ pub struct RunArgs {
     /// Repetitions per cell; the median is reported (default 5; with --quick, 3).
     #[arg(long)]
     reps: Option<usize>,
-    /// Operations per repetition, over all threads (default 8,000,000; with --quick, 2,000,000).
+    /// Operations per repetition, over all threads (default 8,000,000; with --quick, 1,500,000).
     #[arg(long)]
     ops: Option<usize>,
     /// Write the results as JSON here.

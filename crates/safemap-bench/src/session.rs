@@ -105,7 +105,7 @@ impl Plan {
             ops: positive(
                 "ops",
                 args.ops
-                    .unwrap_or(if args.quick { 2_000_000 } else { 8_000_000 }),
+                    .unwrap_or(if args.quick { 1_500_000 } else { 8_000_000 }),
             )?,
         })
     }
