@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
-use crate::report::{Machine, Row};
+use plotters::coord::CoordTranslate;
+
+use crate::report::{Machine, Row, ratio};
 
 /// One colour per contestant, stable across charts.
 fn colour(index: usize) -> RGBColor {
@@ -32,6 +34,18 @@ fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
         }
     }
     out
+}
+
+/// The legend box, the same on every chart.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Throughput (Mops/s) against thread count, one line per contestant.
@@ -83,12 +97,7 @@ fn throughput_chart(rows: &[&Row], contestants: &[&str], title: &str) -> Result<
                 )
                 .map_err(|e| e.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        draw_legend(&mut chart)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -136,12 +145,7 @@ fn latency_chart(rows: &[&Row], contestants: &[&str], title: &str) -> Result<Str
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        draw_legend(&mut chart)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -195,7 +199,6 @@ pub fn render(machine: &Machine, rows: &[Row]) -> Result<String, String> {
              <th>Mops/s</th><th>min</th><th>max</th><th>p50 ns</th><th>p99 ns</th>\
              <th>p99.9 ns</th><th>max ns</th><th>B/entry</th><th>x best peer</th><th>x floor</th></tr>\n";
     for r in rows {
-        let ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
         let _ = writeln!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>\

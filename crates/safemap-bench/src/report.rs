@@ -152,6 +152,11 @@ pub struct Document<'a> {
     pub results: &'a [Row],
 }
 
+/// A ratio for display: two decimals, or `-` when there was nothing to compare with.
+pub fn ratio(x: Option<f64>) -> String {
+    x.map_or("-".to_string(), |x| format!("{x:.2}"))
+}
+
 /// A terminal table per (workload, threads, distribution), fastest first, the best marked `*`.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
@@ -184,7 +189,6 @@ pub fn table(rows: &[Row]) -> String {
             "x floor"
         );
         for (i, r) in group.iter().enumerate() {
-            let ratio = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
             let _ = writeln!(
                 out,
                 "{} {:<16} {:>8.2} {:>17} {:>8} {:>8} {:>8} {:>9} {:>8.1} {:>8} {:>8}",
