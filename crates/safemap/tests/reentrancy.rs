@@ -90,6 +90,23 @@ for_every_strategy! {
         assert!(map.len() >= 32);
     }
 
+    /// A calls B from a closure, and B's closure calls A: still caught, through B's record.
+    #[test]
+    fn calls_back_through_another_map_panic() {
+        let a: Arc<M> = Arc::new((0..4).map(|i| (i, i)).collect());
+        let b: M = (0..4).map(|i| (i, i)).collect();
+        let inner = Arc::clone(&a);
+        let message = within(10, move || {
+            inner.compute(1, |_| {
+                b.compute(2, |_| Action::Set(inner.get(&3).unwrap_or(0)));
+                Action::Keep
+            });
+        })
+        .expect_err("the call back into A must panic");
+        assert!(message.contains("re-entrant") && message.contains("`compute`"), "{message}");
+        assert_eq!(a.get(&1), Some(1));
+    }
+
     #[test]
     fn closures_may_use_another_map() {
         let a: M = (0..4).map(|i| (i, i)).collect();
