@@ -67,7 +67,9 @@ mod sharded;
 mod sync;
 
 pub use locked::LockedMap;
-pub use map::{Action, ConcurrentMap, Consistency, Cost, MapSnapshot, WholeMap};
+pub use map::{
+    Action, ConcurrentMap, Consistency, Cost, DeadlineMap, MapSnapshot, TimedOut, WholeMap,
+};
 pub use raw::snapshot::TableSnapshot;
 pub use sharded::{ShardedMap, default_shard_count};
 

@@ -6,7 +6,9 @@
 //! returned can deadlock the map, and nothing returned pins a lock across an `.await`.
 
 use std::borrow::Borrow;
+use std::fmt;
 use std::hash::Hash;
+use std::time::Instant;
 
 /// What a [`compute`](ConcurrentMap::compute) closure decides to do with the entry it was shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,4 +293,64 @@ pub trait MapSnapshot<K, V> {
     where
         K: 'a,
         V: 'a;
+}
+
+/// The error of a deadline-bounded operation that could not get its lock in time. The map is
+/// unchanged, no closure ran, and whatever the call was given to store comes back in `.0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut<T>(pub T);
+
+impl<T> fmt::Display for TimedOut<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("safemap: the deadline passed before the map's lock was free; nothing changed")
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for TimedOut<T> {}
+
+/// Deadline-bounded variants of the operations that can wait for a lock, for strategies that
+/// have locks. Each returns by `deadline` (give `Instant::now() + timeout` for a timeout): on
+/// time with the operation done, or with [`TimedOut`] and the map unchanged.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use safemap::{Action, DeadlineMap, ShardedMap};
+///
+/// let m: ShardedMap<&str, u32> = ShardedMap::new();
+/// let soon = Instant::now() + Duration::from_millis(10);
+/// assert_eq!(m.try_insert_until("a", 1, soon), Ok(None));
+/// assert_eq!(m.try_compute_until("a", |v| Action::Set(v.unwrap() + 1), soon), Ok(Some(1)));
+/// assert_eq!(m.try_get_until("a", soon), Ok(Some(2)));
+/// assert_eq!(m.try_remove_until("a", soon), Ok(Some(2)));
+/// ```
+pub trait DeadlineMap<K, V>: ConcurrentMap<K, V> {
+    /// [`ConcurrentMap::get`], giving up at `deadline`.
+    fn try_get_until<Q>(&self, key: &Q, deadline: Instant) -> Result<Option<V>, TimedOut<()>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone;
+
+    /// [`ConcurrentMap::insert`], giving up at `deadline`; on timeout the key and value come back.
+    fn try_insert_until(
+        &self,
+        key: K,
+        value: V,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<(K, V)>>;
+
+    /// [`ConcurrentMap::remove`], giving up at `deadline`.
+    fn try_remove_until<Q>(&self, key: &Q, deadline: Instant) -> Result<Option<V>, TimedOut<()>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// [`ConcurrentMap::compute`], giving up at `deadline`; on timeout `update` has not run and
+    /// the key comes back.
+    fn try_compute_until(
+        &self,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<K>>;
 }

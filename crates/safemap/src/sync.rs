@@ -20,7 +20,8 @@ pub(crate) use shuttle_locks::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[cfg(shuttle)]
 mod shuttle_locks {
-    use std::sync::PoisonError;
+    use std::sync::{PoisonError, TryLockError};
+    use std::time::Instant;
 
     pub(crate) use shuttle::sync::{RwLockReadGuard, RwLockWriteGuard};
 
@@ -38,6 +39,28 @@ mod shuttle_locks {
 
         pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
             self.0.write().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// Shuttle's clock is virtual, so a deadline cannot pass while waiting: the timed
+        /// variants try once, which still never blocks past the deadline.
+        pub(crate) fn try_read_until(&self, _deadline: Instant) -> Option<RwLockReadGuard<'_, T>> {
+            match self.0.try_read() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        }
+
+        /// As [`Self::try_read_until`].
+        pub(crate) fn try_write_until(
+            &self,
+            _deadline: Instant,
+        ) -> Option<RwLockWriteGuard<'_, T>> {
+            match self.0.try_write() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
         }
     }
 }

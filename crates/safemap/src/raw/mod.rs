@@ -6,7 +6,7 @@ pub(crate) mod shards;
 pub(crate) mod snapshot;
 pub(crate) mod table;
 
-/// Implements [`ConcurrentMap`](crate::ConcurrentMap) and the std traits (`Debug`, `Default`,
+/// Implements [`ConcurrentMap`](crate::ConcurrentMap), [`DeadlineMap`](crate::DeadlineMap) and the std traits (`Debug`, `Default`,
 /// `FromIterator`, `Extend`) for a strategy that wraps a [`ShardSet`](shards::ShardSet) in a field
 /// named `core` and has a `with_hasher` constructor. The strategy supplies its declared
 /// consistency; everything else is the shared core.
@@ -107,6 +107,55 @@ macro_rules! lock_based_map {
                 V: Clone,
             {
                 self.core.snapshot()
+            }
+        }
+
+        impl<K, V, S> $crate::DeadlineMap<K, V> for $map<K, V, S>
+        where
+            K: ::std::hash::Hash + Eq,
+            S: ::std::hash::BuildHasher + Clone,
+        {
+            fn try_get_until<Q>(
+                &self,
+                key: &Q,
+                deadline: ::std::time::Instant,
+            ) -> Result<Option<V>, $crate::TimedOut<()>>
+            where
+                K: ::std::borrow::Borrow<Q>,
+                Q: ::std::hash::Hash + Eq + ?Sized,
+                V: Clone,
+            {
+                self.core.try_get_until(key, deadline)
+            }
+
+            fn try_insert_until(
+                &self,
+                key: K,
+                value: V,
+                deadline: ::std::time::Instant,
+            ) -> Result<Option<V>, $crate::TimedOut<(K, V)>> {
+                self.core.try_insert_until(key, value, deadline)
+            }
+
+            fn try_remove_until<Q>(
+                &self,
+                key: &Q,
+                deadline: ::std::time::Instant,
+            ) -> Result<Option<V>, $crate::TimedOut<()>>
+            where
+                K: ::std::borrow::Borrow<Q>,
+                Q: ::std::hash::Hash + Eq + ?Sized,
+            {
+                self.core.try_remove_until(key, deadline)
+            }
+
+            fn try_compute_until(
+                &self,
+                key: K,
+                update: impl FnOnce(Option<&V>) -> $crate::Action<V>,
+                deadline: ::std::time::Instant,
+            ) -> Result<Option<V>, $crate::TimedOut<K>> {
+                self.core.try_compute_until(key, update, deadline)
             }
         }
 

@@ -16,12 +16,13 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
 use super::snapshot::TableSnapshot;
 use super::table::LockedTable;
-use crate::map::Action;
+use crate::map::{Action, TimedOut};
 use crate::reentry::{self, MapId};
 
 /// Most shards a map may have; beyond this the shard bits would reach into the control bits.
@@ -166,6 +167,88 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     ) -> Option<V> {
         let (hash, shard) = self.locate(&key);
         shard.compute(self.id(), hash, key, update, self.rehash())
+    }
+
+    /// [`Self::get_with`] with `V::clone`, giving up at `deadline`.
+    pub(crate) fn try_get_until<Q>(
+        &self,
+        key: &Q,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<()>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        let (hash, shard) = self.locate(key);
+        let table = shard.read_until(self.id(), deadline).ok_or(TimedOut(()))?;
+        Ok(LockedTable::find_in(
+            &table,
+            hash,
+            |k| k.borrow() == key,
+            V::clone,
+        ))
+    }
+
+    /// [`Self::insert`], giving up at `deadline`.
+    pub(crate) fn try_insert_until(
+        &self,
+        key: K,
+        value: V,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<(K, V)>> {
+        let (hash, shard) = self.locate(&key);
+        let Some(mut table) = shard.write_until(self.id(), deadline) else {
+            return Err(TimedOut((key, value)));
+        };
+        Ok(LockedTable::insert_in(
+            &mut table,
+            hash,
+            key,
+            value,
+            self.rehash(),
+        ))
+    }
+
+    /// Removal, giving up at `deadline`.
+    pub(crate) fn try_remove_until<Q>(
+        &self,
+        key: &Q,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<()>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let mut table = shard.write_until(self.id(), deadline).ok_or(TimedOut(()))?;
+        Ok(LockedTable::remove_if_in(
+            &mut table,
+            hash,
+            |k| k.borrow() == key,
+            |_, _| true,
+        ))
+    }
+
+    /// [`Self::compute`], giving up at `deadline`.
+    pub(crate) fn try_compute_until(
+        &self,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<K>> {
+        let (hash, shard) = self.locate(&key);
+        let Some(mut table) = shard.write_until(self.id(), deadline) else {
+            return Err(TimedOut(key));
+        };
+        Ok(LockedTable::compute_in(
+            &mut table,
+            self.id(),
+            hash,
+            key,
+            update,
+            self.rehash(),
+        ))
     }
 
     /// One shard at a time, in ascending order.

@@ -12,6 +12,7 @@
 //! dropped by the caller after the lock is released.
 
 use std::mem;
+use std::time::Instant;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -47,6 +48,26 @@ impl<K, V> LockedTable<K, V> {
         self.table.write()
     }
 
+    /// [`Self::read`], giving up at `deadline`.
+    pub(crate) fn read_until(
+        &self,
+        map: MapId,
+        deadline: Instant,
+    ) -> Option<RwLockReadGuard<'_, Table<K, V>>> {
+        reentry::check(map);
+        self.table.try_read_until(deadline)
+    }
+
+    /// [`Self::write`], giving up at `deadline`.
+    pub(crate) fn write_until(
+        &self,
+        map: MapId,
+        deadline: Instant,
+    ) -> Option<RwLockWriteGuard<'_, Table<K, V>>> {
+        reentry::check(map);
+        self.table.try_write_until(deadline)
+    }
+
     /// Runs `read` on the value of the entry that `is_key` picks among those with `hash`.
     /// `read` is trusted code of this crate (a clone, a presence test); user closures are wrapped
     /// by the caller with [`reentry::run_inside`].
@@ -57,7 +78,16 @@ impl<K, V> LockedTable<K, V> {
         is_key: impl Fn(&K) -> bool,
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
-        let table = self.read(map);
+        Self::find_in(&self.read(map), hash, is_key, read)
+    }
+
+    /// The body of [`Self::find_with`], on a table already locked.
+    pub(crate) fn find_in<R>(
+        table: &Table<K, V>,
+        hash: u64,
+        is_key: impl Fn(&K) -> bool,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
         table.find(hash, |(k, _)| is_key(k)).map(|(_, v)| read(v))
     }
 
@@ -72,7 +102,20 @@ impl<K, V> LockedTable<K, V> {
     where
         K: Eq,
     {
-        let mut table = self.write(map);
+        Self::insert_in(&mut self.write(map), hash, key, value, rehash)
+    }
+
+    /// The body of [`Self::insert`], on a table already locked.
+    pub(crate) fn insert_in(
+        table: &mut Table<K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+        rehash: impl Fn(&K) -> u64,
+    ) -> Option<V>
+    where
+        K: Eq,
+    {
         match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
             Entry::Occupied(mut entry) => Some(mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
@@ -91,7 +134,16 @@ impl<K, V> LockedTable<K, V> {
         is_key: impl Fn(&K) -> bool,
         remove: impl FnOnce(&K, &V) -> bool,
     ) -> Option<V> {
-        let mut table = self.write(map);
+        Self::remove_if_in(&mut self.write(map), hash, is_key, remove)
+    }
+
+    /// The body of [`Self::remove_if`], on a table already locked.
+    pub(crate) fn remove_if_in(
+        table: &mut Table<K, V>,
+        hash: u64,
+        is_key: impl Fn(&K) -> bool,
+        remove: impl FnOnce(&K, &V) -> bool,
+    ) -> Option<V> {
         let entry = table.find_entry(hash, |(k, _)| is_key(k)).ok()?;
         let (k, v) = entry.get();
         if remove(k, v) {
@@ -140,7 +192,21 @@ impl<K, V> LockedTable<K, V> {
     where
         K: Eq,
     {
-        let mut table = self.write(map);
+        Self::compute_in(&mut self.write(map), map, hash, key, update, rehash)
+    }
+
+    /// The body of [`Self::compute`], on a table already locked for `map`.
+    pub(crate) fn compute_in(
+        table: &mut Table<K, V>,
+        map: MapId,
+        hash: u64,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        rehash: impl Fn(&K) -> u64,
+    ) -> Option<V>
+    where
+        K: Eq,
+    {
         // find_entry, unlike entry, does not grow the table when the key is absent and the
         // closure decides to keep it absent.
         match table.find_entry(hash, |(k, _)| *k == key) {
