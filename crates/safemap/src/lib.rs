@@ -36,6 +36,12 @@
 //! Read-optimized strategies (an O(1)-snapshot map and a `sync.Map` equivalent) and lock-free ones
 //! join this table as they land; each declares its [`Consistency`].
 //!
+//! # Deadlines
+//!
+//! Both strategies also implement [`DeadlineMap`]: `try_get_until`, `try_insert_until`,
+//! `try_remove_until` and `try_compute_until` wait for a lock no later than a deadline (Go's
+//! context-bound access), then return [`TimedOut`] with the map unchanged and the inputs handed back.
+//!
 //! # Coming from Go
 //!
 //! | Go pattern | safemap |
