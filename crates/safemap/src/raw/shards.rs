@@ -109,7 +109,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        shard.find_with(self.id(), hash, |k| k.borrow() == key, read)
+        LockedTable::find(&shard.read(self.id()), hash, |k| k.borrow() == key, read)
     }
 
     /// [`Self::get_with`] for a user closure: records that it runs inside this map.
@@ -124,7 +124,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
 
     pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
         let (hash, shard) = self.locate(&key);
-        shard.insert(self.id(), hash, key, value, self.rehash())
+        LockedTable::insert(&mut shard.write(self.id()), hash, key, value, self.rehash())
     }
 
     pub(crate) fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
@@ -133,7 +133,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let (hash, shard) = self.locate(key);
-        shard.remove_if(self.id(), hash, |k| k.borrow() == key, remove)
+        LockedTable::remove_if(
+            &mut shard.write(self.id()),
+            hash,
+            |k| k.borrow() == key,
+            remove,
+        )
     }
 
     /// [`Self::remove_if`] for a user predicate: records that it runs inside this map.
@@ -166,7 +171,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         update: impl FnOnce(Option<&V>) -> Action<V>,
     ) -> Option<V> {
         let (hash, shard) = self.locate(&key);
-        shard.compute(self.id(), hash, key, update, self.rehash())
+        let id = self.id();
+        LockedTable::compute(&mut shard.write(id), id, hash, key, update, self.rehash())
     }
 
     /// [`Self::get_with`] with `V::clone`, giving up at `deadline`.
@@ -182,7 +188,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     {
         let (hash, shard) = self.locate(key);
         let table = shard.read_until(self.id(), deadline).ok_or(TimedOut(()))?;
-        Ok(LockedTable::find_in(
+        Ok(LockedTable::find(
             &table,
             hash,
             |k| k.borrow() == key,
@@ -201,7 +207,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         let Some(mut table) = shard.write_until(self.id(), deadline) else {
             return Err(TimedOut((key, value)));
         };
-        Ok(LockedTable::insert_in(
+        Ok(LockedTable::insert(
             &mut table,
             hash,
             key,
@@ -222,7 +228,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     {
         let (hash, shard) = self.locate(key);
         let mut table = shard.write_until(self.id(), deadline).ok_or(TimedOut(()))?;
-        Ok(LockedTable::remove_if_in(
+        Ok(LockedTable::remove_if(
             &mut table,
             hash,
             |k| k.borrow() == key,
@@ -241,7 +247,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         let Some(mut table) = shard.write_until(self.id(), deadline) else {
             return Err(TimedOut(key));
         };
-        Ok(LockedTable::compute_in(
+        Ok(LockedTable::compute(
             &mut table,
             self.id(),
             hash,

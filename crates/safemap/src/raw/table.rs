@@ -2,8 +2,11 @@
 //! made of.
 //!
 //! Callers hash the key once and pass the hash in; the table reuses it to probe, and calls
-//! `rehash` (the map's hasher) only when it grows. Every lock is taken through [`LockedTable::read`]
-//! or [`LockedTable::write`], which first runs the re-entrancy check, and every user closure runs
+//! `rehash` (the map's hasher) only when it grows. Every lock is taken through
+//! [`LockedTable::read`] or [`LockedTable::write`] (or their `_until` forms, which give up at a
+//! deadline), each of which first runs the re-entrancy check. The single-key operations are
+//! functions of the locked table, so the waiting and the deadline-bounded paths share one body
+//! each. Every user closure runs
 //! through [`reentry::run_inside`], so a closure that calls back into its map panics instead of
 //! deadlocking. Locks are released on unwind and never poisoned, and hashbrown keeps its table
 //! valid if a `Hash` or `Eq` impl panics, so a panicking closure leaves the table consistent.
@@ -68,21 +71,10 @@ impl<K, V> LockedTable<K, V> {
         self.table.try_write_until(deadline)
     }
 
-    /// Runs `read` on the value of the entry that `is_key` picks among those with `hash`.
-    /// `read` is trusted code of this crate (a clone, a presence test); user closures are wrapped
-    /// by the caller with [`reentry::run_inside`].
-    pub(crate) fn find_with<R>(
-        &self,
-        map: MapId,
-        hash: u64,
-        is_key: impl Fn(&K) -> bool,
-        read: impl FnOnce(&V) -> R,
-    ) -> Option<R> {
-        Self::find_in(&self.read(map), hash, is_key, read)
-    }
-
-    /// The body of [`Self::find_with`], on a table already locked.
-    pub(crate) fn find_in<R>(
+    /// Runs `read` on the value of the entry `is_key` picks among those with `hash`. `read` is
+    /// trusted code of this crate (a clone, a presence test); user closures are wrapped by the
+    /// caller with [`reentry::run_inside`].
+    pub(crate) fn find<R>(
         table: &Table<K, V>,
         hash: u64,
         is_key: impl Fn(&K) -> bool,
@@ -92,21 +84,6 @@ impl<K, V> LockedTable<K, V> {
     }
 
     pub(crate) fn insert(
-        &self,
-        map: MapId,
-        hash: u64,
-        key: K,
-        value: V,
-        rehash: impl Fn(&K) -> u64,
-    ) -> Option<V>
-    where
-        K: Eq,
-    {
-        Self::insert_in(&mut self.write(map), hash, key, value, rehash)
-    }
-
-    /// The body of [`Self::insert`], on a table already locked.
-    pub(crate) fn insert_in(
         table: &mut Table<K, V>,
         hash: u64,
         key: K,
@@ -128,17 +105,6 @@ impl<K, V> LockedTable<K, V> {
     /// Removes the entry `is_key` picks if `remove` (already wrapped by the caller when it is
     /// user code) agrees.
     pub(crate) fn remove_if(
-        &self,
-        map: MapId,
-        hash: u64,
-        is_key: impl Fn(&K) -> bool,
-        remove: impl FnOnce(&K, &V) -> bool,
-    ) -> Option<V> {
-        Self::remove_if_in(&mut self.write(map), hash, is_key, remove)
-    }
-
-    /// The body of [`Self::remove_if`], on a table already locked.
-    pub(crate) fn remove_if_in(
         table: &mut Table<K, V>,
         hash: u64,
         is_key: impl Fn(&K) -> bool,
@@ -166,7 +132,8 @@ impl<K, V> LockedTable<K, V> {
         V: Clone,
     {
         // Most calls find the key: answer those under the shared lock.
-        if let Some(found) = self.find_with(map, hash, |k| *k == key, V::clone) {
+        let found = Self::find(&self.read(map), hash, |k| *k == key, V::clone);
+        if let Some(found) = found {
             return found;
         }
         let mut table = self.write(map);
@@ -181,22 +148,8 @@ impl<K, V> LockedTable<K, V> {
         }
     }
 
+    /// Runs `update` (recorded as inside `map`) on the entry for `key` and applies its action.
     pub(crate) fn compute(
-        &self,
-        map: MapId,
-        hash: u64,
-        key: K,
-        update: impl FnOnce(Option<&V>) -> Action<V>,
-        rehash: impl Fn(&K) -> u64,
-    ) -> Option<V>
-    where
-        K: Eq,
-    {
-        Self::compute_in(&mut self.write(map), map, hash, key, update, rehash)
-    }
-
-    /// The body of [`Self::compute`], on a table already locked for `map`.
-    pub(crate) fn compute_in(
         table: &mut Table<K, V>,
         map: MapId,
         hash: u64,
