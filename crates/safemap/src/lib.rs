@@ -70,6 +70,7 @@ mod map;
 mod raw;
 mod reentry;
 mod sharded;
+mod snapshot;
 mod sync;
 
 pub use locked::LockedMap;
@@ -78,6 +79,7 @@ pub use map::{
 };
 pub use raw::snapshot::TableSnapshot;
 pub use sharded::{ShardedMap, default_shard_count};
+pub use snapshot::{Batch, SnapshotMap, TrieSnapshot};
 
 /// The default hasher: foldhash, randomly seeded per map.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;

@@ -9,21 +9,47 @@
 //!   poison, as `parking_lot` does, so both builds behave alike.
 
 #[cfg(not(shuttle))]
-pub(crate) use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(not(shuttle))]
+pub(crate) use std::sync::atomic::AtomicU64;
 #[cfg(not(shuttle))]
 pub(crate) use std::thread_local;
 
 #[cfg(shuttle)]
+pub(crate) use shuttle::sync::atomic::AtomicU64;
+#[cfg(shuttle)]
 pub(crate) use shuttle::thread_local;
 #[cfg(shuttle)]
-pub(crate) use shuttle_locks::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use shuttle_locks::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[cfg(shuttle)]
 mod shuttle_locks {
     use std::sync::{PoisonError, TryLockError};
     use std::time::Instant;
 
-    pub(crate) use shuttle::sync::{RwLockReadGuard, RwLockWriteGuard};
+    pub(crate) use shuttle::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+
+    /// shuttle's `Mutex` with `parking_lot`'s guard-returning, non-poisoning API.
+    pub(crate) struct Mutex<T>(shuttle::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(shuttle::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// As [`RwLock::try_read_until`]: one try, since shuttle's clock is virtual.
+        pub(crate) fn try_lock_until(&self, _deadline: Instant) -> Option<MutexGuard<'_, T>> {
+            match self.0.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        }
+    }
 
     /// shuttle's `RwLock` with `parking_lot`'s guard-returning, non-poisoning API.
     pub(crate) struct RwLock<T>(shuttle::sync::RwLock<T>);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::for_every_strategy;
+use common::for_every_deadline_strategy;
 use safemap::{Action, ConcurrentMap, DeadlineMap, TimedOut};
 
 const WAIT: Duration = Duration::from_millis(50);
@@ -49,7 +49,7 @@ where
     result
 }
 
-for_every_strategy! {
+for_every_deadline_strategy! {
     type M = Map<u32, u32>;
 
     fn filled() -> Arc<M> {

@@ -76,7 +76,8 @@ for_every_strategy! {
             k % 2 == 0
         }));
         let left = assert_consistent(&map);
-        assert!((100..200).contains(&left), "kept {left}");
+        // Odd keys seen before the panic are gone, or none are where retain publishes at once.
+        assert!((100..=200).contains(&left), "kept {left}");
         drop(map);
         assert_eq!(ledger.double_drops(), 0);
         assert_eq!(ledger.live(), 0);

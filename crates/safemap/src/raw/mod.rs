@@ -1,10 +1,15 @@
-//! The lock-based core shared by `LockedMap` and `ShardedMap`: [`table`] is one lock over one
-//! hashbrown table, [`shards`] routes keys over a power-of-two set of them, and [`snapshot`] is
-//! their frozen copy.
+//! The cores the strategies are made of.
+//!
+//! Lock-based, shared by `LockedMap` and `ShardedMap`: [`table`] is one lock over one hashbrown
+//! table, [`shards`] routes keys over a power-of-two set of them, and [`snapshot`] is their frozen
+//! copy. Versioned, for `SnapshotMap`: [`trie`] is a persistent hash trie with flat leaves, and
+//! [`published`] publishes one immutable version at a time to readers that pay one atomic load.
 
+pub(crate) mod published;
 pub(crate) mod shards;
 pub(crate) mod snapshot;
 pub(crate) mod table;
+pub(crate) mod trie;
 
 /// Implements [`ConcurrentMap`](crate::ConcurrentMap), [`DeadlineMap`](crate::DeadlineMap) and the std traits (`Debug`, `Default`,
 /// `FromIterator`, `Extend`) for a strategy that wraps a [`ShardSet`](shards::ShardSet) in a field

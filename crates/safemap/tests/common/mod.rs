@@ -1,5 +1,5 @@
 //! Shared by every test file: the strategy list and the instrumented key and value types.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -12,8 +12,32 @@ use parking_lot::Mutex;
 /// Expands the test items it is given once per strategy, in a module named after it where
 /// `Map<K, V>` (and `Map<K, V, S>`) is that strategy. Adding a strategy is one line here.
 macro_rules! for_every_strategy {
-    (@each [] $body:tt) => {};
-    (@each [$name:ident : $map:ident, $($rest:tt)*] { $($body:tt)* }) => {
+    ($($body:tt)*) => {
+        crate::common::for_strategies!([
+            locked: LockedMap,
+            sharded: ShardedMap,
+            snapshot: SnapshotMap,
+        ] { $($body)* });
+    };
+}
+pub(crate) use for_every_strategy;
+
+/// [`for_every_strategy`] for the strategies that implement `DeadlineMap`: those whose reads and
+/// writes can wait for a lock.
+macro_rules! for_every_deadline_strategy {
+    ($($body:tt)*) => {
+        crate::common::for_strategies!([
+            locked: LockedMap,
+            sharded: ShardedMap,
+        ] { $($body)* });
+    };
+}
+pub(crate) use for_every_deadline_strategy;
+
+/// Expands the test items once per `name: Strategy` in the list.
+macro_rules! for_strategies {
+    ([] $body:tt) => {};
+    ([$name:ident : $map:ident, $($rest:tt)*] { $($body:tt)* }) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -21,16 +45,11 @@ macro_rules! for_every_strategy {
             pub type Map<K, V, S = safemap::DefaultHashBuilder> = safemap::$map<K, V, S>;
             $($body)*
         }
-        for_every_strategy!(@each [$($rest)*] { $($body)* });
-    };
-    ($($body:tt)*) => {
-        for_every_strategy!(@each [
-            locked: LockedMap,
-            sharded: ShardedMap,
-        ] { $($body)* });
+        crate::common::for_strategies!([$($rest)*] { $($body)* });
     };
 }
-pub(crate) use for_every_strategy;
+pub(crate) use for_strategies;
+
 
 /// Runs `work` on its own thread and fails the test if it has not finished within `seconds`:
 /// a hang becomes a failure instead of a stuck suite. Returns what the thread returned, or the

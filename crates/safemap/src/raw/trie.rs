@@ -1,0 +1,429 @@
+//! A persistent hash trie with wide, flat leaves: the immutable structure `SnapshotMap` publishes.
+//!
+//! # Shape
+//! Branches have [`FANOUT`] children and are indexed by successive 5-bit groups of the key's
+//! hash, taken from bit 56 downwards. The top 7 bits and the low bits are left to the leaves:
+//! each leaf is a hashbrown table, which probes with the low bits and tags with the top 7, so the
+//! trie's own bits do not rob it of entropy. A leaf splits into a branch when it passes
+//! [`LEAF_MAX`] entries, until the trie is [`MAX_DEPTH`] branches deep; below that, a leaf only
+//! grows (that takes a hash function so poor that thousands of keys share 40 bits).
+//!
+//! A lookup walks a few branches (two for a million entries) and probes one leaf, so it costs
+//! close to one hashbrown probe: the branches near the root stay in cache.
+//!
+//! # Persistence
+//! Nodes sit behind `Arc`s and are never changed once shared. A write copies the path from the
+//! root to one leaf with `Arc::make_mut`: the leaf (at most [`LEAF_MAX`] entries, and the reason
+//! that bound is small) and one branch per level. Everything else is shared with the previous
+//! version. A node that the writer already copied is uniquely owned, so a batch of writes copies
+//! each touched node once and then changes it in place.
+//!
+//! A write only ever changes its own private copy. If user code (`Hash`, `Eq`, `Clone`) panics
+//! half-way, the copy is dropped and every published version is untouched.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+/// Children per branch.
+pub(crate) const FANOUT: usize = 1 << BITS;
+const BITS: u32 = 5;
+/// The largest leaf that still splits. Every write copies one leaf, so this bounds write cost;
+/// fewer, larger leaves make a lookup's walk shorter.
+pub(crate) const LEAF_MAX: usize = 128;
+/// The deepest branch level: 8 levels use bits 56..16, leaving hashbrown the low 16.
+const MAX_DEPTH: u32 = 8;
+/// The highest hash bit the trie uses, plus one: bits 57..63 are hashbrown's tag.
+const TOP: u32 = 57;
+
+/// A subtree: nothing, a leaf, or a branch.
+pub(crate) enum Child<K, V> {
+    Empty,
+    Leaf(Arc<Leaf<K, V>>),
+    Branch(Arc<Branch<K, V>>),
+}
+
+/// Up to about [`LEAF_MAX`] entries whose hashes agree on every bit the branches above used.
+#[derive(Clone)]
+pub(crate) struct Leaf<K, V> {
+    entries: HashTable<(K, V)>,
+}
+
+/// [`FANOUT`] subtrees, chosen by the next 5 bits of the hash.
+#[derive(Clone)]
+pub(crate) struct Branch<K, V> {
+    children: [Child<K, V>; FANOUT],
+}
+
+impl<K, V> Clone for Child<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            Child::Empty => Child::Empty,
+            Child::Leaf(leaf) => Child::Leaf(Arc::clone(leaf)),
+            Child::Branch(branch) => Child::Branch(Arc::clone(branch)),
+        }
+    }
+}
+
+/// Which child of a branch at `depth` holds `hash`.
+#[inline]
+fn slot(hash: u64, depth: u32) -> usize {
+    (hash >> (TOP - BITS * (depth + 1))) as usize & (FANOUT - 1)
+}
+
+/// A whole map: a root and its exact entry count. Cloning is O(1) and shares every node.
+pub(crate) struct Trie<K, V> {
+    root: Child<K, V>,
+    len: usize,
+}
+
+impl<K, V> Clone for Trie<K, V> {
+    fn clone(&self) -> Self {
+        Trie {
+            root: self.root.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<K, V> Default for Trie<K, V> {
+    fn default() -> Self {
+        Trie {
+            root: Child::Empty,
+            len: 0,
+        }
+    }
+}
+
+impl<K, V> Trie<K, V> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The entry with `hash` whose key equals `key`.
+    #[inline]
+    pub(crate) fn get<Q>(&self, hash: u64, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut node = &self.root;
+        let mut depth = 0;
+        loop {
+            match node {
+                Child::Branch(branch) => {
+                    node = &branch.children[slot(hash, depth)];
+                    depth += 1;
+                }
+                Child::Leaf(leaf) => {
+                    return leaf
+                        .entries
+                        .find(hash, |(k, _)| k.borrow() == key)
+                        .map(|(k, v)| (k, v));
+                }
+                Child::Empty => return None,
+            }
+        }
+    }
+
+    /// Every entry, in no particular order.
+    pub(crate) fn iter(&self) -> Iter<'_, K, V> {
+        Iter {
+            pending: vec![&self.root],
+            leaf: None,
+        }
+    }
+}
+
+impl<K, V> Trie<K, V>
+where
+    K: Clone + Hash + Eq,
+    V: Clone,
+{
+    /// Stores `value` for `key`, returning the value it replaced. Copies the path to the key's
+    /// leaf unless this trie already owns it.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        hasher: &impl BuildHasher,
+    ) -> Option<V> {
+        let leaf = leaf_for(&mut self.root, hash, 0, hasher);
+        match leaf.find_mut(hash, |(k, _)| *k == key) {
+            Some((_, old)) => Some(std::mem::replace(old, value)),
+            None => {
+                leaf.insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// Removes the entry for `key` if `remove` approves of it, returning it. Copies the path only
+    /// when something is removed.
+    pub(crate) fn remove_if<Q>(
+        &mut self,
+        hash: u64,
+        key: &Q,
+        remove: impl FnOnce(&K, &V) -> bool,
+        hasher: &impl BuildHasher,
+    ) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let (k, v) = self.get(hash, key)?;
+        if !remove(k, v) {
+            return None;
+        }
+        let leaf = leaf_for(&mut self.root, hash, 0, hasher);
+        let removed = leaf
+            .find_entry(hash, |(k, _)| k.borrow() == key)
+            .ok()
+            .map(|entry| entry.remove().0);
+        self.len -= usize::from(removed.is_some());
+        removed
+    }
+
+    /// Keeps the entries `keep` approves of, calling it once per entry. Copies only the leaves
+    /// that lose an entry; returns the removed entries.
+    pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&K, &V) -> bool) -> Vec<(K, V)> {
+        let mut removed = Vec::new();
+        retain_in(&mut self.root, keep, &mut removed);
+        self.len -= removed.len();
+        removed
+    }
+}
+
+/// The leaf that holds (or will hold) `hash`, owned by this trie: shared nodes on the way are
+/// copied, a missing leaf is created, and a full leaf is split first.
+fn leaf_for<'t, K, V>(
+    mut node: &'t mut Child<K, V>,
+    hash: u64,
+    mut depth: u32,
+    hasher: &impl BuildHasher,
+) -> &'t mut HashTable<(K, V)>
+where
+    K: Clone + Hash,
+    V: Clone,
+{
+    loop {
+        if let Child::Leaf(leaf) = node {
+            if leaf.entries.len() >= LEAF_MAX && depth < MAX_DEPTH {
+                let entries = std::mem::take(&mut Arc::make_mut(leaf).entries);
+                *node = Child::Branch(Arc::new(split(entries, depth, hasher)));
+            }
+        }
+        match node {
+            Child::Empty => {
+                *node = Child::Leaf(Arc::new(Leaf {
+                    entries: HashTable::new(),
+                }));
+            }
+            Child::Leaf(_) => {
+                let Child::Leaf(leaf) = node else {
+                    unreachable!()
+                };
+                return &mut Arc::make_mut(leaf).entries;
+            }
+            Child::Branch(branch) => {
+                node = &mut Arc::make_mut(branch).children[slot(hash, depth)];
+                depth += 1;
+            }
+        }
+    }
+}
+
+/// Spreads a full leaf at `depth` over a new branch's children by the next bits of each hash.
+fn split<K: Hash, V>(
+    entries: HashTable<(K, V)>,
+    depth: u32,
+    hasher: &impl BuildHasher,
+) -> Branch<K, V> {
+    let mut tables: [HashTable<(K, V)>; FANOUT] = std::array::from_fn(|_| HashTable::new());
+    for (key, value) in entries {
+        let hash = hasher.hash_one(&key);
+        tables[slot(hash, depth)].insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+    }
+    Branch {
+        children: tables.map(|entries| {
+            if entries.is_empty() {
+                Child::Empty
+            } else {
+                Child::Leaf(Arc::new(Leaf { entries }))
+            }
+        }),
+    }
+}
+
+fn retain_in<K: Clone, V: Clone>(
+    node: &mut Child<K, V>,
+    keep: &mut impl FnMut(&K, &V) -> bool,
+    removed: &mut Vec<(K, V)>,
+) {
+    match node {
+        Child::Empty => {}
+        Child::Branch(branch) => {
+            // Ask about every entry of the subtree before copying anything, so an unchanged
+            // subtree stays shared: visit shared children through a cheap clone of the branch.
+            let mut copy = (**branch).clone();
+            let before = removed.len();
+            for child in &mut copy.children {
+                retain_in(child, keep, removed);
+            }
+            if removed.len() != before {
+                *branch = Arc::new(copy);
+            }
+        }
+        Child::Leaf(leaf) => {
+            let doomed: Vec<bool> = leaf.entries.iter().map(|(k, v)| !keep(k, v)).collect();
+            if doomed.contains(&true) {
+                // A clone keeps the bucket layout, so its iteration order matches `doomed`.
+                let mut order = doomed.into_iter();
+                Arc::make_mut(leaf)
+                    .entries
+                    .extract_if(|_| order.next().unwrap_or(false))
+                    .for_each(|entry| removed.push(entry));
+            }
+        }
+    }
+}
+
+/// Depth-first iteration over a trie's entries.
+pub(crate) struct Iter<'a, K, V> {
+    pending: Vec<&'a Child<K, V>>,
+    leaf: Option<hashbrown::hash_table::Iter<'a, (K, V)>>,
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((k, v)) = self.leaf.as_mut().and_then(Iterator::next) {
+                return Some((k, v));
+            }
+            match self.pending.pop()? {
+                Child::Empty => {}
+                Child::Leaf(leaf) => self.leaf = Some(leaf.entries.iter()),
+                Child::Branch(branch) => self.pending.extend(branch.children.iter()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The trie against `std::collections::HashMap`, at sizes that split leaves several levels
+    //! deep, with old versions checked to stay exactly as they were.
+
+    use std::collections::HashMap;
+    use std::hash::{BuildHasherDefault, Hasher};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    type Model = HashMap<u32, u32>;
+
+    fn contents(trie: &Trie<u32, u32>) -> Model {
+        let entries: Vec<_> = trie.iter().map(|(k, v)| (*k, *v)).collect();
+        let model: Model = entries.iter().copied().collect();
+        assert_eq!(model.len(), entries.len(), "iteration repeated a key");
+        assert_eq!(trie.len(), entries.len(), "len disagrees with the entries");
+        model
+    }
+
+    /// Inserts, removes and retains against a model, keeping a few old versions (O(1) clones) and
+    /// checking at the end that each still holds exactly what it held when it was taken.
+    fn differential(hasher: &impl BuildHasher, ops: &[(u8, u32, u32)]) {
+        let mut trie = Trie::default();
+        let mut model = Model::new();
+        let mut kept = Vec::new();
+        for (i, &(op, key, value)) in ops.iter().enumerate() {
+            let hash = hasher.hash_one(key);
+            match op % 4 {
+                0 | 1 => assert_eq!(trie.insert(hash, key, value, hasher), model.insert(key, value)),
+                2 => {
+                    let removed = trie.remove_if(hash, &key, |_, _| true, hasher);
+                    assert_eq!(removed, model.remove_entry(&key));
+                }
+                _ if i % 97 == 0 => {
+                    let mut removed = trie.retain(&mut |k, _| k % 3 != value % 3);
+                    removed.sort_unstable();
+                    let mut expected: Vec<_> =
+                        model.extract_if(|k, _| k % 3 == value % 3).collect();
+                    expected.sort_unstable();
+                    assert_eq!(removed, expected);
+                }
+                _ => assert_eq!(trie.get(hash, &key).map(|(_, v)| *v), model.get(&key).copied()),
+            }
+            if i % 500 == 0 {
+                kept.push((trie.clone(), model.clone()));
+            }
+        }
+        assert_eq!(contents(&trie), model);
+        for (old, then) in &kept {
+            assert_eq!(&contents(old), then, "an old version changed");
+        }
+    }
+
+    fn ops(keys: u32) -> impl Strategy<Value = Vec<(u8, u32, u32)>> {
+        proptest::collection::vec((any::<u8>(), 0..keys, any::<u32>()), 1..6000)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Thousands of keys: leaves split into branches two and three levels deep.
+        #[test]
+        fn matches_a_hash_map(ops in ops(20_000)) {
+            differential(&foldhash::fast::FixedState::with_seed(7), &ops);
+        }
+
+        /// A hasher that gives every key the same hash: the trie bottoms out at its maximum depth
+        /// with one ever-growing leaf, and stays correct.
+        #[test]
+        fn survives_a_constant_hash(ops in ops(400)) {
+            differential(&BuildHasherDefault::<Constant>::default(), &ops);
+        }
+    }
+
+    #[derive(Default)]
+    struct Constant;
+
+    impl Hasher for Constant {
+        fn finish(&self) -> u64 {
+            0x5555_5555_5555_5555
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn many_keys_split_and_share_structure() {
+        let hasher = foldhash::fast::FixedState::with_seed(1);
+        let mut trie = Trie::default();
+        for k in 0..100_000u32 {
+            trie.insert(hasher.hash_one(k), k, k, &hasher);
+        }
+        let before = trie.clone();
+        trie.insert(hasher.hash_one(7u32), 7, 70, &hasher);
+        assert_eq!(before.get(hasher.hash_one(7u32), &7), Some((&7, &7)));
+        assert_eq!(trie.get(hasher.hash_one(7u32), &7), Some((&7, &70)));
+        // One write copied one path; every other top-level subtree is still shared.
+        let (Child::Branch(old), Child::Branch(new)) = (&before.root, &trie.root) else {
+            panic!("100,000 entries must have split the root");
+        };
+        let shared = (old.children.iter().zip(&new.children))
+            .filter(|(a, b)| match (a, b) {
+                (Child::Branch(a), Child::Branch(b)) => Arc::ptr_eq(a, b),
+                (Child::Leaf(a), Child::Leaf(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            })
+            .count();
+        assert_eq!(shared, FANOUT - 1);
+    }
+}
