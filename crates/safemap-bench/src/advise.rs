@@ -2,9 +2,9 @@
 //! fastest safemap strategy, with its figures against the other strategies and the best peer.
 
 use clap::Args;
-use safemap::{ConcurrentMap, Consistency, WholeMap};
+use safemap::WholeMap;
 
-use crate::contestants::{Family, Hasher};
+use crate::contestants::{Family, contestants};
 use crate::report::{Row, table};
 use crate::session::{Plan, pick_contestants, progress_bar};
 use crate::workload::{Dist, Mix, Shape, Workload};
@@ -59,19 +59,6 @@ fn profile(args: &AdviseArgs) -> Result<Mix, String> {
     })
 }
 
-/// What each safemap strategy guarantees, for the reason line.
-fn consistency_of(name: &str) -> Option<Consistency> {
-    match name {
-        "LockedMap" => {
-            Some(<safemap::LockedMap<u64, u64, Hasher> as ConcurrentMap<u64, u64>>::CONSISTENCY)
-        }
-        "ShardedMap" => {
-            Some(<safemap::ShardedMap<u64, u64, Hasher> as ConcurrentMap<u64, u64>>::CONSISTENCY)
-        }
-        _ => None,
-    }
-}
-
 /// The recommendation for measured `rows` of one cell.
 pub fn recommend(rows: &[Row], mix: &Mix) -> Result<String, String> {
     let mut ours: Vec<&Row> = rows
@@ -98,7 +85,8 @@ pub fn recommend(rows: &[Row], mix: &Mix) -> Result<String, String> {
             peer.contestant
         );
     }
-    if let Some(c) = consistency_of(&best.contestant) {
+    let declared = contestants().into_iter().find(|c| c.name == best.contestant);
+    if let Some(c) = declared.and_then(|c| c.consistency) {
         let word = |w: WholeMap| match w {
             WholeMap::Atomic => "atomic",
             WholeMap::WeaklyConsistent => "weakly consistent",

@@ -7,7 +7,7 @@
 use std::collections::HashMap as StdHashMap;
 use std::sync::{Mutex, RwLock};
 
-use safemap::{Action, ConcurrentMap, LockedMap, ShardedMap};
+use safemap::{Action, ConcurrentMap, Consistency, LockedMap, ShardedMap, SnapshotMap};
 use serde::Serialize;
 
 use crate::measure::{Cell, Measurement, measure};
@@ -113,7 +113,7 @@ macro_rules! safemap_contestant {
         }
     )*};
 }
-safemap_contestant!(LockedMap, ShardedMap);
+safemap_contestant!(LockedMap, ShardedMap, SnapshotMap);
 
 impl SharedMap for RwLock<StdHashMap<u64, u64, Hasher>> {
     fn create() -> Self {
@@ -321,6 +321,8 @@ pub struct Contestant {
     pub measure: fn(&Cell) -> Measurement,
     /// Measures bytes per entry with `n` entries.
     pub footprint: fn(usize) -> f64,
+    /// What a safemap strategy declares it guarantees; `None` for the others.
+    pub consistency: Option<Consistency>,
 }
 
 impl Contestant {
@@ -330,6 +332,14 @@ impl Contestant {
             family,
             measure: measure::<M>,
             footprint: crate::alloc::footprint::<M>,
+            consistency: None,
+        }
+    }
+
+    fn safemap<M: Contender + ConcurrentMap<u64, u64>>(name: &'static str) -> Self {
+        Contestant {
+            consistency: Some(M::CONSISTENCY),
+            ..Self::of::<M>(name, Family::Safemap)
         }
     }
 
@@ -343,8 +353,9 @@ impl Contestant {
 pub fn contestants() -> Vec<Contestant> {
     use Family::*;
     vec![
-        Contestant::of::<LockedMap<u64, u64, Hasher>>("LockedMap", Safemap),
-        Contestant::of::<ShardedMap<u64, u64, Hasher>>("ShardedMap", Safemap),
+        Contestant::safemap::<LockedMap<u64, u64, Hasher>>("LockedMap"),
+        Contestant::safemap::<ShardedMap<u64, u64, Hasher>>("ShardedMap"),
+        Contestant::safemap::<SnapshotMap<u64, u64, Hasher>>("SnapshotMap"),
         Contestant::of::<RwLock<StdHashMap<u64, u64, Hasher>>>("std-RwLock", Peer),
         Contestant::of::<Mutex<StdHashMap<u64, u64, Hasher>>>("std-Mutex", Peer),
         Contestant::of::<dashmap::DashMap<u64, u64, Hasher>>("dashmap", Peer),

@@ -97,6 +97,7 @@ pub fn strategies() -> Vec<Contestant> {
     vec![
         Contestant::of::<safemap::LockedMap<Key, Val>>("LockedMap"),
         Contestant::of::<safemap::ShardedMap<Key, Val>>("ShardedMap"),
+        Contestant::of::<safemap::SnapshotMap<Key, Val>>("SnapshotMap"),
     ]
 }
 

@@ -89,6 +89,7 @@ macro_rules! schedules {
 schedules! {
     locked_map_schedules: LockedMap,
     sharded_map_schedules: ShardedMap,
+    snapshot_map_schedules: SnapshotMap,
 }
 
 /// Two threads race `get_or_insert_with` on one absent key, then read it. Shuttle must find the
