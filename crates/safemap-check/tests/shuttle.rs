@@ -55,12 +55,23 @@ fn random_plans(seed: u64) -> (Vec<Vec<Op>>, Key) {
     (plans, config.keys)
 }
 
+/// A reader that reads twice, a writer, and a reader that reads once: among its schedules is
+/// the one where the second reader sees the new value and the first then returns the old one,
+/// which a map that lets readers see a version before it is fully published would allow.
+fn publication_race() -> (Vec<Vec<Op>>, Key) {
+    let plans = vec![
+        vec![Op::Get(0), Op::Get(0)],
+        vec![Op::Insert(0, 1)],
+        vec![Op::Get(0)],
+    ];
+    (plans, 1)
+}
+
 fn explore<M>()
 where
     M: ConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
 {
-    for seed in [1, 2] {
-        let (plans, keys) = random_plans(seed);
+    for (plans, keys) in [random_plans(1), random_plans(2), publication_race()] {
         let random = plans.clone();
         shuttle::check_random(
             move || linearizable_run::<M>(random.clone(), keys),
@@ -114,3 +125,4 @@ fn shuttle_catches_check_then_act() {
         "shuttle failed for another reason: {message:?}"
     );
 }
+
