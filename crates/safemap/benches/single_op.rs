@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use safemap::{Action, ConcurrentMap, DefaultHashBuilder, LockedMap, ShardedMap};
+use safemap::{Action, ConcurrentMap, DefaultHashBuilder, LockedMap, ShardedMap, SnapshotMap};
 
 const ENTRIES: u64 = 1 << 16;
 
@@ -84,6 +84,7 @@ fn floor(c: &mut Criterion) {
 fn all(c: &mut Criterion) {
     strategy::<LockedMap<u64, u64>>(c, "LockedMap");
     strategy::<ShardedMap<u64, u64>>(c, "ShardedMap");
+    strategy::<SnapshotMap<u64, u64>>(c, "SnapshotMap");
     floor(c);
 }
 

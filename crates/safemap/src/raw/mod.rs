@@ -9,6 +9,7 @@ pub(crate) mod published;
 pub(crate) mod shards;
 pub(crate) mod snapshot;
 pub(crate) mod table;
+pub(crate) mod thread_index;
 pub(crate) mod trie;
 
 /// Implements [`ConcurrentMap`](crate::ConcurrentMap), [`DeadlineMap`](crate::DeadlineMap) and the std traits (`Debug`, `Default`,

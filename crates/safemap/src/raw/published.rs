@@ -24,16 +24,13 @@
 //! reads the new version. Without the odd step, Y could see the old even stamp and return the old
 //! version after X returned the new one.
 //!
-//! # Thread indices and slots
-//! A thread takes the lowest free index on its first read and returns it when it exits, so live
-//! threads have distinct indices and indices stay small. Slot `i` is only ever touched by the
-//! live thread holding index `i` (and by the map's own drop), which is what makes the unsynchronized
-//! slot sound. A cached version stays alive until its slot's thread reads this map again, or the
+//! # Slots
+//! Slot `i` is only ever touched by the live thread holding index `i` of
+//! [`thread_index`](super::thread_index) (and by the map's own drop), which is what makes the
+//! unsynchronized slot sound. A cached version stays alive until its slot's thread reads this map again, or the
 //! map is dropped: at most one stale version per slot.
 
 use std::cell::{Cell, UnsafeCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -42,7 +39,8 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Mutex, MutexGuard, thread_local};
+use super::thread_index;
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 /// A published value and the stamp it was published under.
 pub(crate) struct Stamped<T> {
@@ -76,9 +74,9 @@ pub(crate) struct Published<T> {
 }
 
 // SAFETY: the only fields that are not `Sync` are the slots' `UnsafeCell` and `Cell`. Slot `i` is
-// accessed only by the one live thread holding index `i` (`ThreadIndex` hands each index to one
-// live thread at a time, and the hand-over goes through a mutex, which orders the old holder's
-// accesses before the new holder's), and by `drop`, which has `&mut self`. The slots hold
+// accessed only by the one live thread holding index `i` (`thread_index` hands each index to one
+// live thread at a time, through a mutex that orders the old holder's accesses before the new
+// holder's), and by `drop`, which has `&mut self`. The slots hold
 // `Arc<Stamped<T>>`s that another thread may drop or read, hence `T: Send + Sync`.
 unsafe impl<T: Send + Sync> Sync for Published<T> {}
 // SAFETY: moving the whole structure moves the slots' `Arc`s with it; `T: Send + Sync` makes
@@ -115,11 +113,7 @@ impl<T> Published<T> {
         // Acquire: pairs with the writer's release store of the even stamp, so that a miss below
         // loads that version or a later one.
         let seq = self.seq.load(Ordering::Acquire);
-        if let Some(slot) = THREAD_INDEX
-            .try_with(|index| index.0)
-            .ok()
-            .and_then(|index| self.slots.get(index))
-        {
+        if let Some(slot) = thread_index::current().and_then(|index| self.slots.get(index)) {
             if !slot.busy.replace(true) {
                 let _free = Free(&slot.busy);
                 // SAFETY: this thread holds the slot's index (see the `Sync` impl), and `busy` was
@@ -193,45 +187,4 @@ impl Drop for Free<'_> {
 fn slot_count() -> usize {
     let cores = std::thread::available_parallelism().map_or(4, usize::from);
     (cores * 4).clamp(16, 256)
-}
-
-/// This thread's index, held from its first read of any `Published` until it exits.
-struct ThreadIndex(usize);
-
-/// The indices not held by a live thread: everything from `next` on, plus `free`.
-struct IndexPool {
-    next: usize,
-    free: BinaryHeap<Reverse<usize>>,
-}
-
-/// A std mutex rather than `crate::sync`'s: it is held only for a push or a pop, never while
-/// waiting on anything a schedule explorer should control.
-static POOL: std::sync::Mutex<IndexPool> = std::sync::Mutex::new(IndexPool {
-    next: 0,
-    free: BinaryHeap::new(),
-});
-
-impl ThreadIndex {
-    fn claim() -> Self {
-        let mut pool = POOL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let index = match pool.free.pop() {
-            Some(Reverse(index)) => index,
-            None => {
-                pool.next += 1;
-                pool.next - 1
-            }
-        };
-        ThreadIndex(index)
-    }
-}
-
-impl Drop for ThreadIndex {
-    fn drop(&mut self) {
-        let mut pool = POOL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        pool.free.push(Reverse(self.0));
-    }
-}
-
-thread_local! {
-    static THREAD_INDEX: ThreadIndex = ThreadIndex::claim();
 }
