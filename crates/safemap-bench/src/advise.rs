@@ -85,7 +85,9 @@ pub fn recommend(rows: &[Row], mix: &Mix) -> Result<String, String> {
             peer.contestant
         );
     }
-    let declared = contestants().into_iter().find(|c| c.name == best.contestant);
+    let declared = contestants()
+        .into_iter()
+        .find(|c| c.name == best.contestant);
     if let Some(c) = declared.and_then(|c| c.consistency) {
         let word = |w: WholeMap| match w {
             WholeMap::Atomic => "atomic",

@@ -7,7 +7,9 @@
 use std::collections::HashMap as StdHashMap;
 use std::sync::{Mutex, RwLock};
 
-use safemap::{Action, ConcurrentMap, Consistency, LockedMap, ShardedMap, SnapshotMap};
+use safemap::{
+    Action, ConcurrentMap, Consistency, LockedMap, ReadMostlyMap, ShardedMap, SnapshotMap,
+};
 use serde::Serialize;
 
 use crate::measure::{Cell, Measurement, measure};
@@ -113,7 +115,7 @@ macro_rules! safemap_contestant {
         }
     )*};
 }
-safemap_contestant!(LockedMap, ShardedMap, SnapshotMap);
+safemap_contestant!(LockedMap, ShardedMap, SnapshotMap, ReadMostlyMap);
 
 impl SharedMap for RwLock<StdHashMap<u64, u64, Hasher>> {
     fn create() -> Self {
@@ -356,6 +358,7 @@ pub fn contestants() -> Vec<Contestant> {
         Contestant::safemap::<LockedMap<u64, u64, Hasher>>("LockedMap"),
         Contestant::safemap::<ShardedMap<u64, u64, Hasher>>("ShardedMap"),
         Contestant::safemap::<SnapshotMap<u64, u64, Hasher>>("SnapshotMap"),
+        Contestant::safemap::<ReadMostlyMap<u64, u64, Hasher>>("ReadMostlyMap"),
         Contestant::of::<RwLock<StdHashMap<u64, u64, Hasher>>>("std-RwLock", Peer),
         Contestant::of::<Mutex<StdHashMap<u64, u64, Hasher>>>("std-Mutex", Peer),
         Contestant::of::<dashmap::DashMap<u64, u64, Hasher>>("dashmap", Peer),

@@ -98,6 +98,7 @@ pub fn strategies() -> Vec<Contestant> {
         Contestant::of::<safemap::LockedMap<Key, Val>>("LockedMap"),
         Contestant::of::<safemap::ShardedMap<Key, Val>>("ShardedMap"),
         Contestant::of::<safemap::SnapshotMap<Key, Val>>("SnapshotMap"),
+        Contestant::of::<safemap::ReadMostlyMap<Key, Val>>("ReadMostlyMap"),
     ]
 }
 

@@ -101,6 +101,7 @@ schedules! {
     locked_map_schedules: LockedMap,
     sharded_map_schedules: ShardedMap,
     snapshot_map_schedules: SnapshotMap,
+    read_mostly_map_schedules: ReadMostlyMap,
 }
 
 /// Two threads race `get_or_insert_with` on one absent key, then read it. Shuttle must find the
@@ -125,4 +126,3 @@ fn shuttle_catches_check_then_act() {
         "shuttle failed for another reason: {message:?}"
     );
 }
-

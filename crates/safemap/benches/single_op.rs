@@ -5,7 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use safemap::{Action, ConcurrentMap, DefaultHashBuilder, LockedMap, ShardedMap, SnapshotMap};
+use safemap::{
+    Action, ConcurrentMap, DefaultHashBuilder, LockedMap, ReadMostlyMap, ShardedMap, SnapshotMap,
+};
 
 const ENTRIES: u64 = 1 << 16;
 
@@ -85,6 +87,7 @@ fn all(c: &mut Criterion) {
     strategy::<LockedMap<u64, u64>>(c, "LockedMap");
     strategy::<ShardedMap<u64, u64>>(c, "ShardedMap");
     strategy::<SnapshotMap<u64, u64>>(c, "SnapshotMap");
+    strategy::<ReadMostlyMap<u64, u64>>(c, "ReadMostlyMap");
     floor(c);
 }
 

@@ -68,6 +68,7 @@
 mod locked;
 mod map;
 mod raw;
+mod read_mostly;
 mod reentry;
 mod sharded;
 mod snapshot;
@@ -78,6 +79,7 @@ pub use map::{
     Action, ConcurrentMap, Consistency, Cost, DeadlineMap, MapSnapshot, TimedOut, WholeMap,
 };
 pub use raw::snapshot::TableSnapshot;
+pub use read_mostly::ReadMostlyMap;
 pub use sharded::{ShardedMap, default_shard_count};
 pub use snapshot::{Batch, SnapshotMap, TrieSnapshot};
 

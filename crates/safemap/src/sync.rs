@@ -11,16 +11,46 @@
 #[cfg(not(shuttle))]
 pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(shuttle))]
-pub(crate) use std::sync::atomic::AtomicU64;
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize};
 #[cfg(not(shuttle))]
 pub(crate) use std::thread_local;
 
 #[cfg(shuttle)]
-pub(crate) use shuttle::sync::atomic::AtomicU64;
+pub(crate) use shuttle::sync::atomic::{AtomicU64, AtomicUsize};
 #[cfg(shuttle)]
 pub(crate) use shuttle::thread_local;
 #[cfg(shuttle)]
 pub(crate) use shuttle_locks::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Waits a little before a spinning thread looks again: backs off on the CPU, then yields.
+#[cfg(not(shuttle))]
+pub(crate) struct Spin(crossbeam_utils::Backoff);
+
+#[cfg(not(shuttle))]
+impl Spin {
+    pub(crate) fn new() -> Self {
+        Spin(crossbeam_utils::Backoff::new())
+    }
+
+    pub(crate) fn wait(&self) {
+        self.0.snooze();
+    }
+}
+
+/// Under shuttle, every wait is a yield, so the explorer can run the thread being waited for.
+#[cfg(shuttle)]
+pub(crate) struct Spin;
+
+#[cfg(shuttle)]
+impl Spin {
+    pub(crate) fn new() -> Self {
+        Spin
+    }
+
+    pub(crate) fn wait(&self) {
+        shuttle::thread::yield_now();
+    }
+}
 
 #[cfg(shuttle)]
 mod shuttle_locks {

@@ -5,6 +5,7 @@
 //! copy. Versioned, for `SnapshotMap`: [`trie`] is a persistent hash trie with flat leaves, and
 //! [`published`] publishes one immutable version at a time to readers that pay one atomic load.
 
+pub(crate) mod left_right;
 pub(crate) mod published;
 pub(crate) mod shards;
 pub(crate) mod snapshot;

@@ -34,7 +34,6 @@ use std::cell::{Cell, UnsafeCell};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
@@ -141,14 +140,6 @@ impl<T> Published<T> {
             _lock: self.writer.lock(),
         }
     }
-
-    /// Takes the writer lock, giving up at `deadline`.
-    pub(crate) fn write_until(&self, deadline: Instant) -> Option<Writer<'_, T>> {
-        Some(Writer {
-            published: self,
-            _lock: self.writer.try_lock_until(deadline)?,
-        })
-    }
 }
 
 impl<T> Writer<'_, T> {
@@ -166,7 +157,9 @@ impl<T> Writer<'_, T> {
         // Relaxed: the swap below is a release, which orders this store before it for any reader
         // that sees the new version (see the module docs).
         published.seq.store(next - 1, Ordering::Relaxed);
-        let old = published.current.swap(Arc::new(Stamped { seq: next, value }));
+        let old = published
+            .current
+            .swap(Arc::new(Stamped { seq: next, value }));
         // Release: a reader that sees this stamp must also see the version swapped in above.
         published.seq.store(next, Ordering::Release);
         old

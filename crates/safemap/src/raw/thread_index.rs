@@ -56,7 +56,8 @@ static POOL: std::sync::Mutex<Pool> = std::sync::Mutex::new(Pool {
 });
 
 fn pool() -> std::sync::MutexGuard<'static, Pool> {
-    POOL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    POOL.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct Holder(usize);

@@ -346,7 +346,10 @@ mod tests {
         for (i, &(op, key, value)) in ops.iter().enumerate() {
             let hash = hasher.hash_one(key);
             match op % 4 {
-                0 | 1 => assert_eq!(trie.insert(hash, key, value, hasher), model.insert(key, value)),
+                0 | 1 => assert_eq!(
+                    trie.insert(hash, key, value, hasher),
+                    model.insert(key, value)
+                ),
                 2 => {
                     let removed = trie.remove_if(hash, &key, |_, _| true, hasher);
                     assert_eq!(removed, model.remove_entry(&key));
@@ -359,7 +362,10 @@ mod tests {
                     expected.sort_unstable();
                     assert_eq!(removed, expected);
                 }
-                _ => assert_eq!(trie.get(hash, &key).map(|(_, v)| *v), model.get(&key).copied()),
+                _ => assert_eq!(
+                    trie.get(hash, &key).map(|(_, v)| *v),
+                    model.get(&key).copied()
+                ),
             }
             if i % 500 == 0 {
                 kept.push((trie.clone(), model.clone()));

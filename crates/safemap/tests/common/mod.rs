@@ -17,6 +17,7 @@ macro_rules! for_every_strategy {
             locked: LockedMap,
             sharded: ShardedMap,
             snapshot: SnapshotMap,
+            read_mostly: ReadMostlyMap,
         ] { $($body)* });
     };
 }
@@ -49,7 +50,6 @@ macro_rules! for_strategies {
     };
 }
 pub(crate) use for_strategies;
-
 
 /// Runs `work` on its own thread and fails the test if it has not finished within `seconds`:
 /// a hang becomes a failure instead of a stuck suite. Returns what the thread returned, or the

@@ -1,0 +1,419 @@
+//! [`ReadMostlyMap`]: Go's `sync.Map` method set, on two copies of one hash table.
+//!
+//! Readers use one copy with no lock and no write to any shared cache line; the serialized
+//! writer changes the other copy, switches readers over, waits for the last reader of the old
+//! copy, and repeats the change there ([`raw::left_right`](crate::raw::left_right)). Writes cost
+//! two hash-table operations and a short wait, never a copy of the map: there is no promotion
+//! step, so no O(n) cliff when new keys arrive, and values are stored inline, not boxed.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::mem;
+
+use crate::DefaultHashBuilder;
+use crate::map::{Action, ConcurrentMap, Consistency, Cost, WholeMap};
+use crate::raw::left_right::{LeftRight, Writer};
+use crate::raw::shards::Routing;
+use crate::raw::snapshot::TableSnapshot;
+use crate::raw::table::{LockedTable, Table};
+use crate::reentry::{self, MapId};
+
+/// A map for read-mostly data with Go's `sync.Map` API: reads never take a lock and never
+/// write a shared cache line, so they scale with cores; writes are serialized and cost about two
+/// ordinary hash-map writes.
+///
+/// It keeps two copies of every entry (twice the memory of [`ShardedMap`](crate::ShardedMap)),
+/// which is how readers avoid locks: a writer changes the copy no one reads, then switches.
+/// A writer waits for readers still in the old copy, so a [`get_with`](ConcurrentMap::get_with)
+/// closure that blocks holds writers up like a read lock would.
+///
+/// # Coming from `sync.Map`
+///
+/// | Go | `ReadMostlyMap` |
+/// |---|---|
+/// | `Load(k)` | [`get`](ConcurrentMap::get), or [`get_with`](ConcurrentMap::get_with) without a clone |
+/// | `Store(k, v)` | [`insert`](ConcurrentMap::insert) |
+/// | `LoadOrStore(k, v)` | [`get_or_insert`](Self::get_or_insert), or [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) to build the value only when needed |
+/// | `LoadAndDelete(k)` | [`remove`](ConcurrentMap::remove) |
+/// | `Delete(k)` | [`remove`](ConcurrentMap::remove) |
+/// | `Swap(k, v)` | [`insert`](ConcurrentMap::insert), which returns the previous value |
+/// | `CompareAndSwap(k, old, new)` | [`compare_and_swap`](Self::compare_and_swap) |
+/// | `CompareAndDelete(k, old)` | [`compare_and_remove`](Self::compare_and_remove) |
+/// | `Range(f)` | [`for_each`](ConcurrentMap::for_each), over a consistent copy |
+/// | `Clear()` | [`clear`](ConcurrentMap::clear) |
+/// | (none) | [`len`](ConcurrentMap::len), exact |
+///
+/// Unlike `sync.Map`, values keep their type (no `interface{}` boxing), `len` exists, and a new
+/// key never triggers an O(n) promotion.
+///
+/// ```
+/// use safemap::{ConcurrentMap, ReadMostlyMap};
+///
+/// let sessions: ReadMostlyMap<u64, String> = ReadMostlyMap::new();
+/// assert_eq!(sessions.get_or_insert(7, "alice".to_string()), ("alice".to_string(), false));
+/// assert_eq!(sessions.get_or_insert(7, "bob".to_string()), ("alice".to_string(), true));
+/// assert!(sessions.compare_and_swap(&7, &"alice".to_string(), "carol".to_string()));
+/// assert!(!sessions.compare_and_remove(&7, &"alice".to_string()));
+/// assert_eq!(sessions.get(&7).as_deref(), Some("carol"));
+/// assert_eq!(sessions.len(), 1);
+/// ```
+pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
+    hasher: S,
+    core: LeftRight<K, V>,
+}
+
+impl<K, V> ReadMostlyMap<K, V> {
+    /// An empty map with a randomly seeded hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<K, V, S> ReadMostlyMap<K, V, S> {
+    /// An empty map that hashes with `hasher`.
+    pub fn with_hasher(hasher: S) -> Self {
+        ReadMostlyMap {
+            hasher,
+            core: LeftRight::new(),
+        }
+    }
+
+    /// The map's hasher.
+    pub fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    fn id(&self) -> MapId {
+        MapId::of(self)
+    }
+}
+
+impl<K, V, S> ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// Go's `LoadOrStore`: the value for `key` and `true` if it was present, else stores `value`
+    /// and returns it with `false`.
+    pub fn get_or_insert(&self, key: K, value: V) -> (V, bool) {
+        let mut fresh = Some(value);
+        let stored = self.get_or_insert_with(key, || fresh.take().expect("runs at most once"));
+        (stored, fresh.is_some())
+    }
+
+    /// Go's `CompareAndSwap`: stores `new` for `key` if its value equals `current`; returns
+    /// whether it did. Calling back into the same map from `PartialEq` panics.
+    pub fn compare_and_swap<Q>(&self, key: &Q, current: &V, new: V) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        let hash = self.hash(key);
+        let id = self.id();
+        self.write(|writer| {
+            let matches = LockedTable::find(
+                writer.table(),
+                hash,
+                |k| k.borrow() == key,
+                |v| reentry::run_inside(id, "compare_and_swap", || v == current),
+            );
+            if matches != Some(true) {
+                return (false, None);
+            }
+            let replace = |table: &mut Table<K, V>, value| {
+                let (_, slot) = table.find_mut(hash, |(k, _)| k.borrow() == key)?;
+                Some(mem::replace(slot, value))
+            };
+            let copy = new.clone();
+            let displaced = writer.apply(|t| replace(t, copy), |t| replace(t, new));
+            (true, Some(displaced))
+        })
+    }
+
+    /// Go's `CompareAndDelete`: removes `key` if its value equals `current`; returns whether it
+    /// did.
+    pub fn compare_and_remove<Q>(&self, key: &Q, current: &V) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        self.remove_if(key, |_, v| v == current).is_some()
+    }
+
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Runs `read` (trusted code of this crate) on the value for `key`.
+    #[inline]
+    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        reentry::check(self.id());
+        let hash = self.hash(key);
+        self.core
+            .read(|table| LockedTable::find(table, hash, |k| k.borrow() == key, read))
+    }
+
+    /// Runs `change` with the writer lock; what it displaced (`D`) is dropped after the lock is
+    /// released.
+    fn write<R, D>(&self, change: impl FnOnce(&mut Writer<'_, K, V>) -> (R, D)) -> R {
+        reentry::check(self.id());
+        let mut writer = self.core.write();
+        let (result, displaced) = change(&mut writer);
+        drop(writer);
+        drop(displaced);
+        result
+    }
+
+    /// Stores `value` for `key` in both copies; returns the displaced values.
+    fn insert_both(
+        &self,
+        writer: &mut Writer<'_, K, V>,
+        hash: u64,
+        key: K,
+        value: V,
+    ) -> (Option<V>, Option<V>) {
+        let rehash = |k: &K| self.hasher.hash_one(k);
+        let (key_copy, value_copy) = (key.clone(), value.clone());
+        writer.apply(
+            |t| LockedTable::insert(t, hash, key_copy, value_copy, rehash),
+            |t| LockedTable::insert(t, hash, key, value, rehash),
+        )
+    }
+
+    /// Removes the entry for `key` from both copies; returns the removed values.
+    fn remove_both<Q>(writer: &mut Writer<'_, K, V>, hash: u64, key: &Q) -> (Option<V>, Option<V>)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let remove = |t: &mut Table<K, V>| {
+            LockedTable::remove_if(t, hash, |k| k.borrow() == key, |_, _| true)
+        };
+        writer.apply(remove, remove)
+    }
+}
+
+impl<K, V, S> ConcurrentMap<K, V> for ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    type Snapshot = TableSnapshot<K, V, S>;
+
+    const CONSISTENCY: Consistency = Consistency {
+        len: WholeMap::Atomic,
+        for_each: WholeMap::Atomic,
+        retain: WholeMap::Atomic,
+        clear: WholeMap::Atomic,
+        snapshot_cost: Cost::Linear,
+        insert_closure_blocks_shard: true,
+    };
+
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.read(key, V::clone)
+    }
+
+    fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let id = self.id();
+        self.read(key, |v| reentry::run_inside(id, "get_with", || read(v)))
+    }
+
+    fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.read(key, |_| ()).is_some()
+    }
+
+    fn insert(&self, key: K, value: V) -> Option<V> {
+        let hash = self.hash(&key);
+        self.write(|writer| self.insert_both(writer, hash, key, value))
+    }
+
+    fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_if(key, |_, _| true)
+    }
+
+    fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let id = self.id();
+        self.write(|writer| {
+            let entry = writer.table().find(hash, |(k, _)| k.borrow() == key);
+            let approved =
+                entry.is_some_and(|(k, v)| reentry::run_inside(id, "remove_if", || remove(k, v)));
+            if approved {
+                Self::remove_both(writer, hash, key)
+            } else {
+                (None, None)
+            }
+        })
+    }
+
+    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
+        if let Some(present) = self.read(&key, V::clone) {
+            return present;
+        }
+        let hash = self.hash(&key);
+        let id = self.id();
+        self.write(|writer| {
+            if let Some((_, present)) = writer.table().find(hash, |(k, _)| *k == key) {
+                return (present.clone(), (None, None));
+            }
+            let value = reentry::run_inside(id, "get_or_insert_with", make);
+            let stored = value.clone();
+            (stored, self.insert_both(writer, hash, key, value))
+        })
+    }
+
+    fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
+        let hash = self.hash(&key);
+        let id = self.id();
+        self.write(|writer| {
+            let (action, present) = {
+                let current = writer
+                    .table()
+                    .find(hash, |(k, _)| *k == key)
+                    .map(|(_, v)| v);
+                let action = reentry::run_inside(id, "compute", || update(current));
+                (action, current.is_some())
+            };
+            match action {
+                Action::Keep => (None, None),
+                Action::Set(value) => self.insert_both(writer, hash, key, value),
+                Action::Remove if present => Self::remove_both(writer, hash, &key),
+                Action::Remove => (None, None),
+            }
+        })
+    }
+
+    fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        let id = self.id();
+        self.write(|writer| {
+            // Decide on the unread copy, once per entry, then remove from both copies.
+            let doomed: Vec<(u64, K)> = reentry::run_inside(id, "retain", || {
+                writer
+                    .table()
+                    .iter()
+                    .filter(|(k, v)| !keep(k, v))
+                    .map(|(k, _)| (self.hasher.hash_one(k), k.clone()))
+                    .collect()
+            });
+            if doomed.is_empty() {
+                return ((), (Vec::new(), Vec::new()));
+            }
+            let remove_all = |t: &mut Table<K, V>| -> Vec<V> {
+                (doomed.iter())
+                    .filter_map(|(hash, key)| {
+                        LockedTable::remove_if(t, *hash, |k| k == key, |_, _| true)
+                    })
+                    .collect()
+            };
+            ((), writer.apply(remove_all, remove_all))
+        })
+    }
+
+    fn clear(&self) {
+        self.write(|writer| {
+            if writer.table().is_empty() {
+                return ((), (Table::new(), Table::new()));
+            }
+            ((), writer.apply(mem::take, mem::take))
+        })
+    }
+
+    fn len(&self) -> usize {
+        reentry::check(self.id());
+        self.core.read(Table::len)
+    }
+
+    fn for_each(&self, mut visit: impl FnMut(&K, &V))
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let copy = self.snapshot();
+        crate::MapSnapshot::iter(&copy).for_each(|(k, v)| visit(k, v));
+    }
+
+    fn snapshot(&self) -> Self::Snapshot
+    where
+        K: Clone,
+        V: Clone,
+    {
+        reentry::check(self.id());
+        let table = self.core.read(Table::clone);
+        TableSnapshot::new(Box::new([table]), Routing::new(1), self.hasher.clone())
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ReadMostlyMap<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.read(|table| {
+            f.debug_map()
+                .entries(table.iter().map(|(k, v)| (k, v)))
+                .finish()
+        })
+    }
+}
+
+impl<K, V, S: Default> Default for ReadMostlyMap<K, V, S> {
+    fn default() -> Self {
+        Self::with_hasher(S::default())
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
+        for (k, v) in entries {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone + Default,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut map = Self::default();
+        map.extend(entries);
+        map
+    }
+}
