@@ -2,11 +2,15 @@
 //! left-right technique), so a read takes no lock and writes no shared cache line.
 //!
 //! # Algorithm
-//! `readable` names the copy readers use. A writer (serialized by the writer lock):
-//! 1. applies its change to the other copy, which no reader is using;
-//! 2. switches `readable` to that copy: from now on readers see the change;
-//! 3. waits until every reader that entered the old copy has left it;
-//! 4. applies the same change to the old copy, which is now unread. The copies are equal again.
+//! `readable` names the copy readers use, normally the "home" copy. A writer (serialized by the
+//! writer lock):
+//! 1. waits until no reader is left in the other ("away") copy from the previous write;
+//! 2. applies its change to the away copy;
+//! 3. switches `readable` to it: from now on readers see the change;
+//! 4. waits until every reader that entered the home copy has left it, and applies the same change
+//!    there. The copies are equal again;
+//! 5. switches `readable` back home. Readers thus spend nearly all their time in one copy, whose
+//!    cache lines stay warm, instead of alternating between two.
 //!
 //! A reader announces the copy it is about to read in its own per-thread slot (a cache line no
 //! other reader writes), then checks that `readable` still names that copy; if a writer switched
@@ -25,8 +29,8 @@
 //! # Panics
 //! If user code (`Hash`, `Eq`, `Clone`) panics while a change is applied, the copy being changed
 //! is rebuilt from the other before the writer lock is released, so the copies never disagree. A
-//! panic in step 1 leaves the map unchanged; a panic in step 4 leaves the change applied (it was
-//! already visible).
+//! panic in step 2 leaves the map unchanged; a panic in step 4 leaves the change applied (it was
+//! already visible), with readers left in the away copy, which is as good a home as any.
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
@@ -50,8 +54,8 @@ struct ReaderSlot {
 
 /// Two equal tables, a writer lock, and the readers' announcements.
 pub(crate) struct LeftRight<K, V> {
-    // Invariant: outside the writer lock, both copies hold the same entries, and no reader is in
-    // the copy `readable` does not name.
+    // Invariant: outside the writer lock, both copies hold the same entries. Readers enter only
+    // the copy `readable` names; a few may still be leaving the other.
     copies: [CachePadded<UnsafeCell<Table<K, V>>>; 2],
     readable: CachePadded<AtomicUsize>,
     writer: Mutex<()>,
@@ -152,10 +156,11 @@ impl<K, V> LeftRight<K, V> {
 }
 
 impl<K, V> Writer<'_, K, V> {
-    /// The copy no reader is in. Its entries equal the readable copy's.
+    /// The current entries, as the copy readers use holds them.
     pub(crate) fn table(&self) -> &Table<K, V> {
-        // SAFETY: the writer lock is held and no reader is in the unreadable copy (invariant).
-        unsafe { &*self.lr.copies[self.unread()].get() }
+        // SAFETY: only a writer changes a copy, and this one holds the writer lock; readers only
+        // read. So a shared reference to either copy is sound while `self` is borrowed.
+        unsafe { &*self.lr.copies[1 - self.unread()].get() }
     }
 
     fn unread(&self) -> usize {
@@ -163,10 +168,10 @@ impl<K, V> Writer<'_, K, V> {
         1 - self.lr.readable.load(Relaxed)
     }
 
-    /// Applies a change to both copies (module docs, steps 1 to 4): `first` to the unread copy,
-    /// which is then published, and `second`, which must make the same change, to the other once
-    /// its readers have left. Returns both results; the second usually holds displaced values for
-    /// the caller to drop after releasing the lock.
+    /// Applies a change to both copies (module docs, steps 1 to 5): `first` to the unread copy,
+    /// which readers are then switched to, and `second`, which must make the same change, to the
+    /// home copy once its readers have left; then readers go home. Returns both results; the
+    /// second usually holds displaced values for the caller to drop after releasing the lock.
     pub(crate) fn apply<A, B>(
         &mut self,
         first: impl FnOnce(&mut Table<K, V>) -> A,
@@ -177,15 +182,20 @@ impl<K, V> Writer<'_, K, V> {
         V: Clone,
     {
         let lr = self.lr;
-        let fresh = self.unread();
-        let stale = 1 - fresh;
-        // SAFETY: no reader is in `fresh` (invariant), and the writer lock excludes writers.
-        let a = unsafe { change_or_resync(lr, fresh, stale, first) };
+        let away = self.unread();
+        let home = 1 - away;
+        // Readers that entered `away` during the previous write's visit there: usually none.
+        lr.wait_for_readers(away);
+        // SAFETY: no reader is in `away` (just checked, and `readable` names `home`), and the
+        // writer lock excludes writers.
+        let a = unsafe { change_or_resync(lr, away, home, first) };
         // SeqCst: the switch pairs with readers' announcements (module docs).
-        lr.readable.store(fresh, SeqCst);
-        lr.wait_for_readers(stale);
-        // SAFETY: readers of `stale` have all left, and new ones go to `fresh`.
-        let b = unsafe { change_or_resync(lr, stale, fresh, second) };
+        lr.readable.store(away, SeqCst);
+        lr.wait_for_readers(home);
+        // SAFETY: readers of `home` have all left, and new ones go to `away`.
+        let b = unsafe { change_or_resync(lr, home, away, second) };
+        // Back home, so readers keep using one copy and its cache lines stay warm.
+        lr.readable.store(home, SeqCst);
         (a, b)
     }
 }
