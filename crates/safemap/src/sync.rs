@@ -8,6 +8,10 @@
 //!   where one thread can wait for another. Shuttle's locks poison like std's; the wrapper ignores
 //!   poison, as `parking_lot` does, so both builds behave alike.
 
+/// A lock that schedule explorers leave alone, for bookkeeping held only for a push or a pop and
+/// never while waiting on anything else. `parking_lot`, so TSAN sees it.
+pub(crate) use parking_lot::Mutex as BookkeepingMutex;
+
 #[cfg(not(shuttle))]
 pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(shuttle))]

@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::sync::thread_local;
+use crate::sync::{BookkeepingMutex, thread_local};
 
 const UNCLAIMED: usize = usize::MAX;
 
@@ -48,23 +48,16 @@ struct Pool {
     free: BinaryHeap<Reverse<usize>>,
 }
 
-/// A std mutex rather than `crate::sync`'s: it is held for a push or a pop only, never while
-/// waiting on anything a schedule explorer should control.
-static POOL: std::sync::Mutex<Pool> = std::sync::Mutex::new(Pool {
+static POOL: BookkeepingMutex<Pool> = BookkeepingMutex::new(Pool {
     next: 0,
     free: BinaryHeap::new(),
 });
-
-fn pool() -> std::sync::MutexGuard<'static, Pool> {
-    POOL.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 struct Holder(usize);
 
 impl Holder {
     fn claim() -> Self {
-        let mut pool = pool();
+        let mut pool = POOL.lock();
         let index = match pool.free.pop() {
             Some(Reverse(index)) => index,
             None => {
@@ -80,7 +73,7 @@ impl Drop for Holder {
     fn drop(&mut self) {
         // Stop using the index before handing it on.
         let _ = INDEX.try_with(|cell| cell.set(UNCLAIMED));
-        pool().free.push(Reverse(self.0));
+        POOL.lock().free.push(Reverse(self.0));
     }
 }
 
