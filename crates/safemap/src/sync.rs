@@ -26,6 +26,15 @@ pub(crate) use shuttle::thread_local;
 #[cfg(shuttle)]
 pub(crate) use shuttle_locks::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// Lets a schedule explorer switch threads here: under shuttle, around code that takes time but
+/// contains no synchronization (changing a table copy), which shuttle would otherwise treat as
+/// instantaneous. Nothing otherwise.
+#[inline(always)]
+pub(crate) fn preemption_point() {
+    #[cfg(shuttle)]
+    shuttle::thread::yield_now();
+}
+
 /// Waits a little before a spinning thread looks again: backs off on the CPU, then yields.
 #[cfg(not(shuttle))]
 pub(crate) struct Spin(crossbeam_utils::Backoff);

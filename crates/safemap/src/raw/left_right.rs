@@ -39,7 +39,7 @@ use crossbeam_utils::CachePadded;
 
 use super::table::Table;
 use super::thread_index;
-use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin};
+use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, preemption_point};
 
 /// Which copy a slot's reader is in: `IDLE`, or the copy's index plus one.
 const IDLE: usize = 0;
@@ -227,9 +227,11 @@ unsafe fn change_or_resync<K: Clone, V: Clone, R>(
         }
     }
     let resync = Resync { lr, target, source };
+    preemption_point();
     // SAFETY: by the caller's contract, this is the only reference to the target copy.
     let result = change(unsafe { &mut *lr.copies[target].get() });
     std::mem::forget(resync);
+    preemption_point();
     result
 }
 
