@@ -55,14 +55,15 @@ fn random_plans(seed: u64) -> (Vec<Vec<Op>>, Key) {
     (plans, config.keys)
 }
 
-/// A reader that reads twice, a writer, and a reader that reads once: among its schedules is
-/// the one where the second reader sees the new value and the first then returns the old one,
-/// which a map that lets readers see a version before it is fully published would allow.
+/// Two readers that read repeatedly and one writer: among the schedules is one where a reader
+/// sees the new value and the other reader then returns the old one, which a map that shows a
+/// write to some readers before it is published to all would allow. (Readers take few steps and
+/// a writer many, so they read several times to still be reading when the writer is half-way.)
 fn publication_race() -> (Vec<Vec<Op>>, Key) {
     let plans = vec![
-        vec![Op::Get(0), Op::Get(0)],
+        vec![Op::Get(0); 4],
         vec![Op::Insert(0, 1)],
-        vec![Op::Get(0)],
+        vec![Op::Get(0); 2],
     ];
     (plans, 1)
 }
@@ -126,3 +127,4 @@ fn shuttle_catches_check_then_act() {
         "shuttle failed for another reason: {message:?}"
     );
 }
+
