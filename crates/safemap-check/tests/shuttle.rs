@@ -127,4 +127,3 @@ fn shuttle_catches_check_then_act() {
         "shuttle failed for another reason: {message:?}"
     );
 }
-

@@ -32,13 +32,14 @@
 //! |---|---|---|---|---|---|
 //! | [`LockedMap`] | one shared lock | one exclusive lock | atomic | O(n) copy | small maps, low contention, the reference |
 //! | [`ShardedMap`] | shard shared lock | shard exclusive lock | one shard at a time | O(n) copy, all shards locked | general purpose, write-heavy |
+//! | [`SnapshotMap`] | no lock: one atomic load, then a persistent trie | serialized, one path copied; [`SnapshotMap::write_batch`] | atomic, on a snapshot | O(1) | configuration and routing tables: rare writes, consistent views |
+//! | [`ReadMostlyMap`] | no lock, no shared write: one of two table copies | serialized, applied to both copies | atomic, on a copy | O(n) copy | `sync.Map` users: read-mostly caches |
 //!
-//! Read-optimized strategies (an O(1)-snapshot map and a `sync.Map` equivalent) and lock-free ones
-//! join this table as they land; each declares its [`Consistency`].
+//! Lock-free strategies join this table as they land; each declares its [`Consistency`].
 //!
 //! # Deadlines
 //!
-//! Both strategies also implement [`DeadlineMap`]: `try_get_until`, `try_insert_until`,
+//! [`LockedMap`] and [`ShardedMap`] also implement [`DeadlineMap`]: `try_get_until`, `try_insert_until`,
 //! `try_remove_until` and `try_compute_until` wait for a lock no later than a deadline (Go's
 //! context-bound access), then return [`TimedOut`] with the map unchanged and the inputs handed back.
 //!
@@ -48,8 +49,8 @@
 //! |---|---|
 //! | `sync.RWMutex` + `map[K]V` | [`LockedMap`] |
 //! | power-of-two sharded, padded `RWMutex` maps | [`ShardedMap`] (shards locked in ascending order for whole-map operations, so they cannot deadlock) |
-//! | `sync.Map` `Load` / `Store` / `LoadOrStore` / `LoadAndDelete` / `Delete` / `Range` / `Clear` | [`get`](ConcurrentMap::get) / [`insert`](ConcurrentMap::insert) / [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) / [`remove`](ConcurrentMap::remove) / [`remove`](ConcurrentMap::remove) / [`for_each`](ConcurrentMap::for_each) / [`clear`](ConcurrentMap::clear) |
-//! | `atomic.Value` holding an immutable map, copied on write | [`snapshot`](ConcurrentMap::snapshot) for a consistent read view; no load-copy-store race to get wrong |
+//! | `sync.Map` | [`ReadMostlyMap`], whose docs map every `sync.Map` method to its name here |
+//! | `atomic.Value` holding an immutable map, copied on write | [`SnapshotMap`]: the same O(1) snapshots and lock-free reads, with serialized writers (no load-copy-store race loses an update) and no whole-map copy per write |
 //! | `mu.Lock(); v := m[k]; m[k] = f(v); mu.Unlock()` | [`compute`](ConcurrentMap::compute), whose closure runs exactly once |
 //!
 //! Go's `LoadOrStore` takes a ready value; [`get_or_insert_with`](ConcurrentMap::get_or_insert_with)
@@ -57,8 +58,9 @@
 //!
 //! # Closures
 //!
-//! Closures passed to `get_with`, `remove_if`, `get_or_insert_with`, `compute` and `retain` run
-//! while the map holds a lock for them. If one calls back into the same map, that call panics with
+//! Closures passed to `get_with`, `remove_if`, `get_or_insert_with`, `compute`, `retain` (and
+//! [`SnapshotMap::write_batch`]) run while the map holds a lock for them, or, for `get_with` in
+//! [`ReadMostlyMap`], a read that writers wait for. If one calls back into the same map, that call panics with
 //! a message naming the operation, instead of deadlocking. A closure that panics leaves the map
 //! consistent and usable: locks are not poisoned and no value is leaked or dropped twice.
 //! [`for_each`](ConcurrentMap::for_each) visits copies with no lock held, so its closure may call
