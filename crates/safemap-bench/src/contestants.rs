@@ -13,6 +13,7 @@ use safemap::{
 use serde::Serialize;
 
 use crate::measure::{Cell, Measurement, measure};
+use crate::workload::{Shape, Workload};
 
 /// The hasher every contestant uses, so that hashing cost is equal.
 pub type Hasher = foldhash::fast::RandomState;
@@ -29,6 +30,13 @@ pub trait MapOps: Send {
     fn update(&mut self, k: u64);
     /// Returns `k`'s value, storing `make()` first if absent.
     fn get_or_insert(&mut self, k: u64, make: impl FnOnce() -> u64) -> u64;
+    /// Takes a point-in-time snapshot and returns its length.
+    ///
+    /// # Panics
+    /// If the map has none: the runner only asks contestants whose `Contender::SNAPSHOTS` is set.
+    fn snapshot_len(&mut self) -> usize {
+        unreachable!("snapshot asked of a contestant without snapshots")
+    }
 }
 
 /// A map that the runner can create and hand out to threads.
@@ -37,6 +45,8 @@ pub trait Contender {
     type Handle<'a>: MapOps
     where
         Self: 'a;
+    /// Whether its handles implement [`MapOps::snapshot_len`].
+    const SNAPSHOTS: bool = false;
     /// An empty map.
     fn create() -> Self;
     /// One handle per thread.
@@ -45,6 +55,8 @@ pub trait Contender {
 
 /// A map all threads share by reference.
 pub trait SharedMap: Sync + Sized {
+    /// As [`Contender::SNAPSHOTS`].
+    const SNAPSHOTS: bool = false;
     /// An empty map.
     fn create() -> Self;
     /// As [`MapOps::get`].
@@ -57,6 +69,10 @@ pub trait SharedMap: Sync + Sized {
     fn update(&self, k: u64);
     /// As [`MapOps::get_or_insert`].
     fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64;
+    /// As [`MapOps::snapshot_len`].
+    fn snapshot_len(&self) -> usize {
+        unreachable!("snapshot asked of a contestant without snapshots")
+    }
 }
 
 impl<M: SharedMap> MapOps for &M {
@@ -75,6 +91,9 @@ impl<M: SharedMap> MapOps for &M {
     fn get_or_insert(&mut self, k: u64, make: impl FnOnce() -> u64) -> u64 {
         SharedMap::get_or_insert(*self, k, make)
     }
+    fn snapshot_len(&mut self) -> usize {
+        SharedMap::snapshot_len(*self)
+    }
 }
 
 impl<M: SharedMap> Contender for M {
@@ -82,6 +101,7 @@ impl<M: SharedMap> Contender for M {
         = &'a M
     where
         M: 'a;
+    const SNAPSHOTS: bool = M::SNAPSHOTS;
     fn create() -> Self {
         SharedMap::create()
     }
@@ -94,6 +114,7 @@ impl<M: SharedMap> Contender for M {
 macro_rules! safemap_contestant {
     ($($map:ident),*) => {$(
         impl SharedMap for $map<u64, u64, Hasher> {
+            const SNAPSHOTS: bool = true;
             fn create() -> Self {
                 $map::with_hasher(Hasher::default())
             }
@@ -112,14 +133,22 @@ macro_rules! safemap_contestant {
             fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
                 self.get_or_insert_with(k, make)
             }
+            fn snapshot_len(&self) -> usize {
+                safemap::MapSnapshot::len(&ConcurrentMap::snapshot(self))
+            }
         }
     )*};
 }
 safemap_contestant!(LockedMap, ShardedMap, SnapshotMap, ReadMostlyMap);
 
 impl SharedMap for RwLock<StdHashMap<u64, u64, Hasher>> {
+    const SNAPSHOTS: bool = true;
     fn create() -> Self {
         RwLock::new(StdHashMap::with_hasher(Hasher::default()))
+    }
+    /// A copy under the read lock: consistent, and O(n).
+    fn snapshot_len(&self) -> usize {
+        self.read().unwrap().clone().len()
     }
     fn get(&self, k: u64) -> bool {
         self.read().unwrap().get(&k).is_some()
@@ -325,6 +354,8 @@ pub struct Contestant {
     pub footprint: fn(usize) -> f64,
     /// What a safemap strategy declares it guarantees; `None` for the others.
     pub consistency: Option<Consistency>,
+    /// Whether it can take a point-in-time snapshot.
+    pub snapshots: bool,
 }
 
 impl Contestant {
@@ -335,6 +366,7 @@ impl Contestant {
             measure: measure::<M>,
             footprint: crate::alloc::footprint::<M>,
             consistency: None,
+            snapshots: M::SNAPSHOTS,
         }
     }
 
@@ -345,9 +377,10 @@ impl Contestant {
         }
     }
 
-    /// Whether it can run with `threads` threads.
-    pub fn runs_on(&self, threads: usize) -> bool {
-        self.family != Family::Floor || threads == 1
+    /// Whether it can run `workload` with `threads` threads.
+    pub fn runs(&self, workload: &Workload, threads: usize) -> bool {
+        (self.family != Family::Floor || threads == 1)
+            && (workload.shape != Shape::Snapshot || self.snapshots)
     }
 }
 

@@ -131,5 +131,8 @@ fn apply(handle: &mut impl MapOps, op: Op) {
         Op::GetOrInsert(k) => {
             black_box(handle.get_or_insert(k, || k.rotate_left(7)));
         }
+        Op::Snapshot => {
+            black_box(handle.snapshot_len());
+        }
     }
 }

@@ -7,7 +7,7 @@ use crate::RunArgs;
 use crate::contestants::{Contestant, contestants};
 use crate::measure::{Cell, Measurement, SAMPLE_EVERY};
 use crate::report::{Document, Machine, Row, fill_ratios, table};
-use crate::workload::{Dist, Op, Shape, WORKLOADS, Workload, key, plan, workload};
+use crate::workload::{Dist, Op, SNAPSHOTS, Shape, WORKLOADS, Workload, key, plan, workload};
 
 /// A resolved session: what to measure.
 pub struct Plan {
@@ -114,12 +114,10 @@ impl Plan {
     /// (round-robin), so a burst of noise on this shared machine lands on all of them rather
     /// than on whichever contestant happened to be running.
     pub fn measure(&self, progress: &ProgressBar) -> Vec<Row> {
-        let runs: usize = self.workloads.len()
-            * self.reps
-            * self
-                .threads
-                .iter()
-                .map(|&t| self.contestants.iter().filter(|c| c.runs_on(t)).count())
+        let runs: usize = self.reps
+            * (self.workloads.iter())
+                .flat_map(|(w, _)| self.threads.iter().map(move |&t| (w, t)))
+                .map(|(w, t)| self.contestants.iter().filter(|c| c.runs(w, t)).count())
                 .sum::<usize>();
         progress.set_length(runs as u64);
         let mut footprints: Vec<(usize, &str, f64)> = Vec::new();
@@ -136,7 +134,7 @@ impl Plan {
                 let entrants: Vec<&Contestant> = self
                     .contestants
                     .iter()
-                    .filter(|c| c.runs_on(threads))
+                    .filter(|c| c.runs(&workload, threads))
                     .collect();
                 let mut measured: Vec<Option<Measurement>> =
                     entrants.iter().map(|_| None).collect();
@@ -203,6 +201,13 @@ pub fn plans(
             let mut every = vec![None; threads];
             every[0] = Some(1);
             (std::iter::once(writer).chain(readers).collect(), every)
+        }
+        Shape::Snapshot => {
+            let snapshots = vec![Op::Snapshot; SNAPSHOTS];
+            let others = (1..threads).map(|t| plan(&workload.mix, keys, dist, ops / threads, t));
+            let mut every = vec![None; threads];
+            every[0] = Some(1);
+            (std::iter::once(snapshots).chain(others).collect(), every)
         }
     }
 }
@@ -273,6 +278,19 @@ mod tests {
             plans[1..]
                 .iter()
                 .all(|p| p.len() == 1000 && p.iter().all(|o| matches!(o, Op::Read(_))))
+        );
+        assert_eq!(every, vec![Some(1), None, None]);
+    }
+
+    #[test]
+    fn snapshot_has_one_timed_snapshotter_and_untimed_mixed_threads() {
+        let snapshot = workload("Snapshot1M").unwrap();
+        let (plans, every) = plans(&snapshot, 1000, Dist::Uniform, 10_000, 3);
+        assert_eq!(plans[0], vec![Op::Snapshot; SNAPSHOTS]);
+        assert!(
+            plans[1..]
+                .iter()
+                .all(|p| p.len() == 10_000 / 3 && p.iter().all(|o| !matches!(o, Op::Snapshot)))
         );
         assert_eq!(every, vec![Some(1), None, None]);
     }

@@ -19,6 +19,8 @@ pub enum Op {
     Update(u64),
     /// Return the value, computing and storing it if absent.
     GetOrInsert(u64),
+    /// Take a point-in-time snapshot of the whole map and read its length.
+    Snapshot,
 }
 
 /// The share of each operation, in percent (summing to 100), and how full the map starts.
@@ -48,7 +50,14 @@ pub enum Shape {
     /// threads read meanwhile, untimed. The latency figures are the inserts', so p99.9 and max show
     /// the stalls that a blocking resize causes.
     Growth,
+    /// Thread 0 takes [`SNAPSHOTS`] snapshots of the full map and times each; the other threads
+    /// run the mix meanwhile, untimed. The latency figures are the snapshots'. Only contestants
+    /// that can take a point-in-time snapshot run it.
+    Snapshot,
 }
+
+/// Snapshots taken per repetition of a [`Shape::Snapshot`] workload.
+pub const SNAPSHOTS: usize = 32;
 
 /// A named workload.
 #[derive(Clone, Copy, Debug)]
@@ -113,6 +122,20 @@ pub const WORKLOADS: &[Workload] = &[
         },
         default_keys: 2_000_000,
         shape: Shape::Mixed,
+    },
+    // Snapshots of a full map at two sizes, while other threads read and write: an O(1) snapshot
+    // takes as long at 1M entries as at 10k.
+    Workload {
+        name: "Snapshot10k",
+        mix: mix(99.0, 0.5, 0.5, 0.0, 1.0),
+        default_keys: 10_000,
+        shape: Shape::Snapshot,
+    },
+    Workload {
+        name: "Snapshot1M",
+        mix: mix(99.0, 0.5, 0.5, 0.0, 1.0),
+        default_keys: 1_000_000,
+        shape: Shape::Snapshot,
     },
     // One thread grows a map from empty to 4M keys while the others read.
     Workload {

@@ -23,6 +23,8 @@ const TINY: &[&str] = &["--keys", "2000", "--ops", "20000", "--reps", "1"];
 const CONTESTANTS: &[&str] = &[
     "LockedMap",
     "ShardedMap",
+    "SnapshotMap",
+    "ReadMostlyMap",
     "std-RwLock",
     "std-Mutex",
     "dashmap",
@@ -84,6 +86,48 @@ fn quick_run_writes_every_contestant_to_json() {
             }
         }
     }
+}
+
+/// The snapshot scenario runs exactly the contestants that can take a consistent snapshot.
+#[test]
+fn snapshot_scenario_times_snapshots_of_those_that_have_them() {
+    let path = std::env::temp_dir().join(format!("safemap-snap-{}.json", std::process::id()));
+    let args = [
+        "run",
+        "--workload",
+        "Snapshot10k",
+        "--threads",
+        "1,2",
+        "--reps",
+        "1",
+        "--ops",
+        "2000",
+        "--json",
+        path.to_str().unwrap(),
+    ];
+    let (code, out, err) = bench(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Snapshot10k"), "{out}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let results = doc["results"].as_array().unwrap();
+    let ran: std::collections::BTreeSet<&str> = results
+        .iter()
+        .map(|r| r["contestant"].as_str().unwrap())
+        .collect();
+    let expected = [
+        "LockedMap",
+        "ReadMostlyMap",
+        "ShardedMap",
+        "SnapshotMap",
+        "std-RwLock",
+    ];
+    assert_eq!(ran.into_iter().collect::<Vec<_>>(), expected);
+    assert_eq!(
+        results.len(),
+        2 * expected.len(),
+        "one row per contestant and thread count"
+    );
 }
 
 #[test]
