@@ -24,7 +24,7 @@ use crate::reentry::{self, MapId};
 /// cost about one atomic load plus a hash-table probe, snapshots are O(1), and every operation,
 /// `len` and `for_each` included, is atomic.
 ///
-/// Writers are serialized and each copies one short path of the trie (a leaf of at most 128
+/// Writers are serialized and each copies one short path of the trie (a leaf of at most 512
 /// entries and one small branch per level), so writes cost microseconds, not nanoseconds: for
 /// write-heavy maps use [`ShardedMap`](crate::ShardedMap). Batch writes with
 /// [`write_batch`](Self::write_batch) to publish many changes at once.
