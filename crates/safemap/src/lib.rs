@@ -33,7 +33,7 @@
 //! | [`LockedMap`] | one shared lock | one exclusive lock | atomic | O(n) copy | small maps, low contention, the reference |
 //! | [`ShardedMap`] | shard shared lock | shard exclusive lock | one shard at a time | O(n) copy, all shards locked | general purpose, write-heavy |
 //! | [`SnapshotMap`] | no lock: one atomic load, then a persistent trie | serialized, one path copied; [`SnapshotMap::write_batch`] | atomic, on a snapshot | O(1) | configuration and routing tables: rare writes, consistent views |
-//! | [`ReadMostlyMap`] | no lock, no shared write: one of two table copies | serialized, applied to both copies | atomic, on a copy | O(n) copy | `sync.Map` users: read-mostly caches |
+//! | [`ReadMostlyMap`] | no lock, no shared write: one of two table copies | per-shard lock, applied to both copies | `for_each` atomic, on a copy; `retain` shard by shard | O(n) copy | `sync.Map` users: read-mostly caches |
 //!
 //! Lock-free strategies join this table as they land; each declares its [`Consistency`].
 //!

@@ -1,10 +1,11 @@
-//! [`ReadMostlyMap`]: Go's `sync.Map` method set, on two copies of one hash table.
+//! [`ReadMostlyMap`]: Go's `sync.Map` method set, on shards of two-copy hash tables.
 //!
-//! Readers use one copy with no lock and no write to any shared cache line; the serialized
-//! writer changes the other copy, switches readers over, waits for the last reader of the old
-//! copy, and repeats the change there ([`raw::left_right`](crate::raw::left_right)). Writes cost
-//! two hash-table operations and a short wait, never a copy of the map: there is no promotion
-//! step, so no O(n) cliff when new keys arrive, and values are stored inline, not boxed.
+//! Readers use one copy of their key's shard with no lock and no write to any shared cache line;
+//! the shard's writer changes the other copy, switches readers over, waits for the last reader of
+//! the old copy, and repeats the change there ([`raw::left_right`](crate::raw::left_right)).
+//! Writes cost two hash-table operations and a short wait, never a copy of the map: there is no
+//! promotion step, so no O(n) cliff when new keys arrive, a resize rehashes one shard only, and
+//! values are stored inline, not boxed.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -20,8 +21,8 @@ use crate::raw::table::{LockedTable, Table};
 use crate::reentry::{self, MapId};
 
 /// A map for read-mostly data with Go's `sync.Map` API: reads never take a lock and never
-/// write a shared cache line, so they scale with cores; writes are serialized and cost about two
-/// ordinary hash-map writes.
+/// write a shared cache line, so they scale with cores; writes are serialized per shard (as in
+/// [`ShardedMap`](crate::ShardedMap)) and cost about two ordinary hash-map writes.
 ///
 /// It keeps two copies of every entry (twice the memory of [`ShardedMap`](crate::ShardedMap)),
 /// which is how readers avoid locks: a writer changes the copy no one reads, then switches.
@@ -75,7 +76,7 @@ impl<K, V, S> ReadMostlyMap<K, V, S> {
     pub fn with_hasher(hasher: S) -> Self {
         ReadMostlyMap {
             hasher,
-            core: LeftRight::new(),
+            core: LeftRight::new(crate::default_shard_count()),
         }
     }
 
@@ -113,7 +114,7 @@ where
     {
         let hash = self.hash(key);
         let id = self.id();
-        self.write(|writer| {
+        self.write(hash, |writer| {
             let matches = LockedTable::find(
                 writer.table(),
                 hash,
@@ -157,17 +158,28 @@ where
     {
         reentry::check(self.id());
         let hash = self.hash(key);
-        self.core
-            .read(|table| LockedTable::find(table, hash, |k| k.borrow() == key, read))
+        self.core.read(self.core.shard_of(hash), |table| {
+            LockedTable::find(table, hash, |k: &K| k.borrow() == key, read)
+        })
     }
 
-    /// Runs `change` with the writer lock; what it displaced (`D`) is dropped after the lock is
-    /// released.
-    fn write<R, D>(&self, change: impl FnOnce(&mut Writer<'_, K, V>) -> (R, D)) -> R {
+    /// Runs `change` with the writer lock of the shard of `hash`; what it displaced (`D`) is
+    /// dropped after the lock is released.
+    fn write<R, D>(&self, hash: u64, change: impl FnOnce(&mut Writer<'_, K, V>) -> (R, D)) -> R {
         reentry::check(self.id());
-        let mut writer = self.core.write();
+        let mut writer = self.core.write(self.core.shard_of(hash));
         let (result, displaced) = change(&mut writer);
         drop(writer);
+        drop(displaced);
+        result
+    }
+
+    /// [`Self::write`] with every shard's writer lock: nothing changes meanwhile.
+    fn write_all<R, D>(&self, change: impl FnOnce(&mut [Writer<'_, K, V>]) -> (R, D)) -> R {
+        reentry::check(self.id());
+        let mut writers = self.core.write_all();
+        let (result, displaced) = change(&mut writers);
+        drop(writers);
         drop(displaced);
         result
     }
@@ -209,11 +221,14 @@ where
 {
     type Snapshot = TableSnapshot<K, V, S>;
 
+    // `retain` and `clear` hold every shard's writer lock, but readers never wait for writer
+    // locks: they can see one shard changed before another. `len` and snapshots only need the
+    // locks, so they are exact.
     const CONSISTENCY: Consistency = Consistency {
         len: WholeMap::Atomic,
         for_each: WholeMap::Atomic,
-        retain: WholeMap::Atomic,
-        clear: WholeMap::Atomic,
+        retain: WholeMap::WeaklyConsistent,
+        clear: WholeMap::WeaklyConsistent,
         snapshot_cost: Cost::Linear,
         insert_closure_blocks_shard: true,
     };
@@ -246,7 +261,7 @@ where
 
     fn insert(&self, key: K, value: V) -> Option<V> {
         let hash = self.hash(&key);
-        self.write(|writer| self.insert_both(writer, hash, key, value))
+        self.write(hash, |writer| self.insert_both(writer, hash, key, value))
     }
 
     fn remove<Q>(&self, key: &Q) -> Option<V>
@@ -264,7 +279,7 @@ where
     {
         let hash = self.hash(key);
         let id = self.id();
-        self.write(|writer| {
+        self.write(hash, |writer| {
             let entry = writer.table().find(hash, |(k, _)| k.borrow() == key);
             let approved =
                 entry.is_some_and(|(k, v)| reentry::run_inside(id, "remove_if", || remove(k, v)));
@@ -285,7 +300,7 @@ where
         }
         let hash = self.hash(&key);
         let id = self.id();
-        self.write(|writer| {
+        self.write(hash, |writer| {
             if let Some((_, present)) = writer.table().find(hash, |(k, _)| *k == key) {
                 return (present.clone(), (None, None));
             }
@@ -298,7 +313,7 @@ where
     fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
         let hash = self.hash(&key);
         let id = self.id();
-        self.write(|writer| {
+        self.write(hash, |writer| {
             let (action, present) = {
                 let current = writer
                     .table()
@@ -318,42 +333,44 @@ where
 
     fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let id = self.id();
-        self.write(|writer| {
-            // Decide on the unread copy, once per entry, then remove from both copies.
-            let doomed: Vec<(u64, K)> = reentry::run_inside(id, "retain", || {
-                writer
-                    .table()
-                    .iter()
-                    .filter(|(k, v)| !keep(k, v))
-                    .map(|(k, _)| (self.hasher.hash_one(k), k.clone()))
-                    .collect()
-            });
-            if doomed.is_empty() {
-                return ((), (Vec::new(), Vec::new()));
+        self.write_all(|writers| {
+            let mut removed = Vec::new();
+            for writer in writers {
+                // Decide on the current entries, once each, then remove from both copies.
+                let doomed: Vec<(u64, K)> = reentry::run_inside(id, "retain", || {
+                    (writer.table().iter())
+                        .filter(|(k, v)| !keep(k, v))
+                        .map(|(k, _)| (self.hasher.hash_one(k), k.clone()))
+                        .collect()
+                });
+                if doomed.is_empty() {
+                    continue;
+                }
+                let remove_all = |t: &mut Table<K, V>| -> Vec<V> {
+                    (doomed.iter())
+                        .filter_map(|(hash, key)| {
+                            LockedTable::remove_if(t, *hash, |k| k == key, |_, _| true)
+                        })
+                        .collect()
+                };
+                removed.push(writer.apply(remove_all, remove_all));
             }
-            let remove_all = |t: &mut Table<K, V>| -> Vec<V> {
-                (doomed.iter())
-                    .filter_map(|(hash, key)| {
-                        LockedTable::remove_if(t, *hash, |k| k == key, |_, _| true)
-                    })
-                    .collect()
-            };
-            ((), writer.apply(remove_all, remove_all))
+            ((), removed)
         })
     }
 
     fn clear(&self) {
-        self.write(|writer| {
-            if writer.table().is_empty() {
-                return ((), (Table::new(), Table::new()));
-            }
-            ((), writer.apply(mem::take, mem::take))
+        self.write_all(|writers| {
+            let emptied: Vec<_> = (writers.iter_mut())
+                .filter(|writer| !writer.table().is_empty())
+                .map(|writer| writer.apply(mem::take, mem::take))
+                .collect();
+            ((), emptied)
         })
     }
 
     fn len(&self) -> usize {
-        reentry::check(self.id());
-        self.core.read(Table::len)
+        self.write_all(|writers| (writers.iter().map(|w| w.table().len()).sum(), ()))
     }
 
     fn for_each(&self, mut visit: impl FnMut(&K, &V))
@@ -370,19 +387,20 @@ where
         K: Clone,
         V: Clone,
     {
-        reentry::check(self.id());
-        let table = self.core.read(Table::clone);
-        TableSnapshot::new(Box::new([table]), Routing::new(1), self.hasher.clone())
+        let tables = self.write_all(|writers| {
+            let tables = writers.iter().map(|w| w.table().clone()).collect();
+            (tables, ())
+        });
+        let routing = Routing::new(self.core.shard_count());
+        TableSnapshot::new(tables, routing, self.hasher.clone())
     }
 }
 
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ReadMostlyMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.core.read(|table| {
-            f.debug_map()
-                .entries(table.iter().map(|(k, v)| (k, v)))
-                .finish()
-        })
+        let writers = self.core.write_all();
+        let entries = writers.iter().flat_map(|w| w.table().iter());
+        f.debug_map().entries(entries.map(|(k, v)| (k, v))).finish()
     }
 }
 

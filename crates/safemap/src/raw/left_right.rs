@@ -1,9 +1,13 @@
-//! Two copies of one hash table: readers use one while the writer changes the other (the
+//! Shards of two-copy hash tables: readers use one copy while a writer changes the other (the
 //! left-right technique), so a read takes no lock and writes no shared cache line.
 //!
-//! # Algorithm
+//! Keys are routed to a power-of-two number of shards by their hash, as in `ShardedMap`. Writers
+//! of different shards run in parallel, and growing a shard's table rehashes that shard only, so
+//! a resize stalls one writer for 1/shards of the time a single table would.
+//!
+//! # Algorithm (per shard)
 //! `readable` names the copy readers use, normally the "home" copy. A writer (serialized by the
-//! writer lock):
+//! shard's writer lock):
 //! 1. waits until no reader is left in the other ("away") copy from the previous write;
 //! 2. applies its change to the away copy;
 //! 3. switches `readable` to it: from now on readers see the change;
@@ -12,8 +16,9 @@
 //! 5. switches `readable` back home. Readers thus spend nearly all their time in one copy, whose
 //!    cache lines stay warm, instead of alternating between two.
 //!
-//! A reader announces the copy it is about to read in its own per-thread slot (a cache line no
-//! other reader writes), then checks that `readable` still names that copy; if a writer switched
+//! A reader announces the shard and copy it is about to read in its own per-thread slot (a cache
+//! line no other reader writes; one slot serves all shards, since a thread reads one shard at a
+//! time), then checks that `readable` still names that copy; if a writer switched
 //! meanwhile, it announces again. It leaves by clearing its slot. Threads without a slot (more
 //! live threads than slots), and a read nested inside another read on the same thread (a `Hash`,
 //! `Eq` or `Clone` impl that reads the map), count themselves in a shared per-copy counter instead.
@@ -37,34 +42,46 @@ use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 
 use crossbeam_utils::CachePadded;
 
+use super::shards::Routing;
 use super::table::Table;
 use super::thread_index;
 use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, preemption_point};
 
-/// Which copy a slot's reader is in: `IDLE`, or the copy's index plus one.
+/// A slot's reader is `IDLE`, or announces shard `s`, copy `c` as `announce(s, c)`.
 const IDLE: usize = 0;
 
+fn announcement(shard: usize, copy: usize) -> usize {
+    (shard << 1 | copy) + 1
+}
+
 struct ReaderSlot {
-    /// `IDLE`, or 1 + the copy this slot's thread is reading.
+    /// `IDLE`, or the `announcement` of the shard and copy this slot's thread is reading.
     reading: AtomicUsize,
     /// Set while the owning thread reads through this slot, so a nested read uses the shared
     /// counters instead of overwriting the outer read's announcement. Touched by the owner only.
     busy: Cell<bool>,
 }
 
-/// Two equal tables, a writer lock, and the readers' announcements.
-pub(crate) struct LeftRight<K, V> {
+/// One shard: two equal tables, which one readers use, and the writer lock.
+struct Shard<K, V> {
     // Invariant: outside the writer lock, both copies hold the same entries. Readers enter only
     // the copy `readable` names; a few may still be leaving the other.
     copies: [CachePadded<UnsafeCell<Table<K, V>>>; 2],
     readable: CachePadded<AtomicUsize>,
     writer: Mutex<()>,
-    slots: Box<[CachePadded<ReaderSlot>]>,
     /// Readers without a slot of their own, per copy.
-    shared_readers: [CachePadded<AtomicUsize>; 2],
+    shared_readers: [AtomicUsize; 2],
 }
 
-// SAFETY: readers share `&Table`s of one copy while the writer holds `&mut` only to a copy no
+/// Shards of two-copy tables, and the readers' announcements, one slot per thread for all
+/// shards.
+pub(crate) struct LeftRight<K, V> {
+    shards: Box<[CachePadded<Shard<K, V>>]>,
+    routing: Routing,
+    slots: Box<[CachePadded<ReaderSlot>]>,
+}
+
+// SAFETY: readers share `&Table`s of one copy while a writer holds `&mut` only to a copy no
 // reader is in (module docs), so the tables need `K, V: Sync` for shared reads and `Send` for the
 // writer, which may be any thread, to drop entries. `ReaderSlot::busy` is a `Cell` touched only by
 // the live thread holding the slot's index (`thread_index` gives each index to one live thread at
@@ -73,14 +90,18 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for LeftRight<K, V> {}
 // SAFETY: moving the structure moves the entries; `K, V: Send` makes that sound.
 unsafe impl<K: Send, V: Send> Send for LeftRight<K, V> {}
 
-/// Exclusive write access: the writer lock, held until this is dropped.
+/// Exclusive write access to one shard: its writer lock, held until this is dropped.
 pub(crate) struct Writer<'a, K, V> {
     lr: &'a LeftRight<K, V>,
+    shard: usize,
     _lock: MutexGuard<'a, ()>,
 }
 
 impl<K, V> LeftRight<K, V> {
-    pub(crate) fn new() -> Self {
+    /// # Panics
+    /// If `shards` is not a power of two (see [`Routing::new`]).
+    pub(crate) fn new(shards: usize) -> Self {
+        let routing = Routing::new(shards);
         let slots = (0..slot_count())
             .map(|_| {
                 CachePadded::new(ReaderSlot {
@@ -89,49 +110,105 @@ impl<K, V> LeftRight<K, V> {
                 })
             })
             .collect();
+        let shards = (0..shards)
+            .map(|_| {
+                CachePadded::new(Shard {
+                    copies: [(); 2].map(|()| CachePadded::new(UnsafeCell::new(Table::new()))),
+                    readable: CachePadded::new(AtomicUsize::new(0)),
+                    writer: Mutex::new(()),
+                    shared_readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
+                })
+            })
+            .collect();
         LeftRight {
-            copies: [(); 2].map(|()| CachePadded::new(UnsafeCell::new(Table::new()))),
-            readable: CachePadded::new(AtomicUsize::new(0)),
-            writer: Mutex::new(()),
+            shards,
+            routing,
             slots,
-            shared_readers: [(); 2].map(|()| CachePadded::new(AtomicUsize::new(0))),
         }
     }
 
-    /// Runs `read` on the readable copy. Writers that switch copies meanwhile wait for it.
+    /// The shard that holds keys with `hash`.
     #[inline]
-    pub(crate) fn read<R>(&self, read: impl FnOnce(&Table<K, V>) -> R) -> R {
+    pub(crate) fn shard_of(&self, hash: u64) -> usize {
+        self.routing.shard(hash)
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Runs `read` on the readable copy of shard `index`. Writers that switch that shard's
+    /// copies meanwhile wait for it.
+    #[inline]
+    pub(crate) fn read<R>(&self, index: usize, read: impl FnOnce(&Table<K, V>) -> R) -> R {
+        let shard = &self.shards[index];
         let own = thread_index::current()
-            .and_then(|index| self.slots.get(index))
+            .and_then(|thread| self.slots.get(thread))
             .filter(|slot| !slot.busy.get());
         if let Some(slot) = own {
             slot.busy.set(true);
             // SeqCst: the announcement pairs with the writer's scan (module docs). A retried
             // announcement simply overwrites this one.
-            let copy = self.enter(|copy| slot.reading.store(copy + 1, SeqCst), |_| {});
+            let copy = shard.enter(
+                |copy| slot.reading.store(announcement(index, copy), SeqCst),
+                |_| {},
+            );
             let _leave = LeaveSlot(slot);
             // SAFETY: this reader is announced in `copy`, and `readable` still named `copy` after
             // the announcement, so no writer changes it until the announcement is cleared.
-            read(unsafe { &*self.copies[copy].get() })
+            read(unsafe { &*shard.copies[copy].get() })
         } else {
-            let copy = self.enter(
+            let copy = shard.enter(
                 // SeqCst: as above, through the shared counter.
                 |copy| {
-                    self.shared_readers[copy].fetch_add(1, SeqCst);
+                    shard.shared_readers[copy].fetch_add(1, SeqCst);
                 },
                 // Relaxed: this reader never touched the copy it takes back its count from.
                 |copy| {
-                    self.shared_readers[copy].fetch_sub(1, Relaxed);
+                    shard.shared_readers[copy].fetch_sub(1, Relaxed);
                 },
             );
-            let _leave = LeaveShared(&self.shared_readers[copy]);
+            let _leave = LeaveShared(&shard.shared_readers[copy]);
             // SAFETY: as above, announced through the shared counter of `copy`.
-            read(unsafe { &*self.copies[copy].get() })
+            read(unsafe { &*shard.copies[copy].get() })
         }
     }
 
-    /// Announces this reader in the readable copy, until the announcement sticks: `readable`
-    /// still names the copy afterwards. `retract` takes back an announcement that did not.
+    /// Takes shard `index`'s writer lock.
+    pub(crate) fn write(&self, index: usize) -> Writer<'_, K, V> {
+        Writer {
+            lr: self,
+            shard: index,
+            _lock: self.shards[index].writer.lock(),
+        }
+    }
+
+    /// Takes every shard's writer lock, in ascending order (so two callers cannot deadlock).
+    /// With all of them held, nothing changes the map.
+    pub(crate) fn write_all(&self) -> Vec<Writer<'_, K, V>> {
+        (0..self.shards.len()).map(|i| self.write(i)).collect()
+    }
+
+    /// Waits until no reader is in copy `copy` of shard `index`.
+    fn wait_for_readers(&self, index: usize, copy: usize) {
+        let spin = Spin::new();
+        let wanted = announcement(index, copy);
+        for slot in self.slots.iter() {
+            // SeqCst: pairs with readers' announcements; it also acquires their release exits, so
+            // their reads of the copy happen before our changes to it.
+            while slot.reading.load(SeqCst) == wanted {
+                spin.wait();
+            }
+        }
+        while self.shards[index].shared_readers[copy].load(SeqCst) != 0 {
+            spin.wait();
+        }
+    }
+}
+
+impl<K, V> Shard<K, V> {
+    /// Announces a reader in the readable copy with `announce`, until the announcement sticks:
+    /// `readable` still names the copy afterwards. `retract` takes back one that did not.
     #[inline]
     fn enter(&self, announce: impl Fn(usize), retract: impl Fn(usize)) -> usize {
         loop {
@@ -145,33 +222,29 @@ impl<K, V> LeftRight<K, V> {
             retract(copy);
         }
     }
-
-    /// Takes the writer lock.
-    pub(crate) fn write(&self) -> Writer<'_, K, V> {
-        Writer {
-            lr: self,
-            _lock: self.writer.lock(),
-        }
-    }
 }
 
 impl<K, V> Writer<'_, K, V> {
-    /// The current entries, as the copy readers use holds them.
+    fn shard(&self) -> &Shard<K, V> {
+        &self.lr.shards[self.shard]
+    }
+
+    /// The shard's current entries, as the copy readers use holds them.
     pub(crate) fn table(&self) -> &Table<K, V> {
-        // SAFETY: only a writer changes a copy, and this one holds the writer lock; readers only
-        // read. So a shared reference to either copy is sound while `self` is borrowed.
-        unsafe { &*self.lr.copies[1 - self.unread()].get() }
+        let shard = self.shard();
+        // Relaxed: only this shard's writers store `readable`, and this one holds the lock.
+        let home = shard.readable.load(Relaxed);
+        // SAFETY: only a writer changes a copy, and this one holds the shard's writer lock;
+        // readers only read. So a shared reference to either copy is sound while `self` is
+        // borrowed.
+        unsafe { &*shard.copies[home].get() }
     }
 
-    fn unread(&self) -> usize {
-        // Relaxed: only writers store `readable`, and they hold the lock.
-        1 - self.lr.readable.load(Relaxed)
-    }
-
-    /// Applies a change to both copies (module docs, steps 1 to 5): `first` to the unread copy,
-    /// which readers are then switched to, and `second`, which must make the same change, to the
-    /// home copy once its readers have left; then readers go home. Returns both results; the
-    /// second usually holds displaced values for the caller to drop after releasing the lock.
+    /// Applies a change to both copies of the shard (module docs, steps 1 to 5): `first` to the
+    /// away copy, which readers are then switched to, and `second`, which must make the same
+    /// change, to the home copy once its readers have left; then readers go home. Returns both
+    /// results; the second usually holds displaced values for the caller to drop after releasing
+    /// the lock.
     pub(crate) fn apply<A, B>(
         &mut self,
         first: impl FnOnce(&mut Table<K, V>) -> A,
@@ -181,21 +254,23 @@ impl<K, V> Writer<'_, K, V> {
         K: Clone,
         V: Clone,
     {
-        let lr = self.lr;
-        let away = self.unread();
-        let home = 1 - away;
+        let (lr, index) = (self.lr, self.shard);
+        let shard = self.shard();
+        // Relaxed: as in `table`.
+        let home = shard.readable.load(Relaxed);
+        let away = 1 - home;
         // Readers that entered `away` during the previous write's visit there: usually none.
-        lr.wait_for_readers(away);
+        lr.wait_for_readers(index, away);
         // SAFETY: no reader is in `away` (just checked, and `readable` names `home`), and the
-        // writer lock excludes writers.
-        let a = unsafe { change_or_resync(lr, away, home, first) };
+        // shard's writer lock excludes writers.
+        let a = unsafe { change_or_resync(shard, away, home, first) };
         // SeqCst: the switch pairs with readers' announcements (module docs).
-        lr.readable.store(away, SeqCst);
-        lr.wait_for_readers(home);
+        shard.readable.store(away, SeqCst);
+        lr.wait_for_readers(index, home);
         // SAFETY: readers of `home` have all left, and new ones go to `away`.
-        let b = unsafe { change_or_resync(lr, home, away, second) };
+        let b = unsafe { change_or_resync(shard, home, away, second) };
         // Back home, so readers keep using one copy and its cache lines stay warm.
-        lr.readable.store(home, SeqCst);
+        shard.readable.store(home, SeqCst);
         (a, b)
     }
 }
@@ -206,13 +281,13 @@ impl<K, V> Writer<'_, K, V> {
 /// # Safety
 /// No reader may be in `target`, and the caller must hold the writer lock.
 unsafe fn change_or_resync<K: Clone, V: Clone, R>(
-    lr: &LeftRight<K, V>,
+    shard: &Shard<K, V>,
     target: usize,
     source: usize,
     change: impl FnOnce(&mut Table<K, V>) -> R,
 ) -> R {
     struct Resync<'a, K: Clone, V: Clone> {
-        lr: &'a LeftRight<K, V>,
+        shard: &'a Shard<K, V>,
         target: usize,
         source: usize,
     }
@@ -221,35 +296,22 @@ unsafe fn change_or_resync<K: Clone, V: Clone, R>(
             // SAFETY: the caller's contract holds for the whole call, this drop included; the
             // source copy is only read, and no writer changes it while the lock is held.
             unsafe {
-                let source = (*self.lr.copies[self.source].get()).clone();
-                *self.lr.copies[self.target].get() = source;
+                let source = (*self.shard.copies[self.source].get()).clone();
+                *self.shard.copies[self.target].get() = source;
             }
         }
     }
-    let resync = Resync { lr, target, source };
+    let resync = Resync {
+        shard,
+        target,
+        source,
+    };
     preemption_point();
     // SAFETY: by the caller's contract, this is the only reference to the target copy.
-    let result = change(unsafe { &mut *lr.copies[target].get() });
+    let result = change(unsafe { &mut *shard.copies[target].get() });
     std::mem::forget(resync);
     preemption_point();
     result
-}
-
-impl<K, V> LeftRight<K, V> {
-    /// Waits until no reader is in `copy`.
-    fn wait_for_readers(&self, copy: usize) {
-        let spin = Spin::new();
-        for slot in self.slots.iter() {
-            // SeqCst: pairs with readers' announcements; it also acquires their release exits, so
-            // their reads of the copy happen before our changes to it.
-            while slot.reading.load(SeqCst) == copy + 1 {
-                spin.wait();
-            }
-        }
-        while self.shared_readers[copy].load(SeqCst) != 0 {
-            spin.wait();
-        }
-    }
 }
 
 /// Clears a slot reader's announcement, also on unwind.
