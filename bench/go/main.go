@@ -19,17 +19,20 @@ import (
 )
 
 // mix is a workload's operation shares in percent and its prefilled fraction, as in
-// crates/safemap-bench/src/workload.rs.
+// crates/safemap-bench/src/workload.rs. A growth workload instead has thread 0 insert every key
+// once, in order, from empty, timing each insert, while the other threads read, untimed.
 type mix struct {
 	read, insert, remove, update, getOrInsert, prefill float64
+	growth                                             bool
 }
 
 var workloads = map[string]mix{
-	"ReadHeavy":      {98, 1, 1, 0, 0, 0.75},
-	"Exchange":       {10, 40, 40, 10, 0, 0.75},
-	"RapidGrow":      {5, 80, 5, 10, 0, 0},
-	"ReadMostly":     {99, 0.5, 0.5, 0, 0, 0.75},
-	"DeviceRegistry": {100 * 5000.0 / 5300, 0, 0, 0, 100 * 300.0 / 5300, 0.9},
+	"ReadHeavy":      {98, 1, 1, 0, 0, 0.75, false},
+	"Exchange":       {10, 40, 40, 10, 0, 0.75, false},
+	"RapidGrow":      {5, 80, 5, 10, 0, 0, false},
+	"ReadMostly":     {99, 0.5, 0.5, 0, 0, 0.75, false},
+	"DeviceRegistry": {100 * 5000.0 / 5300, 0, 0, 0, 100 * 300.0 / 5300, 0.9, false},
+	"Growth":         {100, 0, 0, 0, 0, 0, true},
 }
 
 const sampleEvery = 32
@@ -190,7 +193,8 @@ func plan(m mix, keys int, dist string, ops int, thread int) []op {
 
 var sink uint64
 
-func run(s store, plans [][]op) (float64, []int64) {
+// run times one operation in every[t] on thread t (none when 0).
+func run(s store, plans [][]op, every []int) (float64, []int64) {
 	var wg sync.WaitGroup
 	var start sync.WaitGroup
 	start.Add(1)
@@ -205,7 +209,8 @@ func run(s store, plans [][]op) (float64, []int64) {
 			spans[t][0] = time.Now()
 			for i, o := range ops {
 				var began time.Time
-				if i%sampleEvery == 0 {
+				timed := every[t] > 0 && i%every[t] == 0
+				if timed {
 					began = time.Now()
 				}
 				switch o.kind {
@@ -222,7 +227,7 @@ func run(s store, plans [][]op) (float64, []int64) {
 				case opGetOrInsert:
 					local += s.getOrInsert(o.key, o.key>>7)
 				}
-				if i%sampleEvery == 0 {
+				if timed {
 					samples[t] = append(samples[t], time.Since(began).Nanoseconds())
 				}
 			}
@@ -312,8 +317,23 @@ func main() {
 		}
 		for _, n := range threads {
 			plans := make([][]op, n)
+			every := make([]int, n)
 			for t := range plans {
 				plans[t] = plan(m, *keysFlag, *dist, *opsFlag/n, t)
+				every[t] = sampleEvery
+			}
+			if m.growth {
+				plans[0] = make([]op, *keysFlag)
+				for i := range plans[0] {
+					plans[0][i] = op{opInsert, key(uint64(i))}
+				}
+				for t := range every {
+					every[t] = 0
+					if t > 0 {
+						plans[t] = plan(m, *keysFlag, *dist, *keysFlag, t)
+					}
+				}
+				every[0] = 1
 			}
 			for _, c := range contestants {
 				var mops []float64
@@ -323,7 +343,7 @@ func main() {
 					for i := 0; i < int(m.prefill*float64(*keysFlag)); i++ {
 						s.insert(key(uint64(i)), uint64(i))
 					}
-					x, l := run(s, plans)
+					x, l := run(s, plans, every)
 					mops = append(mops, x)
 					lat = append(lat, l...)
 				}

@@ -67,7 +67,8 @@ pub fn measure(plan: &Plan) -> Result<Vec<Row>, String> {
         Dist::Zipf => "zipf",
     };
     let mut rows = Vec::new();
-    for (workload, keys) in plan.workloads.iter().filter(|w| w.0.shape == Shape::Mixed) {
+    let implemented = |shape: Shape| matches!(shape, Shape::Mixed | Shape::Growth);
+    for (workload, keys) in plan.workloads.iter().filter(|w| implemented(w.0.shape)) {
         eprintln!("Go baseline: {} ...", workload.name);
         let out = Command::new(&binary)
             .args(["-workloads", workload.name, "-threads", &threads.join(",")])
