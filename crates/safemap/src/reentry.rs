@@ -7,10 +7,12 @@
 //! deterministic: it fires whether or not the lock happens to be free, so the bug shows up in the
 //! first test that exercises it, not under production load.
 //!
-//! The record is a small per-thread stack (closures may nest across different maps, which is
-//! fine), fronted by a per-thread depth counter. On the fast path, when no closure runs on this
-//! thread, the check is one thread-local load of that counter: it has no destructor, so it needs
-//! no lazy registration and compiles to a single load.
+//! The record is the innermost map in a thread-local `Cell`, plus a stack of enclosing ones for
+//! closures that nest across different maps (which is fine), fronted by a per-thread depth
+//! counter. On the fast path, when no closure runs on this thread, the check is one thread-local
+//! load of that counter; entering and leaving a closure that does not nest is a few stores. None
+//! of these thread-locals but the nesting stack has a destructor, so they need no lazy
+//! registration.
 
 use std::cell::{Cell, RefCell};
 
@@ -28,33 +30,39 @@ impl MapId {
 }
 
 thread_local! {
-    /// How many closures this thread is running inside maps. Invariant: `INSIDE`'s length.
+    /// How many closures this thread is running inside maps.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// The maps this thread is inside, innermost last, with the operation whose closure runs.
-    static INSIDE: RefCell<Vec<(MapId, &'static str)>> = const { RefCell::new(Vec::new()) };
+    /// The innermost map this thread is inside and the operation whose closure runs. Valid while
+    /// `DEPTH >= 1`. A `Cell` without a destructor, so entering and leaving cost two stores.
+    static INNERMOST: Cell<(MapId, &'static str)> = const { Cell::new((MapId(0), "")) };
+    /// The enclosing ones, outermost first, when closures nest across maps. Invariant: its length
+    /// is `DEPTH - 1` (or 0 when `DEPTH` is 0).
+    static OUTER: RefCell<Vec<(MapId, &'static str)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Panics if this thread is running a closure for `map`.
 #[inline]
 pub(crate) fn check(map: MapId) {
     if DEPTH.with(Cell::get) != 0 {
-        check_stack(map);
+        check_inside(map);
     }
 }
 
 #[cold]
-fn check_stack(map: MapId) {
-    let running = INSIDE
-        .try_with(|inside| {
-            inside
-                .borrow()
-                .iter()
-                .rev()
-                .find(|(id, _)| *id == map)
-                .map(|(_, op)| *op)
-        })
-        // During thread teardown the record is gone, and so is every closure that could be in it.
-        .unwrap_or(None);
+fn check_inside(map: MapId) {
+    let (innermost, op) = INNERMOST.with(Cell::get);
+    let running = if innermost == map {
+        Some(op)
+    } else {
+        OUTER
+            .try_with(|outer| {
+                let outer = outer.borrow();
+                outer.iter().rev().find(|(id, _)| *id == map).map(|(_, op)| *op)
+            })
+            // During thread teardown the record is gone, and so is every closure that could be
+            // in it.
+            .unwrap_or(None)
+    };
     if let Some(op) = running {
         panic!(
             "safemap: re-entrant call: the closure passed to `{op}` called back into the same map, \
@@ -66,16 +74,28 @@ fn check_stack(map: MapId) {
 
 /// Runs `user` (a closure of operation `op`) while recording that this thread is inside `map`.
 /// The record is removed even if `user` panics.
+#[inline]
 pub(crate) fn run_inside<R>(map: MapId, op: &'static str, user: impl FnOnce() -> R) -> R {
     struct Leave;
     impl Drop for Leave {
         fn drop(&mut self) {
-            let _ = INSIDE.try_with(|inside| inside.borrow_mut().pop());
-            DEPTH.with(|depth| depth.set(depth.get() - 1));
+            let depth = DEPTH.with(Cell::get) - 1;
+            DEPTH.with(|cell| cell.set(depth));
+            if depth > 0 {
+                let enclosing = OUTER.try_with(|outer| outer.borrow_mut().pop());
+                if let Ok(Some(enclosing)) = enclosing {
+                    INNERMOST.with(|cell| cell.set(enclosing));
+                }
+            }
         }
     }
-    INSIDE.with(|inside| inside.borrow_mut().push((map, op)));
-    DEPTH.with(|depth| depth.set(depth.get() + 1));
+    let depth = DEPTH.with(Cell::get);
+    if depth > 0 {
+        let enclosing = INNERMOST.with(Cell::get);
+        OUTER.with(|outer| outer.borrow_mut().push(enclosing));
+    }
+    INNERMOST.with(|cell| cell.set((map, op)));
+    DEPTH.with(|cell| cell.set(depth + 1));
     let _leave = Leave;
     user()
 }
