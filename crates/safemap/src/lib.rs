@@ -69,6 +69,7 @@
 
 mod locked;
 mod map;
+mod observe;
 mod raw;
 mod read_mostly;
 mod reentry;
@@ -80,6 +81,7 @@ pub use locked::LockedMap;
 pub use map::{
     Action, ConcurrentMap, Consistency, Cost, DeadlineMap, MapSnapshot, TimedOut, WholeMap,
 };
+pub use observe::{Access, NoObserver, Observed, Observer, Operation, Outcome, audit_hash};
 pub use raw::snapshot::TableSnapshot;
 pub use read_mostly::ReadMostlyMap;
 pub use sharded::{ShardedMap, default_shard_count};

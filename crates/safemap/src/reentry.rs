@@ -57,7 +57,11 @@ fn check_inside(map: MapId) {
         OUTER
             .try_with(|outer| {
                 let outer = outer.borrow();
-                outer.iter().rev().find(|(id, _)| *id == map).map(|(_, op)| *op)
+                outer
+                    .iter()
+                    .rev()
+                    .find(|(id, _)| *id == map)
+                    .map(|(_, op)| *op)
             })
             // During thread teardown the record is gone, and so is every closure that could be
             // in it.

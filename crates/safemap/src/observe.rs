@@ -1,0 +1,324 @@
+//! Access auditing for any strategy: [`Observed`] wraps a map and reports every operation, the
+//! key's hash and the outcome to an [`Observer`].
+//!
+//! The hook is a wrapper rather than a parameter of each strategy: a map that is not observed
+//! carries no hook at all (not even an inlined no-op), every strategy, present and future, gets
+//! the same hook without code of its own, and the strategies stay small. Keys are reported by a
+//! hash with a fixed seed (foldhash's `FixedState` with seed 0), not the map's randomly seeded
+//! one, so an audit log or an eBPF probe can correlate keys across maps and process restarts
+//! without ever seeing the keys themselves.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+use crate::map::{Action, ConcurrentMap, Consistency};
+
+/// Which operation ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// [`ConcurrentMap::get`].
+    Get,
+    /// [`ConcurrentMap::get_with`].
+    GetWith,
+    /// [`ConcurrentMap::contains_key`].
+    ContainsKey,
+    /// [`ConcurrentMap::insert`].
+    Insert,
+    /// [`ConcurrentMap::remove`].
+    Remove,
+    /// [`ConcurrentMap::remove_if`].
+    RemoveIf,
+    /// [`ConcurrentMap::get_or_insert_with`].
+    GetOrInsertWith,
+    /// [`ConcurrentMap::compute`].
+    Compute,
+    /// [`ConcurrentMap::retain`].
+    Retain,
+    /// [`ConcurrentMap::clear`].
+    Clear,
+    /// [`ConcurrentMap::len`].
+    Len,
+    /// [`ConcurrentMap::for_each`].
+    ForEach,
+    /// [`ConcurrentMap::snapshot`].
+    Snapshot,
+}
+
+/// What an operation found or did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A lookup found the key (for `get_or_insert_with`: the key was present, nothing stored).
+    Hit,
+    /// A lookup did not find the key.
+    Miss,
+    /// A new key was stored.
+    Inserted,
+    /// A present key's value was replaced.
+    Replaced,
+    /// A key was removed.
+    Removed,
+    /// Nothing changed: the key was absent, a predicate declined, or `compute` kept the entry.
+    Unchanged,
+    /// A whole-map operation ran.
+    WholeMap,
+}
+
+/// One access, as an [`Observer`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Access {
+    /// The operation.
+    pub operation: Operation,
+    /// The key's hash under [`audit_hash`], or `None` for whole-map operations.
+    pub key_hash: Option<u64>,
+    /// What it found or did.
+    pub outcome: Outcome,
+}
+
+/// Receives every access to an [`Observed`] map, after the operation, on the calling thread and
+/// with no lock of the map held. Keep it cheap: it runs on every call.
+///
+/// Closures `Fn(Access)` are observers.
+pub trait Observer {
+    /// Called once per operation.
+    fn on_access(&self, access: Access);
+}
+
+impl<F: Fn(Access)> Observer for F {
+    fn on_access(&self, access: Access) {
+        self(access)
+    }
+}
+
+/// The observer that ignores everything, the default of [`Observed`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    #[inline(always)]
+    fn on_access(&self, _: Access) {}
+}
+
+/// The hash an observer sees for `key`: foldhash with a fixed seed, stable across maps and runs.
+pub fn audit_hash<Q: Hash + ?Sized>(key: &Q) -> u64 {
+    foldhash::fast::FixedState::with_seed(0).hash_one(key)
+}
+
+/// A map `M` whose every operation is reported to `O`. It implements [`ConcurrentMap`] with the
+/// same guarantees as `M`.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use safemap::{Access, ConcurrentMap, Observed, Operation, Outcome, ShardedMap};
+///
+/// let log = Mutex::new(Vec::new());
+/// let map = Observed::new(ShardedMap::<u32, u32>::new(), |a: Access| log.lock().unwrap().push(a));
+/// map.insert(1, 10);
+/// map.get(&2);
+/// let log = log.lock().unwrap();
+/// assert_eq!((log[0].operation, log[0].outcome), (Operation::Insert, Outcome::Inserted));
+/// assert_eq!((log[1].operation, log[1].outcome), (Operation::Get, Outcome::Miss));
+/// assert_eq!(log[1].key_hash, Some(safemap::audit_hash(&2u32)));
+/// ```
+#[derive(Debug, Default)]
+pub struct Observed<M, O = NoObserver> {
+    map: M,
+    observer: O,
+}
+
+impl<M, O> Observed<M, O> {
+    /// Wraps `map`, reporting to `observer`.
+    pub fn new(map: M, observer: O) -> Self {
+        Observed { map, observer }
+    }
+
+    /// The wrapped map, for what the trait does not cover (its hasher, `write_batch`, ...).
+    /// Calls made through it are not observed.
+    pub fn inner(&self) -> &M {
+        &self.map
+    }
+
+    /// The observer.
+    pub fn observer(&self) -> &O {
+        &self.observer
+    }
+}
+
+impl<M, O: Observer> Observed<M, O> {
+    fn report(&self, operation: Operation, key_hash: u64, outcome: Outcome) {
+        self.observer.on_access(Access {
+            operation,
+            key_hash: Some(key_hash),
+            outcome,
+        });
+    }
+
+    fn report_whole(&self, operation: Operation) {
+        self.observer.on_access(Access {
+            operation,
+            key_hash: None,
+            outcome: Outcome::WholeMap,
+        });
+    }
+}
+
+fn found<T>(value: &Option<T>) -> Outcome {
+    if value.is_some() {
+        Outcome::Hit
+    } else {
+        Outcome::Miss
+    }
+}
+
+fn removed<T>(value: &Option<T>) -> Outcome {
+    if value.is_some() {
+        Outcome::Removed
+    } else {
+        Outcome::Unchanged
+    }
+}
+
+impl<K, V, M, O> ConcurrentMap<K, V> for Observed<M, O>
+where
+    K: Hash,
+    M: ConcurrentMap<K, V>,
+    O: Observer,
+{
+    type Snapshot = M::Snapshot;
+
+    const CONSISTENCY: Consistency = M::CONSISTENCY;
+
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        let value = self.map.get(key);
+        self.report(Operation::Get, audit_hash(key), found(&value));
+        value
+    }
+
+    fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let result = self.map.get_with(key, read);
+        self.report(Operation::GetWith, audit_hash(key), found(&result));
+        result
+    }
+
+    fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let present = self.map.contains_key(key);
+        let outcome = if present { Outcome::Hit } else { Outcome::Miss };
+        self.report(Operation::ContainsKey, audit_hash(key), outcome);
+        present
+    }
+
+    fn insert(&self, key: K, value: V) -> Option<V> {
+        let hash = audit_hash(&key);
+        let old = self.map.insert(key, value);
+        let outcome = if old.is_some() {
+            Outcome::Replaced
+        } else {
+            Outcome::Inserted
+        };
+        self.report(Operation::Insert, hash, outcome);
+        old
+    }
+
+    fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let old = self.map.remove(key);
+        self.report(Operation::Remove, audit_hash(key), removed(&old));
+        old
+    }
+
+    fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let old = self.map.remove_if(key, remove);
+        self.report(Operation::RemoveIf, audit_hash(key), removed(&old));
+        old
+    }
+
+    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
+        let hash = audit_hash(&key);
+        let mut made = false;
+        let value = self.map.get_or_insert_with(key, || {
+            made = true;
+            make()
+        });
+        let outcome = if made {
+            Outcome::Inserted
+        } else {
+            Outcome::Hit
+        };
+        self.report(Operation::GetOrInsertWith, hash, outcome);
+        value
+    }
+
+    fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
+        let hash = audit_hash(&key);
+        let mut outcome = Outcome::Unchanged;
+        let displaced = self.map.compute(key, |current| {
+            let action = update(current);
+            outcome = match (&action, current.is_some()) {
+                (Action::Set(_), true) => Outcome::Replaced,
+                (Action::Set(_), false) => Outcome::Inserted,
+                (Action::Remove, true) => Outcome::Removed,
+                _ => Outcome::Unchanged,
+            };
+            action
+        });
+        self.report(Operation::Compute, hash, outcome);
+        displaced
+    }
+
+    fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
+        self.map.retain(keep);
+        self.report_whole(Operation::Retain);
+    }
+
+    fn clear(&self) {
+        self.map.clear();
+        self.report_whole(Operation::Clear);
+    }
+
+    fn len(&self) -> usize {
+        let len = self.map.len();
+        self.report_whole(Operation::Len);
+        len
+    }
+
+    fn for_each(&self, visit: impl FnMut(&K, &V))
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.map.for_each(visit);
+        self.report_whole(Operation::ForEach);
+    }
+
+    fn snapshot(&self) -> Self::Snapshot
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let snapshot = self.map.snapshot();
+        self.report_whole(Operation::Snapshot);
+        snapshot
+    }
+}

@@ -1,0 +1,109 @@
+//! The access hook: an `Observed` map reports every operation, the key's audit hash and the
+//! outcome, once per call, for every strategy, and behaves as the map it wraps.
+
+mod common;
+
+use std::sync::Mutex;
+
+use common::for_every_strategy;
+use safemap::{Access, Action, ConcurrentMap, Observed, Operation, Outcome, audit_hash};
+
+/// Collects what it is told.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Access>>);
+
+impl safemap::Observer for Recorder {
+    fn on_access(&self, access: Access) {
+        self.0.lock().unwrap().push(access);
+    }
+}
+
+fn keyed(operation: Operation, key: u32, outcome: Outcome) -> Access {
+    Access {
+        operation,
+        key_hash: Some(audit_hash(&key)),
+        outcome,
+    }
+}
+
+fn whole(operation: Operation) -> Access {
+    Access {
+        operation,
+        key_hash: None,
+        outcome: Outcome::WholeMap,
+    }
+}
+
+for_every_strategy! {
+    #[test]
+    fn every_operation_is_reported_once_with_its_outcome() {
+        use Operation::*;
+        use Outcome::*;
+        let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
+        assert_eq!(map.insert(1, 10), None);
+        assert_eq!(map.insert(1, 11), Some(10));
+        assert_eq!(map.get(&1), Some(11));
+        assert_eq!(map.get(&2), None);
+        assert_eq!(map.get_with(&1, |v| v + 1), Some(12));
+        assert!(!map.contains_key(&3));
+        assert_eq!(map.get_or_insert_with(2, || 20), 20);
+        assert_eq!(map.get_or_insert_with(2, || unreachable!()), 20);
+        assert_eq!(map.compute(3, |_| Action::Set(30)), None);
+        assert_eq!(map.compute(3, |v| Action::Set(v.unwrap() + 1)), Some(30));
+        assert_eq!(map.compute(4, |_| Action::Keep), None);
+        assert_eq!(map.compute(3, |_| Action::Remove), Some(31));
+        assert_eq!(map.remove_if(&2, |_, v| *v > 100), None);
+        assert_eq!(map.remove(&2), Some(20));
+        assert_eq!(map.remove(&2), None);
+        map.retain(|_, _| true);
+        assert_eq!(map.len(), 1);
+        map.for_each(|_, _| {});
+        drop(map.snapshot());
+        map.clear();
+
+        let expected = vec![
+            keyed(Insert, 1, Inserted),
+            keyed(Insert, 1, Replaced),
+            keyed(Get, 1, Hit),
+            keyed(Get, 2, Miss),
+            keyed(GetWith, 1, Hit),
+            keyed(ContainsKey, 3, Miss),
+            keyed(GetOrInsertWith, 2, Inserted),
+            keyed(GetOrInsertWith, 2, Hit),
+            keyed(Compute, 3, Inserted),
+            keyed(Compute, 3, Replaced),
+            keyed(Compute, 4, Unchanged),
+            keyed(Compute, 3, Removed),
+            keyed(RemoveIf, 2, Unchanged),
+            keyed(Remove, 2, Removed),
+            keyed(Remove, 2, Unchanged),
+            whole(Retain),
+            whole(Len),
+            whole(ForEach),
+            whole(Snapshot),
+            whole(Clear),
+        ];
+        assert_eq!(*map.observer().0.lock().unwrap(), expected);
+        assert!(map.inner().is_empty());
+    }
+
+    #[test]
+    fn accesses_from_many_threads_are_all_reported() {
+        let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let map = &map;
+                s.spawn(move || {
+                    for k in 0..100 {
+                        map.insert(t * 100 + k, k);
+                        map.get(&(t * 100 + k));
+                    }
+                });
+            }
+        });
+        let log = map.observer().0.lock().unwrap();
+        assert_eq!(log.len(), 800);
+        let hits = log.iter().filter(|a| a.outcome == Outcome::Hit).count();
+        assert_eq!(hits, 400, "every read of a key its thread had written hits");
+    }
+}
