@@ -10,6 +10,7 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
 
 use crate::map::{Action, ConcurrentMap, Consistency};
 
@@ -81,6 +82,12 @@ pub struct Access {
 pub trait Observer {
     /// Called once per operation.
     fn on_access(&self, access: Access);
+
+    /// Called after an operation that had to wait for a contended lock, with the time it waited.
+    /// Uncontended operations do not call it, so the fast path stays fast.
+    fn on_lock_wait(&self, operation: Operation, waited: Duration) {
+        let _ = (operation, waited);
+    }
 }
 
 impl<F: Fn(Access)> Observer for F {
@@ -145,7 +152,7 @@ impl<M, O> Observed<M, O> {
 
 impl<M, O: Observer> Observed<M, O> {
     fn report(&self, operation: Operation, key_hash: u64, outcome: Outcome) {
-        self.observer.on_access(Access {
+        self.deliver(Access {
             operation,
             key_hash: Some(key_hash),
             outcome,
@@ -153,12 +160,27 @@ impl<M, O: Observer> Observed<M, O> {
     }
 
     fn report_whole(&self, operation: Operation) {
-        self.observer.on_access(Access {
+        self.deliver(Access {
             operation,
             key_hash: None,
             outcome: Outcome::WholeMap,
         });
     }
+
+    fn deliver(&self, access: Access) {
+        // The wait this thread's call just tallied (a wait tallied by an earlier, unobserved call
+        // is cleared by `forget_lock_wait` before each observed one).
+        let waited = crate::sync::take_lock_wait();
+        if !waited.is_zero() {
+            self.observer.on_lock_wait(access.operation, waited);
+        }
+        self.observer.on_access(access);
+    }
+}
+
+/// Clears this thread's lock-wait tally, so the next report covers one call only.
+fn forget_lock_wait() {
+    crate::sync::take_lock_wait();
 }
 
 fn found<T>(value: &Option<T>) -> Outcome {
@@ -193,6 +215,7 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
+        forget_lock_wait();
         let value = self.map.get(key);
         self.report(Operation::Get, audit_hash(key), found(&value));
         value
@@ -203,6 +226,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        forget_lock_wait();
         let result = self.map.get_with(key, read);
         self.report(Operation::GetWith, audit_hash(key), found(&result));
         result
@@ -213,6 +237,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        forget_lock_wait();
         let present = self.map.contains_key(key);
         let outcome = if present { Outcome::Hit } else { Outcome::Miss };
         self.report(Operation::ContainsKey, audit_hash(key), outcome);
@@ -220,6 +245,7 @@ where
     }
 
     fn insert(&self, key: K, value: V) -> Option<V> {
+        forget_lock_wait();
         let hash = audit_hash(&key);
         let old = self.map.insert(key, value);
         let outcome = if old.is_some() {
@@ -236,6 +262,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        forget_lock_wait();
         let old = self.map.remove(key);
         self.report(Operation::Remove, audit_hash(key), removed(&old));
         old
@@ -246,6 +273,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        forget_lock_wait();
         let old = self.map.remove_if(key, remove);
         self.report(Operation::RemoveIf, audit_hash(key), removed(&old));
         old
@@ -255,6 +283,7 @@ where
     where
         V: Clone,
     {
+        forget_lock_wait();
         let hash = audit_hash(&key);
         let mut made = false;
         let value = self.map.get_or_insert_with(key, || {
@@ -271,6 +300,7 @@ where
     }
 
     fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
+        forget_lock_wait();
         let hash = audit_hash(&key);
         let mut outcome = Outcome::Unchanged;
         let displaced = self.map.compute(key, |current| {
@@ -288,16 +318,19 @@ where
     }
 
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
+        forget_lock_wait();
         self.map.retain(keep);
         self.report_whole(Operation::Retain);
     }
 
     fn clear(&self) {
+        forget_lock_wait();
         self.map.clear();
         self.report_whole(Operation::Clear);
     }
 
     fn len(&self) -> usize {
+        forget_lock_wait();
         let len = self.map.len();
         self.report_whole(Operation::Len);
         len
@@ -308,6 +341,7 @@ where
         K: Clone,
         V: Clone,
     {
+        forget_lock_wait();
         self.map.for_each(visit);
         self.report_whole(Operation::ForEach);
     }
@@ -317,6 +351,7 @@ where
         K: Clone,
         V: Clone,
     {
+        forget_lock_wait();
         let snapshot = self.map.snapshot();
         self.report_whole(Operation::Snapshot);
         snapshot

@@ -26,6 +26,42 @@ pub(crate) use shuttle::thread_local;
 #[cfg(shuttle)]
 pub(crate) use shuttle_locks::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// Acquires a lock with `try_acquire`, or, when that fails because the lock is contended, with
+/// `acquire`, adding the time it waited to this thread's tally (see [`take_lock_wait`]). The
+/// uncontended path costs what `acquire` alone would: one attempt.
+#[inline]
+pub(crate) fn acquire_timed<G>(
+    try_acquire: impl FnOnce() -> Option<G>,
+    acquire: impl FnOnce() -> G,
+) -> G {
+    match try_acquire() {
+        Some(guard) => guard,
+        None => acquire_contended(acquire),
+    }
+}
+
+#[cold]
+fn acquire_contended<G>(acquire: impl FnOnce() -> G) -> G {
+    let start = std::time::Instant::now();
+    let guard = acquire();
+    let waited = start.elapsed();
+    let _ = LOCK_WAIT.try_with(|tally| tally.set(tally.get() + waited));
+    guard
+}
+
+/// The time this thread waited for contended locks since the last call, which resets it.
+pub(crate) fn take_lock_wait() -> std::time::Duration {
+    LOCK_WAIT
+        .try_with(|tally| tally.replace(std::time::Duration::ZERO))
+        .unwrap_or_default()
+}
+
+thread_local! {
+    /// Time this thread spent waiting for contended locks, for the access hook to report.
+    static LOCK_WAIT: std::cell::Cell<std::time::Duration> =
+        const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
 /// Lets a schedule explorer switch threads here: under shuttle, around code that takes time but
 /// contains no synchronization (changing a table copy), which shuttle would otherwise treat as
 /// instantaneous. Nothing otherwise.
@@ -84,6 +120,10 @@ mod shuttle_locks {
             self.0.lock().unwrap_or_else(PoisonError::into_inner)
         }
 
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            self.try_lock_until(Instant::now())
+        }
+
         /// As [`RwLock::try_read_until`]: one try, since shuttle's clock is virtual.
         pub(crate) fn try_lock_until(&self, _deadline: Instant) -> Option<MutexGuard<'_, T>> {
             match self.0.try_lock() {
@@ -108,6 +148,14 @@ mod shuttle_locks {
 
         pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
             self.0.write().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+            self.try_read_until(Instant::now())
+        }
+
+        pub(crate) fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+            self.try_write_until(Instant::now())
         }
 
         /// Shuttle's clock is virtual, so a deadline cannot pass while waiting: the timed

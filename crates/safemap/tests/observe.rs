@@ -3,18 +3,23 @@
 
 mod common;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
 
 use common::for_every_strategy;
 use safemap::{Access, Action, ConcurrentMap, Observed, Operation, Outcome, audit_hash};
 
 /// Collects what it is told.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<Access>>);
+struct Recorder(Mutex<Vec<Access>>, Mutex<Vec<(Operation, Duration)>>);
 
 impl safemap::Observer for Recorder {
     fn on_access(&self, access: Access) {
         self.0.lock().unwrap().push(access);
+    }
+
+    fn on_lock_wait(&self, operation: Operation, waited: Duration) {
+        self.1.lock().unwrap().push((operation, waited));
     }
 }
 
@@ -84,7 +89,34 @@ for_every_strategy! {
             whole(Clear),
         ];
         assert_eq!(*map.observer().0.lock().unwrap(), expected);
+        assert!(map.observer().1.lock().unwrap().is_empty(), "no lock was contended");
         assert!(map.inner().is_empty());
+    }
+
+    /// A writer that finds the key's lock held reports how long it waited; the holder does not.
+    #[test]
+    fn a_contended_lock_reports_its_wait() {
+        let hold = Duration::from_millis(60);
+        let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
+        let (held_tx, held_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            let map = &map;
+            s.spawn(move || {
+                map.compute(1, |_| {
+                    held_tx.send(()).unwrap();
+                    std::thread::sleep(hold);
+                    Action::Keep
+                });
+            });
+            held_rx.recv().unwrap();
+            map.insert(1, 5);
+        });
+        let waits = map.observer().1.lock().unwrap();
+        assert_eq!(waits.len(), 1, "{waits:?}");
+        let (operation, waited) = waits[0];
+        assert_eq!(operation, Operation::Insert);
+        // The insert started just after the holder signalled, so it waited nearly all of `hold`.
+        assert!(waited >= hold / 2, "waited only {waited:?}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crossbeam_utils::CachePadded;
 use super::shards::Routing;
 use super::table::Table;
 use super::thread_index;
-use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, preemption_point};
+use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, acquire_timed, preemption_point};
 
 /// A slot's reader is `IDLE`, or announces shard `s`, copy `c` as `announce(s, c)`.
 const IDLE: usize = 0;
@@ -179,7 +179,10 @@ impl<K, V> LeftRight<K, V> {
         Writer {
             lr: self,
             shard: index,
-            _lock: self.shards[index].writer.lock(),
+            _lock: {
+                let writer = &self.shards[index].writer;
+                acquire_timed(|| writer.try_lock(), || writer.lock())
+            },
         }
     }
 

@@ -39,7 +39,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use super::thread_index;
-use crate::sync::{AtomicU64, Mutex, MutexGuard};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, acquire_timed};
 
 /// A published value and the stamp it was published under.
 pub(crate) struct Stamped<T> {
@@ -137,7 +137,7 @@ impl<T> Published<T> {
     pub(crate) fn write(&self) -> Writer<'_, T> {
         Writer {
             published: self,
-            _lock: self.writer.lock(),
+            _lock: acquire_timed(|| self.writer.try_lock(), || self.writer.lock()),
         }
     }
 }

@@ -22,7 +22,7 @@ use hashbrown::hash_table::Entry;
 
 use crate::map::Action;
 use crate::reentry::{self, MapId};
-use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, acquire_timed};
 
 /// The entries of one table.
 pub(crate) type Table<K, V> = HashTable<(K, V)>;
@@ -42,13 +42,13 @@ impl<K, V> LockedTable<K, V> {
     /// Locks for reading, after checking that this thread is not inside a closure of `map`.
     pub(crate) fn read(&self, map: MapId) -> RwLockReadGuard<'_, Table<K, V>> {
         reentry::check(map);
-        self.table.read()
+        acquire_timed(|| self.table.try_read(), || self.table.read())
     }
 
     /// Locks for writing, after checking that this thread is not inside a closure of `map`.
     pub(crate) fn write(&self, map: MapId) -> RwLockWriteGuard<'_, Table<K, V>> {
         reentry::check(map);
-        self.table.write()
+        acquire_timed(|| self.table.try_write(), || self.table.write())
     }
 
     /// [`Self::read`], giving up at `deadline`.
