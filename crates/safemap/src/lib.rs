@@ -56,6 +56,15 @@
 //! Go's `LoadOrStore` takes a ready value; [`get_or_insert_with`](ConcurrentMap::get_or_insert_with)
 //! takes a closure and runs it at most once per absent key, so an expensive value is built once.
 //!
+//! # Observing a map in production
+//!
+//! [`Observed`] wraps any strategy and reports each call to an [`Observer`]: the [`Operation`],
+//! the key's [`audit_hash`] and the [`Outcome`], and, when the call waited for a contended lock,
+//! how long. With the `metrics` feature, `MetricsObserver` turns these into
+//! `safemap_operations_total{map, operation, outcome}` and
+//! `safemap_lock_wait_seconds{map, operation}` through the `metrics` facade; the README says what
+//! to watch. A map that is not wrapped carries no hook at all.
+//!
 //! # Closures
 //!
 //! Closures passed to `get_with`, `remove_if`, `get_or_insert_with`, `compute`, `retain` (and
@@ -69,6 +78,8 @@
 
 mod locked;
 mod map;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod observe;
 mod raw;
 mod read_mostly;
@@ -81,6 +92,8 @@ pub use locked::LockedMap;
 pub use map::{
     Action, ConcurrentMap, Consistency, Cost, DeadlineMap, MapSnapshot, TimedOut, WholeMap,
 };
+#[cfg(feature = "metrics")]
+pub use metrics::MetricsObserver;
 pub use observe::{Access, NoObserver, Observed, Observer, Operation, Outcome, audit_hash};
 pub use raw::snapshot::TableSnapshot;
 pub use read_mostly::ReadMostlyMap;

@@ -45,6 +45,44 @@ pub enum Operation {
     Snapshot,
 }
 
+impl Operation {
+    /// Every operation, in declaration order.
+    pub const ALL: [Operation; 13] = [
+        Operation::Get,
+        Operation::GetWith,
+        Operation::ContainsKey,
+        Operation::Insert,
+        Operation::Remove,
+        Operation::RemoveIf,
+        Operation::GetOrInsertWith,
+        Operation::Compute,
+        Operation::Retain,
+        Operation::Clear,
+        Operation::Len,
+        Operation::ForEach,
+        Operation::Snapshot,
+    ];
+
+    /// The method's name, as a metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Get => "get",
+            Operation::GetWith => "get_with",
+            Operation::ContainsKey => "contains_key",
+            Operation::Insert => "insert",
+            Operation::Remove => "remove",
+            Operation::RemoveIf => "remove_if",
+            Operation::GetOrInsertWith => "get_or_insert_with",
+            Operation::Compute => "compute",
+            Operation::Retain => "retain",
+            Operation::Clear => "clear",
+            Operation::Len => "len",
+            Operation::ForEach => "for_each",
+            Operation::Snapshot => "snapshot",
+        }
+    }
+}
+
 /// What an operation found or did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -62,6 +100,32 @@ pub enum Outcome {
     Unchanged,
     /// A whole-map operation ran.
     WholeMap,
+}
+
+impl Outcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Hit,
+        Outcome::Miss,
+        Outcome::Inserted,
+        Outcome::Replaced,
+        Outcome::Removed,
+        Outcome::Unchanged,
+        Outcome::WholeMap,
+    ];
+
+    /// A lower-case name, as a metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Inserted => "inserted",
+            Outcome::Replaced => "replaced",
+            Outcome::Removed => "removed",
+            Outcome::Unchanged => "unchanged",
+            Outcome::WholeMap => "whole_map",
+        }
+    }
 }
 
 /// One access, as an [`Observer`] sees it.
