@@ -63,7 +63,8 @@
 //! how long. With the `metrics` feature, `MetricsObserver` turns these into
 //! `safemap_operations_total{map, operation, outcome}` and
 //! `safemap_lock_wait_seconds{map, operation}` through the `metrics` facade; the README says what
-//! to watch. A map that is not wrapped carries no hook at all.
+//! to watch. With the `probes` feature, `ProbeObserver` fires SystemTap SDT probes for bpftrace
+//! or perf instead. A map that is not wrapped carries no hook at all.
 //!
 //! # Closures
 //!
@@ -81,6 +82,8 @@ mod map;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod observe;
+#[cfg(feature = "probes")]
+mod probes;
 mod raw;
 mod read_mostly;
 mod reentry;
@@ -95,6 +98,8 @@ pub use map::{
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsObserver;
 pub use observe::{Access, NoObserver, Observed, Observer, Operation, Outcome, audit_hash};
+#[cfg(feature = "probes")]
+pub use probes::ProbeObserver;
 pub use raw::snapshot::TableSnapshot;
 pub use read_mostly::ReadMostlyMap;
 pub use sharded::{ShardedMap, default_shard_count};
