@@ -42,6 +42,9 @@
 //! [`LockedMap`] and [`ShardedMap`] also implement [`DeadlineMap`]: `try_get_until`, `try_insert_until`,
 //! `try_remove_until` and `try_compute_until` wait for a lock no later than a deadline (Go's
 //! context-bound access), then return [`TimedOut`] with the map unchanged and the inputs handed back.
+//! [`SnapshotMap`] implements it too: its reads never wait, and its writes give up on the writer
+//! lock at the deadline. [`ReadMostlyMap`] does not: after a write becomes visible it must wait for
+//! the readers of the old copy, and that wait cannot be abandoned half-way.
 //!
 //! # Coming from Go
 //!

@@ -13,10 +13,13 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::DefaultHashBuilder;
-use crate::map::{Action, ConcurrentMap, Consistency, Cost, MapSnapshot, WholeMap};
-use crate::raw::published::{Published, Stamped};
+use crate::map::{
+    Action, ConcurrentMap, Consistency, Cost, DeadlineMap, MapSnapshot, TimedOut, WholeMap,
+};
+use crate::raw::published::{Published, Stamped, Writer};
 use crate::raw::trie::Trie;
 use crate::reentry::{self, MapId};
 
@@ -114,7 +117,7 @@ where
     /// assert_eq!((table.get(&0), table.get(&1), table.len()), (None, Some("new"), 2));
     /// ```
     pub fn write_batch<R>(&self, build: impl FnOnce(&mut Batch<'_, K, V, S>) -> R) -> R {
-        self.write(|trie| {
+        self.write(self.lock(), |trie| {
             let mut batch = Batch {
                 trie,
                 hasher: &self.hasher,
@@ -125,17 +128,81 @@ where
         })
     }
 
-    /// The writer's read-modify-publish: `change` edits a copy of the current version and says
-    /// whether to publish it. The displaced version is dropped after the lock is released.
-    fn write<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
+    /// Takes the writer lock, after the re-entrancy check.
+    fn lock(&self) -> Writer<'_, Trie<K, V>> {
         reentry::check(self.id());
-        let mut writer = self.published.write();
+        self.published.write()
+    }
+
+    /// [`Self::lock`], giving up at `deadline`.
+    fn lock_until(&self, deadline: Instant) -> Option<Writer<'_, Trie<K, V>>> {
+        reentry::check(self.id());
+        self.published.write_until(deadline)
+    }
+
+    /// The writer's read-modify-publish under `writer`: `change` edits a copy of the current
+    /// version and says whether to publish it. The displaced version is dropped after the lock is
+    /// released.
+    fn write<R>(
+        &self,
+        mut writer: Writer<'_, Trie<K, V>>,
+        change: impl FnOnce(&mut Trie<K, V>) -> (R, bool),
+    ) -> R {
         let mut next = Trie::clone(&writer.current());
         let (result, changed) = change(&mut next);
         let displaced = changed.then(|| writer.publish(next));
         drop(writer);
         drop(displaced);
         result
+    }
+
+    fn insert_locked(&self, writer: Writer<'_, Trie<K, V>>, key: K, value: V) -> Option<V> {
+        let hash = self.hash(&key);
+        self.write(writer, |trie| {
+            (trie.insert(hash, key, value, &self.hasher), true)
+        })
+    }
+
+    fn remove_if_locked<Q>(
+        &self,
+        writer: Writer<'_, Trie<K, V>>,
+        key: &Q,
+        remove: impl FnOnce(&K, &V) -> bool,
+    ) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let id = self.id();
+        self.write(writer, |trie| {
+            let approve = |k: &K, v: &V| reentry::run_inside(id, "remove_if", || remove(k, v));
+            let removed = trie.remove_if(hash, key, approve, &self.hasher);
+            let changed = removed.is_some();
+            (removed.map(|(_, v)| v), changed)
+        })
+    }
+
+    fn compute_locked(
+        &self,
+        writer: Writer<'_, Trie<K, V>>,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+    ) -> Option<V> {
+        let hash = self.hash(&key);
+        let id = self.id();
+        self.write(writer, |trie| {
+            let current = trie.get(hash, &key).map(|(_, v)| v);
+            match reentry::run_inside(id, "compute", || update(current)) {
+                Action::Keep => (None, false),
+                Action::Set(value) => (trie.insert(hash, key, value, &self.hasher), true),
+                Action::Remove => {
+                    let removed = trie.remove_if(hash, &key, |_, _| true, &self.hasher);
+                    let changed = removed.is_some();
+                    (removed.map(|(_, v)| v), changed)
+                }
+            }
+        })
     }
 
     fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
@@ -200,8 +267,7 @@ where
     }
 
     fn insert(&self, key: K, value: V) -> Option<V> {
-        let hash = self.hash(&key);
-        self.write(|trie| (trie.insert(hash, key, value, &self.hasher), true))
+        self.insert_locked(self.lock(), key, value)
     }
 
     fn remove<Q>(&self, key: &Q) -> Option<V>
@@ -217,14 +283,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.hash(key);
-        let id = self.id();
-        self.write(|trie| {
-            let approve = |k: &K, v: &V| reentry::run_inside(id, "remove_if", || remove(k, v));
-            let removed = trie.remove_if(hash, key, approve, &self.hasher);
-            let changed = removed.is_some();
-            (removed.map(|(_, v)| v), changed)
-        })
+        self.remove_if_locked(self.lock(), key, remove)
     }
 
     fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
@@ -236,7 +295,7 @@ where
         }
         let hash = self.hash(&key);
         let id = self.id();
-        self.write(|trie| {
+        self.write(self.lock(), |trie| {
             if let Some((_, present)) = trie.get(hash, &key) {
                 return (present.clone(), false);
             }
@@ -247,25 +306,12 @@ where
     }
 
     fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
-        let hash = self.hash(&key);
-        let id = self.id();
-        self.write(|trie| {
-            let current = trie.get(hash, &key).map(|(_, v)| v);
-            match reentry::run_inside(id, "compute", || update(current)) {
-                Action::Keep => (None, false),
-                Action::Set(value) => (trie.insert(hash, key, value, &self.hasher), true),
-                Action::Remove => {
-                    let removed = trie.remove_if(hash, &key, |_, _| true, &self.hasher);
-                    let changed = removed.is_some();
-                    (removed.map(|(_, v)| v), changed)
-                }
-            }
-        })
+        self.compute_locked(self.lock(), key, update)
     }
 
     fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let id = self.id();
-        let removed = self.write(|trie| {
+        let removed = self.write(self.lock(), |trie| {
             let removed = reentry::run_inside(id, "retain", || trie.retain(&mut keep));
             let changed = !removed.is_empty();
             (removed, changed)
@@ -274,7 +320,7 @@ where
     }
 
     fn clear(&self) {
-        let emptied = self.write(|trie| {
+        let emptied = self.write(self.lock(), |trie| {
             let changed = trie.len() != 0;
             (std::mem::take(trie), changed)
         });
@@ -305,6 +351,57 @@ where
         TrieSnapshot {
             version: self.published.load(),
             hasher: self.hasher.clone(),
+        }
+    }
+}
+
+/// Reads never wait, so `try_get_until` always answers at once; writes wait only for the writer
+/// lock, and give up on it at the deadline.
+impl<K, V, S> DeadlineMap<K, V> for SnapshotMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    fn try_get_until<Q>(&self, key: &Q, _deadline: Instant) -> Result<Option<V>, TimedOut<()>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        Ok(self.get(key))
+    }
+
+    fn try_insert_until(
+        &self,
+        key: K,
+        value: V,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<(K, V)>> {
+        match self.lock_until(deadline) {
+            Some(writer) => Ok(self.insert_locked(writer, key, value)),
+            None => Err(TimedOut((key, value))),
+        }
+    }
+
+    fn try_remove_until<Q>(&self, key: &Q, deadline: Instant) -> Result<Option<V>, TimedOut<()>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let writer = self.lock_until(deadline).ok_or(TimedOut(()))?;
+        Ok(self.remove_if_locked(writer, key, |_, _| true))
+    }
+
+    fn try_compute_until(
+        &self,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        deadline: Instant,
+    ) -> Result<Option<V>, TimedOut<K>> {
+        match self.lock_until(deadline) {
+            Some(writer) => Ok(self.compute_locked(writer, key, update)),
+            None => Err(TimedOut(key)),
         }
     }
 }

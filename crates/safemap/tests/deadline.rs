@@ -104,3 +104,80 @@ for_every_deadline_strategy! {
         assert!(message.contains("re-entrant"), "{message}");
     }
 }
+
+/// `SnapshotMap`: its writes wait only for the writer lock and give up on it at the deadline; its
+/// reads never wait, so they answer at once even while a writer holds the lock.
+mod snapshot_map {
+    use super::*;
+    use safemap::SnapshotMap;
+
+    type M = SnapshotMap<u32, u32>;
+
+    #[test]
+    fn timed_writes_give_up_and_change_nothing_while_reads_answer() {
+        let map: Arc<M> = Arc::new((0..8).map(|i| (i, i * 10)).collect());
+        let ran = Arc::new(AtomicBool::new(false));
+        let ran_inside = Arc::clone(&ran);
+
+        assert_eq!(
+            while_held(&map, |m, d| m.try_insert_until(1, 99, d)),
+            Err(TimedOut((1, 99)))
+        );
+        assert_eq!(
+            while_held(&map, |m, d| m.try_remove_until(&1, d)),
+            Err(TimedOut(()))
+        );
+        let computed = while_held(&map, move |m, d| {
+            m.try_compute_until(
+                1,
+                |_| {
+                    ran_inside.store(true, Ordering::Relaxed);
+                    Action::Remove
+                },
+                d,
+            )
+        });
+        assert_eq!(computed, Err(TimedOut(1)));
+        assert!(
+            !ran.load(Ordering::Relaxed),
+            "the closure ran despite the timeout"
+        );
+        assert_eq!(
+            (0..8).map(|k| map.get(&k)).collect::<Vec<_>>(),
+            (0..8).map(|i| Some(i * 10)).collect::<Vec<_>>()
+        );
+
+        // A read during the same hold answers immediately, with the current value.
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let holder = {
+            let map = Arc::clone(&map);
+            std::thread::spawn(move || {
+                map.compute(1, |_| {
+                    held_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Action::Keep
+                });
+            })
+        };
+        held_rx.recv().unwrap();
+        let started = Instant::now();
+        assert_eq!(map.try_get_until(&1, started + WAIT), Ok(Some(10)));
+        assert!(started.elapsed() < WAIT, "a read waited for the writer");
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+    }
+
+    #[test]
+    fn free_lock_serves_timed_writes() {
+        let map: M = (0..8).map(|i| (i, i * 10)).collect();
+        let d = Instant::now() + WAIT;
+        assert_eq!(map.try_insert_until(2, 21, d), Ok(Some(20)));
+        assert_eq!(
+            map.try_compute_until(2, |v| Action::Set(v.unwrap() + 1), d),
+            Ok(Some(21))
+        );
+        assert_eq!(map.try_remove_until(&2, d), Ok(Some(22)));
+        assert_eq!(map.try_remove_until(&2, Instant::now() - WAIT), Ok(None));
+    }
+}

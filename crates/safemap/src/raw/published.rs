@@ -34,6 +34,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
@@ -139,6 +140,14 @@ impl<T> Published<T> {
             published: self,
             _lock: acquire_timed(|| self.writer.try_lock(), || self.writer.lock()),
         }
+    }
+
+    /// Takes the writer lock, giving up at `deadline`.
+    pub(crate) fn write_until(&self, deadline: Instant) -> Option<Writer<'_, T>> {
+        Some(Writer {
+            published: self,
+            _lock: self.writer.try_lock_until(deadline)?,
+        })
     }
 }
 
