@@ -233,43 +233,11 @@ where
         insert_closure_blocks_shard: true,
     };
 
-    fn get<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: Clone,
-    {
-        self.read(key, V::clone)
-    }
-
-    fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let id = self.id();
-        self.read(key, |v| reentry::run_inside(id, "get_with", || read(v)))
-    }
-
-    fn contains_key<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.read(key, |_| ()).is_some()
-    }
+    crate::raw::reads_through_read!();
 
     fn insert(&self, key: K, value: V) -> Option<V> {
         let hash = self.hash(&key);
         self.write(hash, |writer| self.insert_both(writer, hash, key, value))
-    }
-
-    fn remove<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.remove_if(key, |_, _| true)
     }
 
     fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>

@@ -24,6 +24,24 @@ where
     M: ConcurrentMap<u32, u32> + Send + Sync + 'static,
     R: Send + 'static,
 {
+    let release = hold_key_1(map);
+    let caller = Arc::clone(map);
+    let started = Instant::now();
+    let result = common::within(10, move || call(&caller, started + WAIT))
+        .expect("the timed call did not panic");
+    let took = started.elapsed();
+    release();
+    assert!(took >= WAIT, "gave up early, after {took:?}");
+    assert!(took < WAIT + SLACK, "blocked past the deadline: {took:?}");
+    result
+}
+
+/// Has another thread hold key 1's lock (inside a `compute` closure) until the returned
+/// function is called.
+fn hold_key_1<M>(map: &Arc<M>) -> impl FnOnce()
+where
+    M: ConcurrentMap<u32, u32> + Send + Sync + 'static,
+{
     let (held_tx, held_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let holder = {
@@ -37,16 +55,10 @@ where
         })
     };
     held_rx.recv().unwrap();
-    let caller = Arc::clone(map);
-    let started = Instant::now();
-    let result = common::within(10, move || call(&caller, started + WAIT))
-        .expect("the timed call did not panic");
-    let took = started.elapsed();
-    release_tx.send(()).unwrap();
-    holder.join().unwrap();
-    assert!(took >= WAIT, "gave up early, after {took:?}");
-    assert!(took < WAIT + SLACK, "blocked past the deadline: {took:?}");
-    result
+    move || {
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+    }
 }
 
 for_every_deadline_strategy! {
@@ -148,24 +160,11 @@ mod snapshot_map {
         );
 
         // A read during the same hold answers immediately, with the current value.
-        let (held_tx, held_rx) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let holder = {
-            let map = Arc::clone(&map);
-            std::thread::spawn(move || {
-                map.compute(1, |_| {
-                    held_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    Action::Keep
-                });
-            })
-        };
-        held_rx.recv().unwrap();
+        let release = hold_key_1(&map);
         let started = Instant::now();
         assert_eq!(map.try_get_until(&1, started + WAIT), Ok(Some(10)));
         assert!(started.elapsed() < WAIT, "a read waited for the writer");
-        release_tx.send(()).unwrap();
-        holder.join().unwrap();
+        release();
     }
 
     #[test]

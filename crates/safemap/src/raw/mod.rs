@@ -209,3 +209,48 @@ macro_rules! lock_based_map {
     };
 }
 pub(crate) use lock_based_map;
+
+/// The lookups of [`ConcurrentMap`](crate::ConcurrentMap) (`get`, `get_with`, `contains_key`)
+/// and `remove`, for a strategy whose reads go through a private
+/// `fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>` (which runs the
+/// re-entrancy check) and whose `remove_if` is implemented. Expands inside the trait impl.
+macro_rules! reads_through_read {
+    () => {
+        fn get<Q>(&self, key: &Q) -> Option<V>
+        where
+            K: ::std::borrow::Borrow<Q>,
+            Q: ::std::hash::Hash + Eq + ?Sized,
+            V: Clone,
+        {
+            self.read(key, V::clone)
+        }
+
+        fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+        where
+            K: ::std::borrow::Borrow<Q>,
+            Q: ::std::hash::Hash + Eq + ?Sized,
+        {
+            let id = self.id();
+            self.read(key, |v| {
+                $crate::reentry::run_inside(id, "get_with", || read(v))
+            })
+        }
+
+        fn contains_key<Q>(&self, key: &Q) -> bool
+        where
+            K: ::std::borrow::Borrow<Q>,
+            Q: ::std::hash::Hash + Eq + ?Sized,
+        {
+            self.read(key, |_| ()).is_some()
+        }
+
+        fn remove<Q>(&self, key: &Q) -> Option<V>
+        where
+            K: ::std::borrow::Borrow<Q>,
+            Q: ::std::hash::Hash + Eq + ?Sized,
+        {
+            self.remove_if(key, |_, _| true)
+        }
+    };
+}
+pub(crate) use reads_through_read;
