@@ -63,10 +63,10 @@
 //!
 //! [`Observed`] wraps any strategy and reports each call to an [`Observer`]: the [`Operation`],
 //! the key's [`audit_hash`] and the [`Outcome`], and, when the call waited for a contended lock,
-//! how long. With the `metrics` feature, `MetricsObserver` turns these into
-//! `safemap_operations_total{map, operation, outcome}` and
-//! `safemap_lock_wait_seconds{map, operation}` through the `metrics` facade; the README says what
-//! to watch. With the `probes` feature, `ProbeObserver` fires SystemTap SDT probes for bpftrace
+//! how long, and the [`Maintenance`] it triggered (`SnapshotMap` publishes). With
+//! the `metrics` feature, `MetricsObserver` turns these into `safemap_operations_total`,
+//! `safemap_lock_wait_seconds` and `safemap_maintenance_{total,seconds}` through the `metrics`
+//! facade; the README says what to watch. With the `probes` feature, `ProbeObserver` fires SystemTap SDT probes for bpftrace
 //! or perf instead. A map that is not wrapped carries no hook at all.
 //!
 //! # Closures
@@ -93,6 +93,7 @@ mod reentry;
 mod sharded;
 mod snapshot;
 mod sync;
+mod tally;
 
 pub use locked::LockedMap;
 pub use map::{
@@ -107,6 +108,7 @@ pub use raw::snapshot::TableSnapshot;
 pub use read_mostly::ReadMostlyMap;
 pub use sharded::{ShardedMap, default_shard_count};
 pub use snapshot::{Batch, SnapshotMap, TrieSnapshot};
+pub use tally::Maintenance;
 
 /// The default hasher: foldhash, randomly seeded per map.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;

@@ -6,13 +6,16 @@
 //! - `safemap_operations_total{operation, outcome}`, a counter: calls by method and by what they
 //!   found or did (`get` with `hit` or `miss`, `insert` with `inserted` or `replaced`, ...);
 //! - `safemap_lock_wait_seconds{operation}`, a histogram: time spent waiting for a contended lock,
-//!   recorded only when the call had to wait.
+//!   recorded only when the call had to wait;
+//! - `safemap_maintenance_total{kind}`, a counter: `SnapshotMap` version publishes (`publish`);
+//! - `safemap_maintenance_seconds{kind}`, a histogram: the time a call spent on them.
 
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
 use crate::observe::{Access, Observer, Operation, Outcome};
+use crate::tally::Maintenance;
 
 /// Records a map's accesses as `metrics` series under the map's name. Wrap a map with it through
 /// [`Observed`](crate::Observed).
@@ -29,6 +32,8 @@ pub struct MetricsObserver {
     operations: Vec<Counter>,
     /// Indexed by operation.
     lock_waits: Vec<Histogram>,
+    /// Indexed by `Maintenance` kind.
+    maintenance: Vec<(Counter, Histogram)>,
 }
 
 impl MetricsObserver {
@@ -58,9 +63,20 @@ impl MetricsObserver {
                 )
             })
             .collect();
+        let maintenance = Maintenance::ALL
+            .iter()
+            .map(|kind| {
+                let labels = [("map", name.clone()), ("kind", kind.name().to_string())];
+                (
+                    metrics::counter!("safemap_maintenance_total", &labels),
+                    metrics::histogram!("safemap_maintenance_seconds", &labels),
+                )
+            })
+            .collect();
         MetricsObserver {
             operations,
             lock_waits,
+            maintenance,
         }
     }
 }
@@ -73,5 +89,11 @@ impl Observer for MetricsObserver {
 
     fn on_lock_wait(&self, operation: Operation, waited: Duration) {
         self.lock_waits[operation as usize].record(waited.as_secs_f64());
+    }
+
+    fn on_maintenance(&self, _: Operation, kind: Maintenance, count: u32, took: Duration) {
+        let (total, seconds) = &self.maintenance[kind as usize];
+        total.increment(u64::from(count));
+        seconds.record(took.as_secs_f64());
     }
 }

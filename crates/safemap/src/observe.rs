@@ -13,6 +13,7 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use crate::map::{Action, ConcurrentMap, Consistency};
+use crate::tally::{self, Call, Maintenance};
 
 /// Which operation ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,6 +153,12 @@ pub trait Observer {
     fn on_lock_wait(&self, operation: Operation, waited: Duration) {
         let _ = (operation, waited);
     }
+
+    /// Called after an operation that triggered maintenance (for now, `SnapshotMap` version
+    /// publishes), with `count` and the total time they took. Calls that trigger none do not call it.
+    fn on_maintenance(&self, operation: Operation, kind: Maintenance, count: u32, took: Duration) {
+        let _ = (operation, kind, count, took);
+    }
 }
 
 impl<F: Fn(Access)> Observer for F {
@@ -215,36 +222,42 @@ impl<M, O> Observed<M, O> {
 }
 
 impl<M, O: Observer> Observed<M, O> {
-    fn report(&self, operation: Operation, key_hash: u64, outcome: Outcome) {
-        self.deliver(Access {
-            operation,
-            key_hash: Some(key_hash),
-            outcome,
-        });
+    fn report(&self, call: Call, operation: Operation, key_hash: u64, outcome: Outcome) {
+        self.deliver(
+            call,
+            Access {
+                operation,
+                key_hash: Some(key_hash),
+                outcome,
+            },
+        );
     }
 
-    fn report_whole(&self, operation: Operation) {
-        self.deliver(Access {
-            operation,
-            key_hash: None,
-            outcome: Outcome::WholeMap,
-        });
+    fn report_whole(&self, call: Call, operation: Operation) {
+        self.deliver(
+            call,
+            Access {
+                operation,
+                key_hash: None,
+                outcome: Outcome::WholeMap,
+            },
+        );
     }
 
-    fn deliver(&self, access: Access) {
-        // The wait this thread's call just tallied (a wait tallied by an earlier, unobserved call
-        // is cleared by `forget_lock_wait` before each observed one).
-        let waited = crate::sync::take_lock_wait();
-        if !waited.is_zero() {
-            self.observer.on_lock_wait(access.operation, waited);
+    fn deliver(&self, call: Call, access: Access) {
+        let tally = call.end();
+        if !tally.lock_wait.is_zero() {
+            self.observer
+                .on_lock_wait(access.operation, tally.lock_wait);
+        }
+        for (kind, (count, took)) in Maintenance::ALL.into_iter().zip(tally.maintenance) {
+            if count > 0 {
+                self.observer
+                    .on_maintenance(access.operation, kind, count, took);
+            }
         }
         self.observer.on_access(access);
     }
-}
-
-/// Clears this thread's lock-wait tally, so the next report covers one call only.
-fn forget_lock_wait() {
-    crate::sync::take_lock_wait();
 }
 
 fn found<T>(value: &Option<T>) -> Outcome {
@@ -279,9 +292,9 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         let value = self.map.get(key);
-        self.report(Operation::Get, audit_hash(key), found(&value));
+        self.report(call, Operation::Get, audit_hash(key), found(&value));
         value
     }
 
@@ -290,9 +303,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         let result = self.map.get_with(key, read);
-        self.report(Operation::GetWith, audit_hash(key), found(&result));
+        self.report(call, Operation::GetWith, audit_hash(key), found(&result));
         result
     }
 
@@ -301,15 +314,15 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         let present = self.map.contains_key(key);
         let outcome = if present { Outcome::Hit } else { Outcome::Miss };
-        self.report(Operation::ContainsKey, audit_hash(key), outcome);
+        self.report(call, Operation::ContainsKey, audit_hash(key), outcome);
         present
     }
 
     fn insert(&self, key: K, value: V) -> Option<V> {
-        forget_lock_wait();
+        let call = tally::begin();
         let hash = audit_hash(&key);
         let old = self.map.insert(key, value);
         let outcome = if old.is_some() {
@@ -317,7 +330,7 @@ where
         } else {
             Outcome::Inserted
         };
-        self.report(Operation::Insert, hash, outcome);
+        self.report(call, Operation::Insert, hash, outcome);
         old
     }
 
@@ -326,9 +339,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         let old = self.map.remove(key);
-        self.report(Operation::Remove, audit_hash(key), removed(&old));
+        self.report(call, Operation::Remove, audit_hash(key), removed(&old));
         old
     }
 
@@ -337,9 +350,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         let old = self.map.remove_if(key, remove);
-        self.report(Operation::RemoveIf, audit_hash(key), removed(&old));
+        self.report(call, Operation::RemoveIf, audit_hash(key), removed(&old));
         old
     }
 
@@ -347,7 +360,7 @@ where
     where
         V: Clone,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         let hash = audit_hash(&key);
         let mut made = false;
         let value = self.map.get_or_insert_with(key, || {
@@ -359,12 +372,12 @@ where
         } else {
             Outcome::Hit
         };
-        self.report(Operation::GetOrInsertWith, hash, outcome);
+        self.report(call, Operation::GetOrInsertWith, hash, outcome);
         value
     }
 
     fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
-        forget_lock_wait();
+        let call = tally::begin();
         let hash = audit_hash(&key);
         let mut outcome = Outcome::Unchanged;
         let displaced = self.map.compute(key, |current| {
@@ -377,26 +390,26 @@ where
             };
             action
         });
-        self.report(Operation::Compute, hash, outcome);
+        self.report(call, Operation::Compute, hash, outcome);
         displaced
     }
 
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
-        forget_lock_wait();
+        let call = tally::begin();
         self.map.retain(keep);
-        self.report_whole(Operation::Retain);
+        self.report_whole(call, Operation::Retain);
     }
 
     fn clear(&self) {
-        forget_lock_wait();
+        let call = tally::begin();
         self.map.clear();
-        self.report_whole(Operation::Clear);
+        self.report_whole(call, Operation::Clear);
     }
 
     fn len(&self) -> usize {
-        forget_lock_wait();
+        let call = tally::begin();
         let len = self.map.len();
-        self.report_whole(Operation::Len);
+        self.report_whole(call, Operation::Len);
         len
     }
 
@@ -405,9 +418,9 @@ where
         K: Clone,
         V: Clone,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         self.map.for_each(visit);
-        self.report_whole(Operation::ForEach);
+        self.report_whole(call, Operation::ForEach);
     }
 
     fn snapshot(&self) -> Self::Snapshot
@@ -415,9 +428,9 @@ where
         K: Clone,
         V: Clone,
     {
-        forget_lock_wait();
+        let call = tally::begin();
         let snapshot = self.map.snapshot();
-        self.report_whole(Operation::Snapshot);
+        self.report_whole(call, Operation::Snapshot);
         snapshot
     }
 }

@@ -6,13 +6,16 @@
 //! - `access(map_id, operation, key_hash, outcome)`: `operation` and `outcome` are the indices of
 //!   [`Operation::ALL`] and [`Outcome::ALL`]; `key_hash` is the [`audit_hash`](crate::audit_hash),
 //!   or 0 for whole-map operations;
-//! - `lock_wait(map_id, operation, nanoseconds)`: a call waited for a contended lock.
+//! - `lock_wait(map_id, operation, nanoseconds)`: a call waited for a contended lock;
+//! - `maintenance(map_id, operation, kind, count, nanoseconds)`: a call resized tables or
+//!   published a version (`kind` indexes [`Maintenance::ALL`]).
 //!
 //! For example: `bpftrace -e 'usdt:./server:safemap:access { @[arg1, arg3] = count(); }'`.
 
 use std::time::Duration;
 
 use crate::observe::{Access, Observer, Operation};
+use crate::tally::Maintenance;
 
 /// Fires the `safemap:access` and `safemap:lock_wait` SDT probes, tagged with a map id of the
 /// caller's choosing.
@@ -40,5 +43,19 @@ impl Observer for ProbeObserver {
         let operation = operation as u64;
         let nanoseconds = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         probe::probe!(safemap, lock_wait, self.map_id, operation, nanoseconds);
+    }
+
+    fn on_maintenance(&self, operation: Operation, kind: Maintenance, count: u32, took: Duration) {
+        let (operation, kind, count) = (operation as u64, kind as u64, u64::from(count));
+        let nanoseconds = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        probe::probe!(
+            safemap,
+            maintenance,
+            self.map_id,
+            operation,
+            kind,
+            count,
+            nanoseconds
+        );
     }
 }

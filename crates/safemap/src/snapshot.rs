@@ -22,6 +22,7 @@ use crate::map::{
 use crate::raw::published::{Published, Stamped, Writer};
 use crate::raw::trie::Trie;
 use crate::reentry::{self, MapId};
+use crate::tally::{self, Maintenance};
 
 /// A map for read-mostly data (configuration, routing tables, registries): reads never wait and
 /// cost about one atomic load plus a hash-table probe, snapshots are O(1), and every operation,
@@ -148,9 +149,11 @@ where
         mut writer: Writer<'_, Trie<K, V>>,
         change: impl FnOnce(&mut Trie<K, V>) -> (R, bool),
     ) -> R {
-        let mut next = Trie::clone(&writer.current());
-        let (result, changed) = change(&mut next);
-        let displaced = changed.then(|| writer.publish(next));
+        let (result, displaced) = tally::maintain(Maintenance::Publish, || {
+            let mut next = Trie::clone(&writer.current());
+            let (result, changed) = change(&mut next);
+            ((result, changed.then(|| writer.publish(next))), changed)
+        });
         drop(writer);
         drop(displaced);
         result

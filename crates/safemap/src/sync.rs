@@ -27,7 +27,7 @@ pub(crate) use shuttle::thread_local;
 pub(crate) use shuttle_locks::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Acquires a lock with `try_acquire`, or, when that fails because the lock is contended, with
-/// `acquire`, adding the time it waited to this thread's tally (see [`take_lock_wait`]). The
+/// `acquire`, adding the time it waited to this thread's [tally](crate::tally). The
 /// uncontended path costs what `acquire` alone would: one attempt.
 #[inline]
 pub(crate) fn acquire_timed<G>(
@@ -44,22 +44,8 @@ pub(crate) fn acquire_timed<G>(
 fn acquire_contended<G>(acquire: impl FnOnce() -> G) -> G {
     let start = std::time::Instant::now();
     let guard = acquire();
-    let waited = start.elapsed();
-    let _ = LOCK_WAIT.try_with(|tally| tally.set(tally.get() + waited));
+    crate::tally::lock_waited(start.elapsed());
     guard
-}
-
-/// The time this thread waited for contended locks since the last call, which resets it.
-pub(crate) fn take_lock_wait() -> std::time::Duration {
-    LOCK_WAIT
-        .try_with(|tally| tally.replace(std::time::Duration::ZERO))
-        .unwrap_or_default()
-}
-
-thread_local! {
-    /// Time this thread spent waiting for contended locks, for the access hook to report.
-    static LOCK_WAIT: std::cell::Cell<std::time::Duration> =
-        const { std::cell::Cell::new(std::time::Duration::ZERO) };
 }
 
 /// Lets a schedule explorer switch threads here: under shuttle, around code that takes time but

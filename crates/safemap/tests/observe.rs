@@ -9,11 +9,17 @@ use std::time::Duration;
 use common::for_every_strategy;
 // parking_lot rather than std: it is compiled with the tests, so TSAN sees its synchronization.
 use parking_lot::Mutex;
-use safemap::{Access, Action, ConcurrentMap, Observed, Operation, Outcome, audit_hash};
+use safemap::{
+    Access, Action, ConcurrentMap, Cost, Maintenance, Observed, Operation, Outcome, audit_hash,
+};
 
 /// Collects what it is told.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<Access>>, Mutex<Vec<(Operation, Duration)>>);
+struct Recorder(
+    Mutex<Vec<Access>>,
+    Mutex<Vec<(Operation, Duration)>>,
+    Mutex<Vec<(Operation, Maintenance, u32)>>,
+);
 
 impl safemap::Observer for Recorder {
     fn on_access(&self, access: Access) {
@@ -22,6 +28,10 @@ impl safemap::Observer for Recorder {
 
     fn on_lock_wait(&self, operation: Operation, waited: Duration) {
         self.1.lock().push((operation, waited));
+    }
+
+    fn on_maintenance(&self, operation: Operation, kind: Maintenance, count: u32, _: Duration) {
+        self.2.lock().push((operation, kind, count));
     }
 }
 
@@ -119,6 +129,29 @@ for_every_strategy! {
         assert_eq!(operation, Operation::Insert);
         // The insert started just after the holder signalled, so it waited nearly all of `hold`.
         assert!(waited >= hold / 2, "waited only {waited:?}");
+    }
+
+    /// In `SnapshotMap` each write reports the version it published; the other strategies publish
+    /// nothing. Reads report nothing.
+    #[test]
+    fn growth_and_publishes_are_reported_as_maintenance() {
+        let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
+        for k in 0..2000 {
+            map.insert(k, k);
+        }
+        let before_reads = map.observer().2.lock().len();
+        for k in 0..2000 {
+            map.get(&k);
+        }
+        let events = map.observer().2.lock();
+        assert_eq!(events.len(), before_reads, "a read reported maintenance");
+        assert!(events.iter().all(|(op, _, _)| *op == Operation::Insert));
+        let total = |kind| -> u32 { events.iter().filter(|e| e.1 == kind).map(|e| e.2).sum() };
+        if <Map<u32, u32> as ConcurrentMap<u32, u32>>::CONSISTENCY.snapshot_cost == Cost::Constant {
+            assert_eq!(total(Maintenance::Publish), 2000);
+        } else {
+            assert!(events.is_empty(), "{events:?}");
+        }
     }
 
     #[test]

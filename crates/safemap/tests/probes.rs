@@ -20,7 +20,7 @@ fn the_sdt_notes_are_in_the_binary() {
         .expect("readelf (binutils) must be installed to check the probe notes");
     assert!(out.status.success(), "readelf failed on {}", exe.display());
     let notes = String::from_utf8_lossy(&out.stdout);
-    for name in ["access", "lock_wait"] {
+    for name in ["access", "lock_wait", "maintenance"] {
         let found = notes.split("stapsdt").any(|note| {
             note.contains("Provider: safemap") && note.contains(&format!("Name: {name}\n"))
         });

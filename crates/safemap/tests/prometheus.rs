@@ -76,4 +76,11 @@ fn a_scrape_finds_the_maps_series_with_their_counts() {
     assert_eq!(series("insert", "inserted"), Some(50.0), "{body}");
     assert_eq!(series("get", "hit"), Some(50.0), "{body}");
     assert_eq!(series("get", "miss"), Some(30.0), "{body}");
+    // Every insert into a SnapshotMap publishes a version.
+    let publishes = ["map=\"scraped\"", "kind=\"publish\""];
+    assert_eq!(
+        value(&body, "safemap_maintenance_total", &publishes),
+        Some(50.0),
+        "{body}"
+    );
 }
