@@ -121,6 +121,7 @@ pub fn advise(args: &AdviseArgs) -> Result<(), String> {
         contestants: pick_contestants(&[])?,
         reps: args.reps,
         ops: args.ops,
+        budget: None,
         with_go: false,
     };
     let progress = progress_bar();

@@ -13,7 +13,7 @@ use safemap::{
 use serde::Serialize;
 
 use crate::measure::{Cell, Measurement, measure};
-use crate::workload::{Shape, Workload};
+use crate::workload::{Shape, Workload, key};
 
 /// The hasher every contestant uses, so that hashing cost is equal.
 pub type Hasher = foldhash::fast::RandomState;
@@ -49,6 +49,17 @@ pub trait Contender {
     const SNAPSHOTS: bool = false;
     /// An empty map.
     fn create() -> Self;
+    /// A map holding keys `key(0..n)`, each with its index as value: the untimed prefill.
+    fn create_filled(n: u64) -> Self
+    where
+        Self: Sized,
+    {
+        let mut map = Self::create();
+        if let Some(handle) = map.handles(1).first_mut() {
+            (0..n).for_each(|i| handle.insert(key(i), i));
+        }
+        map
+    }
     /// One handle per thread.
     fn handles(&mut self, threads: usize) -> Vec<Self::Handle<'_>>;
 }
@@ -59,6 +70,12 @@ pub trait SharedMap: Sync + Sized {
     const SNAPSHOTS: bool = false;
     /// An empty map.
     fn create() -> Self;
+    /// As [`Contender::create_filled`].
+    fn create_filled(n: u64) -> Self {
+        let map = Self::create();
+        (0..n).for_each(|i| map.insert(key(i), i));
+        map
+    }
     /// As [`MapOps::get`].
     fn get(&self, k: u64) -> bool;
     /// As [`MapOps::insert`].
@@ -105,6 +122,9 @@ impl<M: SharedMap> Contender for M {
     fn create() -> Self {
         SharedMap::create()
     }
+    fn create_filled(n: u64) -> Self {
+        SharedMap::create_filled(n)
+    }
     fn handles(&mut self, threads: usize) -> Vec<&M> {
         vec![&*self; threads]
     }
@@ -117,6 +137,11 @@ macro_rules! safemap_contestant {
             const SNAPSHOTS: bool = true;
             fn create() -> Self {
                 $map::with_hasher(Hasher::default())
+            }
+            /// Through `FromIterator`, which batches where the strategy can (`SnapshotMap`
+            /// publishes one version instead of one per key).
+            fn create_filled(n: u64) -> Self {
+                (0..n).map(|i| (key(i), i)).collect()
             }
             fn get(&self, k: u64) -> bool {
                 ConcurrentMap::get(self, &k).is_some()

@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// Operations per repetition, over all threads (default 8,000,000; with --quick, 1,500,000).
     #[arg(long)]
     ops: Option<usize>,
+    /// Stop each thread of a mixed workload's repetition after this many seconds even if its
+    /// operations are not done; throughput counts the operations done (default: no limit; with
+    /// --quick, 1). Slow contestants then finish in bounded time on fewer operations.
+    #[arg(long)]
+    max_seconds: Option<f64>,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,

@@ -8,12 +8,12 @@
 
 use std::hint::black_box;
 use std::sync::Barrier;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use crate::contestants::{Contender, MapOps};
-use crate::workload::{Op, key};
+use crate::workload::Op;
 
 /// Time one operation in this many.
 pub const SAMPLE_EVERY: usize = 32;
@@ -28,6 +28,8 @@ pub struct Cell<'a> {
     pub sample_every: &'a [Option<usize>],
     /// Repetitions.
     pub reps: usize,
+    /// Each thread stops after this long even if its plan is not done.
+    pub budget: Option<Duration>,
 }
 
 /// What one cell measured.
@@ -56,12 +58,9 @@ pub fn measure<M: Contender>(cell: &Cell) -> Measurement {
     let mut latency = histogram();
     let mops = (0..cell.reps)
         .map(|_| {
-            let mut map = M::create();
-            let mut handles = map.handles(cell.plans.len());
-            for i in 0..cell.prefill {
-                handles[0].insert(key(i), i);
-            }
-            let (mops, samples) = run(handles, cell.plans, cell.sample_every);
+            let mut map = M::create_filled(cell.prefill);
+            let handles = map.handles(cell.plans.len());
+            let (mops, samples) = run(handles, cell.plans, cell.sample_every, cell.budget);
             for h in &samples {
                 latency.add(h).expect("same precision");
             }
@@ -76,9 +75,10 @@ fn run<H: MapOps>(
     handles: Vec<H>,
     plans: &[Vec<Op>],
     sample_every: &[Option<usize>],
+    budget: Option<Duration>,
 ) -> (f64, Vec<Histogram<u64>>) {
     let start = Barrier::new(plans.len());
-    let spans: Vec<(Instant, Instant, Histogram<u64>)> = std::thread::scope(|s| {
+    let spans: Vec<(Instant, Instant, Histogram<u64>, usize)> = std::thread::scope(|s| {
         let threads: Vec<_> = handles
             .into_iter()
             .zip(plans)
@@ -89,7 +89,13 @@ fn run<H: MapOps>(
                     let mut samples = histogram();
                     start.wait();
                     let began = Instant::now();
+                    let mut done = ops.len();
                     for (i, op) in ops.iter().enumerate() {
+                        // The clock is read once per 4,096 operations only.
+                        if i % 4096 == 4095 && budget.is_some_and(|b| began.elapsed() > b) {
+                            done = i;
+                            break;
+                        }
                         if every.is_some_and(|n| i % n == 0) {
                             let t = Instant::now();
                             apply(&mut handle, *op);
@@ -98,7 +104,7 @@ fn run<H: MapOps>(
                             apply(&mut handle, *op);
                         }
                     }
-                    (began, Instant::now(), samples)
+                    (began, Instant::now(), samples, done)
                 })
             })
             .collect();
@@ -114,7 +120,7 @@ fn run<H: MapOps>(
         .map(|s| s.1)
         .max()
         .expect("at least one thread");
-    let ops: usize = plans.iter().map(Vec::len).sum();
+    let ops: usize = spans.iter().map(|s| s.3).sum();
     let mops = ops as f64 / last.duration_since(first).as_secs_f64() / 1e6;
     (mops, spans.into_iter().map(|s| s.2).collect())
 }

@@ -23,6 +23,8 @@ pub struct Plan {
     pub reps: usize,
     /// Operations per repetition, over all threads.
     pub ops: usize,
+    /// Time limit per thread and repetition, for mixed workloads.
+    pub budget: Option<std::time::Duration>,
     /// Whether to run the Go baseline too.
     pub with_go: bool,
 }
@@ -107,6 +109,11 @@ impl Plan {
                 args.ops
                     .unwrap_or(if args.quick { 1_500_000 } else { 8_000_000 }),
             )?,
+            budget: match args.max_seconds.or(args.quick.then_some(1.0)) {
+                Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
+                Some(s) => return Err(format!("--max-seconds must be positive, got {s}")),
+                None => None,
+            },
         })
     }
 
@@ -130,6 +137,8 @@ impl Plan {
                     plans: &plans,
                     sample_every: &sample_every,
                     reps: 1,
+                    // Growth and snapshot workloads are defined by their whole operation list.
+                    budget: self.budget.filter(|_| workload.shape == Shape::Mixed),
                 };
                 let entrants: Vec<&Contestant> = self
                     .contestants
