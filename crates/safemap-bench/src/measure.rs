@@ -142,3 +142,44 @@ fn apply(handle: &mut impl MapOps, op: Op) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the operations it is asked to do.
+    struct Counting(usize);
+
+    impl MapOps for &mut Counting {
+        fn get(&mut self, _: u64) -> bool {
+            self.0 += 1;
+            false
+        }
+        fn insert(&mut self, _: u64, _: u64) {
+            self.0 += 1;
+        }
+        fn remove(&mut self, _: u64) {
+            self.0 += 1;
+        }
+        fn update(&mut self, _: u64) {
+            self.0 += 1;
+        }
+        fn get_or_insert(&mut self, _: u64, make: impl FnOnce() -> u64) -> u64 {
+            self.0 += 1;
+            make()
+        }
+    }
+
+    #[test]
+    fn a_budget_stops_each_thread_at_a_check_and_counts_only_what_ran() {
+        let plans = vec![vec![Op::Read(1); 100_000]];
+        let mut counting = Counting(0);
+        // A budget already spent: the thread stops at its first check, after 4,095 operations.
+        run(vec![&mut counting], &plans, &[None], Some(Duration::ZERO));
+        assert_eq!(counting.0, 4095);
+
+        let mut unbounded = Counting(0);
+        run(vec![&mut unbounded], &plans, &[None], None);
+        assert_eq!(unbounded.0, 100_000);
+    }
+}

@@ -162,6 +162,7 @@ fn advise_recommends_a_strategy_with_figures() {
 fn bad_input_is_refused_with_a_reason() {
     let cases: &[(&[&str], &str)] = &[
         (&["--workload", "nope"], "unknown workload"),
+        (&["--max-seconds", "0"], "--max-seconds must be positive"),
         (&["--contestants", "nope"], "unknown contestant"),
         (&["--threads", "0"], "--threads"),
         (&["--reps", "0"], "--reps"),
