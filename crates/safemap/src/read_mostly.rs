@@ -366,9 +366,15 @@ where
 
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ReadMostlyMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let writers = self.core.write_all();
-        let entries = writers.iter().flat_map(|w| w.table().iter());
-        f.debug_map().entries(entries.map(|(k, v)| (k, v))).finish()
+        // Shard by shard, as readers do: formatting holds no writer lock.
+        reentry::check(self.id());
+        let mut map = f.debug_map();
+        for shard in 0..self.core.shard_count() {
+            self.core.read(shard, |table| {
+                map.entries(table.iter().map(|(k, v)| (k, v)));
+            });
+        }
+        map.finish()
     }
 }
 
