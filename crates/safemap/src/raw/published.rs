@@ -36,11 +36,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
 use super::thread_index;
-use crate::sync::{AtomicU64, Mutex, MutexGuard, acquire_timed};
+use crate::sync::{ArcSwap, AtomicU64, Mutex, MutexGuard, acquire_timed};
 
 /// A published value and the stamp it was published under.
 pub(crate) struct Stamped<T> {
