@@ -62,12 +62,15 @@
 //! # Observing a map in production
 //!
 //! [`Observed`] wraps any strategy and reports each call to an [`Observer`]: the [`Operation`],
-//! the key's [`audit_hash`] and the [`Outcome`], and, when the call waited for a contended lock,
-//! how long, and the [`Maintenance`] it triggered (`SnapshotMap` publishes). With
+//! the key's [`audit_hash`] and the [`Outcome`]; when the call waited for a contended lock, how
+//! long; the [`Maintenance`] it triggered (table resizes, `SnapshotMap` publishes) and its
+//! duration; and, after resizes and every [`CENSUS_INTERVAL`] calls, the [`ShardBalance`]. With
 //! the `metrics` feature, `MetricsObserver` turns these into `safemap_operations_total`,
-//! `safemap_lock_wait_seconds` and `safemap_maintenance_{total,seconds}` through the `metrics`
-//! facade; the README says what to watch. With the `probes` feature, `ProbeObserver` fires SystemTap SDT probes for bpftrace
-//! or perf instead. A map that is not wrapped carries no hook at all.
+//! `safemap_lock_wait_seconds`, `safemap_maintenance_{total,seconds}`, `safemap_entries` and
+//! `safemap_shard_imbalance` through the `metrics` facade; the README says what to watch. With
+//! the `probes` feature, `ProbeObserver` fires SystemTap SDT probes for bpftrace or perf instead.
+//! A map that is not wrapped carries no hook, except one thread-local test per entry a growing
+//! table moves (see `Maintenance::Resize`).
 //!
 //! # Closures
 //!
@@ -101,7 +104,10 @@ pub use map::{
 };
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsObserver;
-pub use observe::{Access, NoObserver, Observed, Observer, Operation, Outcome, audit_hash};
+pub use observe::{
+    Access, CENSUS_INTERVAL, NoObserver, Observed, Observer, Operation, Outcome, ShardBalance,
+    audit_hash,
+};
 #[cfg(feature = "probes")]
 pub use probes::ProbeObserver;
 pub use raw::snapshot::TableSnapshot;

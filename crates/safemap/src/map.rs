@@ -227,6 +227,27 @@ pub trait ConcurrentMap<K, V> {
         self.len() == 0
     }
 
+    /// How many entries each independently locked part of the map holds: one count per shard,
+    /// or one count for strategies with a single lock or none. A skewed spread means a poor
+    /// hasher or adversarial keys, and writers that queue on the crowded shards.
+    ///
+    /// Shards are counted one after another, each exactly, so under concurrent writes the counts
+    /// need not add up to [`len`](Self::len) at any one instant.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let m: ShardedMap<u32, u32> = ShardedMap::with_shards(4);
+    /// for i in 0..1000 {
+    ///     m.insert(i, i);
+    /// }
+    /// let lengths = m.shard_lengths();
+    /// assert_eq!(lengths.len(), 4);
+    /// assert_eq!(lengths.iter().sum::<usize>(), 1000);
+    /// ```
+    fn shard_lengths(&self) -> Vec<usize> {
+        vec![self.len()]
+    }
+
     /// Calls `visit` once for every entry, on copies taken without blocking writers for longer
     /// than one shard. Every key present throughout the call is visited exactly once; see
     /// [`Consistency::for_each`] for the rest. `visit` runs with no lock held, so it may call

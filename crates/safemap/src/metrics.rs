@@ -7,14 +7,18 @@
 //!   found or did (`get` with `hit` or `miss`, `insert` with `inserted` or `replaced`, ...);
 //! - `safemap_lock_wait_seconds{operation}`, a histogram: time spent waiting for a contended lock,
 //!   recorded only when the call had to wait;
-//! - `safemap_maintenance_total{kind}`, a counter: `SnapshotMap` version publishes (`publish`);
-//! - `safemap_maintenance_seconds{kind}`, a histogram: the time a call spent on them.
+//! - `safemap_maintenance_total{kind}`, a counter: table resizes (`resize`) and `SnapshotMap`
+//!   version publishes (`publish`);
+//! - `safemap_maintenance_seconds{kind}`, a histogram: the time a call spent on them;
+//! - `safemap_entries`, a gauge: entries at the last shard census;
+//! - `safemap_shard_imbalance`, a gauge: the largest shard's length over the mean at the last
+//!   census ([`ShardBalance::imbalance`]).
 
 use std::time::Duration;
 
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
-use crate::observe::{Access, Observer, Operation, Outcome};
+use crate::observe::{Access, Observer, Operation, Outcome, ShardBalance};
 use crate::tally::Maintenance;
 
 /// Records a map's accesses as `metrics` series under the map's name. Wrap a map with it through
@@ -34,6 +38,8 @@ pub struct MetricsObserver {
     lock_waits: Vec<Histogram>,
     /// Indexed by `Maintenance` kind.
     maintenance: Vec<(Counter, Histogram)>,
+    entries: Gauge,
+    shard_imbalance: Gauge,
 }
 
 impl MetricsObserver {
@@ -77,6 +83,8 @@ impl MetricsObserver {
             operations,
             lock_waits,
             maintenance,
+            entries: metrics::gauge!("safemap_entries", "map" => name.clone()),
+            shard_imbalance: metrics::gauge!("safemap_shard_imbalance", "map" => name),
         }
     }
 }
@@ -95,5 +103,10 @@ impl Observer for MetricsObserver {
         let (total, seconds) = &self.maintenance[kind as usize];
         total.increment(u64::from(count));
         seconds.record(took.as_secs_f64());
+    }
+
+    fn on_balance(&self, balance: ShardBalance) {
+        self.entries.set(balance.entries as f64);
+        self.shard_imbalance.set(balance.imbalance());
     }
 }

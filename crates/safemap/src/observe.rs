@@ -9,10 +9,12 @@
 //! without ever seeing the keys themselves.
 
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use crate::map::{Action, ConcurrentMap, Consistency};
+use crate::sync::thread_local;
 use crate::tally::{self, Call, Maintenance};
 
 /// Which operation ran.
@@ -154,16 +156,80 @@ pub trait Observer {
         let _ = (operation, waited);
     }
 
-    /// Called after an operation that triggered maintenance (for now, `SnapshotMap` version
-    /// publishes), with `count` and the total time they took. Calls that trigger none do not call it.
+    /// Called after an operation that triggered [`Maintenance`] (a table resize, a `SnapshotMap`
+    /// version publish), with `count` and the total time they took. Calls that trigger none do
+    /// not call it.
     fn on_maintenance(&self, operation: Operation, kind: Maintenance, count: u32, took: Duration) {
         let _ = (operation, kind, count, took);
     }
+
+    /// Called with the map's [`ShardBalance`] after a call that resized a table, after every
+    /// [`CENSUS_INTERVAL`]th observed call on a thread, and on [`Observed::report_balance`].
+    /// Taking it reads every shard's length, one shard at a time, after the call returned.
+    fn on_balance(&self, balance: ShardBalance) {
+        let _ = balance;
+    }
+}
+
+/// How many observed calls a thread makes between two shard censuses it takes on its own.
+pub const CENSUS_INTERVAL: u32 = 1 << 16;
+
+thread_local! {
+    /// Observed calls this thread has made since its last census.
+    static CALLS_SINCE_CENSUS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Counts an observed call; true when it is the thread's [`CENSUS_INTERVAL`]th since the last.
+fn census_due() -> bool {
+    CALLS_SINCE_CENSUS.with(|calls| {
+        let due = calls.get() + 1 >= CENSUS_INTERVAL;
+        calls.set(if due { 0 } else { calls.get() + 1 });
+        due
+    })
 }
 
 impl<F: Fn(Access)> Observer for F {
     fn on_access(&self, access: Access) {
         self(access)
+    }
+}
+
+/// How a map's entries are spread over its shards (see [`ConcurrentMap::shard_lengths`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardBalance {
+    /// The number of shards (1 for strategies with a single lock or none).
+    pub shards: usize,
+    /// Entries over all shards.
+    pub entries: usize,
+    /// Entries in the fullest shard.
+    pub largest: usize,
+}
+
+impl ShardBalance {
+    /// The balance of these shard lengths.
+    ///
+    /// ```
+    /// use safemap::ShardBalance;
+    /// let balance = ShardBalance::of(&[10, 30, 20, 20]);
+    /// assert_eq!((balance.shards, balance.entries, balance.largest), (4, 80, 30));
+    /// assert_eq!(balance.imbalance(), 1.5);
+    /// ```
+    pub fn of(lengths: &[usize]) -> Self {
+        ShardBalance {
+            shards: lengths.len(),
+            entries: lengths.iter().sum(),
+            largest: lengths.iter().copied().max().unwrap_or(0),
+        }
+    }
+
+    /// The largest shard's length over the mean shard length: 1.0 when perfectly even (or
+    /// empty), up to the shard count when every entry is in one shard. Uniformly hashed keys
+    /// stay close to 1 once shards hold a few thousand entries each.
+    pub fn imbalance(&self) -> f64 {
+        if self.entries == 0 {
+            return 1.0;
+        }
+        self.largest as f64 * self.shards as f64 / self.entries as f64
     }
 }
 
@@ -222,7 +288,35 @@ impl<M, O> Observed<M, O> {
 }
 
 impl<M, O: Observer> Observed<M, O> {
-    fn report(&self, call: Call, operation: Operation, key_hash: u64, outcome: Outcome) {
+    /// Takes the map's [`ShardBalance`] now and reports it to the observer.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, Observed, Observer, ShardBalance, ShardedMap, Access};
+    ///
+    /// struct Balance;
+    /// impl Observer for Balance {
+    ///     fn on_access(&self, _: Access) {}
+    ///     fn on_balance(&self, balance: ShardBalance) {
+    ///         assert_eq!(balance.entries, 1);
+    ///     }
+    /// }
+    /// let map = Observed::new(ShardedMap::<u32, u32>::new(), Balance);
+    /// map.insert(1, 1);
+    /// assert_eq!(map.report_balance().largest, 1);
+    /// ```
+    pub fn report_balance<K, V>(&self) -> ShardBalance
+    where
+        M: ConcurrentMap<K, V>,
+    {
+        let balance = ShardBalance::of(&self.map.shard_lengths());
+        self.observer.on_balance(balance);
+        balance
+    }
+
+    fn report<K, V>(&self, call: Call, operation: Operation, key_hash: u64, outcome: Outcome)
+    where
+        M: ConcurrentMap<K, V>,
+    {
         self.deliver(
             call,
             Access {
@@ -233,7 +327,10 @@ impl<M, O: Observer> Observed<M, O> {
         );
     }
 
-    fn report_whole(&self, call: Call, operation: Operation) {
+    fn report_whole<K, V>(&self, call: Call, operation: Operation)
+    where
+        M: ConcurrentMap<K, V>,
+    {
         self.deliver(
             call,
             Access {
@@ -244,7 +341,10 @@ impl<M, O: Observer> Observed<M, O> {
         );
     }
 
-    fn deliver(&self, call: Call, access: Access) {
+    fn deliver<K, V>(&self, call: Call, access: Access)
+    where
+        M: ConcurrentMap<K, V>,
+    {
         let tally = call.end();
         if !tally.lock_wait.is_zero() {
             self.observer
@@ -257,6 +357,11 @@ impl<M, O: Observer> Observed<M, O> {
             }
         }
         self.observer.on_access(access);
+        // After a resize the spread has changed the most; otherwise sample it now and then.
+        let resized = tally.maintenance[Maintenance::Resize as usize].0 > 0;
+        if census_due() || resized {
+            self.report_balance();
+        }
     }
 }
 
@@ -411,6 +516,11 @@ where
         let len = self.map.len();
         self.report_whole(call, Operation::Len);
         len
+    }
+
+    /// Not reported as an access: it is the census [`Observed::report_balance`] takes.
+    fn shard_lengths(&self) -> Vec<usize> {
+        self.map.shard_lengths()
     }
 
     fn for_each(&self, visit: impl FnMut(&K, &V))

@@ -8,17 +8,18 @@
 //!   or 0 for whole-map operations;
 //! - `lock_wait(map_id, operation, nanoseconds)`: a call waited for a contended lock;
 //! - `maintenance(map_id, operation, kind, count, nanoseconds)`: a call resized tables or
-//!   published a version (`kind` indexes [`Maintenance::ALL`]).
+//!   published a version (`kind` indexes [`Maintenance::ALL`]);
+//! - `balance(map_id, shards, entries, largest)`: a shard census ([`ShardBalance`]).
 //!
 //! For example: `bpftrace -e 'usdt:./server:safemap:access { @[arg1, arg3] = count(); }'`.
 
 use std::time::Duration;
 
-use crate::observe::{Access, Observer, Operation};
+use crate::observe::{Access, Observer, Operation, ShardBalance};
 use crate::tally::Maintenance;
 
-/// Fires the `safemap:access` and `safemap:lock_wait` SDT probes, tagged with a map id of the
-/// caller's choosing.
+/// Fires the `safemap` SDT probes listed in the module docs, tagged with a map id of the caller's
+/// choosing.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeObserver {
     map_id: u64,
@@ -57,5 +58,14 @@ impl Observer for ProbeObserver {
             count,
             nanoseconds
         );
+    }
+
+    fn on_balance(&self, balance: ShardBalance) {
+        let (shards, entries, largest) = (
+            balance.shards as u64,
+            balance.entries as u64,
+            balance.largest as u64,
+        );
+        probe::probe!(safemap, balance, self.map_id, shards, entries, largest);
     }
 }

@@ -341,6 +341,13 @@ where
         self.write_all(|writers| (writers.iter().map(|w| w.table().len()).sum(), ()))
     }
 
+    fn shard_lengths(&self) -> Vec<usize> {
+        reentry::check(self.id());
+        (0..self.core.shard_count())
+            .map(|shard| self.core.read(shard, |table| table.len()))
+            .collect()
+    }
+
     fn for_each(&self, mut visit: impl FnMut(&K, &V))
     where
         K: Clone,

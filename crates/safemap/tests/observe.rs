@@ -10,7 +10,8 @@ use common::for_every_strategy;
 // parking_lot rather than std: it is compiled with the tests, so TSAN sees its synchronization.
 use parking_lot::Mutex;
 use safemap::{
-    Access, Action, ConcurrentMap, Cost, Maintenance, Observed, Operation, Outcome, audit_hash,
+    Access, Action, ConcurrentMap, Cost, Maintenance, Observed, Operation, Outcome, ShardBalance,
+    audit_hash,
 };
 
 /// Collects what it is told.
@@ -19,6 +20,7 @@ struct Recorder(
     Mutex<Vec<Access>>,
     Mutex<Vec<(Operation, Duration)>>,
     Mutex<Vec<(Operation, Maintenance, u32)>>,
+    Mutex<Vec<ShardBalance>>,
 );
 
 impl safemap::Observer for Recorder {
@@ -32,6 +34,20 @@ impl safemap::Observer for Recorder {
 
     fn on_maintenance(&self, operation: Operation, kind: Maintenance, count: u32, _: Duration) {
         self.2.lock().push((operation, kind, count));
+    }
+
+    fn on_balance(&self, balance: ShardBalance) {
+        self.3.lock().push(balance);
+    }
+}
+
+/// A key whose every value hashes alike, so all of them land in one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Clumped(u32);
+
+impl std::hash::Hash for Clumped {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u8(0);
     }
 }
 
@@ -131,26 +147,71 @@ for_every_strategy! {
         assert!(waited >= hold / 2, "waited only {waited:?}");
     }
 
-    /// In `SnapshotMap` each write reports the version it published; the other strategies publish
-    /// nothing. Reads report nothing.
+    /// In `SnapshotMap` each write reports the version it published; the lock-based strategies
+    /// report their tables' resizes instead, each followed by a shard census. Reads and
+    /// overwrites of a grown table report nothing.
     #[test]
     fn growth_and_publishes_are_reported_as_maintenance() {
         let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
         for k in 0..2000 {
             map.insert(k, k);
         }
-        let before_reads = map.observer().2.lock().len();
+        // One pass of overwrites may still grow a table that the last insert filled exactly.
+        for k in 0..2000 {
+            map.insert(k, k + 1);
+        }
+        let resizes_so_far = |map: &Observed<Map<u32, u32>, Recorder>| {
+            let events = map.observer().2.lock();
+            events.iter().filter(|e| e.1 == Maintenance::Resize).count()
+        };
+        let grown = resizes_so_far(&map);
         for k in 0..2000 {
             map.get(&k);
+            map.insert(k, k + 2);
         }
+        assert_eq!(resizes_so_far(&map), grown, "an overwrite of a grown table resized it");
         let events = map.observer().2.lock();
-        assert_eq!(events.len(), before_reads, "a read reported maintenance");
-        assert!(events.iter().all(|(op, _, _)| *op == Operation::Insert));
+        assert!(events.iter().all(|(op, _, _)| *op == Operation::Insert), "a read: {events:?}");
         let total = |kind| -> u32 { events.iter().filter(|e| e.1 == kind).map(|e| e.2).sum() };
+        let balances = map.observer().3.lock();
         if <Map<u32, u32> as ConcurrentMap<u32, u32>>::CONSISTENCY.snapshot_cost == Cost::Constant {
-            assert_eq!(total(Maintenance::Publish), 2000);
+            assert_eq!(total(Maintenance::Publish), 4000 + 2000);
+            assert_eq!(total(Maintenance::Resize), 0);
+            assert!(balances.is_empty(), "{balances:?}");
         } else {
-            assert!(events.is_empty(), "{events:?}");
+            assert_eq!(total(Maintenance::Publish), 0);
+            // Every table that holds entries has grown at least once from its first allocation.
+            let resizes = total(Maintenance::Resize);
+            let shards = map.shard_lengths().len() as u32;
+            assert!(resizes >= shards, "{resizes} resizes over {shards} shards");
+            assert!(events.iter().all(|e| e.2 == 1), "one resize per call: {events:?}");
+            assert_eq!(balances.len(), resizes as usize, "a census after each resize");
+            assert!(balances.iter().all(|b| b.shards == shards as usize && b.entries <= 2000));
+        }
+    }
+
+    /// The census counts every shard's entries; a hash that sends every key to one shard shows as
+    /// an imbalance equal to the shard count.
+    #[test]
+    fn the_shard_census_shows_a_skewed_hash() {
+        let even = Observed::new(Map::<u32, u32>::new(), Recorder::default());
+        let clumped = Observed::new(Map::<Clumped, u32>::new(), Recorder::default());
+        for k in 0..300 {
+            even.insert(k, k);
+            clumped.insert(Clumped(k), k);
+        }
+        let lengths = even.shard_lengths();
+        assert_eq!(lengths.iter().sum::<usize>(), 300);
+        let balance = even.report_balance();
+        assert_eq!(*even.observer().3.lock().last().unwrap(), balance);
+        assert_eq!((balance.shards, balance.entries), (lengths.len(), 300));
+        assert_eq!(balance.largest, *lengths.iter().max().unwrap());
+
+        let skewed = clumped.report_balance();
+        assert_eq!((skewed.entries, skewed.largest), (300, 300));
+        assert_eq!(skewed.imbalance(), skewed.shards as f64);
+        if skewed.shards > 1 {
+            assert!(balance.imbalance() < skewed.imbalance(), "{balance:?} vs {skewed:?}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! With the `probes` feature, a binary that observes a map through `ProbeObserver` carries the
-//! `safemap:access` and `safemap:lock_wait` SDT notes that tracers attach to (`readelf -n`).
+//! `safemap:access`, `lock_wait`, `maintenance` and `balance` SDT notes that tracers attach to
+//! (`readelf -n`).
 
 use std::process::Command;
 
@@ -20,7 +21,7 @@ fn the_sdt_notes_are_in_the_binary() {
         .expect("readelf (binutils) must be installed to check the probe notes");
     assert!(out.status.success(), "readelf failed on {}", exe.display());
     let notes = String::from_utf8_lossy(&out.stdout);
-    for name in ["access", "lock_wait", "maintenance"] {
+    for name in ["access", "lock_wait", "maintenance", "balance"] {
         let found = notes.split("stapsdt").any(|note| {
             note.contains("Provider: safemap") && note.contains(&format!("Name: {name}\n"))
         });

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use safemap::{ConcurrentMap, MetricsObserver, Observed, SnapshotMap};
+use safemap::{ConcurrentMap, MetricsObserver, Observed, ShardedMap, SnapshotMap};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -64,6 +64,14 @@ fn a_scrape_finds_the_maps_series_with_their_counts() {
     for k in 0..80 {
         map.get(&k);
     }
+    let sharded = Observed::new(
+        ShardedMap::<u32, u32>::with_shards(8),
+        MetricsObserver::new("sharded"),
+    );
+    for k in 0..5000 {
+        sharded.insert(k, k);
+    }
+    sharded.report_balance();
     let body = scrape(address);
     let series = |op: &str, outcome: &str| {
         let labels = [
@@ -83,4 +91,16 @@ fn a_scrape_finds_the_maps_series_with_their_counts() {
         Some(50.0),
         "{body}"
     );
+    // 5,000 entries over 8 shards: every shard's table has grown from its first allocation.
+    let resizes = ["map=\"sharded\"", "kind=\"resize\""];
+    let resized = value(&body, "safemap_maintenance_total", &resizes);
+    assert!(resized.is_some_and(|n| n >= 8.0), "{body}");
+    let sharded_map = ["map=\"sharded\""];
+    assert_eq!(
+        value(&body, "safemap_entries", &sharded_map),
+        Some(5000.0),
+        "{body}"
+    );
+    let imbalance = value(&body, "safemap_shard_imbalance", &sharded_map);
+    assert!(imbalance.is_some_and(|i| (1.0..1.5).contains(&i)), "{body}");
 }

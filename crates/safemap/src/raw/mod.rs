@@ -100,6 +100,10 @@ macro_rules! lock_based_map {
                 self.core.len()
             }
 
+            fn shard_lengths(&self) -> Vec<usize> {
+                self.core.shard_lengths()
+            }
+
             fn for_each(&self, visit: impl FnMut(&K, &V))
             where
                 K: Clone,

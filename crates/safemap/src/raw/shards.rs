@@ -284,6 +284,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         tables.iter().map(|table| table.len()).sum()
     }
 
+    /// Each shard's length, read under its shared lock, one shard at a time.
+    pub(crate) fn shard_lengths(&self) -> Vec<usize> {
+        let id = self.id();
+        self.shards
+            .iter()
+            .map(|shard| shard.read(id).len())
+            .collect()
+    }
+
     /// Atomic: every shard is write-locked, in ascending order, before any is emptied. The old
     /// entries are dropped after all locks are released.
     pub(crate) fn clear(&self) {

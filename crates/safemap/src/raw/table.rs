@@ -2,7 +2,8 @@
 //! made of.
 //!
 //! Callers hash the key once and pass the hash in; the table reuses it to probe, and calls
-//! `rehash` (the map's hasher) only when it grows. Every lock is taken through
+//! `rehash` (the map's hasher) only when it grows, through [`rehasher`], which also tells the
+//! access hook that a resize is under way. Every lock is taken through
 //! [`LockedTable::read`] or [`LockedTable::write`] (or their `_until` forms, which give up at a
 //! deadline), each of which first runs the re-entrancy check. The single-key operations are
 //! functions of the locked table, so the waiting and the deadline-bounded paths share one body
@@ -23,9 +24,18 @@ use hashbrown::hash_table::Entry;
 use crate::map::Action;
 use crate::reentry::{self, MapId};
 use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, acquire_timed};
+use crate::tally;
 
 /// The entries of one table.
 pub(crate) type Table<K, V> = HashTable<(K, V)>;
+
+/// The entry hasher hashbrown calls while it grows or rehashes a table, and only then.
+fn rehasher<K, V>(rehash: &impl Fn(&K) -> u64) -> impl Fn(&(K, V)) -> u64 + '_ {
+    move |(k, _)| {
+        tally::rehashing();
+        rehash(k)
+    }
+}
 
 /// One lock over one table.
 pub(crate) struct LockedTable<K, V> {
@@ -93,7 +103,7 @@ impl<K, V> LockedTable<K, V> {
     where
         K: Eq,
     {
-        match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
+        match table.entry(hash, |(k, _)| *k == key, rehasher(&rehash)) {
             Entry::Occupied(mut entry) => Some(mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
                 entry.insert((key, value));
@@ -139,7 +149,7 @@ impl<K, V> LockedTable<K, V> {
         let mut table = self.write(map);
         // Re-check under the exclusive lock: another thread may have inserted it meanwhile. The
         // closure runs only here, with the lock held, which is what makes it run at most once.
-        match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
+        match table.entry(hash, |(k, _)| *k == key, rehasher(&rehash)) {
             Entry::Occupied(entry) => entry.get().1.clone(),
             Entry::Vacant(entry) => {
                 let value = reentry::run_inside(map, "get_or_insert_with", make);
@@ -174,7 +184,7 @@ impl<K, V> LockedTable<K, V> {
                 if let Action::Set(value) = reentry::run_inside(map, "compute", || update(None)) {
                     absent
                         .into_table()
-                        .insert_unique(hash, (key, value), |(k, _)| rehash(k));
+                        .insert_unique(hash, (key, value), rehasher(&rehash));
                 }
                 None
             }
