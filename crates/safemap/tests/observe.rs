@@ -215,6 +215,26 @@ for_every_strategy! {
         }
     }
 
+    /// Without resizes, a thread takes a census every `CENSUS_INTERVAL` observed calls.
+    #[test]
+    fn a_thread_takes_a_census_every_interval() {
+        let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
+        for k in 0..100 {
+            map.inner().insert(k, k);
+        }
+        // A fresh thread, so no earlier calls count towards its interval.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..2 * safemap::CENSUS_INTERVAL - 1 {
+                    map.get(&(i % 200));
+                }
+            });
+        });
+        let balances = map.observer().3.lock().clone();
+        assert_eq!(balances.len(), 1, "{balances:?}");
+        assert_eq!(balances[0].entries, 100);
+    }
+
     #[test]
     fn accesses_from_many_threads_are_all_reported() {
         let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
