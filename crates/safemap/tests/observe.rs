@@ -222,13 +222,15 @@ for_every_strategy! {
         for k in 0..100 {
             map.inner().insert(k, k);
         }
-        // A fresh thread, so no earlier calls count towards its interval.
+        // A fresh thread, so no earlier calls count towards its interval. Joined explicitly: a
+        // join is what TSAN sees order the thread's accesses before the map's drop.
         std::thread::scope(|s| {
-            s.spawn(|| {
+            let reader = s.spawn(|| {
                 for i in 0..2 * safemap::CENSUS_INTERVAL - 1 {
                     map.get(&(i % 200));
                 }
             });
+            reader.join().unwrap();
         });
         let balances = map.observer().3.lock().clone();
         assert_eq!(balances.len(), 1, "{balances:?}");
