@@ -69,8 +69,8 @@
 //! `safemap_lock_wait_seconds`, `safemap_maintenance_{total,seconds}`, `safemap_entries` and
 //! `safemap_shard_imbalance` through the `metrics` facade; the README says what to watch. With
 //! the `probes` feature, `ProbeObserver` fires SystemTap SDT probes for bpftrace or perf instead.
-//! A map that is not wrapped carries no hook, except one thread-local test per entry a growing
-//! table moves (see `Maintenance::Resize`).
+//! A map that is not wrapped carries no hook: its tables' allocator notices resizes, so inserts
+//! run the same code either way.
 //!
 //! # Closures
 //!

@@ -6,13 +6,13 @@
 //! cost is one thread-local load. Lock waits are always tallied, since they are timed only on the
 //! contended path, which is about to block anyway.
 //!
-//! A resize is noticed without touching the insert path: hashbrown calls a table's rehash function
-//! only while it grows or rehashes the table, once per entry moved, so [`rehashing`] (called from
-//! it) is the only code that runs, and unobserved it is one thread-local test per entry moved. The
-//! first entry moved starts the clock; the observed call's end stops it. Calls that do not grow a
-//! table run the code they ran without the hook (callgrind, 65k inserts into a presized map then
-//! 4 x 65k gets and overwrites: 45,738,791 -> 45,743,335 instructions); a growing table's rehash
-//! loop runs about 20 more instructions per entry moved (4.58M -> 5.72M for 57k entries moved).
+//! Resizes are seen through the tables' allocator (`raw::table::TableAlloc`), which calls
+//! [`table_allocating`] and [`table_freed`]: a growing table allocates its new buckets, moves
+//! its entries and frees its old, smaller buckets within one call, so the allocation starts the
+//! clock and a smaller release stops it. A copy (a snapshot, `for_each`) allocates the size it
+//! later frees, and a release with no allocation before it (`clear`) is no resize. So the insert
+//! path is untouched, and each table allocation or release, observed or not, costs one
+//! thread-local test.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -22,14 +22,11 @@ use crate::sync::thread_local;
 /// Maintenance a call can trigger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Maintenance {
-    /// A table of a lock-based strategy (`LockedMap`, `ShardedMap`, a `ReadMostlyMap` shard)
-    /// grew or rehashed its entries in place. Timed from the first entry moved to the end of the
-    /// call, so it includes the rest of that call (one insert) and, for `ReadMostlyMap`, both
-    /// copies of the shard; counted once per call.
-    ///
-    /// Noticing it costs nothing on calls that do not grow a table, and a thread-local test per
-    /// entry moved on those that do, observed or not (callgrind: about 20 instructions per entry
-    /// moved, next to about 80 for the move itself).
+    /// A table of a lock-based strategy (`LockedMap`, `ShardedMap`, either copy of a
+    /// `ReadMostlyMap` shard) grew: it allocated larger buckets, moved its entries there and
+    /// freed the old ones. Timed from the allocation to the release, and counted per table. A
+    /// table that only cleans out deleted slots in place (hashbrown does so instead of growing
+    /// when at least half its capacity is deleted slots) allocates nothing and is not reported.
     Resize,
     /// A new version of a `SnapshotMap` was built and published.
     Publish,
@@ -65,7 +62,7 @@ thread_local! {
     static OBSERVING: Cell<bool> = const { Cell::new(false) };
     static TALLY: Cell<Tally> = const { Cell::new(ZERO) };
     /// When the running observed call began to move entries to a grown table, if it has.
-    static RESIZE_BEGAN: Cell<Option<Instant>> = const { Cell::new(None) };
+    static TABLE_ALLOCATED: Cell<Option<(Instant, usize)>> = const { Cell::new(None) };
 }
 
 /// An observed call being tallied. Ending it (or dropping it, if the call panicked) restores the
@@ -78,7 +75,7 @@ pub(crate) struct Call {
 struct Enclosing {
     observing: bool,
     tally: Tally,
-    resize_began: Option<Instant>,
+    table_allocated: Option<(Instant, usize)>,
 }
 
 /// Starts tallying an observed call.
@@ -87,7 +84,7 @@ pub(crate) fn begin() -> Call {
         enclosing: Some(Enclosing {
             observing: OBSERVING.with(|o| o.replace(true)),
             tally: TALLY.with(|t| t.replace(ZERO)),
-            resize_began: RESIZE_BEGAN.with(|r| r.replace(None)),
+            table_allocated: TABLE_ALLOCATED.with(|a| a.replace(None)),
         }),
     }
 }
@@ -102,9 +99,7 @@ impl Call {
         let Some(enclosing) = self.enclosing.take() else {
             return ZERO;
         };
-        if let Some(began) = RESIZE_BEGAN.with(|r| r.replace(enclosing.resize_began)) {
-            add(Maintenance::Resize, began.elapsed());
-        }
+        TABLE_ALLOCATED.with(|a| a.set(enclosing.table_allocated));
         OBSERVING.with(|o| o.set(enclosing.observing));
         TALLY.with(|t| t.replace(enclosing.tally))
     }
@@ -157,15 +152,33 @@ pub(crate) fn maintain<R>(kind: Maintenance, work: impl FnOnce() -> (R, bool)) -
     result
 }
 
-/// Called by a table's rehash function, which runs only while the table grows or rehashes, once
-/// per entry moved: starts timing the resize if an observed call is running.
-#[inline]
-pub(crate) fn rehashing() {
-    if observing() {
-        RESIZE_BEGAN.with(|r| {
-            if r.get().is_none() {
-                r.set(Some(Instant::now()));
+/// A table is about to allocate `bytes` of buckets: if an observed call runs, this may be the
+/// start of a resize. Out of line, like [`table_freed`], so that nothing of either is hoisted
+/// into hashbrown's rehash loop that runs between them.
+#[inline(never)]
+pub(crate) fn table_allocating(bytes: usize) {
+    // `try_with`: an allocation may come from a thread-local destructor, after this thread's
+    // locals are gone; no observed call runs then.
+    let _ = OBSERVING.try_with(|observing| {
+        if observing.get() {
+            TABLE_ALLOCATED.with(|a| a.set(Some((Instant::now(), bytes))));
+        }
+    });
+}
+
+/// A table freed `bytes` of buckets: smaller than what it allocated last in this observed call,
+/// it has just moved into that allocation, and the resize is over.
+#[inline(never)]
+pub(crate) fn table_freed(bytes: usize) {
+    let _ = OBSERVING.try_with(|observing| {
+        if !observing.get() {
+            return;
+        }
+        if let Some((since, allocated)) = TABLE_ALLOCATED.with(Cell::get) {
+            if bytes < allocated {
+                TABLE_ALLOCATED.with(|a| a.set(None));
+                add(Maintenance::Resize, since.elapsed());
             }
-        });
-    }
+        }
+    });
 }

@@ -113,7 +113,7 @@ impl<K, V> LeftRight<K, V> {
         let shards = (0..shards)
             .map(|_| {
                 CachePadded::new(Shard {
-                    copies: [(); 2].map(|()| CachePadded::new(UnsafeCell::new(Table::new()))),
+                    copies: [(); 2].map(|()| CachePadded::new(UnsafeCell::new(Table::default()))),
                     readable: CachePadded::new(AtomicUsize::new(0)),
                     writer: Mutex::new(()),
                     shared_readers: [AtomicUsize::new(0), AtomicUsize::new(0)],

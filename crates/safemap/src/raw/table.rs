@@ -2,8 +2,8 @@
 //! made of.
 //!
 //! Callers hash the key once and pass the hash in; the table reuses it to probe, and calls
-//! `rehash` (the map's hasher) only when it grows, through [`rehasher`], which also tells the
-//! access hook that a resize is under way. Every lock is taken through
+//! `rehash` (the map's hasher) only when it grows. Tables allocate through [`TableAlloc`], which
+//! is how the access hook learns of resizes without a single instruction on the insert path. Every lock is taken through
 //! [`LockedTable::read`] or [`LockedTable::write`] (or their `_until` forms, which give up at a
 //! deadline), each of which first runs the re-entrancy check. The single-key operations are
 //! functions of the locked table, so the waiting and the deadline-bounded paths share one body
@@ -18,6 +18,10 @@
 use std::mem;
 use std::time::Instant;
 
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use allocator_api2::alloc::{AllocError, Allocator, Global};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
@@ -27,13 +31,30 @@ use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, acquire_timed};
 use crate::tally;
 
 /// The entries of one table.
-pub(crate) type Table<K, V> = HashTable<(K, V)>;
+pub(crate) type Table<K, V> = HashTable<(K, V), TableAlloc>;
 
-/// The entry hasher hashbrown calls while it grows or rehashes a table, and only then.
-fn rehasher<K, V>(rehash: &impl Fn(&K) -> u64) -> impl Fn(&(K, V)) -> u64 + '_ {
-    move |(k, _)| {
-        tally::rehashing();
-        rehash(k)
+/// The global allocator, telling [`tally`] when a table's memory comes and goes: a table that
+/// grows allocates its new buckets, moves its entries, then frees the old, smaller buckets, all
+/// within the insert that grew it, so an observed call can time its resize from the first to the
+/// last, and nothing else runs on the paths that do not allocate.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TableAlloc;
+
+// SAFETY: both methods forward to `Global` unchanged, so every block this allocator hands out is a
+// `Global` block and is returned to `Global`; the tally calls around them neither touch the memory
+// nor fail. The allocator is a stateless value, so its copies are interchangeable, as the trait
+// requires of clones.
+unsafe impl Allocator for TableAlloc {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        tally::table_allocating(layout.size());
+        Global.allocate(layout)
+    }
+
+    unsafe fn deallocate(&self, block: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller passes a block of this allocator, that is a `Global` block, with the
+        // layout it was allocated with.
+        unsafe { Global.deallocate(block, layout) };
+        tally::table_freed(layout.size());
     }
 }
 
@@ -45,7 +66,7 @@ pub(crate) struct LockedTable<K, V> {
 impl<K, V> LockedTable<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         LockedTable {
-            table: RwLock::new(HashTable::with_capacity(capacity)),
+            table: RwLock::new(HashTable::with_capacity_in(capacity, TableAlloc)),
         }
     }
 
@@ -103,7 +124,7 @@ impl<K, V> LockedTable<K, V> {
     where
         K: Eq,
     {
-        match table.entry(hash, |(k, _)| *k == key, rehasher(&rehash)) {
+        match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
             Entry::Occupied(mut entry) => Some(mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
                 entry.insert((key, value));
@@ -149,7 +170,7 @@ impl<K, V> LockedTable<K, V> {
         let mut table = self.write(map);
         // Re-check under the exclusive lock: another thread may have inserted it meanwhile. The
         // closure runs only here, with the lock held, which is what makes it run at most once.
-        match table.entry(hash, |(k, _)| *k == key, rehasher(&rehash)) {
+        match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
             Entry::Occupied(entry) => entry.get().1.clone(),
             Entry::Vacant(entry) => {
                 let value = reentry::run_inside(map, "get_or_insert_with", make);
@@ -184,7 +205,7 @@ impl<K, V> LockedTable<K, V> {
                 if let Action::Set(value) = reentry::run_inside(map, "compute", || update(None)) {
                     absent
                         .into_table()
-                        .insert_unique(hash, (key, value), rehasher(&rehash));
+                        .insert_unique(hash, (key, value), |(k, _)| rehash(k));
                 }
                 None
             }
