@@ -17,7 +17,7 @@ use crate::map::{Action, ConcurrentMap, Consistency, Cost, WholeMap};
 use crate::raw::left_right::{LeftRight, Writer};
 use crate::raw::shards::Routing;
 use crate::raw::snapshot::TableSnapshot;
-use crate::raw::table::{LockedTable, Table};
+use crate::raw::table::{LockedTable, Table, copy_of};
 use crate::reentry::{self, MapId};
 
 /// A map for read-mostly data with Go's `sync.Map` API: reads never take a lock and never
@@ -363,7 +363,7 @@ where
         V: Clone,
     {
         let tables = self.write_all(|writers| {
-            let tables = writers.iter().map(|w| w.table().clone()).collect();
+            let tables = writers.iter().map(|w| copy_of(w.table())).collect();
             (tables, ())
         });
         let routing = Routing::new(self.core.shard_count());

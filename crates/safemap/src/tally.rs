@@ -9,10 +9,10 @@
 //! Resizes are seen through the tables' allocator (`raw::table::TableAlloc`), which calls
 //! [`table_allocating`] and [`table_freed`]: a growing table allocates its new buckets, moves
 //! its entries and frees its old, smaller buckets within one call, so the allocation starts the
-//! clock and a smaller release stops it. A copy (a snapshot, `for_each`) allocates the size it
-//! later frees, and a release with no allocation before it (`clear`) is no resize. So the insert
-//! path is untouched, and each table allocation or release, observed or not, costs one
-//! thread-local test.
+//! clock and a smaller release stops it. Copies of whole tables (snapshots, `for_each`) are made
+//! through [`copying`], which forgets their allocations, and a release with no allocation before
+//! it (`clear`, a dropped copy) is no resize. So the insert path is untouched, and each table
+//! allocation or release, observed or not, costs one thread-local test.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -150,6 +150,14 @@ pub(crate) fn maintain<R>(kind: Maintenance, work: impl FnOnce() -> (R, bool)) -
     }
     add(kind, start.elapsed());
     result
+}
+
+/// Runs `copy`, which copies whole tables: its allocations start no resize.
+pub(crate) fn copying<R>(copy: impl FnOnce() -> R) -> R {
+    let before = TABLE_ALLOCATED.with(Cell::get);
+    let copied = copy();
+    TABLE_ALLOCATED.with(|a| a.set(before));
+    copied
 }
 
 /// A table is about to allocate `bytes` of buckets: if an observed call runs, this may be the

@@ -201,6 +201,36 @@ for_every_strategy! {
         assert_eq!(resizes_so_far(&map), grown, "a release was taken for a resize");
     }
 
+    /// Copying whole tables (`for_each`, `snapshot`) allocates, and dropping copies frees, but
+    /// neither is a resize, even when copies of small and large shards are alive at once.
+    #[test]
+    fn whole_table_copies_are_not_resizes() {
+        let map = Observed::new(Map::<u32, u32>::new(), Recorder::default());
+        // Unobserved: one key in the first shard, 200 in the last, the others allocated but empty.
+        let (first, last) = (0, map.shard_lengths().len() - 1);
+        let mut kept = [0, 0];
+        for k in 0.. {
+            let before = map.shard_lengths();
+            map.inner().insert(k, k);
+            let after = map.shard_lengths();
+            let shard = (0..after.len()).find(|&i| after[i] != before[i]).unwrap();
+            if shard == first && kept[0] < 1 {
+                kept[0] += 1;
+            } else if shard == last && kept[1] < 200 {
+                kept[1] += 1;
+            } else {
+                map.inner().remove(&k);
+            }
+            if kept == [1, 200] {
+                break;
+            }
+        }
+        map.for_each(|_, _| {});
+        drop(map.snapshot());
+        let events = map.observer().2.lock();
+        assert!(!events.iter().any(|e| e.1 == Maintenance::Resize), "{events:?}");
+    }
+
     /// The census counts every shard's entries; a hash that sends every key to one shard shows as
     /// an imbalance equal to the shard count.
     #[test]

@@ -43,7 +43,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use crossbeam_utils::CachePadded;
 
 use super::shards::Routing;
-use super::table::Table;
+use super::table::{Table, copy_of};
 use super::thread_index;
 use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, acquire_timed, preemption_point};
 
@@ -299,7 +299,7 @@ unsafe fn change_or_resync<K: Clone, V: Clone, R>(
             // SAFETY: the caller's contract holds for the whole call, this drop included; the
             // source copy is only read, and no writer changes it while the lock is held.
             unsafe {
-                let source = (*self.shard.copies[self.source].get()).clone();
+                let source = copy_of(&*self.shard.copies[self.source].get());
                 *self.shard.copies[self.target].get() = source;
             }
         }

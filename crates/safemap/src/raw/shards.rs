@@ -21,7 +21,7 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 
 use super::snapshot::TableSnapshot;
-use super::table::LockedTable;
+use super::table::{LockedTable, copy_of};
 use crate::map::{Action, TimedOut};
 use crate::reentry::{self, MapId};
 
@@ -315,7 +315,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     {
         let id = self.id();
         let tables: Vec<_> = self.shards.iter().map(|shard| shard.read(id)).collect();
-        let copies = tables.iter().map(|table| (**table).clone()).collect();
+        let copies = tables.iter().map(|table| copy_of(table)).collect();
         drop(tables);
         TableSnapshot::new(copies, self.routing, self.hasher.clone())
     }

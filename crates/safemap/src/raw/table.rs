@@ -58,6 +58,11 @@ unsafe impl Allocator for TableAlloc {
     }
 }
 
+/// A copy of `table`. Its allocation is not the start of a resize, and the access hook is told so.
+pub(crate) fn copy_of<K: Clone, V: Clone>(table: &Table<K, V>) -> Table<K, V> {
+    tally::copying(|| table.clone())
+}
+
 /// One lock over one table.
 pub(crate) struct LockedTable<K, V> {
     table: RwLock<Table<K, V>>,
@@ -225,6 +230,6 @@ impl<K, V> LockedTable<K, V> {
         K: Clone,
         V: Clone,
     {
-        self.read(map).clone()
+        copy_of(&self.read(map))
     }
 }
