@@ -96,7 +96,10 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     #[inline]
     fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &LockedTable<K, V>) {
         let hash = self.hasher.hash_one(key);
-        (hash, &self.shards[self.routing.shard(hash)])
+        let index = self.routing.shard(hash);
+        // SAFETY: `shard` masks with `routing.mask`, and `shards.len() == routing.mask + 1`
+        // (the struct's invariant, set in `new` and never changed), so `index` is in bounds.
+        (hash, unsafe { self.shards.get_unchecked(index) })
     }
 
     fn rehash(&self) -> impl Fn(&K) -> u64 + '_ {
