@@ -119,7 +119,8 @@ impl Plan {
 
     /// Measures every cell. Within a cell, repetitions are interleaved across contestants
     /// (round-robin), so a burst of noise on this shared machine lands on all of them rather
-    /// than on whichever contestant happened to be running.
+    /// than on whichever contestant happened to be running, and each repetition starts one
+    /// contestant later ([`turn_order`]), so none always runs first or after the same neighbour.
     pub fn measure(&self, progress: &ProgressBar) -> Vec<Row> {
         let runs: usize = self.reps
             * (self.workloads.iter())
@@ -148,7 +149,8 @@ impl Plan {
                 let mut measured: Vec<Option<Measurement>> =
                     entrants.iter().map(|_| None).collect();
                 for rep in 0..self.reps {
-                    for (contestant, total) in entrants.iter().zip(&mut measured) {
+                    for turn in turn_order(rep, entrants.len()) {
+                        let (contestant, total) = (entrants[turn], &mut measured[turn]);
                         progress.set_message(format!(
                             "{} · {threads} thread(s) · {} · rep {}",
                             workload.name,
@@ -187,6 +189,12 @@ impl Plan {
         fill_ratios(&mut rows);
         rows
     }
+}
+
+/// The order in which `contestants` entrants take their turns in repetition `rep`: all of them,
+/// starting at `rep`, so over `contestants` repetitions each runs once in every position.
+fn turn_order(rep: usize, contestants: usize) -> impl Iterator<Item = usize> {
+    (0..contestants).map(move |i| (rep + i) % contestants)
 }
 
 /// One operation list per thread, and how often each thread times an operation.
@@ -275,6 +283,30 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_contestant_takes_every_turn_once_per_round() {
+        let n = 4;
+        let orders: Vec<Vec<usize>> = (0..n).map(|rep| turn_order(rep, n).collect()).collect();
+        for order in &orders {
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(
+                sorted,
+                (0..n).collect::<Vec<_>>(),
+                "each runs once per rep: {order:?}"
+            );
+        }
+        for position in 0..n {
+            let mut at: Vec<usize> = orders.iter().map(|order| order[position]).collect();
+            at.sort();
+            assert_eq!(
+                at,
+                (0..n).collect::<Vec<_>>(),
+                "position {position}: {orders:?}"
+            );
+        }
+    }
 
     #[test]
     fn growth_has_one_timed_writer_of_every_key_and_untimed_readers() {
