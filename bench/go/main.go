@@ -193,13 +193,16 @@ func plan(m mix, keys int, dist string, ops int, thread int) []op {
 
 var sink uint64
 
-// run times one operation in every[t] on thread t (none when 0).
-func run(s store, plans [][]op, every []int) (float64, []int64) {
+// run times one operation in every[t] on thread t (none when 0). With a budget, each thread stops
+// at the first check (every 4096 operations) after the budget has passed, and throughput counts
+// only the operations done, as safemap-bench's --max-seconds does.
+func run(s store, plans [][]op, every []int, budget time.Duration) (float64, []int64) {
 	var wg sync.WaitGroup
 	var start sync.WaitGroup
 	start.Add(1)
 	spans := make([][2]time.Time, len(plans))
 	samples := make([][]int64, len(plans))
+	done := make([]int, len(plans))
 	for t, ops := range plans {
 		wg.Add(1)
 		go func(t int, ops []op) {
@@ -207,6 +210,7 @@ func run(s store, plans [][]op, every []int) (float64, []int64) {
 			var local uint64
 			start.Wait()
 			spans[t][0] = time.Now()
+			done[t] = len(ops)
 			for i, o := range ops {
 				var began time.Time
 				timed := every[t] > 0 && i%every[t] == 0
@@ -230,6 +234,10 @@ func run(s store, plans [][]op, every []int) (float64, []int64) {
 				if timed {
 					samples[t] = append(samples[t], time.Since(began).Nanoseconds())
 				}
+				if budget > 0 && i%4096 == 4095 && time.Since(spans[t][0]) > budget {
+					done[t] = i + 1
+					break
+				}
 			}
 			spans[t][1] = time.Now()
 			sink += local
@@ -247,7 +255,7 @@ func run(s store, plans [][]op, every []int) (float64, []int64) {
 		if spans[t][1].After(last) {
 			last = spans[t][1]
 		}
-		total += len(plans[t])
+		total += done[t]
 		all = append(all, samples[t]...)
 	}
 	return float64(total) / last.Sub(first).Seconds() / 1e6, all
@@ -297,6 +305,7 @@ func main() {
 	opsFlag := flag.Int("ops", 2000000, "operations per repetition, over all threads")
 	reps := flag.Int("reps", 3, "repetitions per cell")
 	dist := flag.String("dist", "uniform", "uniform or zipf")
+	maxSeconds := flag.Float64("max-seconds", 0, "per-thread budget of a mixed workload's repetition, in seconds (0: none)")
 	flag.Parse()
 	var threads []int
 	for _, t := range strings.Split(*threadList, ",") {
@@ -343,7 +352,12 @@ func main() {
 					for i := 0; i < int(m.prefill*float64(*keysFlag)); i++ {
 						s.insert(key(uint64(i)), uint64(i))
 					}
-					x, l := run(s, plans, every)
+					budget := time.Duration(*maxSeconds * float64(time.Second))
+					if m.growth {
+						// Growth is defined by its whole operation list, as in safemap-bench.
+						budget = 0
+					}
+					x, l := run(s, plans, every, budget)
 					mops = append(mops, x)
 					lat = append(lat, l...)
 				}

@@ -1,5 +1,6 @@
 //! The Go baseline: builds `bench/go` (standard library only) when `go` is installed, runs it on
-//! the same workloads, key counts, thread counts and repetitions, and turns its JSON into rows.
+//! the same workloads, key counts, thread counts, repetitions and repetition budget, and turns
+//! its JSON into rows.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -74,6 +75,10 @@ pub fn measure(plan: &Plan) -> Result<Vec<Row>, String> {
             .args(["-workloads", workload.name, "-threads", &threads.join(",")])
             .args(["-keys", &keys.to_string(), "-ops", &plan.ops.to_string()])
             .args(["-reps", &plan.reps.to_string(), "-dist", dist])
+            .args(
+                plan.budget
+                    .map(|b| format!("-max-seconds={}", b.as_secs_f64())),
+            )
             .output()
             .map_err(|e| format!("cannot run the Go baseline: {e}"))?;
         if !out.status.success() {

@@ -73,7 +73,8 @@ pub struct RunArgs {
     ops: Option<usize>,
     /// Stop each thread of a mixed workload's repetition after this many seconds even if its
     /// operations are not done; throughput counts the operations done (default: no limit; with
-    /// --quick, 1). Slow contestants then finish in bounded time on fewer operations.
+    /// --quick, 0.5; Go's maps get the same budget). Slow contestants then finish in bounded
+    /// time on fewer operations.
     #[arg(long)]
     max_seconds: Option<f64>,
     /// Write the results as JSON here.
