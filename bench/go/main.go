@@ -193,10 +193,11 @@ func plan(m mix, keys int, dist string, ops int, thread int) []op {
 
 var sink uint64
 
-// run times one operation in every[t] on thread t (none when 0). With a budget, each thread stops
-// at the first check (every 4096 operations) after the budget has passed, and throughput counts
-// only the operations done, as safemap-bench's --max-seconds does.
-func run(s store, plans [][]op, every []int, budget time.Duration) (float64, []int64) {
+// run times one operation in every[t] on thread t (none when 0) and returns the throughput in
+// Mops/s, the operations done and the timings. With a budget, each thread stops at the first check
+// (every 4096 operations) after the budget has passed, and throughput counts only the operations
+// done, as safemap-bench's --max-seconds does.
+func run(s store, plans [][]op, every []int, budget time.Duration) (float64, int, []int64) {
 	var wg sync.WaitGroup
 	var start sync.WaitGroup
 	start.Add(1)
@@ -258,7 +259,7 @@ func run(s store, plans [][]op, every []int, budget time.Duration) (float64, []i
 		total += done[t]
 		all = append(all, samples[t]...)
 	}
-	return float64(total) / last.Sub(first).Seconds() / 1e6, all
+	return float64(total) / last.Sub(first).Seconds() / 1e6, total, all
 }
 
 func footprint(make func() store, keys int) float64 {
@@ -357,7 +358,7 @@ func main() {
 						// Growth is defined by its whole operation list, as in safemap-bench.
 						budget = 0
 					}
-					x, l := run(s, plans, every, budget)
+					x, _, l := run(s, plans, every, budget)
 					mops = append(mops, x)
 					lat = append(lat, l...)
 				}
