@@ -61,7 +61,8 @@ const ZERO: Tally = Tally {
 thread_local! {
     static OBSERVING: Cell<bool> = const { Cell::new(false) };
     static TALLY: Cell<Tally> = const { Cell::new(ZERO) };
-    /// When the running observed call began to move entries to a grown table, if it has.
+    /// When the running observed call last allocated a table's buckets, other than for a copy,
+    /// and how many bytes: a resize under way, if a smaller release follows.
     static TABLE_ALLOCATED: Cell<Option<(Instant, usize)>> = const { Cell::new(None) };
 }
 

@@ -1,25 +1,24 @@
 //! One reader-writer lock over one hashbrown table: the unit that every lock-based strategy is
 //! made of.
 //!
-//! Callers hash the key once and pass the hash in; the table reuses it to probe, and calls
-//! `rehash` (the map's hasher) only when it grows. Tables allocate through [`TableAlloc`], which
-//! is how the access hook learns of resizes without a single instruction on the insert path. Every lock is taken through
-//! [`LockedTable::read`] or [`LockedTable::write`] (or their `_until` forms, which give up at a
-//! deadline), each of which first runs the re-entrancy check. The single-key operations are
-//! functions of the locked table, so the waiting and the deadline-bounded paths share one body
-//! each. Every user closure runs
-//! through [`reentry::run_inside`], so a closure that calls back into its map panics instead of
-//! deadlocking. Locks are released on unwind and never poisoned, and hashbrown keeps its table
-//! valid if a `Hash` or `Eq` impl panics, so a panicking closure leaves the table consistent.
+//! Callers hash the key once and pass the hash in; the table reuses it to probe, and calls `rehash`
+//! (the map's hasher) only when it grows. Tables allocate through [`TableAlloc`], which is how the
+//! access hook learns of resizes without a single instruction on the insert path. Every lock is
+//! taken through [`LockedTable::read`] or [`LockedTable::write`] (or their `_until` forms, which
+//! give up at a deadline), each of which first runs the re-entrancy check. The single-key
+//! operations are functions of the locked table, so the waiting and the deadline-bounded paths
+//! share one body each. Every user closure runs through [`reentry::run_inside`], so a closure that
+//! calls back into its map panics instead of deadlocking. Locks are released on unwind and never
+//! poisoned, and hashbrown keeps its table valid if a `Hash` or `Eq` impl panics, so a panicking
+//! closure leaves the table consistent.
 //!
 //! Displaced values (`insert`, `remove`, `compute`) are moved out and returned, so they are
 //! dropped by the caller after the lock is released.
 
-use std::mem;
-use std::time::Instant;
-
 use std::alloc::Layout;
+use std::mem;
 use std::ptr::NonNull;
+use std::time::Instant;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use hashbrown::HashTable;
