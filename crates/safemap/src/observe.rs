@@ -313,32 +313,52 @@ impl<M, O: Observer> Observed<M, O> {
         balance
     }
 
-    fn report<K, V>(&self, call: Call, operation: Operation, key_hash: u64, outcome: Outcome)
+    /// Runs `call` on the map as one observed call, and reports it with the key's hash (`None`
+    /// for whole-map calls) and the outcome `judge` reads from its result.
+    fn observed<K, V, R>(
+        &self,
+        operation: Operation,
+        key_hash: Option<u64>,
+        call: impl FnOnce(&M) -> R,
+        judge: impl FnOnce(&R) -> Outcome,
+    ) -> R
     where
         M: ConcurrentMap<K, V>,
     {
+        let tally = tally::begin();
+        let result = call(&self.map);
+        let outcome = judge(&result);
         self.deliver(
-            call,
+            tally,
             Access {
                 operation,
-                key_hash: Some(key_hash),
+                key_hash,
                 outcome,
             },
         );
+        result
     }
 
-    fn report_whole<K, V>(&self, call: Call, operation: Operation)
+    /// [`Self::observed`] for a call on one key.
+    fn keyed<K, V, R>(
+        &self,
+        operation: Operation,
+        key_hash: u64,
+        call: impl FnOnce(&M) -> R,
+        judge: impl FnOnce(&R) -> Outcome,
+    ) -> R
     where
         M: ConcurrentMap<K, V>,
     {
-        self.deliver(
-            call,
-            Access {
-                operation,
-                key_hash: None,
-                outcome: Outcome::WholeMap,
-            },
-        );
+        self.observed(operation, Some(key_hash), call, judge)
+    }
+
+    /// [`Self::observed`] for a whole-map call.
+    fn whole<K, V, R>(&self, operation: Operation, call: impl FnOnce(&M) -> R) -> R
+    where
+        M: ConcurrentMap<K, V>,
+    {
+        self.observed(operation, None, call, |_| Outcome::WholeMap)
     }
 
     fn deliver<K, V>(&self, call: Call, access: Access)
@@ -397,10 +417,7 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        let call = tally::begin();
-        let value = self.map.get(key);
-        self.report(call, Operation::Get, audit_hash(key), found(&value));
-        value
+        self.keyed(Operation::Get, audit_hash(key), |m| m.get(key), found)
     }
 
     fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
@@ -408,10 +425,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let call = tally::begin();
-        let result = self.map.get_with(key, read);
-        self.report(call, Operation::GetWith, audit_hash(key), found(&result));
-        result
+        self.keyed(
+            Operation::GetWith,
+            audit_hash(key),
+            |m| m.get_with(key, read),
+            found,
+        )
     }
 
     fn contains_key<Q>(&self, key: &Q) -> bool
@@ -419,24 +438,35 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let call = tally::begin();
-        let present = self.map.contains_key(key);
-        let outcome = if present { Outcome::Hit } else { Outcome::Miss };
-        self.report(call, Operation::ContainsKey, audit_hash(key), outcome);
-        present
+        let judge = |present: &bool| {
+            if *present {
+                Outcome::Hit
+            } else {
+                Outcome::Miss
+            }
+        };
+        self.keyed(
+            Operation::ContainsKey,
+            audit_hash(key),
+            |m| m.contains_key(key),
+            judge,
+        )
     }
 
     fn insert(&self, key: K, value: V) -> Option<V> {
-        let call = tally::begin();
-        let hash = audit_hash(&key);
-        let old = self.map.insert(key, value);
-        let outcome = if old.is_some() {
-            Outcome::Replaced
-        } else {
-            Outcome::Inserted
+        let judge = |old: &Option<V>| {
+            if old.is_some() {
+                Outcome::Replaced
+            } else {
+                Outcome::Inserted
+            }
         };
-        self.report(call, Operation::Insert, hash, outcome);
-        old
+        self.keyed(
+            Operation::Insert,
+            audit_hash(&key),
+            |m| m.insert(key, value),
+            judge,
+        )
     }
 
     fn remove<Q>(&self, key: &Q) -> Option<V>
@@ -444,10 +474,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let call = tally::begin();
-        let old = self.map.remove(key);
-        self.report(call, Operation::Remove, audit_hash(key), removed(&old));
-        old
+        self.keyed(
+            Operation::Remove,
+            audit_hash(key),
+            |m| m.remove(key),
+            removed,
+        )
     }
 
     fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
@@ -455,67 +487,60 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let call = tally::begin();
-        let old = self.map.remove_if(key, remove);
-        self.report(call, Operation::RemoveIf, audit_hash(key), removed(&old));
-        old
+        let call = |m: &M| m.remove_if(key, remove);
+        self.keyed(Operation::RemoveIf, audit_hash(key), call, removed)
     }
 
     fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
     where
         V: Clone,
     {
-        let call = tally::begin();
-        let hash = audit_hash(&key);
-        let mut made = false;
-        let value = self.map.get_or_insert_with(key, || {
-            made = true;
-            make()
-        });
-        let outcome = if made {
-            Outcome::Inserted
-        } else {
-            Outcome::Hit
+        let key_hash = audit_hash(&key);
+        let made = Cell::new(false);
+        let call = |m: &M| {
+            m.get_or_insert_with(key, || {
+                made.set(true);
+                make()
+            })
         };
-        self.report(call, Operation::GetOrInsertWith, hash, outcome);
-        value
+        let judge = |_: &V| {
+            if made.get() {
+                Outcome::Inserted
+            } else {
+                Outcome::Hit
+            }
+        };
+        self.keyed(Operation::GetOrInsertWith, key_hash, call, judge)
     }
 
     fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {
-        let call = tally::begin();
-        let hash = audit_hash(&key);
-        let mut outcome = Outcome::Unchanged;
-        let displaced = self.map.compute(key, |current| {
-            let action = update(current);
-            outcome = match (&action, current.is_some()) {
-                (Action::Set(_), true) => Outcome::Replaced,
-                (Action::Set(_), false) => Outcome::Inserted,
-                (Action::Remove, true) => Outcome::Removed,
-                _ => Outcome::Unchanged,
-            };
-            action
-        });
-        self.report(call, Operation::Compute, hash, outcome);
-        displaced
+        let key_hash = audit_hash(&key);
+        let outcome = Cell::new(Outcome::Unchanged);
+        let call = |m: &M| {
+            m.compute(key, |current| {
+                let action = update(current);
+                outcome.set(match (&action, current.is_some()) {
+                    (Action::Set(_), true) => Outcome::Replaced,
+                    (Action::Set(_), false) => Outcome::Inserted,
+                    (Action::Remove, true) => Outcome::Removed,
+                    _ => Outcome::Unchanged,
+                });
+                action
+            })
+        };
+        self.keyed(Operation::Compute, key_hash, call, |_| outcome.get())
     }
 
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
-        let call = tally::begin();
-        self.map.retain(keep);
-        self.report_whole(call, Operation::Retain);
+        self.whole(Operation::Retain, |m| m.retain(keep))
     }
 
     fn clear(&self) {
-        let call = tally::begin();
-        self.map.clear();
-        self.report_whole(call, Operation::Clear);
+        self.whole(Operation::Clear, |m| m.clear())
     }
 
     fn len(&self) -> usize {
-        let call = tally::begin();
-        let len = self.map.len();
-        self.report_whole(call, Operation::Len);
-        len
+        self.whole(Operation::Len, |m| m.len())
     }
 
     /// Not reported as an access: it is the census [`Observed::report_balance`] takes.
@@ -528,9 +553,7 @@ where
         K: Clone,
         V: Clone,
     {
-        let call = tally::begin();
-        self.map.for_each(visit);
-        self.report_whole(call, Operation::ForEach);
+        self.whole(Operation::ForEach, |m| m.for_each(visit))
     }
 
     fn snapshot(&self) -> Self::Snapshot
@@ -538,9 +561,6 @@ where
         K: Clone,
         V: Clone,
     {
-        let call = tally::begin();
-        let snapshot = self.map.snapshot();
-        self.report_whole(call, Operation::Snapshot);
-        snapshot
+        self.whole(Operation::Snapshot, |m| m.snapshot())
     }
 }
