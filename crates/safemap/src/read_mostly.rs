@@ -195,8 +195,8 @@ where
         let rehash = |k: &K| self.hasher.hash_one(k);
         let (key_copy, value_copy) = (key.clone(), value.clone());
         writer.apply(
-            |t| LockedTable::insert(t, hash, key_copy, value_copy, rehash),
-            |t| LockedTable::insert(t, hash, key, value, rehash),
+            |t| LockedTable::insert(t, hash, key_copy, value_copy, rehash, None),
+            |t| LockedTable::insert(t, hash, key, value, rehash, None),
         )
     }
 

@@ -17,6 +17,10 @@ pub(crate) use arc_swap::ArcSwap;
 /// never while waiting on anything else. `parking_lot`, so TSAN sees it.
 pub(crate) use parking_lot::Mutex as BookkeepingMutex;
 
+/// A word that only steers prefetches (`raw::probe_hint`): no thread waits on it and no result
+/// depends on it, so schedule explorers leave it alone.
+pub(crate) use std::sync::atomic::AtomicUsize as HintCell;
+
 #[cfg(not(shuttle))]
 pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(shuttle))]

@@ -6,6 +6,10 @@
 //! handed to that shard's table to probe with. hashbrown keys its control bytes on the top seven
 //! bits and its bucket index on the low bits, so neither loses entropy to the shard choice.
 //!
+//! Before a single-key operation takes its shard's lock, it prefetches the cache lines where the
+//! shard's table will start probing for the hash ([`super::probe_hint`]), so that the lock and
+//! the table's memory are waited for at once rather than one after the other.
+//!
 //! Single-key operations lock one shard. Operations that need the whole map at one instant
 //! (`len`, `clear`, `snapshot`) lock every shard in ascending index order and release them only
 //! once all are held, which makes them atomic. Since every multi-shard lock is taken in the same
@@ -99,7 +103,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
         let index = self.routing.shard(hash);
         // SAFETY: `shard` masks with `routing.mask`, and `shards.len() == routing.mask + 1`
         // (the struct's invariant, set in `new` and never changed), so `index` is in bounds.
-        (hash, unsafe { self.shards.get_unchecked(index) })
+        let shard = unsafe { self.shards.get_unchecked(index) };
+        shard.prefetch(hash);
+        (hash, shard)
     }
 
     fn rehash(&self) -> impl Fn(&K) -> u64 + '_ {
@@ -127,7 +133,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
 
     pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
         let (hash, shard) = self.locate(&key);
-        LockedTable::insert(&mut shard.write(self.id()), hash, key, value, self.rehash())
+        let rehash = self.rehash();
+        let hint = Some(shard.hint());
+        LockedTable::insert(&mut shard.write(self.id()), hash, key, value, rehash, hint)
     }
 
     pub(crate) fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
@@ -175,7 +183,16 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     ) -> Option<V> {
         let (hash, shard) = self.locate(&key);
         let id = self.id();
-        LockedTable::compute(&mut shard.write(id), id, hash, key, update, self.rehash())
+        let hint = Some(shard.hint());
+        LockedTable::compute(
+            &mut shard.write(id),
+            id,
+            hash,
+            key,
+            update,
+            self.rehash(),
+            hint,
+        )
     }
 
     /// [`Self::get_with`] with `V::clone`, giving up at `deadline`.
@@ -216,6 +233,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
             key,
             value,
             self.rehash(),
+            Some(shard.hint()),
         ))
     }
 
@@ -257,6 +275,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
             key,
             update,
             self.rehash(),
+            Some(shard.hint()),
         ))
     }
 
@@ -334,5 +353,52 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
             out.entries(shard.read(self.id()).iter().map(|(k, v)| (k, v)));
         }
         out.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::DefaultHashBuilder;
+    use crate::raw::probe_hint::ProbeHint;
+
+    type Set = ShardSet<u64, u64, DefaultHashBuilder>;
+    type AddKey<'a> = dyn Fn(&Set, u64) + 'a;
+
+    /// Every shard's hint matches its table.
+    fn assert_hints_current(set: &Set) {
+        for shard in set.shards.iter() {
+            let table = shard.read(set.id());
+            assert_eq!(
+                Some(shard.hint().current()),
+                ProbeHint::layout_of(&table),
+                "a shard of {} entries",
+                table.len()
+            );
+        }
+    }
+
+    #[test]
+    fn every_way_of_adding_a_key_keeps_the_probe_hints_current() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let adders: [&AddKey; 5] = [
+            &|set, key| assert_eq!(set.insert(key, key), None),
+            &|set, key| assert_eq!(set.get_or_insert_with(key, || key), key),
+            &|set, key| assert_eq!(set.compute(key, |_| Action::Set(key)), None),
+            &|set, key| assert!(matches!(set.try_insert_until(key, key, later), Ok(None))),
+            &|set, key| {
+                let added = set.try_compute_until(key, |_| Action::Set(key), later);
+                assert!(matches!(added, Ok(None)));
+            },
+        ];
+        for add in adders {
+            let set = ShardSet::new(4, 0, DefaultHashBuilder::default());
+            for key in 0..5000 {
+                add(&set, key);
+            }
+            assert_hints_current(&set);
+        }
     }
 }

@@ -24,6 +24,7 @@ use allocator_api2::alloc::{AllocError, Allocator, Global};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
+use super::probe_hint::ProbeHint;
 use crate::map::Action;
 use crate::reentry::{self, MapId};
 use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, acquire_timed};
@@ -62,16 +63,29 @@ pub(crate) fn copy_of<K: Clone, V: Clone>(table: &Table<K, V>) -> Table<K, V> {
     tally::copying(|| table.clone())
 }
 
-/// One lock over one table.
+/// One lock over one table, and where the table lies, for prefetches issued before the lock.
 pub(crate) struct LockedTable<K, V> {
     table: RwLock<Table<K, V>>,
+    hint: ProbeHint,
 }
 
 impl<K, V> LockedTable<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         LockedTable {
             table: RwLock::new(HashTable::with_capacity_in(capacity, TableAlloc)),
+            hint: ProbeHint::default(),
         }
+    }
+
+    /// Where the table lies; the write functions below keep it current when given it.
+    pub(crate) fn hint(&self) -> &ProbeHint {
+        &self.hint
+    }
+
+    /// Starts loading the cache lines a probe for `hash` reads first, without taking the lock.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        self.hint.prefetch::<(K, V)>(hash);
     }
 
     /// Locks for reading, after checking that this thread is not inside a closure of `map`.
@@ -118,12 +132,15 @@ impl<K, V> LockedTable<K, V> {
         table.find(hash, |(k, _)| is_key(k)).map(|(_, v)| read(v))
     }
 
+    /// Inserts or replaces; a new key's position updates `hint` when one is given (the table
+    /// may have grown to make room for it).
     pub(crate) fn insert(
         table: &mut Table<K, V>,
         hash: u64,
         key: K,
         value: V,
         rehash: impl Fn(&K) -> u64,
+        hint: Option<&ProbeHint>,
     ) -> Option<V>
     where
         K: Eq,
@@ -131,7 +148,10 @@ impl<K, V> LockedTable<K, V> {
         match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
             Entry::Occupied(mut entry) => Some(mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
-                entry.insert((key, value));
+                let filled = entry.insert((key, value));
+                if let Some(hint) = hint {
+                    hint.follow(filled);
+                }
                 None
             }
         }
@@ -178,12 +198,16 @@ impl<K, V> LockedTable<K, V> {
             Entry::Occupied(entry) => entry.get().1.clone(),
             Entry::Vacant(entry) => {
                 let value = reentry::run_inside(map, "get_or_insert_with", make);
-                entry.insert((key, value)).get().1.clone()
+                let filled = entry.insert((key, value));
+                let found = filled.get().1.clone();
+                self.hint.follow(filled);
+                found
             }
         }
     }
 
-    /// Runs `update` (recorded as inside `map`) on the entry for `key` and applies its action.
+    /// Runs `update` (recorded as inside `map`) on the entry for `key` and applies its action;
+    /// a new key updates `hint` as in [`Self::insert`].
     pub(crate) fn compute(
         table: &mut Table<K, V>,
         map: MapId,
@@ -191,6 +215,7 @@ impl<K, V> LockedTable<K, V> {
         key: K,
         update: impl FnOnce(Option<&V>) -> Action<V>,
         rehash: impl Fn(&K) -> u64,
+        hint: Option<&ProbeHint>,
     ) -> Option<V>
     where
         K: Eq,
@@ -207,9 +232,12 @@ impl<K, V> LockedTable<K, V> {
             }
             Err(absent) => {
                 if let Action::Set(value) = reentry::run_inside(map, "compute", || update(None)) {
-                    absent
+                    let filled = absent
                         .into_table()
                         .insert_unique(hash, (key, value), |(k, _)| rehash(k));
+                    if let Some(hint) = hint {
+                        hint.follow(filled);
+                    }
                 }
                 None
             }
