@@ -12,12 +12,15 @@
 //! # Algorithm
 //! hashbrown lays a table out as one allocation around a point `end`: bucket `i` lies at
 //! `end - (i + 1) * size_of::<T>()` and control byte `i` at `end + i`, and a probe for `hash`
-//! starts at index `hash & (buckets - 1)`. The hint holds `end` and `buckets - 1` and is set after
-//! every insertion of a new key, the only operation on these tables that grows them. Other
-//! changes of allocation (`clear` through `mem::take`, a growth on the way to an existing key)
-//! leave it stale until the next insertion; a stale hint costs a wasted prefetch and nothing
-//! else. The layout is hashbrown's, not a promise of its API, so this module's tests check it
-//! against the bucket addresses hashbrown hands out.
+//! starts at index `hash & (buckets - 1)`, its home. Only the home bucket's line is prefetched: for
+//! 16-byte entries at the loads these tables run at (37% to 76% of buckets full), that line holds
+//! the key for 79% to 94% of the hits, and the next line down holds most of the rest.
+//!
+//! The hint holds `end` and `buckets - 1` and is set after every insertion of a new key, which is
+//! where these tables grow. Other changes of allocation (`clear` through `mem::take`, a growth on
+//! the way to an existing key) leave it stale until the next insertion; a stale hint costs a
+//! wasted prefetch and nothing else. The layout is hashbrown's, not a promise of its API, so this
+//! module's tests check it against the bucket addresses hashbrown hands out.
 //!
 //! # Orderings
 //! Relaxed throughout. The hint only chooses which addresses to prefetch, and a prefetch does not

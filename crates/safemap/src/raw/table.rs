@@ -21,6 +21,7 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
+use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
@@ -66,14 +67,17 @@ pub(crate) fn copy_of<K: Clone, V: Clone>(table: &Table<K, V>) -> Table<K, V> {
 /// One lock over one table, and where the table lies, for prefetches issued before the lock.
 pub(crate) struct LockedTable<K, V> {
     table: RwLock<Table<K, V>>,
-    hint: ProbeHint,
+    /// On a line of its own: every operation reads it before it takes the lock, and a read from
+    /// the lock's line would fetch that line shared only for the lock to need it exclusive
+    /// next, two transfers where one will do when another core last held the lock.
+    hint: CachePadded<ProbeHint>,
 }
 
 impl<K, V> LockedTable<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         LockedTable {
             table: RwLock::new(HashTable::with_capacity_in(capacity, TableAlloc)),
-            hint: ProbeHint::default(),
+            hint: CachePadded::default(),
         }
     }
 
