@@ -264,3 +264,25 @@ impl<K, V> LockedTable<K, V> {
         copy_of(&self.read(map))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+
+    #[test]
+    fn the_probe_hint_shares_no_cache_line_with_the_lock() {
+        type Shard = LockedTable<u64, u64>;
+        let lines = |start: usize, len: usize| start / 64..(start + len).div_ceil(64);
+        let lock = lines(
+            offset_of!(Shard, table),
+            size_of::<RwLock<Table<u64, u64>>>(),
+        );
+        let hint = lines(offset_of!(Shard, hint), size_of::<ProbeHint>());
+        assert!(
+            lock.end <= hint.start || hint.end <= lock.start,
+            "{lock:?} {hint:?}"
+        );
+    }
+}
