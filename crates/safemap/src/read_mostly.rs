@@ -15,6 +15,7 @@ use std::mem;
 use crate::DefaultHashBuilder;
 use crate::map::{Action, ConcurrentMap, Consistency, Cost, WholeMap};
 use crate::raw::left_right::{LeftRight, Writer};
+use crate::raw::probe_hint::ProbeHint;
 use crate::raw::shards::Routing;
 use crate::raw::snapshot::TableSnapshot;
 use crate::raw::table::{LockedTable, Table, copy_of};
@@ -129,7 +130,7 @@ where
                 Some(mem::replace(slot, value))
             };
             let copy = new.clone();
-            let displaced = writer.apply(|t| replace(t, copy), |t| replace(t, new));
+            let displaced = writer.apply(|t, _| replace(t, copy), |t, _| replace(t, new));
             (true, Some(displaced))
         })
     }
@@ -158,6 +159,7 @@ where
     {
         reentry::check(self.id());
         let hash = self.hash(key);
+        self.core.prefetch(hash);
         self.core.read(self.core.shard_of(hash), |table| {
             LockedTable::find(table, hash, |k: &K| k.borrow() == key, read)
         })
@@ -195,8 +197,8 @@ where
         let rehash = |k: &K| self.hasher.hash_one(k);
         let (key_copy, value_copy) = (key.clone(), value.clone());
         writer.apply(
-            |t| LockedTable::insert(t, hash, key_copy, value_copy, rehash, None),
-            |t| LockedTable::insert(t, hash, key, value, rehash, None),
+            |t, hint| LockedTable::insert(t, hash, key_copy, value_copy, rehash, Some(hint)),
+            |t, hint| LockedTable::insert(t, hash, key, value, rehash, Some(hint)),
         )
     }
 
@@ -206,7 +208,7 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let remove = |t: &mut Table<K, V>| {
+        let remove = |t: &mut Table<K, V>, _: &ProbeHint| {
             LockedTable::remove_if(t, hash, |k| k.borrow() == key, |_, _| true)
         };
         writer.apply(remove, remove)
@@ -314,7 +316,7 @@ where
                 if doomed.is_empty() {
                     continue;
                 }
-                let remove_all = |t: &mut Table<K, V>| -> Vec<V> {
+                let remove_all = |t: &mut Table<K, V>, _: &ProbeHint| -> Vec<V> {
                     (doomed.iter())
                         .filter_map(|(hash, key)| {
                             LockedTable::remove_if(t, *hash, |k| k == key, |_, _| true)
@@ -331,7 +333,7 @@ where
         self.write_all(|writers| {
             let emptied: Vec<_> = (writers.iter_mut())
                 .filter(|writer| !writer.table().is_empty())
-                .map(|writer| writer.apply(mem::take, mem::take))
+                .map(|writer| writer.apply(|t, _| mem::take(t), |t, _| mem::take(t)))
                 .collect();
             ((), emptied)
         })
@@ -414,5 +416,28 @@ where
         let mut map = Self::default();
         map.extend(entries);
         map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type AddKey = fn(&ReadMostlyMap<u64, u64>, u64);
+
+    #[test]
+    fn every_way_of_adding_a_key_keeps_both_copies_probe_hints_current() {
+        let adders: [AddKey; 3] = [
+            |map, key| assert_eq!(map.insert(key, key), None),
+            |map, key| assert_eq!(map.get_or_insert_with(key, || key), key),
+            |map, key| assert_eq!(map.compute(key, |_| Action::Set(key)), None),
+        ];
+        for add in adders {
+            let map = ReadMostlyMap::new();
+            for key in 0..5000 {
+                add(&map, key);
+            }
+            assert!(map.core.hints_current());
+        }
     }
 }

@@ -19,7 +19,10 @@
 //! A reader announces the shard and copy it is about to read in its own per-thread slot (a cache
 //! line no other reader writes; one slot serves all shards, since a thread reads one shard at a
 //! time), then checks that `readable` still names that copy; if a writer switched
-//! meanwhile, it announces again. It leaves by clearing its slot. Threads without a slot (more
+//! meanwhile, it announces again. It leaves by clearing its slot. Before announcing, a keyed
+//! read prefetches the first cache lines its probe will touch in the copy `readable` names
+//! (`probe_hint`), so that the table's memory is fetched while the announcement's fence
+//! completes rather than after it. Threads without a slot (more
 //! live threads than slots), and a read nested inside another read on the same thread (a `Hash`,
 //! `Eq` or `Clone` impl that reads the map), count themselves in a shared per-copy counter instead.
 //!
@@ -42,6 +45,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 
 use crossbeam_utils::CachePadded;
 
+use super::probe_hint::ProbeHint;
 use super::shards::Routing;
 use super::table::{Table, copy_of};
 use super::thread_index;
@@ -68,6 +72,9 @@ struct Shard<K, V> {
     // the copy `readable` names; a few may still be leaving the other.
     copies: [CachePadded<UnsafeCell<Table<K, V>>>; 2],
     readable: CachePadded<AtomicUsize>,
+    /// Where each copy lies, for readers' prefetches (`probe_hint`); kept current by the
+    /// insertions `Writer::apply` hands them to.
+    hints: CachePadded<[ProbeHint; 2]>,
     writer: Mutex<()>,
     /// Readers without a slot of their own, per copy.
     shared_readers: [AtomicUsize; 2],
@@ -115,6 +122,7 @@ impl<K, V> LeftRight<K, V> {
                 CachePadded::new(Shard {
                     copies: [(); 2].map(|()| CachePadded::new(UnsafeCell::new(Table::default()))),
                     readable: CachePadded::new(AtomicUsize::new(0)),
+                    hints: CachePadded::default(),
                     writer: Mutex::new(()),
                     shared_readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 })
@@ -135,6 +143,16 @@ impl<K, V> LeftRight<K, V> {
 
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Starts loading the cache lines a probe for `hash` reads first in the copy readers use now,
+    /// before [`Self::read`] announces itself; a writer switching copies meanwhile costs a wasted
+    /// prefetch.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        let shard = &self.shards[self.shard_of(hash)];
+        // Relaxed: only chooses what to prefetch.
+        shard.hints[shard.readable.load(Relaxed)].prefetch::<(K, V)>(hash);
     }
 
     /// Runs `read` on the readable copy of shard `index`. Writers that switch that shard's
@@ -245,13 +263,13 @@ impl<K, V> Writer<'_, K, V> {
 
     /// Applies a change to both copies of the shard (module docs, steps 1 to 5): `first` to the
     /// away copy, which readers are then switched to, and `second`, which must make the same
-    /// change, to the home copy once its readers have left; then readers go home. Returns both
-    /// results; the second usually holds displaced values for the caller to drop after releasing
-    /// the lock.
+    /// change, to the home copy once its readers have left; then readers go home. Each change is
+    /// given its copy's probe hint, for insertions to keep current. Returns both results; the
+    /// second usually holds displaced values for the caller to drop after releasing the lock.
     pub(crate) fn apply<A, B>(
         &mut self,
-        first: impl FnOnce(&mut Table<K, V>) -> A,
-        second: impl FnOnce(&mut Table<K, V>) -> B,
+        first: impl FnOnce(&mut Table<K, V>, &ProbeHint) -> A,
+        second: impl FnOnce(&mut Table<K, V>, &ProbeHint) -> B,
     ) -> (A, B)
     where
         K: Clone,
@@ -287,7 +305,7 @@ unsafe fn change_or_resync<K: Clone, V: Clone, R>(
     shard: &Shard<K, V>,
     target: usize,
     source: usize,
-    change: impl FnOnce(&mut Table<K, V>) -> R,
+    change: impl FnOnce(&mut Table<K, V>, &ProbeHint) -> R,
 ) -> R {
     struct Resync<'a, K: Clone, V: Clone> {
         shard: &'a Shard<K, V>,
@@ -311,7 +329,10 @@ unsafe fn change_or_resync<K: Clone, V: Clone, R>(
     };
     preemption_point();
     // SAFETY: by the caller's contract, this is the only reference to the target copy.
-    let result = change(unsafe { &mut *shard.copies[target].get() });
+    let result = change(
+        unsafe { &mut *shard.copies[target].get() },
+        &shard.hints[target],
+    );
     std::mem::forget(resync);
     preemption_point();
     result
@@ -335,6 +356,20 @@ impl Drop for LeaveShared<'_> {
     fn drop(&mut self) {
         // Release: as for `LeaveSlot`.
         self.0.fetch_sub(1, Release);
+    }
+}
+
+#[cfg(test)]
+impl<K, V> LeftRight<K, V> {
+    /// Whether every copy's probe hint matches the copy.
+    pub(crate) fn hints_current(&self) -> bool {
+        self.shards.iter().all(|shard| {
+            (0..2).all(|copy| {
+                // SAFETY: test code, called with no writer running, so no copy changes.
+                let table = unsafe { &*shard.copies[copy].get() };
+                Some(shard.hints[copy].current()) == ProbeHint::layout_of(table)
+            })
+        })
     }
 }
 
