@@ -197,8 +197,8 @@ where
         let rehash = |k: &K| self.hasher.hash_one(k);
         let (key_copy, value_copy) = (key.clone(), value.clone());
         writer.apply(
-            |t, hint| LockedTable::insert(t, hash, key_copy, value_copy, rehash, Some(hint)),
-            |t, hint| LockedTable::insert(t, hash, key, value, rehash, Some(hint)),
+            |t, hint| LockedTable::insert(t, hash, key_copy, value_copy, rehash, hint),
+            |t, hint| LockedTable::insert(t, hash, key, value, rehash, hint),
         )
     }
 

@@ -134,8 +134,14 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     pub(crate) fn insert(&self, key: K, value: V) -> Option<V> {
         let (hash, shard) = self.locate(&key);
         let rehash = self.rehash();
-        let hint = Some(shard.hint());
-        LockedTable::insert(&mut shard.write(self.id()), hash, key, value, rehash, hint)
+        LockedTable::insert(
+            &mut shard.write(self.id()),
+            hash,
+            key,
+            value,
+            rehash,
+            shard.hint(),
+        )
     }
 
     pub(crate) fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
@@ -183,7 +189,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
     ) -> Option<V> {
         let (hash, shard) = self.locate(&key);
         let id = self.id();
-        let hint = Some(shard.hint());
+        let hint = shard.hint();
         LockedTable::compute(
             &mut shard.write(id),
             id,
@@ -233,7 +239,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
             key,
             value,
             self.rehash(),
-            Some(shard.hint()),
+            shard.hint(),
         ))
     }
 
@@ -275,7 +281,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> ShardSet<K, V, S> {
             key,
             update,
             self.rehash(),
-            Some(shard.hint()),
+            shard.hint(),
         ))
     }
 

@@ -81,7 +81,7 @@ impl<K, V> LockedTable<K, V> {
         }
     }
 
-    /// Where the table lies; the write functions below keep it current when given it.
+    /// Where the table lies; the write functions below keep it current.
     pub(crate) fn hint(&self) -> &ProbeHint {
         &self.hint
     }
@@ -136,15 +136,15 @@ impl<K, V> LockedTable<K, V> {
         table.find(hash, |(k, _)| is_key(k)).map(|(_, v)| read(v))
     }
 
-    /// Inserts or replaces; a new key's position updates `hint` when one is given (the table
-    /// may have grown to make room for it).
+    /// Inserts or replaces; a new key's position updates `hint` (the table may have grown to
+    /// make room for it).
     pub(crate) fn insert(
         table: &mut Table<K, V>,
         hash: u64,
         key: K,
         value: V,
         rehash: impl Fn(&K) -> u64,
-        hint: Option<&ProbeHint>,
+        hint: &ProbeHint,
     ) -> Option<V>
     where
         K: Eq,
@@ -152,10 +152,7 @@ impl<K, V> LockedTable<K, V> {
         match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
             Entry::Occupied(mut entry) => Some(mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
-                let filled = entry.insert((key, value));
-                if let Some(hint) = hint {
-                    hint.follow(filled);
-                }
+                hint.follow(entry.insert((key, value)));
                 None
             }
         }
@@ -219,7 +216,7 @@ impl<K, V> LockedTable<K, V> {
         key: K,
         update: impl FnOnce(Option<&V>) -> Action<V>,
         rehash: impl Fn(&K) -> u64,
-        hint: Option<&ProbeHint>,
+        hint: &ProbeHint,
     ) -> Option<V>
     where
         K: Eq,
@@ -239,9 +236,7 @@ impl<K, V> LockedTable<K, V> {
                     let filled = absent
                         .into_table()
                         .insert_unique(hash, (key, value), |(k, _)| rehash(k));
-                    if let Some(hint) = hint {
-                        hint.follow(filled);
-                    }
+                    hint.follow(filled);
                 }
                 None
             }
