@@ -159,8 +159,9 @@ where
     {
         reentry::check(self.id());
         let hash = self.hash(key);
-        self.core.prefetch(hash);
-        self.core.read(self.core.shard_of(hash), |table| {
+        let shard = self.core.shard_of(hash);
+        self.core.prefetch(shard, hash);
+        self.core.read(shard, |table| {
             LockedTable::find(table, hash, |k: &K| k.borrow() == key, read)
         })
     }

@@ -18,13 +18,13 @@
 //!
 //! A reader announces the shard and copy it is about to read in its own per-thread slot (a cache
 //! line no other reader writes; one slot serves all shards, since a thread reads one shard at a
-//! time), then checks that `readable` still names that copy; if a writer switched
-//! meanwhile, it announces again. It leaves by clearing its slot. Before announcing, a keyed
-//! read prefetches the first cache lines its probe will touch in the copy `readable` names
-//! (`probe_hint`), so that the table's memory is fetched while the announcement's fence
-//! completes rather than after it. Threads without a slot (more
-//! live threads than slots), and a read nested inside another read on the same thread (a `Hash`,
-//! `Eq` or `Clone` impl that reads the map), count themselves in a shared per-copy counter instead.
+//! time), then checks that `readable` still names that copy; if a writer switched meanwhile, it
+//! announces again. It leaves by clearing its slot. Before announcing, a keyed read prefetches the
+//! first cache lines its probe will touch in the copy `readable` names (`probe_hint`), so that the
+//! table's memory is fetched while the announcement's fence completes rather than after it. Threads
+//! without a slot (more live threads than slots), and a read nested inside another read on the same
+//! thread (a `Hash`, `Eq` or `Clone` impl that reads the map), count themselves in a shared
+//! per-copy counter instead.
 //!
 //! # Why a reader and a writer never touch the same copy at once
 //! The reader's announcement and its re-check, and the writer's switch and its scan, are all
@@ -145,12 +145,12 @@ impl<K, V> LeftRight<K, V> {
         self.shards.len()
     }
 
-    /// Starts loading the cache lines a probe for `hash` reads first in the copy readers use now,
-    /// before [`Self::read`] announces itself; a writer switching copies meanwhile costs a wasted
-    /// prefetch.
+    /// Starts loading the cache lines a probe for `hash` reads first in the copy of shard `index`
+    /// that readers use now, before [`Self::read`] announces itself; a writer switching copies
+    /// meanwhile costs a wasted prefetch.
     #[inline(always)]
-    pub(crate) fn prefetch(&self, hash: u64) {
-        let shard = &self.shards[self.shard_of(hash)];
+    pub(crate) fn prefetch(&self, index: usize, hash: u64) {
+        let shard = &self.shards[index];
         // Relaxed: only chooses what to prefetch.
         shard.hints[shard.readable.load(Relaxed)].prefetch::<(K, V)>(hash);
     }

@@ -2,9 +2,10 @@
 //!
 //! Lock-based, shared by `LockedMap` and `ShardedMap`: [`table`] is one lock over one hashbrown
 //! table, [`shards`] routes keys over a power-of-two set of them, [`snapshot`] is their frozen
-//! copy, and [`probe_hint`] lets an operation start loading a table's cache lines before it
-//! takes the table's lock. Versioned, for `SnapshotMap`: [`trie`] is a persistent hash trie with flat leaves, and
-//! [`published`] publishes one immutable version at a time to readers that pay one atomic load.
+//! copy, and [`probe_hint`] lets an operation start loading a table's cache lines before it takes
+//! the table's lock. Versioned, for `SnapshotMap`: [`trie`] is a persistent hash trie with flat
+//! leaves, and [`published`] publishes one immutable version at a time to readers that pay one
+//! atomic load.
 
 pub(crate) mod left_right;
 pub(crate) mod probe_hint;

@@ -163,6 +163,8 @@ mod tests {
         );
     }
 
+    /// Fails by crashing: were `prefetch` a load, the empty hint's addresses (just above 0 and
+    /// just below 2^64) would fault.
     #[test]
     fn a_prefetch_from_a_stale_or_empty_hint_is_harmless() {
         let hint = ProbeHint::default();
