@@ -83,6 +83,7 @@
 //! the map freely.
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 
+mod front;
 mod locked;
 mod map;
 #[cfg(feature = "metrics")]
@@ -98,9 +99,11 @@ mod snapshot;
 mod sync;
 mod tally;
 
+pub use front::SafeMap;
 pub use locked::LockedMap;
 pub use map::{
-    Action, ConcurrentMap, Consistency, Cost, DeadlineMap, MapSnapshot, TimedOut, WholeMap,
+    Action, ConcurrentMap, Consistency, Cost, DeadlineMap, DefaultHashBuilder, MapSnapshot,
+    TimedOut, WholeMap,
 };
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsObserver;
@@ -110,14 +113,13 @@ pub use observe::{
 };
 #[cfg(feature = "probes")]
 pub use probes::ProbeObserver;
-pub use raw::snapshot::TableSnapshot;
+pub use raw::frozen::TableSnapshot;
+pub use raw::routing::default_shard_count;
+pub use raw::versioned::TrieSnapshot;
 pub use read_mostly::ReadMostlyMap;
-pub use sharded::{ShardedMap, default_shard_count};
-pub use snapshot::{Batch, SnapshotMap, TrieSnapshot};
+pub use sharded::ShardedMap;
+pub use snapshot::{Batch, SnapshotMap};
 pub use tally::Maintenance;
-
-/// The default hasher: foldhash, randomly seeded per map.
-pub type DefaultHashBuilder = foldhash::fast::RandomState;
 
 /// Compiles and runs the README's Rust examples as doc tests, so the quickstart cannot rot.
 #[cfg(doctest)]

@@ -2,12 +2,13 @@
 //!
 //! The simplest strategy and the reference the others are cross-checked against. Every operation
 //! holds the single lock, so every operation, including `len`, `for_each`, `retain`, `clear` and
-//! `snapshot`, is atomic. Readers share the lock; a writer excludes everyone.
+//! `snapshot`, is atomic. Readers share the lock; a writer excludes everyone. Its core is the
+//! lock-based one (`raw::tables`) with one table; this file adds the constructors that both
+//! lock-based strategies share.
 
-use crate::DefaultHashBuilder;
-use crate::map::{Consistency, Cost, WholeMap};
-use crate::raw::lock_based_map;
-use crate::raw::shards::ShardSet;
+use crate::front::SafeMap;
+use crate::map::DefaultHashBuilder;
+use crate::raw::tables::{Layout, OneTable, Tables};
 
 /// A hash map behind a single `parking_lot::RwLock`: Go's `sync.RWMutex` + `map`, without the
 /// ways to get it wrong.
@@ -28,49 +29,27 @@ use crate::raw::shards::ShardSet;
 /// assert_eq!(sessions.len(), 4);
 /// assert_eq!(sessions.get(&2).as_deref(), Some("user-2"));
 /// ```
-pub struct LockedMap<K, V, S = DefaultHashBuilder> {
-    core: ShardSet<K, V, S>,
-}
+pub type LockedMap<K, V, S = DefaultHashBuilder> = SafeMap<Tables<K, V, OneTable>, S>;
 
-impl<K, V> LockedMap<K, V> {
-    /// An empty map with a randomly seeded hasher.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
+/// Constructors of the lock-based strategies, [`LockedMap`] and
+/// [`ShardedMap`](crate::ShardedMap).
+impl<K, V, L: Layout> SafeMap<Tables<K, V, L>> {
     /// An empty map with room for `capacity` entries before it grows.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, LockedMap};
+    /// let m: LockedMap<u32, u32> = LockedMap::with_capacity(1000);
+    /// m.insert(1, 1);
+    /// assert_eq!(m.len(), 1);
+    /// ```
     pub fn with_capacity(capacity: usize) -> Self {
         Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
     }
 }
 
-impl<K, V, S> LockedMap<K, V, S> {
-    /// An empty map that hashes with `hasher`.
-    pub fn with_hasher(hasher: S) -> Self {
-        Self::with_capacity_and_hasher(0, hasher)
-    }
-
+impl<K, V, L: Layout, S> SafeMap<Tables<K, V, L>, S> {
     /// An empty map with room for `capacity` entries, hashing with `hasher`.
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        LockedMap {
-            core: ShardSet::new(1, capacity, hasher),
-        }
-    }
-
-    /// The map's hasher.
-    pub fn hasher(&self) -> &S {
-        self.core.hasher()
+        SafeMap::from_parts(Tables::new(L::default_shards(), capacity), hasher)
     }
 }
-
-lock_based_map!(
-    LockedMap,
-    Consistency {
-        len: WholeMap::Atomic,
-        for_each: WholeMap::Atomic,
-        retain: WholeMap::Atomic,
-        clear: WholeMap::Atomic,
-        snapshot_cost: Cost::Linear,
-        insert_closure_blocks_shard: true,
-    }
-);

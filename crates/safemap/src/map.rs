@@ -10,6 +10,9 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::Instant;
 
+/// The default hasher: foldhash, randomly seeded per map.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
 /// What a [`compute`](ConcurrentMap::compute) closure decides to do with the entry it was shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action<V> {

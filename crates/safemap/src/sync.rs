@@ -35,28 +35,6 @@ pub(crate) use shuttle::thread_local;
 #[cfg(shuttle)]
 pub(crate) use shuttle_locks::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// Acquires a lock with `try_acquire`, or, when that fails because the lock is contended, with
-/// `acquire`, adding the time it waited to this thread's [tally](crate::tally). The
-/// uncontended path costs what `acquire` alone would: one attempt.
-#[inline]
-pub(crate) fn acquire_timed<G>(
-    try_acquire: impl FnOnce() -> Option<G>,
-    acquire: impl FnOnce() -> G,
-) -> G {
-    match try_acquire() {
-        Some(guard) => guard,
-        None => acquire_contended(acquire),
-    }
-}
-
-#[cold]
-fn acquire_contended<G>(acquire: impl FnOnce() -> G) -> G {
-    let start = std::time::Instant::now();
-    let guard = acquire();
-    crate::tally::lock_waited(start.elapsed());
-    guard
-}
-
 /// Lets a schedule explorer switch threads here: under shuttle, around code that takes time but
 /// contains no synchronization (changing a table copy), which shuttle would otherwise treat as
 /// instantaneous. Nothing otherwise.

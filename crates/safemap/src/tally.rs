@@ -118,6 +118,28 @@ pub(crate) fn observing() -> bool {
     OBSERVING.with(Cell::get)
 }
 
+/// Acquires a lock with `try_acquire`, or, when that fails because the lock is contended, with
+/// `acquire`, adding the time it waited to this thread's tally. The
+/// uncontended path costs what `acquire` alone would: one attempt.
+#[inline]
+pub(crate) fn acquire_timed<G>(
+    try_acquire: impl FnOnce() -> Option<G>,
+    acquire: impl FnOnce() -> G,
+) -> G {
+    match try_acquire() {
+        Some(guard) => guard,
+        None => acquire_contended(acquire),
+    }
+}
+
+#[cold]
+fn acquire_contended<G>(acquire: impl FnOnce() -> G) -> G {
+    let start = std::time::Instant::now();
+    let guard = acquire();
+    lock_waited(start.elapsed());
+    guard
+}
+
 /// Adds a contended lock wait.
 pub(crate) fn lock_waited(waited: Duration) {
     let _ = TALLY.try_with(|t| {

@@ -30,16 +30,16 @@
 //! unsynchronized slot sound. A cached version stays alive until its slot's thread reads this map again, or the
 //! map is dropped: at most one stale version per slot.
 
+use crossbeam_utils::CachePadded;
 use std::cell::{Cell, UnsafeCell};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use crossbeam_utils::CachePadded;
-
+use super::core::Wait;
 use super::thread_index;
-use crate::sync::{ArcSwap, AtomicU64, Mutex, MutexGuard, acquire_timed};
+use crate::sync::{ArcSwap, AtomicU64, Mutex, MutexGuard};
+use crate::tally::acquire_timed;
 
 /// A published value and the stamp it was published under.
 pub(crate) struct Stamped<T> {
@@ -63,7 +63,8 @@ struct Slot<T> {
     busy: Cell<bool>,
 }
 
-/// The published value, its writer lock and the readers' caches.
+/// The published value, its writer lock and the readers' caches. `Send` when `T: Send + Sync`, as
+/// the `Arc`s it holds are.
 pub(crate) struct Published<T> {
     /// The stamp of the current version; odd while a new one is being swapped in.
     seq: AtomicU64,
@@ -78,9 +79,6 @@ pub(crate) struct Published<T> {
 // holder's), and by `drop`, which has `&mut self`. The slots hold
 // `Arc<Stamped<T>>`s that another thread may drop or read, hence `T: Send + Sync`.
 unsafe impl<T: Send + Sync> Sync for Published<T> {}
-// SAFETY: moving the whole structure moves the slots' `Arc`s with it; `T: Send + Sync` makes
-// those `Send`.
-unsafe impl<T: Send + Sync> Send for Published<T> {}
 
 /// Exclusive write access: the writer lock, held until this is dropped.
 pub(crate) struct Writer<'a, T> {
@@ -133,19 +131,15 @@ impl<T> Published<T> {
         self.current.load_full()
     }
 
-    /// Takes the writer lock.
-    pub(crate) fn write(&self) -> Writer<'_, T> {
-        Writer {
-            published: self,
-            _lock: acquire_timed(|| self.writer.try_lock(), || self.writer.lock()),
-        }
-    }
-
-    /// Takes the writer lock, giving up at `deadline`.
-    pub(crate) fn write_until(&self, deadline: Instant) -> Option<Writer<'_, T>> {
+    /// Takes the writer lock, or gives up (`None`) at the deadline `wait` names.
+    pub(crate) fn write(&self, wait: Wait) -> Option<Writer<'_, T>> {
+        let lock = match wait {
+            Wait::Forever => acquire_timed(|| self.writer.try_lock(), || self.writer.lock()),
+            Wait::Until(deadline) => self.writer.try_lock_until(deadline)?,
+        };
         Some(Writer {
             published: self,
-            _lock: self.writer.try_lock_until(deadline)?,
+            _lock: lock,
         })
     }
 }

@@ -21,11 +21,12 @@
 //! A write only ever changes its own private copy. If user code (`Hash`, `Eq`, `Clone`) panics
 //! half-way, the copy is dropped and every published version is untouched.
 
-use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+
+use super::core::Probe;
 
 /// Children per branch.
 pub(crate) const FANOUT: usize = 1 << BITS;
@@ -105,13 +106,10 @@ impl<K, V> Trie<K, V> {
         self.len
     }
 
-    /// The entry with `hash` whose key equals `key`.
+    /// The entry `probe` finds.
     #[inline]
-    pub(crate) fn get<Q>(&self, hash: u64, key: &Q) -> Option<(&K, &V)>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
+    pub(crate) fn get(&self, probe: impl Probe<K>) -> Option<(&K, &V)> {
+        let hash = probe.hash();
         let mut node = &self.root;
         let mut depth = 0;
         loop {
@@ -123,7 +121,7 @@ impl<K, V> Trie<K, V> {
                 Child::Leaf(leaf) => {
                     return leaf
                         .entries
-                        .find(hash, |(k, _)| k.borrow() == key)
+                        .find(hash, |(k, _)| probe.matches(k))
                         .map(|(k, v)| (k, v));
                 }
                 Child::Empty => return None,
@@ -167,24 +165,20 @@ where
 
     /// Removes the entry for `key` if `remove` approves of it, returning it. Copies the path only
     /// when something is removed.
-    pub(crate) fn remove_if<Q>(
+    pub(crate) fn remove_if(
         &mut self,
-        hash: u64,
-        key: &Q,
+        probe: impl Probe<K>,
         remove: impl FnOnce(&K, &V) -> bool,
         hasher: &impl BuildHasher,
-    ) -> Option<(K, V)>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        let (k, v) = self.get(hash, key)?;
+    ) -> Option<(K, V)> {
+        let (k, v) = self.get(probe)?;
+        let hash = probe.hash();
         if !remove(k, v) {
             return None;
         }
         let leaf = leaf_for(&mut self.root, hash, 0, hasher);
         let removed = leaf
-            .find_entry(hash, |(k, _)| k.borrow() == key)
+            .find_entry(hash, |(k, _)| probe.matches(k))
             .ok()
             .map(|entry| entry.remove().0);
         self.len -= usize::from(removed.is_some());
@@ -329,6 +323,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::raw::core::Lookup;
 
     type Model = HashMap<u32, u32>;
 
@@ -354,7 +349,7 @@ mod tests {
                     model.insert(key, value)
                 ),
                 2 => {
-                    let removed = trie.remove_if(hash, &key, |_, _| true, hasher);
+                    let removed = trie.remove_if(Lookup { hash, key: &key }, |_, _| true, hasher);
                     assert_eq!(removed, model.remove_entry(&key));
                 }
                 _ if i % 97 == 0 => {
@@ -366,7 +361,7 @@ mod tests {
                     assert_eq!(removed, expected);
                 }
                 _ => assert_eq!(
-                    trie.get(hash, &key).map(|(_, v)| *v),
+                    trie.get(Lookup { hash, key: &key }).map(|(_, v)| *v),
                     model.get(&key).copied()
                 ),
             }
@@ -420,8 +415,20 @@ mod tests {
         }
         let before = trie.clone();
         trie.insert(hasher.hash_one(7u32), 7, 70, &hasher);
-        assert_eq!(before.get(hasher.hash_one(7u32), &7), Some((&7, &7)));
-        assert_eq!(trie.get(hasher.hash_one(7u32), &7), Some((&7, &70)));
+        assert_eq!(
+            before.get(Lookup {
+                hash: hasher.hash_one(7u32),
+                key: &7
+            }),
+            Some((&7, &7))
+        );
+        assert_eq!(
+            trie.get(Lookup {
+                hash: hasher.hash_one(7u32),
+                key: &7
+            }),
+            Some((&7, &70))
+        );
         // One write copied one path; every other top-level subtree is still shared.
         let (Child::Branch(old), Child::Branch(new)) = (&before.root, &trie.root) else {
             panic!("100,000 entries must have split the root");

@@ -1,5 +1,5 @@
-//! Shards of two-copy hash tables: readers use one copy while a writer changes the other (the
-//! left-right technique), so a read takes no lock and writes no shared cache line.
+//! [`LeftRight`]: shards of two-copy hash tables. Readers use one copy while a writer changes the
+//! other (the left-right technique), so a read takes no lock and writes no shared cache line.
 //!
 //! Keys are routed to a power-of-two number of shards by their hash, as in `ShardedMap`. Writers
 //! of different shards run in parallel, and growing a shard's table rehashes that shard only, so
@@ -40,16 +40,21 @@
 //! panic in step 2 leaves the map unchanged; a panic in step 4 leaves the change applied (it was
 //! already visible), with readers left in the away copy, which is as good a home as any.
 
+mod ops;
+
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
+use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
+use super::core::Wait;
 use super::probe_hint::ProbeHint;
-use super::shards::Routing;
+use super::routing::{Routing, default_shard_count};
 use super::table::{Table, copy_of};
 use super::thread_index;
-use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, acquire_timed, preemption_point};
+use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, preemption_point};
+use crate::tally::{self, acquire_timed};
 
 /// A slot's reader is `IDLE`, or announces shard `s`, copy `c` as `announce(s, c)`.
 const IDLE: usize = 0;
@@ -81,8 +86,9 @@ struct Shard<K, V> {
 }
 
 /// Shards of two-copy tables, and the readers' announcements, one slot per thread for all
-/// shards.
-pub(crate) struct LeftRight<K, V> {
+/// shards: the core of `ReadMostlyMap` (its operations are in `ops.rs`). `Send` when `K` and `V`
+/// are, like the tables it holds.
+pub struct LeftRight<K, V> {
     shards: Box<[CachePadded<Shard<K, V>>]>,
     routing: Routing,
     slots: Box<[CachePadded<ReaderSlot>]>,
@@ -94,8 +100,6 @@ pub(crate) struct LeftRight<K, V> {
 // the live thread holding the slot's index (`thread_index` gives each index to one live thread at
 // a time, handing it over through a mutex).
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for LeftRight<K, V> {}
-// SAFETY: moving the structure moves the entries; `K, V: Send` makes that sound.
-unsafe impl<K: Send, V: Send> Send for LeftRight<K, V> {}
 
 /// Exclusive write access to one shard: its writer lock, held until this is dropped.
 pub(crate) struct Writer<'a, K, V> {
@@ -145,6 +149,15 @@ impl<K, V> LeftRight<K, V> {
         self.shards.len()
     }
 
+    /// Runs `read` on the readable copy of the shard that holds `hash`, after prefetching the
+    /// cache lines its probe reads first.
+    #[inline]
+    pub(crate) fn read_keyed<R>(&self, hash: u64, read: impl FnOnce(&Table<K, V>) -> R) -> R {
+        let shard = self.shard_of(hash);
+        self.prefetch(shard, hash);
+        self.read(shard, read)
+    }
+
     /// Starts loading the cache lines a probe for `hash` reads first in the copy of shard `index`
     /// that readers use now, before [`Self::read`] announces itself; a writer switching copies
     /// meanwhile costs a wasted prefetch.
@@ -192,38 +205,57 @@ impl<K, V> LeftRight<K, V> {
         }
     }
 
-    /// Takes shard `index`'s writer lock.
-    pub(crate) fn write(&self, index: usize) -> Writer<'_, K, V> {
-        Writer {
+    /// Takes shard `index`'s writer lock, or gives up (`None`) at the deadline `wait` names.
+    pub(crate) fn write(&self, index: usize, wait: Wait) -> Option<Writer<'_, K, V>> {
+        let writer = &self.shards[index].writer;
+        let lock = match wait {
+            Wait::Forever => acquire_timed(|| writer.try_lock(), || writer.lock()),
+            Wait::Until(deadline) => writer.try_lock_until(deadline)?,
+        };
+        Some(Writer {
             lr: self,
             shard: index,
-            _lock: {
-                let writer = &self.shards[index].writer;
-                acquire_timed(|| writer.try_lock(), || writer.lock())
-            },
-        }
+            _lock: lock,
+        })
     }
 
     /// Takes every shard's writer lock, in ascending order (so two callers cannot deadlock).
     /// With all of them held, nothing changes the map.
     pub(crate) fn write_all(&self) -> Vec<Writer<'_, K, V>> {
-        (0..self.shards.len()).map(|i| self.write(i)).collect()
+        (0..self.shards.len())
+            .filter_map(|i| self.write(i, Wait::Forever))
+            .collect()
     }
 
-    /// Waits until no reader is in copy `copy` of shard `index`.
+    /// Waits until no reader is in copy `copy` of shard `index`. A wait that had to spin is
+    /// tallied as a lock wait: to the writer it is one, a wait for readers to let go.
     fn wait_for_readers(&self, index: usize, copy: usize) {
         let spin = Spin::new();
+        let mut waiting_since = None;
+        let mut wait = || {
+            waiting_since.get_or_insert_with(Instant::now);
+            spin.wait();
+        };
         let wanted = announcement(index, copy);
         for slot in self.slots.iter() {
             // SeqCst: pairs with readers' announcements; it also acquires their release exits, so
             // their reads of the copy happen before our changes to it.
             while slot.reading.load(SeqCst) == wanted {
-                spin.wait();
+                wait();
             }
         }
         while self.shards[index].shared_readers[copy].load(SeqCst) != 0 {
-            spin.wait();
+            wait();
         }
+        if let Some(since) = waiting_since {
+            tally::lock_waited(since.elapsed());
+        }
+    }
+}
+
+impl<K, V> Default for LeftRight<K, V> {
+    fn default() -> Self {
+        Self::new(default_shard_count())
     }
 }
 

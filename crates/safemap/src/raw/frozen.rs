@@ -1,16 +1,16 @@
-//! The frozen copy of a lock-based map's tables, taken at one instant by
-//! [`ShardSet::snapshot`](super::shards::ShardSet::snapshot).
+//! [`TableSnapshot`]: the frozen copy of a table-based map's tables, taken at one instant by the
+//! lock-based core (`raw::tables`) and the left-right core (`raw::left_right`).
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
-use super::shards::Routing;
+use super::routing::Routing;
 use super::table::Table;
 use crate::map::MapSnapshot;
 
-/// An immutable, point-in-time copy of a [`LockedMap`](crate::LockedMap) or
-/// [`ShardedMap`](crate::ShardedMap), returned by their
+/// An immutable, point-in-time copy of a [`LockedMap`](crate::LockedMap),
+/// [`ShardedMap`](crate::ShardedMap) or [`ReadMostlyMap`](crate::ReadMostlyMap), returned by their
 /// [`snapshot`](crate::ConcurrentMap::snapshot). Lookups take no lock.
 pub struct TableSnapshot<K, V, S> {
     // Invariant: tables.len() is routing's shard count, and each key sits in the table that

@@ -1,0 +1,378 @@
+//! [`SafeMap`]: the one generic front that every strategy is. It owns the map's hasher and one
+//! strategy core (`raw::core::Core`), and does, once for every strategy, what is the same in all:
+//!
+//! - hashes the key once per call and hands the core a pre-hashed operation;
+//! - runs the re-entrancy check ([`reentry`]) at the start of every call, and runs every user
+//!   closure recorded as inside this map, so a closure that calls back panics instead of hanging;
+//! - answers `get_or_insert_with` for present keys without the core's write path, and leaves the
+//!   locked re-check, where the closure runs at most once, to the core;
+//! - implements [`ConcurrentMap`], [`DeadlineMap`] (for cores whose waits are all for locks) and
+//!   the std traits (`Debug`, `Default`, `Extend`, `FromIterator`).
+//!
+//! A strategy is a type alias naming its core, such as
+//! `ShardedMap<K, V, S> = SafeMap<Tables<K, V, ManyTables>, S>`; its own file adds constructors
+//! and the methods only it has.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
+
+use crate::map::{Action, ConcurrentMap, Consistency, DeadlineMap, DefaultHashBuilder, TimedOut};
+use crate::raw::core::{BoundedWait, Core, Inserted, Lookup, Wait};
+use crate::reentry::{self, MapId};
+
+/// A concurrent map made of a strategy core `C` and a hasher `S`. Use it through a strategy's
+/// name: [`LockedMap`](crate::LockedMap), [`ShardedMap`](crate::ShardedMap),
+/// [`SnapshotMap`](crate::SnapshotMap) or [`ReadMostlyMap`](crate::ReadMostlyMap), and its
+/// methods through [`ConcurrentMap`].
+///
+/// ```
+/// use safemap::{ConcurrentMap, ShardedMap};
+///
+/// let m: ShardedMap<&str, u32> = ShardedMap::new();
+/// m.insert("a", 1);
+/// assert_eq!(m.get("a"), Some(1));
+/// ```
+pub struct SafeMap<C, S = DefaultHashBuilder> {
+    core: C,
+    hasher: S,
+}
+
+impl<C: Default> SafeMap<C> {
+    /// An empty map with a randomly seeded hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<C: Default, S> SafeMap<C, S> {
+    /// An empty map that hashes with `hasher`.
+    pub fn with_hasher(hasher: S) -> Self {
+        Self::from_parts(C::default(), hasher)
+    }
+}
+
+impl<C, S> SafeMap<C, S> {
+    pub(crate) fn from_parts(core: C, hasher: S) -> Self {
+        SafeMap { core, hasher }
+    }
+
+    /// The map's hasher.
+    pub fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    pub(crate) fn core(&self) -> &C {
+        &self.core
+    }
+
+    fn id(&self) -> MapId {
+        MapId::of(self)
+    }
+
+    /// Panics if this thread is inside a closure of this map; returns the map's id, for wrapping
+    /// the call's own closures.
+    #[inline]
+    pub(crate) fn enter(&self) -> MapId {
+        let id = self.id();
+        reentry::check(id);
+        id
+    }
+
+    /// The probe for `key`.
+    #[inline]
+    pub(crate) fn probe<'q, Q: Hash + ?Sized>(&self, key: &'q Q) -> Lookup<'q, Q>
+    where
+        S: BuildHasher,
+    {
+        Lookup {
+            hash: self.hasher.hash_one(key),
+            key,
+        }
+    }
+}
+
+/// Unwraps the result of an operation that waited forever, which cannot have timed out.
+#[inline(always)]
+fn waited<T, G>(result: Result<T, TimedOut<G>>) -> T {
+    match result {
+        Ok(done) => done,
+        Err(_) => unreachable!("an operation that waits forever does not time out"),
+    }
+}
+
+impl<C: Core, S: BuildHasher> SafeMap<C, S> {
+    /// `get_with` for trusted code of this crate (a clone, a presence test).
+    #[inline]
+    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&C::Value) -> R) -> Option<R>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.enter();
+        waited(self.core.get(Wait::Forever, self.probe(key), read))
+    }
+
+    /// `remove_if` and its deadline form.
+    #[inline]
+    fn remove_waiting<Q>(
+        &self,
+        wait: Wait,
+        key: &Q,
+        remove: impl FnOnce(&C::Key, &C::Value) -> bool,
+    ) -> Result<Option<C::Value>, TimedOut<()>>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let id = self.enter();
+        let remove =
+            |k: &C::Key, v: &C::Value| reentry::run_inside(id, "remove_if", || remove(k, v));
+        self.core
+            .remove_if(wait, self.probe(key), remove, &self.hasher)
+    }
+
+    /// `compute` and its deadline form.
+    #[inline]
+    fn compute_waiting(
+        &self,
+        wait: Wait,
+        key: C::Key,
+        update: impl FnOnce(Option<&C::Value>) -> Action<C::Value>,
+    ) -> Result<Option<C::Value>, TimedOut<C::Key>> {
+        let id = self.enter();
+        let hash = self.hasher.hash_one(&key);
+        let update =
+            |current: Option<&C::Value>| reentry::run_inside(id, "compute", || update(current));
+        self.core.compute(wait, hash, key, update, &self.hasher)
+    }
+
+    /// `insert` and its deadline form.
+    #[inline]
+    fn insert_waiting(
+        &self,
+        wait: Wait,
+        key: C::Key,
+        value: C::Value,
+    ) -> Inserted<C::Key, C::Value> {
+        self.enter();
+        let hash = self.hasher.hash_one(&key);
+        self.core.insert(wait, hash, key, value, &self.hasher)
+    }
+}
+
+impl<C, S> ConcurrentMap<C::Key, C::Value> for SafeMap<C, S>
+where
+    C: Core,
+    S: BuildHasher + Clone,
+{
+    type Snapshot = C::Snapshot<S>;
+
+    const CONSISTENCY: Consistency = C::CONSISTENCY;
+
+    #[inline]
+    fn get<Q>(&self, key: &Q) -> Option<C::Value>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        C::Value: Clone,
+    {
+        self.read(key, C::Value::clone)
+    }
+
+    fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&C::Value) -> R) -> Option<R>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let id = self.id();
+        self.read(key, |v| reentry::run_inside(id, "get_with", || read(v)))
+    }
+
+    #[inline]
+    fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.read(key, |_| ()).is_some()
+    }
+
+    #[inline]
+    fn insert(&self, key: C::Key, value: C::Value) -> Option<C::Value> {
+        waited(self.insert_waiting(Wait::Forever, key, value))
+    }
+
+    #[inline]
+    fn remove<Q>(&self, key: &Q) -> Option<C::Value>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.enter();
+        waited(
+            self.core
+                .remove_if(Wait::Forever, self.probe(key), |_, _| true, &self.hasher),
+        )
+    }
+
+    fn remove_if<Q>(
+        &self,
+        key: &Q,
+        remove: impl FnOnce(&C::Key, &C::Value) -> bool,
+    ) -> Option<C::Value>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        waited(self.remove_waiting(Wait::Forever, key, remove))
+    }
+
+    fn get_or_insert_with(&self, key: C::Key, make: impl FnOnce() -> C::Value) -> C::Value
+    where
+        C::Value: Clone,
+    {
+        let id = self.enter();
+        let probe = self.probe(&key);
+        // Most calls find the key: answer those on the read path.
+        if let Some(present) = waited(self.core.get(Wait::Forever, probe, C::Value::clone)) {
+            return present;
+        }
+        let hash = probe.hash;
+        let make = || reentry::run_inside(id, "get_or_insert_with", make);
+        self.core.get_or_insert_with(hash, key, make, &self.hasher)
+    }
+
+    #[inline]
+    fn compute(
+        &self,
+        key: C::Key,
+        update: impl FnOnce(Option<&C::Value>) -> Action<C::Value>,
+    ) -> Option<C::Value> {
+        waited(self.compute_waiting(Wait::Forever, key, update))
+    }
+
+    fn retain(&self, mut keep: impl FnMut(&C::Key, &C::Value) -> bool) {
+        let id = self.enter();
+        let mut keep = |k: &C::Key, v: &C::Value| reentry::run_inside(id, "retain", || keep(k, v));
+        self.core.retain(&mut keep, &self.hasher);
+    }
+
+    fn clear(&self) {
+        self.enter();
+        self.core.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.enter();
+        self.core.len()
+    }
+
+    fn shard_lengths(&self) -> Vec<usize> {
+        self.enter();
+        self.core.shard_lengths()
+    }
+
+    fn for_each(&self, mut visit: impl FnMut(&C::Key, &C::Value))
+    where
+        C::Key: Clone,
+        C::Value: Clone,
+    {
+        self.enter();
+        self.core.for_each(&mut visit);
+    }
+
+    fn snapshot(&self) -> Self::Snapshot
+    where
+        C::Key: Clone,
+        C::Value: Clone,
+    {
+        self.enter();
+        self.core.snapshot(&self.hasher)
+    }
+}
+
+impl<C, S> DeadlineMap<C::Key, C::Value> for SafeMap<C, S>
+where
+    C: BoundedWait,
+    S: BuildHasher + Clone,
+{
+    fn try_get_until<Q>(&self, key: &Q, deadline: Instant) -> Result<Option<C::Value>, TimedOut<()>>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        C::Value: Clone,
+    {
+        self.enter();
+        self.core
+            .get(Wait::Until(deadline), self.probe(key), C::Value::clone)
+    }
+
+    fn try_insert_until(
+        &self,
+        key: C::Key,
+        value: C::Value,
+        deadline: Instant,
+    ) -> Result<Option<C::Value>, TimedOut<(C::Key, C::Value)>> {
+        self.insert_waiting(Wait::Until(deadline), key, value)
+    }
+
+    fn try_remove_until<Q>(
+        &self,
+        key: &Q,
+        deadline: Instant,
+    ) -> Result<Option<C::Value>, TimedOut<()>>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove_waiting(Wait::Until(deadline), key, |_, _| true)
+    }
+
+    fn try_compute_until(
+        &self,
+        key: C::Key,
+        update: impl FnOnce(Option<&C::Value>) -> Action<C::Value>,
+        deadline: Instant,
+    ) -> Result<Option<C::Value>, TimedOut<C::Key>> {
+        self.compute_waiting(Wait::Until(deadline), key, update)
+    }
+}
+
+/// Formats the entries as readers see them, one shard at a time.
+impl<C, S> fmt::Debug for SafeMap<C, S>
+where
+    C: Core,
+    C::Key: fmt::Debug,
+    C::Value: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.enter();
+        let mut out = f.debug_map();
+        self.core.debug_entries(&mut out);
+        out.finish()
+    }
+}
+
+impl<C: Default, S: Default> Default for SafeMap<C, S> {
+    fn default() -> Self {
+        Self::with_hasher(S::default())
+    }
+}
+
+/// Stores every entry; a `SnapshotMap` publishes them all as one version.
+impl<C: Core, S: BuildHasher> Extend<(C::Key, C::Value)> for SafeMap<C, S> {
+    fn extend<I: IntoIterator<Item = (C::Key, C::Value)>>(&mut self, entries: I) {
+        self.enter();
+        self.core.extend(entries, &self.hasher);
+    }
+}
+
+impl<C: Core, S: BuildHasher + Default> FromIterator<(C::Key, C::Value)> for SafeMap<C, S> {
+    fn from_iter<I: IntoIterator<Item = (C::Key, C::Value)>>(entries: I) -> Self {
+        let mut map = Self::default();
+        map.extend(entries);
+        map
+    }
+}

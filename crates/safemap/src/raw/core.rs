@@ -1,0 +1,203 @@
+//! The one interface between the generic front (`SafeMap`) and a strategy's core.
+//!
+//! The front hashes the key once, runs the re-entrancy check, wraps every user closure so that a
+//! call back into the map panics, and implements the public traits. A core receives pre-hashed
+//! operations (a [`Probe`], or a hash and an owned key) and the map's hasher for rehashing, and
+//! owns its protocol: locking and routing, publishing versions, or keeping two copies equal. It
+//! declares what it guarantees in [`Core::CONSISTENCY`].
+//!
+//! Operations that can wait for a lock take a [`Wait`]: [`Wait::Forever`] for the ordinary
+//! methods, [`Wait::Until`] for `DeadlineMap`'s. A core that cannot honour a deadline all the way
+//! (it may wait on something that is not a lock) does not implement [`BoundedWait`], and the front
+//! offers no deadline methods for it.
+//!
+//! The trait is public only so that `SafeMap`'s trait impls can name it; it lives in a private
+//! module, so no code outside the crate can implement it (it is sealed).
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
+
+use crate::map::{Action, Consistency, Cost, MapSnapshot, TimedOut, WholeMap};
+
+/// How long an operation may wait for a lock.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// Until the lock is free.
+    Forever,
+    /// No later than this instant; then the operation gives up and changes nothing.
+    Until(Instant),
+}
+
+/// What a lookup carries to a core: the key's hash, computed once by the front, and how to
+/// recognise the key among the stored ones.
+pub trait Probe<K>: Copy {
+    /// The key's hash under the map's hasher.
+    fn hash(&self) -> u64;
+    /// Whether `stored` is the probed key.
+    fn matches(&self, stored: &K) -> bool;
+}
+
+/// A probe for `key`, in any borrowed form `Q` of the stored keys.
+pub struct Lookup<'q, Q: ?Sized> {
+    /// The key's hash under the map's hasher.
+    pub hash: u64,
+    /// The key.
+    pub key: &'q Q,
+}
+
+impl<Q: ?Sized> Clone for Lookup<'_, Q> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<Q: ?Sized> Copy for Lookup<'_, Q> {}
+
+impl<K: Borrow<Q>, Q: Eq + ?Sized> Probe<K> for Lookup<'_, Q> {
+    #[inline]
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    #[inline]
+    fn matches(&self, stored: &K) -> bool {
+        stored.borrow() == self.key
+    }
+}
+
+/// The strongest contract, which cores weaken field by field: every whole-map operation takes
+/// effect at one instant, and a snapshot copies the entries.
+pub(crate) const ATOMIC: Consistency = Consistency {
+    len: WholeMap::Atomic,
+    for_each: WholeMap::Atomic,
+    retain: WholeMap::Atomic,
+    clear: WholeMap::Atomic,
+    snapshot_cost: Cost::Linear,
+    insert_closure_blocks_shard: true,
+};
+
+/// The result of an operation that may give up at a deadline, handing back `G`.
+pub type Timed<T, G> = Result<T, TimedOut<G>>;
+
+/// What an insert that may give up returns: the value it displaced, or the key and value back.
+pub type Inserted<K, V> = Timed<Option<V>, (K, V)>;
+
+/// A strategy's core: its storage and synchronization protocol behind pre-hashed operations.
+///
+/// Every closure a core receives has been wrapped by the front already (user closures run
+/// recorded as inside the map), so a core calls them as they are. Values a write displaces are
+/// returned, so that the caller drops them after every lock is released.
+pub trait Core: Default {
+    /// The key type.
+    type Key: Hash + Eq;
+    /// The value type.
+    type Value;
+    /// The point-in-time view [`Core::snapshot`] returns, hashing with `S`.
+    type Snapshot<S: BuildHasher>: MapSnapshot<Self::Key, Self::Value>;
+
+    /// What this core guarantees, operation by operation.
+    const CONSISTENCY: Consistency;
+
+    /// Runs `read` on the value `probe` finds.
+    fn get<R>(
+        &self,
+        wait: Wait,
+        probe: impl Probe<Self::Key>,
+        read: impl FnOnce(&Self::Value) -> R,
+    ) -> Timed<Option<R>, ()>;
+
+    /// Stores `value` for `key` (with hash `hash`); returns the value it replaced.
+    fn insert<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: Self::Key,
+        value: Self::Value,
+        hasher: &S,
+    ) -> Inserted<Self::Key, Self::Value>;
+
+    /// Removes the entry `probe` finds if `remove` approves; returns its value.
+    fn remove_if<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        probe: impl Probe<Self::Key>,
+        remove: impl FnOnce(&Self::Key, &Self::Value) -> bool,
+        hasher: &S,
+    ) -> Timed<Option<Self::Value>, ()>;
+
+    /// The locked half of `get_or_insert_with`, after the front's lock-free lookup missed: looks
+    /// again with writers excluded, and stores `make()` only if the key is still absent, so that
+    /// `make` runs at most once per absent key.
+    fn get_or_insert_with<S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: Self::Key,
+        make: impl FnOnce() -> Self::Value,
+        hasher: &S,
+    ) -> Self::Value
+    where
+        Self::Value: Clone;
+
+    /// Runs `update` exactly once on the entry for `key` and applies its action; returns the
+    /// value the action displaced.
+    fn compute<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: Self::Key,
+        update: impl FnOnce(Option<&Self::Value>) -> Action<Self::Value>,
+        hasher: &S,
+    ) -> Timed<Option<Self::Value>, Self::Key>;
+
+    /// Stores every entry, one `insert` each; a core that can publish many at once does so.
+    fn extend<S: BuildHasher>(
+        &self,
+        entries: impl IntoIterator<Item = (Self::Key, Self::Value)>,
+        hasher: &S,
+    ) {
+        for (key, value) in entries {
+            let hash = hasher.hash_one(&key);
+            // Displaced values are dropped here, after the insert released its locks.
+            let _ = self.insert(Wait::Forever, hash, key, value, hasher);
+        }
+    }
+
+    /// Keeps the entries `keep` approves of, asking once per entry.
+    fn retain<S: BuildHasher>(
+        &self,
+        keep: &mut impl FnMut(&Self::Key, &Self::Value) -> bool,
+        hasher: &S,
+    );
+
+    /// Removes every entry.
+    fn clear(&self);
+
+    /// The number of entries.
+    fn len(&self) -> usize;
+
+    /// The number of entries in each independently locked part.
+    fn shard_lengths(&self) -> Vec<usize>;
+
+    /// Calls `visit` for every entry, holding no lock while it runs.
+    fn for_each(&self, visit: &mut impl FnMut(&Self::Key, &Self::Value))
+    where
+        Self::Key: Clone,
+        Self::Value: Clone;
+
+    /// A point-in-time view, hashing lookups with a clone of `hasher`.
+    fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> Self::Snapshot<S>
+    where
+        Self::Key: Clone,
+        Self::Value: Clone;
+
+    /// Adds every entry to `out`, as readers see them.
+    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    where
+        Self::Key: fmt::Debug,
+        Self::Value: fmt::Debug;
+}
+
+/// A core whose every wait is for a lock, so a [`Wait::Until`] bounds the whole operation.
+pub trait BoundedWait: Core {}

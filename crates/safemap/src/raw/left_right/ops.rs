@@ -1,0 +1,261 @@
+//! The map operations of the left-right core: each write takes its shard's writer lock and
+//! makes the same change to both copies through [`Writer::apply`]; whole-map operations hold
+//! every shard's writer lock, in ascending order.
+//!
+//! A write computes its change on the current entries first (running the user's closure once),
+//! then applies it to both copies: so `compute`, `remove_if` and `get_or_insert_with` run their
+//! closures exactly once, though every change is made twice. The copy made second returns the
+//! displaced values, which are dropped after the writer lock is released.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::mem;
+
+use super::{LeftRight, Writer};
+use crate::map::{Action, Consistency, TimedOut, WholeMap};
+use crate::raw::core::{ATOMIC, Core, Inserted, Lookup, Probe, Timed, Wait};
+use crate::raw::frozen::TableSnapshot;
+use crate::raw::probe_hint::ProbeHint;
+use crate::raw::routing::Routing;
+use crate::raw::table::{self, Table, copy_of};
+
+impl<K: Hash + Eq + Clone, V: Clone> LeftRight<K, V> {
+    /// The writer of the shard that holds `hash`, or `None` at the deadline `wait` names.
+    fn writer(&self, hash: u64, wait: Wait) -> Option<Writer<'_, K, V>> {
+        self.write(self.shard_of(hash), wait)
+    }
+
+    /// Copies of every shard's tables, taken with every writer lock held.
+    fn copies(&self) -> Box<[Table<K, V>]> {
+        let writers = self.write_all();
+        writers.iter().map(|w| copy_of(w.table())).collect()
+    }
+
+    /// Replaces the value `probe` finds with `new` if `matches` approves of the current one;
+    /// returns whether it did.
+    pub(crate) fn replace_if(
+        &self,
+        probe: impl Probe<K>,
+        matches: impl FnOnce(&V) -> bool,
+        new: V,
+    ) -> bool {
+        let mut writer = self
+            .writer(probe.hash(), Wait::Forever)
+            .expect("waits forever");
+        if table::find(writer.table(), probe, matches) != Some(true) {
+            return false;
+        }
+        let replace = |table: &mut Table<K, V>, value| {
+            let (_, slot) = table.find_mut(probe.hash(), |(k, _)| probe.matches(k))?;
+            Some(mem::replace(slot, value))
+        };
+        let copy = new.clone();
+        let change = writer.apply(|t, _| replace(t, copy), |t, _| replace(t, new));
+        release(writer, change);
+        true
+    }
+}
+
+/// Releases `writers` (one writer, or a `Vec` of them), then drops what a change displaced in the
+/// copy it changed second; returns what it displaced in the first (equal values, as the copies
+/// were equal).
+fn release<W, R, D>(writers: W, (result, displaced): (R, D)) -> R {
+    drop(writers);
+    drop(displaced);
+    result
+}
+
+/// Stores `value` for `key` in both copies; returns the displaced values.
+fn insert_both<K: Hash + Eq + Clone, V: Clone>(
+    writer: &mut Writer<'_, K, V>,
+    hash: u64,
+    key: K,
+    value: V,
+    hasher: &impl BuildHasher,
+) -> (Option<V>, Option<V>) {
+    let rehash = |k: &K| hasher.hash_one(k);
+    let (key_copy, value_copy) = (key.clone(), value.clone());
+    writer.apply(
+        |t, hint| table::insert(t, hash, key_copy, value_copy, rehash, hint),
+        |t, hint| table::insert(t, hash, key, value, rehash, hint),
+    )
+}
+
+/// Removes the entry `probe` finds from both copies; returns the removed values.
+fn remove_both<K, V>(writer: &mut Writer<'_, K, V>, probe: impl Probe<K>) -> (Option<V>, Option<V>)
+where
+    K: Clone,
+    V: Clone,
+{
+    let remove = |t: &mut Table<K, V>, _: &ProbeHint| table::remove_if(t, probe, |_, _| true);
+    writer.apply(remove, remove)
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
+    type Key = K;
+    type Value = V;
+    type Snapshot<S: BuildHasher> = TableSnapshot<K, V, S>;
+
+    // `retain` and `clear` hold every shard's writer lock, but readers never wait for writer
+    // locks: they can see one shard changed before another. `len` and snapshots only need the
+    // locks, so they are exact.
+    const CONSISTENCY: Consistency = Consistency {
+        retain: WholeMap::WeaklyConsistent,
+        clear: WholeMap::WeaklyConsistent,
+        ..ATOMIC
+    };
+
+    /// Never waits: readers take no lock.
+    #[inline]
+    fn get<R>(
+        &self,
+        _: Wait,
+        probe: impl Probe<K>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Timed<Option<R>, ()> {
+        Ok(self.read_keyed(probe.hash(), |table| table::find(table, probe, read)))
+    }
+
+    fn insert<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: K,
+        value: V,
+        hasher: &S,
+    ) -> Inserted<K, V> {
+        let Some(mut writer) = self.writer(hash, wait) else {
+            return Err(TimedOut((key, value)));
+        };
+        let change = insert_both(&mut writer, hash, key, value, hasher);
+        Ok(release(writer, change))
+    }
+
+    fn remove_if<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        probe: impl Probe<K>,
+        remove: impl FnOnce(&K, &V) -> bool,
+        _: &S,
+    ) -> Timed<Option<V>, ()> {
+        let mut writer = self.writer(probe.hash(), wait).ok_or(TimedOut(()))?;
+        let entry = writer.table().find(probe.hash(), |(k, _)| probe.matches(k));
+        if !entry.is_some_and(|(k, v)| remove(k, v)) {
+            return Ok(None);
+        }
+        let change = remove_both(&mut writer, probe);
+        Ok(release(writer, change))
+    }
+
+    fn get_or_insert_with<S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        hasher: &S,
+    ) -> V
+    where
+        V: Clone,
+    {
+        let mut writer = self.writer(hash, Wait::Forever).expect("waits forever");
+        if let Some((_, present)) = writer.table().find(hash, |(k, _)| *k == key) {
+            return present.clone();
+        }
+        let value = make();
+        let stored = value.clone();
+        let change = insert_both(&mut writer, hash, key, value, hasher);
+        release(writer, change);
+        stored
+    }
+
+    fn compute<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        hasher: &S,
+    ) -> Timed<Option<V>, K> {
+        let Some(mut writer) = self.writer(hash, wait) else {
+            return Err(TimedOut(key));
+        };
+        let current = writer.table().find(hash, |(k, _)| *k == key);
+        let present = current.is_some();
+        let change = match update(current.map(|(_, v)| v)) {
+            Action::Keep => (None, None),
+            Action::Set(value) => insert_both(&mut writer, hash, key, value, hasher),
+            Action::Remove if present => remove_both(&mut writer, Lookup { hash, key: &key }),
+            Action::Remove => (None, None),
+        };
+        Ok(release(writer, change))
+    }
+
+    fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, hasher: &S) {
+        let mut writers = self.write_all();
+        let mut removed = Vec::new();
+        for writer in &mut writers {
+            // Decide on the current entries, once each, then remove from both copies.
+            let doomed: Vec<(u64, K)> = (writer.table().iter())
+                .filter(|(k, v)| !keep(k, v))
+                .map(|(k, _)| (hasher.hash_one(k), k.clone()))
+                .collect();
+            if doomed.is_empty() {
+                continue;
+            }
+            let remove_all = |t: &mut Table<K, V>, _: &ProbeHint| -> Vec<V> {
+                (doomed.iter())
+                    .filter_map(|(hash, key)| {
+                        table::remove_if(t, Lookup { hash: *hash, key }, |_, _| true)
+                    })
+                    .collect()
+            };
+            removed.push(writer.apply(remove_all, remove_all));
+        }
+        release(writers, ((), removed));
+    }
+
+    fn clear(&self) {
+        let mut writers = self.write_all();
+        let emptied: Vec<_> = (writers.iter_mut())
+            .filter(|writer| !writer.table().is_empty())
+            .map(|writer| writer.apply(|t, _| mem::take(t), |t, _| mem::take(t)))
+            .collect();
+        release(writers, ((), emptied));
+    }
+
+    fn len(&self) -> usize {
+        let writers = self.write_all();
+        writers.iter().map(|w| w.table().len()).sum()
+    }
+
+    fn shard_lengths(&self) -> Vec<usize> {
+        (0..self.shard_count())
+            .map(|shard| self.read(shard, |table| table.len()))
+            .collect()
+    }
+
+    /// Visits a snapshot: atomic, and no lock is held while `visit` runs.
+    fn for_each(&self, visit: &mut impl FnMut(&K, &V)) {
+        for table in self.copies() {
+            table.iter().for_each(|(k, v)| visit(k, v));
+        }
+    }
+
+    fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S> {
+        let routing = Routing::new(self.shard_count());
+        TableSnapshot::new(self.copies(), routing, hasher.clone())
+    }
+
+    /// Shard by shard, as readers do: formatting holds no writer lock.
+    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    where
+        K: fmt::Debug,
+        V: fmt::Debug,
+    {
+        for shard in 0..self.shard_count() {
+            self.read(shard, |table| {
+                out.entries(table.iter().map(|(k, v)| (k, v)));
+            });
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! [`Versioned`]: the core of `SnapshotMap`. A persistent trie ([`super::trie`]) published one
+//! version at a time ([`super::published`]).
+//!
+//! A read loads the current version (one uncontended atomic load on the fast path) and probes it.
+//! A write takes the writer lock, clones the current trie (O(1): every node is shared), changes
+//! the clone, which copies the one path it touches, and publishes it if anything changed. The
+//! lock spans the whole read-modify-publish, so no update is lost, and a user closure sees the
+//! version it changes. The displaced version, and with it any value no other version holds, is
+//! dropped after the lock is released; readers that cached it keep it alive until they read
+//! this map again (`raw::published`).
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use super::core::{ATOMIC, BoundedWait, Core, Inserted, Lookup, Probe, Timed, Wait};
+use super::published::{Published, Stamped, Writer};
+use super::trie::Trie;
+use crate::map::{Action, Consistency, Cost, MapSnapshot, TimedOut};
+use crate::tally::{self, Maintenance};
+
+/// The published versions of one map.
+pub struct Versioned<K, V> {
+    published: Published<Trie<K, V>>,
+}
+
+impl<K, V> Default for Versioned<K, V> {
+    fn default() -> Self {
+        Versioned {
+            published: Published::new(Trie::default()),
+        }
+    }
+}
+
+impl<K, V> Versioned<K, V> {
+    /// The current version, to keep.
+    pub(crate) fn current(&self) -> Arc<Stamped<Trie<K, V>>> {
+        self.published.load()
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Versioned<K, V> {
+    /// The writer lock, or `None` at the deadline `wait` names.
+    fn writer(&self, wait: Wait) -> Option<Writer<'_, Trie<K, V>>> {
+        self.published.write(wait)
+    }
+
+    /// [`rewrite`] under the writer lock, waiting for it as long as it takes.
+    pub(crate) fn write<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
+        let writer = self.writer(Wait::Forever).expect("waits forever");
+        rewrite(writer, change)
+    }
+}
+
+/// The writer's read-modify-publish under `writer`: `change` edits a copy of the current version
+/// and says whether to publish it. The displaced version is dropped after the lock is released.
+fn rewrite<K: Clone, V: Clone, R>(
+    mut writer: Writer<'_, Trie<K, V>>,
+    change: impl FnOnce(&mut Trie<K, V>) -> (R, bool),
+) -> R {
+    let (result, displaced) = tally::maintain(Maintenance::Publish, || {
+        let mut next = Trie::clone(&writer.current());
+        let (result, changed) = change(&mut next);
+        ((result, changed.then(|| writer.publish(next))), changed)
+    });
+    drop(writer);
+    drop(displaced);
+    result
+}
+
+/// Removes the entry `probe` finds if `remove` approves; returns its value and whether the trie
+/// changed.
+fn remove_from<K, V>(
+    trie: &mut Trie<K, V>,
+    probe: impl Probe<K>,
+    remove: impl FnOnce(&K, &V) -> bool,
+    hasher: &impl BuildHasher,
+) -> (Option<V>, bool)
+where
+    K: Clone + Hash + Eq,
+    V: Clone,
+{
+    let removed = trie.remove_if(probe, remove, hasher);
+    let changed = removed.is_some();
+    (removed.map(|(_, v)| v), changed)
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
+    type Key = K;
+    type Value = V;
+    type Snapshot<S: BuildHasher> = TrieSnapshot<K, V, S>;
+
+    /// Every operation works on one version, so all are atomic, and a snapshot is a version.
+    const CONSISTENCY: Consistency = Consistency {
+        snapshot_cost: Cost::Constant,
+        ..ATOMIC
+    };
+
+    /// Never waits: reads take no lock.
+    #[inline]
+    fn get<R>(
+        &self,
+        _: Wait,
+        probe: impl Probe<K>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Timed<Option<R>, ()> {
+        Ok(self
+            .published
+            .read(|trie| trie.get(probe).map(|(_, v)| read(v))))
+    }
+
+    fn insert<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: K,
+        value: V,
+        hasher: &S,
+    ) -> Inserted<K, V> {
+        let Some(writer) = self.writer(wait) else {
+            return Err(TimedOut((key, value)));
+        };
+        Ok(rewrite(writer, |trie| {
+            (trie.insert(hash, key, value, hasher), true)
+        }))
+    }
+
+    fn remove_if<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        probe: impl Probe<K>,
+        remove: impl FnOnce(&K, &V) -> bool,
+        hasher: &S,
+    ) -> Timed<Option<V>, ()> {
+        let writer = self.writer(wait).ok_or(TimedOut(()))?;
+        Ok(rewrite(writer, |trie| {
+            remove_from(trie, probe, remove, hasher)
+        }))
+    }
+
+    fn get_or_insert_with<S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        hasher: &S,
+    ) -> V
+    where
+        V: Clone,
+    {
+        self.write(|trie| {
+            if let Some((_, present)) = trie.get(Lookup { hash, key: &key }) {
+                return (present.clone(), false);
+            }
+            let value = make();
+            trie.insert(hash, key, value.clone(), hasher);
+            (value, true)
+        })
+    }
+
+    fn compute<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        hasher: &S,
+    ) -> Timed<Option<V>, K> {
+        let Some(writer) = self.writer(wait) else {
+            return Err(TimedOut(key));
+        };
+        Ok(rewrite(writer, |trie| {
+            let current = trie.get(Lookup { hash, key: &key }).map(|(_, v)| v);
+            match update(current) {
+                Action::Keep => (None, false),
+                Action::Set(value) => (trie.insert(hash, key, value, hasher), true),
+                Action::Remove => {
+                    remove_from(trie, Lookup { hash, key: &key }, |_, _| true, hasher)
+                }
+            }
+        }))
+    }
+
+    /// One version for all the entries.
+    fn extend<S: BuildHasher>(&self, entries: impl IntoIterator<Item = (K, V)>, hasher: &S) {
+        self.write(|trie| {
+            let mut changed = false;
+            for (key, value) in entries {
+                trie.insert(hasher.hash_one(&key), key, value, hasher);
+                changed = true;
+            }
+            ((), changed)
+        });
+    }
+
+    fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, _: &S) {
+        let removed = self.write(|trie| {
+            let removed = trie.retain(keep);
+            let changed = !removed.is_empty();
+            (removed, changed)
+        });
+        drop(removed);
+    }
+
+    fn clear(&self) {
+        let emptied = self.write(|trie| {
+            let changed = trie.len() != 0;
+            (std::mem::take(trie), changed)
+        });
+        drop(emptied);
+    }
+
+    fn len(&self) -> usize {
+        self.published.read(Trie::len)
+    }
+
+    fn shard_lengths(&self) -> Vec<usize> {
+        vec![self.len()]
+    }
+
+    /// Visits the current version, which no writer changes.
+    fn for_each(&self, visit: &mut impl FnMut(&K, &V)) {
+        self.current().iter().for_each(|(k, v)| visit(k, v));
+    }
+
+    fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TrieSnapshot<K, V, S> {
+        TrieSnapshot {
+            version: self.current(),
+            hasher: hasher.clone(),
+        }
+    }
+
+    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    where
+        K: fmt::Debug,
+        V: fmt::Debug,
+    {
+        out.entries(self.current().iter());
+    }
+}
+
+/// Writers wait only for the writer lock; readers never wait.
+impl<K: Hash + Eq + Clone, V: Clone> BoundedWait for Versioned<K, V> {}
+
+/// A [`SnapshotMap`](crate::SnapshotMap)'s point-in-time view: the version that was current when
+/// it was taken, shared, not copied.
+pub struct TrieSnapshot<K, V, S> {
+    version: Arc<Stamped<Trie<K, V>>>,
+    hasher: S,
+}
+
+impl<K, V, S> MapSnapshot<K, V> for TrieSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        self.version.get(Lookup { hash, key }).map(|(_, v)| v)
+    }
+
+    fn len(&self) -> usize {
+        self.version.len()
+    }
+
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a K, &'a V)>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        self.version.iter()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for TrieSnapshot<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.version.iter()).finish()
+    }
+}
