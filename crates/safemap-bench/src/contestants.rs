@@ -7,9 +7,7 @@
 use std::collections::HashMap as StdHashMap;
 use std::sync::{Mutex, RwLock};
 
-use safemap::{
-    Action, ConcurrentMap, Consistency, LockedMap, ReadMostlyMap, ShardedMap, SnapshotMap,
-};
+use safemap::{Action, ConcurrentMap, Consistency, SafeMap};
 use serde::Serialize;
 
 use crate::measure::{Cell, Measurement, measure};
@@ -131,40 +129,38 @@ impl<M: SharedMap> Contender for M {
 }
 
 /// Every safemap strategy, through the one trait they share.
-macro_rules! safemap_contestant {
-    ($($map:ident),*) => {$(
-        impl SharedMap for $map<u64, u64, Hasher> {
-            const SNAPSHOTS: bool = true;
-            fn create() -> Self {
-                $map::with_hasher(Hasher::default())
-            }
-            /// Through `FromIterator`, which batches where the strategy can (`SnapshotMap`
-            /// publishes one version instead of one per key).
-            fn create_filled(n: u64) -> Self {
-                (0..n).map(|i| (key(i), i)).collect()
-            }
-            fn get(&self, k: u64) -> bool {
-                ConcurrentMap::get(self, &k).is_some()
-            }
-            fn insert(&self, k: u64, v: u64) {
-                ConcurrentMap::insert(self, k, v);
-            }
-            fn remove(&self, k: u64) {
-                ConcurrentMap::remove(self, &k);
-            }
-            fn update(&self, k: u64) {
-                self.compute(k, |v| v.map_or(Action::Keep, |v| Action::Set(v + 1)));
-            }
-            fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
-                self.get_or_insert_with(k, make)
-            }
-            fn snapshot_len(&self) -> usize {
-                safemap::MapSnapshot::len(&ConcurrentMap::snapshot(self))
-            }
-        }
-    )*};
+impl<C: Sync> SharedMap for SafeMap<C, Hasher>
+where
+    Self: ConcurrentMap<u64, u64> + FromIterator<(u64, u64)> + Default,
+{
+    const SNAPSHOTS: bool = true;
+    fn create() -> Self {
+        Self::default()
+    }
+    /// Through `FromIterator`, which batches where the strategy can (`SnapshotMap`
+    /// publishes one version instead of one per key).
+    fn create_filled(n: u64) -> Self {
+        (0..n).map(|i| (key(i), i)).collect()
+    }
+    fn get(&self, k: u64) -> bool {
+        ConcurrentMap::get(self, &k).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        ConcurrentMap::insert(self, k, v);
+    }
+    fn remove(&self, k: u64) {
+        ConcurrentMap::remove(self, &k);
+    }
+    fn update(&self, k: u64) {
+        self.compute(k, |v| v.map_or(Action::Keep, |v| Action::Set(v + 1)));
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        self.get_or_insert_with(k, make)
+    }
+    fn snapshot_len(&self) -> usize {
+        safemap::MapSnapshot::len(&ConcurrentMap::snapshot(self))
+    }
 }
-safemap_contestant!(LockedMap, ShardedMap, SnapshotMap, ReadMostlyMap);
 
 impl SharedMap for RwLock<StdHashMap<u64, u64, Hasher>> {
     const SNAPSHOTS: bool = true;
@@ -409,14 +405,18 @@ impl Contestant {
     }
 }
 
-/// Every contestant. Adding a safemap strategy is one line here.
+/// The contestants of the entries of `safemap::strategies!`.
+macro_rules! safemap_contestants {
+    ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?]) => {
+        vec![$(Contestant::safemap::<safemap::$map<u64, u64, Hasher>>(stringify!($map))),*]
+    };
+}
+
+/// Every contestant: each safemap strategy (from the one strategy list), then the peers.
 pub fn contestants() -> Vec<Contestant> {
     use Family::*;
-    vec![
-        Contestant::safemap::<LockedMap<u64, u64, Hasher>>("LockedMap"),
-        Contestant::safemap::<ShardedMap<u64, u64, Hasher>>("ShardedMap"),
-        Contestant::safemap::<SnapshotMap<u64, u64, Hasher>>("SnapshotMap"),
-        Contestant::safemap::<ReadMostlyMap<u64, u64, Hasher>>("ReadMostlyMap"),
+    let mut all = safemap::strategies!(safemap_contestants!());
+    all.extend([
         Contestant::of::<RwLock<StdHashMap<u64, u64, Hasher>>>("std-RwLock", Peer),
         Contestant::of::<Mutex<StdHashMap<u64, u64, Hasher>>>("std-Mutex", Peer),
         Contestant::of::<dashmap::DashMap<u64, u64, Hasher>>("dashmap", Peer),
@@ -424,5 +424,6 @@ pub fn contestants() -> Vec<Contestant> {
         Contestant::of::<scc::HashMap<u64, u64, Hasher>>("scc-HashMap", Peer),
         Contestant::of::<scc::HashIndex<u64, u64, Hasher>>("scc-HashIndex", Peer),
         Contestant::of::<Unsynchronized>("hashbrown-floor", Floor),
-    ]
+    ]);
+    all
 }

@@ -92,14 +92,16 @@ impl Contestant {
     }
 }
 
-/// Every safemap strategy. Adding a strategy is one line here.
+/// The contestants of the entries of `safemap::strategies!`.
+macro_rules! contestants {
+    ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?]) => {
+        vec![$(Contestant::of::<safemap::$map<Key, Val>>(stringify!($map))),*]
+    };
+}
+
+/// Every safemap strategy, from the one strategy list (`safemap::strategies!`).
 pub fn strategies() -> Vec<Contestant> {
-    vec![
-        Contestant::of::<safemap::LockedMap<Key, Val>>("LockedMap"),
-        Contestant::of::<safemap::ShardedMap<Key, Val>>("ShardedMap"),
-        Contestant::of::<safemap::SnapshotMap<Key, Val>>("SnapshotMap"),
-        Contestant::of::<safemap::ReadMostlyMap<Key, Val>>("ReadMostlyMap"),
-    ]
+    safemap::strategies!(contestants!())
 }
 
 /// Checks `histories` fresh histories of map type `M`.

@@ -1,7 +1,7 @@
 //! The checker accepts what is linearizable, rejects what is not, judges each strategy by what it
 //! declares, and catches every seeded bug with a counterexample that is itself a failure.
 
-use safemap::{ConcurrentMap, Consistency, Cost, WholeMap};
+use safemap::{Blocks, ConcurrentMap, Consistency, Cost, WholeMap};
 use safemap_check::check::check;
 use safemap_check::history::{Event, History, Op, Ret};
 use safemap_check::run::{Config, strategies};
@@ -29,7 +29,8 @@ fn declared(whole: WholeMap) -> Consistency {
         retain: whole,
         clear: whole,
         snapshot_cost: Cost::Linear,
-        insert_closure_blocks_shard: true,
+        closure_blocks_readers: Blocks::Map,
+        closure_blocks_writers: Blocks::Map,
     }
 }
 

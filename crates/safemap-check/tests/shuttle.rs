@@ -86,24 +86,21 @@ where
     }
 }
 
-/// One schedule test per strategy. Adding a strategy is one line here.
+/// One schedule test per entry of `safemap::strategies!`, in a module named after it.
 macro_rules! schedules {
-    ($($test:ident: $map:ident),* $(,)?) => {
+    ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?]) => {
         $(
-            #[test]
-            fn $test() {
-                explore::<safemap::$map<Key, Val>>();
+            mod $module {
+                #[test]
+                fn schedules() {
+                    super::explore::<safemap::$map<super::Key, super::Val>>();
+                }
             }
         )*
     };
 }
 
-schedules! {
-    locked_map_schedules: LockedMap,
-    sharded_map_schedules: ShardedMap,
-    snapshot_map_schedules: SnapshotMap,
-    read_mostly_map_schedules: ReadMostlyMap,
-}
+safemap::strategies!(schedules!());
 
 /// Two threads race `get_or_insert_with` on one absent key, then read it. Shuttle must find the
 /// schedule where the broken map runs both closures.

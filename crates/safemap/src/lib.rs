@@ -102,7 +102,7 @@ mod tally;
 pub use front::SafeMap;
 pub use locked::LockedMap;
 pub use map::{
-    Action, ConcurrentMap, Consistency, Cost, DeadlineMap, DefaultHashBuilder, MapSnapshot,
+    Action, Blocks, ConcurrentMap, Consistency, Cost, DeadlineMap, DefaultHashBuilder, MapSnapshot,
     TimedOut, WholeMap,
 };
 #[cfg(feature = "metrics")]
@@ -120,6 +120,46 @@ pub use read_mostly::ReadMostlyMap;
 pub use sharded::ShardedMap;
 pub use snapshot::{Batch, SnapshotMap};
 pub use tally::Maintenance;
+
+/// The strategy list, written once: expands `callback! { [entries] rest }`, where each entry is
+/// `(module, Strategy, [capabilities])`. The conformance suites, the checker, the shuttle
+/// schedules, the benchmark's contestants and the docs test all read it, so a strategy added here
+/// is tested, checked, explored, measured and required in the docs.
+///
+/// Capabilities: `deadline`, the strategy implements [`DeadlineMap`].
+///
+/// ```
+/// macro_rules! names {
+///     ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?]) => {
+///         [$(stringify!($map)),*]
+///     };
+/// }
+/// let names = safemap::strategies!(names!());
+/// assert!(names.contains(&"ShardedMap"));
+/// ```
+///
+/// # Adding a strategy
+/// 1. Its core in `src/raw/` (a folder once it has more than one file): a type implementing
+///    `raw::core::Core`, and `BoundedWait` if every wait it makes is for a lock.
+/// 2. Its front file `src/<strategy>.rs`: `pub type NameMap<K, V, S = DefaultHashBuilder> =
+///    SafeMap<Core<K, V>, S>;` with its docs, constructors and the methods only it has, declared
+///    as a module and re-exported in `src/lib.rs`.
+/// 3. One line in this list. The tests then require a row for it in the strategy tables of the
+///    crate docs and the README.
+#[macro_export]
+macro_rules! strategies {
+    ($($callback:ident)::+ ! ( $($rest:tt)* )) => {
+        $($callback)::+! {
+            [
+                (locked, LockedMap, [deadline]),
+                (sharded, ShardedMap, [deadline]),
+                (snapshot, SnapshotMap, [deadline]),
+                (read_mostly, ReadMostlyMap, []),
+            ]
+            $($rest)*
+        }
+    };
+}
 
 /// Compiles and runs the README's Rust examples as doc tests, so the quickstart cannot rot.
 #[cfg(doctest)]

@@ -65,9 +65,25 @@ pub struct Consistency {
     /// What a [`snapshot`](ConcurrentMap::snapshot) costs to take. Snapshots are always a
     /// point-in-time view, consistent with a single instant.
     pub snapshot_cost: Cost,
-    /// Whether [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) holds other writers to
-    /// the same shard while its closure runs. Readers of other keys in that shard wait too.
-    pub insert_closure_blocks_shard: bool,
+    /// Which readers wait while a closure of [`compute`](ConcurrentMap::compute),
+    /// [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) or
+    /// [`remove_if`](ConcurrentMap::remove_if) runs on a key.
+    pub closure_blocks_readers: Blocks,
+    /// Which writers wait while such a closure runs. Never [`Blocks::Nothing`] in a strategy
+    /// whose closures run exactly once, since another writer of the key must wait to see the
+    /// closure's result.
+    pub closure_blocks_writers: Blocks,
+}
+
+/// How much of a map a running closure holds up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Blocks {
+    /// No one waits.
+    Nothing,
+    /// Those who touch any key of the closure's key's shard.
+    Shard,
+    /// Those who touch any key.
+    Map,
 }
 
 /// A concurrent hash map whose every operation takes `&self` and returns owned data.

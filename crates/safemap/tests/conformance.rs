@@ -5,7 +5,7 @@ mod common;
 use std::hash::BuildHasherDefault;
 
 use common::{for_every_strategy, within};
-use safemap::{Action, ConcurrentMap, MapSnapshot, WholeMap};
+use safemap::{Action, Blocks, ConcurrentMap, MapSnapshot, WholeMap};
 
 fn sorted<K: Ord + Clone, V: Clone>(snapshot: &impl MapSnapshot<K, V>) -> Vec<(K, V)> {
     let mut entries: Vec<_> = snapshot
@@ -174,6 +174,76 @@ for_every_strategy! {
         // crate judges every declared claim against concurrent histories.
         let c = <Map<u32, u32> as ConcurrentMap<u32, u32>>::CONSISTENCY;
         assert_eq!(c.len, WholeMap::Atomic);
+    }
+
+    /// A closure running on key 1 holds up readers and writers exactly as `CONSISTENCY` declares,
+    /// both of key 1 and of a key in another shard (where the map has more than one).
+    #[test]
+    fn a_running_closure_blocks_what_it_declares() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc;
+        use std::time::{Duration, Instant};
+
+        let declared = <Map<u32, u32> as ConcurrentMap<u32, u32>>::CONSISTENCY;
+        let m: Arc<Map<u32, u32>> = Arc::new((0..64).map(|i| (i, i)).collect());
+        let shard_of = |key: u32| {
+            let before = m.shard_lengths();
+            m.remove(&key);
+            let after = m.shard_lengths();
+            m.insert(key, key);
+            (0..before.len()).find(|&i| before[i] != after[i]).unwrap()
+        };
+        let home = shard_of(1);
+        let other = (2..64).find(|&k| shard_of(k) != home).unwrap_or(2);
+        let same_shard = shard_of(other) == home;
+        for key in [1, other] {
+            for (blocks, write) in [(declared.closure_blocks_readers, false), (declared.closure_blocks_writers, true)] {
+                let blocked = match blocks {
+                    Blocks::Nothing => false,
+                    Blocks::Shard => key == 1 || same_shard,
+                    Blocks::Map => true,
+                };
+                let (held_tx, held_rx) = mpsc::channel();
+                let (release_tx, release_rx) = mpsc::channel::<()>();
+                let holder = {
+                    let m = Arc::clone(&m);
+                    std::thread::spawn(move || {
+                        m.compute(1, |v| {
+                            held_tx.send(()).unwrap();
+                            release_rx.recv().unwrap();
+                            Action::Set(*v.unwrap())
+                        });
+                    })
+                };
+                held_rx.recv().unwrap();
+                let done = Arc::new(AtomicBool::new(false));
+                let caller = {
+                    let (m, done) = (Arc::clone(&m), Arc::clone(&done));
+                    std::thread::spawn(move || {
+                        if write {
+                            m.insert(key, key);
+                        } else {
+                            assert_eq!(m.get(&key), Some(key));
+                        }
+                        done.store(true, Ordering::SeqCst);
+                    })
+                };
+                let what = format!("{} of key {key} (shard {home} holds key 1)", if write { "a write" } else { "a read" });
+                if blocked {
+                    std::thread::sleep(Duration::from_millis(100));
+                    assert!(!done.load(Ordering::SeqCst), "{what} did not wait, though declared {blocks:?}");
+                } else {
+                    let until = Instant::now() + Duration::from_secs(10);
+                    while !done.load(Ordering::SeqCst) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    assert!(done.load(Ordering::SeqCst), "{what} waited, though declared {blocks:?}");
+                }
+                release_tx.send(()).unwrap();
+                holder.join().unwrap();
+                caller.join().unwrap();
+            }
+        }
     }
 
     /// No guard leaves a call: after each operation returns, another thread's write to the same

@@ -29,7 +29,7 @@ use super::frozen::TableSnapshot;
 use super::locked_table::LockedTable;
 use super::routing::{Routing, default_shard_count};
 use super::table::{self, copy_of};
-use crate::map::{Action, Consistency, TimedOut, WholeMap};
+use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
 
 /// How many tables a [`Tables`] core has, and so what it can promise.
 pub trait Layout {
@@ -61,6 +61,8 @@ impl Layout for ManyTables {
     const CONSISTENCY: Consistency = Consistency {
         for_each: WholeMap::WeaklyConsistent,
         retain: WholeMap::WeaklyConsistent,
+        closure_blocks_readers: Blocks::Shard,
+        closure_blocks_writers: Blocks::Shard,
         ..ATOMIC
     };
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::core::{ATOMIC, BoundedWait, Core, Inserted, Lookup, Probe, Timed, Wait};
 use super::published::{Published, Stamped, Writer};
 use super::trie::Trie;
-use crate::map::{Action, Consistency, Cost, MapSnapshot, TimedOut};
+use crate::map::{Action, Blocks, Consistency, Cost, MapSnapshot, TimedOut};
 use crate::tally::{self, Maintenance};
 
 /// The published versions of one map.
@@ -91,9 +91,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     type Value = V;
     type Snapshot<S: BuildHasher> = TrieSnapshot<K, V, S>;
 
-    /// Every operation works on one version, so all are atomic, and a snapshot is a version.
+    /// Every operation works on one version, so all are atomic, and a snapshot is a version. A
+    /// closure holds the one writer lock, which readers ignore.
     const CONSISTENCY: Consistency = Consistency {
         snapshot_cost: Cost::Constant,
+        closure_blocks_readers: Blocks::Nothing,
         ..ATOMIC
     };
 

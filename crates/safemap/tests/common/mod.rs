@@ -9,36 +9,28 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 // parking_lot rather than std: it is compiled with the tests, so TSAN sees its synchronization.
 use parking_lot::Mutex;
 
-/// Expands the test items it is given once per strategy, in a module named after it where
-/// `Map<K, V>` (and `Map<K, V, S>`) is that strategy. Adding a strategy is one line here.
+/// Expands the test items it is given once per strategy in `safemap::strategies!`, in a module
+/// named after it where `Map<K, V>` (and `Map<K, V, S>`) is that strategy.
 macro_rules! for_every_strategy {
     ($($body:tt)*) => {
-        crate::common::for_strategies!([
-            locked: LockedMap,
-            sharded: ShardedMap,
-            snapshot: SnapshotMap,
-            read_mostly: ReadMostlyMap,
-        ] { $($body)* });
+        safemap::strategies!(crate::common::for_strategies!({ $($body)* }));
     };
 }
 pub(crate) use for_every_strategy;
 
-/// [`for_every_strategy`] for the strategies that implement `DeadlineMap`: those whose reads and
-/// writes can wait for a lock.
+/// [`for_every_strategy`] for the strategies with the `deadline` capability: those that
+/// implement `DeadlineMap`.
 macro_rules! for_every_deadline_strategy {
     ($($body:tt)*) => {
-        crate::common::for_strategies!([
-            locked: LockedMap,
-            sharded: ShardedMap,
-        ] { $($body)* });
+        safemap::strategies!(crate::common::for_deadline_strategies!({ $($body)* }));
     };
 }
 pub(crate) use for_every_deadline_strategy;
 
-/// Expands the test items once per `name: Strategy` in the list.
+/// Expands the test items once per `(module, Strategy, [capabilities])` entry.
 macro_rules! for_strategies {
     ([] $body:tt) => {};
-    ([$name:ident : $map:ident, $($rest:tt)*] { $($body:tt)* }) => {
+    ([($name:ident, $map:ident, [$($cap:ident),*]) $(, $($rest:tt)*)?] { $($body:tt)* }) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -46,10 +38,23 @@ macro_rules! for_strategies {
             pub type Map<K, V, S = safemap::DefaultHashBuilder> = safemap::$map<K, V, S>;
             $($body)*
         }
-        crate::common::for_strategies!([$($rest)*] { $($body)* });
+        crate::common::for_strategies!([$($($rest)*)?] { $($body)* });
     };
 }
 pub(crate) use for_strategies;
+
+/// [`for_strategies`] for the entries whose capabilities are `[deadline]`.
+macro_rules! for_deadline_strategies {
+    ([] $body:tt) => {};
+    ([($name:ident, $map:ident, [deadline]) $(, $($rest:tt)*)?] $body:tt) => {
+        crate::common::for_strategies!([($name, $map, [deadline])] $body);
+        crate::common::for_deadline_strategies!([$($($rest)*)?] $body);
+    };
+    ([($name:ident, $map:ident, [$($cap:ident),*]) $(, $($rest:tt)*)?] $body:tt) => {
+        crate::common::for_deadline_strategies!([$($($rest)*)?] $body);
+    };
+}
+pub(crate) use for_deadline_strategies;
 
 /// Runs `work` on its own thread and fails the test if it has not finished within `seconds`:
 /// a hang becomes a failure instead of a stuck suite. Returns what the thread returned, or the

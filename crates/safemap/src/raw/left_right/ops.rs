@@ -12,7 +12,7 @@ use std::hash::{BuildHasher, Hash};
 use std::mem;
 
 use super::{LeftRight, Writer};
-use crate::map::{Action, Consistency, TimedOut, WholeMap};
+use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
 use crate::raw::core::{ATOMIC, Core, Inserted, Lookup, Probe, Timed, Wait};
 use crate::raw::frozen::TableSnapshot;
 use crate::raw::probe_hint::ProbeHint;
@@ -98,10 +98,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
 
     // `retain` and `clear` hold every shard's writer lock, but readers never wait for writer
     // locks: they can see one shard changed before another. `len` and snapshots only need the
-    // locks, so they are exact.
+    // locks, so they are exact. A closure holds its shard's writer lock, which readers ignore.
     const CONSISTENCY: Consistency = Consistency {
         retain: WholeMap::WeaklyConsistent,
         clear: WholeMap::WeaklyConsistent,
+        closure_blocks_readers: Blocks::Nothing,
+        closure_blocks_writers: Blocks::Shard,
         ..ATOMIC
     };
 
