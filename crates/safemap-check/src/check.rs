@@ -59,7 +59,7 @@ impl Judge<'_> {
         });
         on_key.or_else(|| {
             let whole = self.steps(subset, None);
-            let needs_whole = whole.iter().any(|s| s.scope == Scope::Whole);
+            let needs_whole = whole.iter().any(|s| s.scope.spans_keys());
             (needs_whole && self.fails(None, subset)).then(|| (None, subset.to_vec()))
         })
     }

@@ -7,8 +7,10 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use parking_lot::Mutex;
-use safemap::{Action, ConcurrentMap, Consistency, LockedMap, TableSnapshot};
+use safemap::{Action, ConcurrentMap, Consistency, LockedMap, TableSnapshot, WholeMap};
 
 use crate::history::{Key, Val};
 use crate::run::Contestant;
@@ -23,6 +25,10 @@ pub mod bug {
     pub const STALE_READ: u8 = 1;
     /// `compute` as get, then apply, then insert: a concurrent update in between is lost.
     pub const LOST_UPDATE: u8 = 2;
+    /// A weakly consistent `len` that counts writes in flight as done: `insert` bumps a counter
+    /// before it stores and drops it after, and `len` adds the counter. A replace in flight then
+    /// makes `len` one more than any size the map had.
+    pub const OVERCOUNTING_LEN: u8 = 3;
 }
 
 /// A map with the bug numbered `BUG` (see [`bug`]).
@@ -31,16 +37,22 @@ pub struct Seeded<const BUG: u8> {
     inner: LockedMap<Key, Val>,
     /// For [`bug::STALE_READ`]: the cached copy reads come from, and the writes since it was taken.
     cache: Mutex<(Vec<(Key, Val)>, usize)>,
+    /// For [`bug::OVERCOUNTING_LEN`]: inserts under way.
+    inserting: AtomicUsize,
 }
 
-/// The three seeded bugs, by name.
+/// The four seeded bugs, by name.
 pub fn seeded_bugs() -> Vec<Contestant> {
     vec![
         Contestant::of::<Seeded<{ bug::CHECK_THEN_ACT }>>("seeded:check-then-act"),
         Contestant::of::<Seeded<{ bug::STALE_READ }>>("seeded:stale-read"),
         Contestant::of::<Seeded<{ bug::LOST_UPDATE }>>("seeded:lost-update"),
+        Contestant::of::<Seeded<{ bug::OVERCOUNTING_LEN }>>("seeded:overcounting-len"),
     ]
 }
+
+/// What the correct map underneath declares.
+const LOCKED: Consistency = <LockedMap<Key, Val> as ConcurrentMap<Key, Val>>::CONSISTENCY;
 
 impl<const BUG: u8> Seeded<BUG> {
     /// Called after every write: refreshes the stale cache on every second one.
@@ -64,7 +76,16 @@ impl<const BUG: u8> Seeded<BUG> {
 
 impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
     type Snapshot = TableSnapshot<Key, Val, safemap::DefaultHashBuilder>;
-    const CONSISTENCY: Consistency = <LockedMap<Key, Val> as ConcurrentMap<Key, Val>>::CONSISTENCY;
+    /// The correct map's contract, but for the overcounting `len`, which claims only to be weakly
+    /// consistent, so that the checker's bounds for such a `len` are what rejects it.
+    const CONSISTENCY: Consistency = if BUG == bug::OVERCOUNTING_LEN {
+        Consistency {
+            len: WholeMap::WeaklyConsistent,
+            ..LOCKED
+        }
+    } else {
+        LOCKED
+    };
 
     fn get<Q>(&self, key: &Q) -> Option<Val>
     where
@@ -91,6 +112,14 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
     }
 
     fn insert(&self, key: Key, value: Val) -> Option<Val> {
+        if BUG == bug::OVERCOUNTING_LEN {
+            // Relaxed: the bug needs no ordering, only the window between the two counts.
+            self.inserting.fetch_add(1, Ordering::Relaxed);
+            std::thread::yield_now();
+            let old = self.inner.insert(key, value);
+            self.inserting.fetch_sub(1, Ordering::Relaxed);
+            return old;
+        }
         self.after_write(self.inner.insert(key, value))
     }
 
@@ -147,6 +176,9 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
     }
 
     fn len(&self) -> usize {
+        if BUG == bug::OVERCOUNTING_LEN {
+            return self.inner.len() + self.inserting.load(Ordering::Relaxed);
+        }
         self.inner.len()
     }
 

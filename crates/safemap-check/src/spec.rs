@@ -4,7 +4,10 @@
 //! An operation a strategy declares atomic is one step over the whole map. A weakly consistent
 //! whole-map operation (see [`safemap::WholeMap`]) promises only that each key is observed or
 //! changed at some instant within the call, so it becomes one step per key, each free to take
-//! effect at its own instant inside the call's interval. Single-key operations are one step on
+//! effect at its own instant inside the call's interval. A weakly consistent `len` promises a
+//! count between the smallest and the largest size the map had during the call: it becomes two
+//! steps, each free to fall anywhere in the call, one at an instant where the size was at most
+//! the count and one where it was at least the count. Single-key operations are one step on
 //! their key. When no step spans several keys, the history splits by key
 //! (P-compositionality) and each key is checked on its own.
 
@@ -22,6 +25,17 @@ pub enum Scope {
     Key(Key),
     /// Every key at one instant.
     Whole,
+    /// The map's size at one instant, at most the recorded count.
+    SizeAtMost,
+    /// The map's size at one instant, at least the recorded count.
+    SizeAtLeast,
+}
+
+impl Scope {
+    /// Whether the step reads or changes more than one key.
+    pub fn spans_keys(self) -> bool {
+        !matches!(self, Scope::Key(_))
+    }
 }
 
 /// One atomic step of an event.
@@ -64,10 +78,11 @@ pub fn steps(
         Op::ForEach => whole(declared.for_each),
         Op::RetainEven => whole(declared.retain),
         Op::Clear => whole(declared.clear),
-        // An estimated length promises no particular value, so it is not judged.
+        // A count says nothing about any one key, so projections onto a key drop it.
         Op::Len => match (declared.len, per_key) {
+            (_, true) => vec![],
             (WholeMap::Atomic, false) => vec![Scope::Whole],
-            _ => vec![],
+            (WholeMap::WeaklyConsistent, false) => vec![Scope::SizeAtMost, Scope::SizeAtLeast],
         },
     };
     scopes
@@ -129,8 +144,16 @@ pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
             };
             expect(event.ret == Ret::Value(displaced))?;
         }
-        (Op::Len, _) => {
-            expect(event.ret == Ret::Len(next.iter().flatten().count()))?;
+        (Op::Len, scope) => {
+            let Ret::Len(count) = event.ret else {
+                return None;
+            };
+            let size = next.iter().flatten().count();
+            expect(match scope {
+                Scope::SizeAtMost => size <= count,
+                Scope::SizeAtLeast => size >= count,
+                _ => size == count,
+            })?;
         }
         (Op::Snapshot | Op::ForEach, Scope::Whole) => {
             let entries: Vec<(Key, Val)> = (0..MAX_KEYS as Key)
@@ -155,6 +178,8 @@ pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
         }
         (Op::Clear, Scope::Whole) => next = [None; MAX_KEYS],
         (Op::Clear, Scope::Key(k)) => next[k as usize] = None,
+        // Only a count is judged by its bounds.
+        (_, Scope::SizeAtMost | Scope::SizeAtLeast) => return None,
     }
     Some(next)
 }

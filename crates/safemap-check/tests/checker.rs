@@ -141,13 +141,41 @@ fn whole_map_operations_are_judged_by_the_declared_consistency() {
     assert_eq!(violation.key, None, "only the whole-map model can see this");
     assert!(check(&torn, &declared(WEAK), 2).is_ok());
 
-    // A len that matches no instant: exact fails, estimate is not judged.
+    // A len above every size the map had during the call fails whether exact or weak.
     let miscounted = history(vec![
         ev(0, 0, 1, Op::Insert(0, 8), Ret::Value(None)),
         ev(0, 2, 3, Op::Len, Ret::Len(2)),
     ]);
     assert!(check(&miscounted, &declared(ATOMIC), 2).is_err());
-    assert!(check(&miscounted, &declared(WEAK), 2).is_ok());
+    assert_eq!(
+        check(&miscounted, &declared(WEAK), 2).unwrap_err().key,
+        None
+    );
+    // So does one below them.
+    let undercounted = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 8), Ret::Value(None)),
+        ev(0, 2, 3, Op::Len, Ret::Len(0)),
+    ]);
+    assert!(check(&undercounted, &declared(WEAK), 2).is_err());
+
+    // A len during a clear of two keys that counts one: no instant had one entry, so an exact
+    // len fails, but 1 lies between the sizes before (2) and after (0), so a weak one passes.
+    let mid_clear = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 8), Ret::Value(None)),
+        ev(0, 2, 3, Op::Insert(1, 9), Ret::Value(None)),
+        ev(0, 4, 10, Op::Clear, Ret::Unit),
+        ev(1, 5, 9, Op::Len, Ret::Len(1)),
+    ]);
+    assert!(check(&mid_clear, &declared(ATOMIC), 2).is_err());
+    assert!(check(&mid_clear, &declared(WEAK), 2).is_ok());
+    // Its bounds come from the call's own interval: after the clear has returned, 1 is too many.
+    let after_clear = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 8), Ret::Value(None)),
+        ev(0, 2, 3, Op::Insert(1, 9), Ret::Value(None)),
+        ev(0, 4, 5, Op::Clear, Ret::Unit),
+        ev(1, 6, 7, Op::Len, Ret::Len(1)),
+    ]);
+    assert!(check(&after_clear, &declared(WEAK), 2).is_err());
 
     // Snapshots are point-in-time whatever else a strategy declares.
     let torn_snapshot = history(vec![
@@ -191,7 +219,7 @@ fn every_seeded_bug_is_caught_with_a_sound_counterexample() {
         seed: 5,
     };
     let bugs = seeded_bugs();
-    assert_eq!(bugs.len(), 3);
+    assert_eq!(bugs.len(), 4);
     for bug in bugs {
         let report = (bug.check)(&config, 2_000);
         assert!(report.violations > 0, "{} was not caught", bug.name);

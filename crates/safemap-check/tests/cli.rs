@@ -30,14 +30,19 @@ fn strategies_pass_and_exit_zero() {
 fn seeded_bugs_are_reported_and_exit_non_zero() {
     let (code, out, _) = run(&["--strategy", "seeded-bugs", "--histories", "1000"]);
     assert_eq!(code, 1, "{out}");
-    for bug in ["check-then-act", "stale-read", "lost-update"] {
+    for bug in [
+        "check-then-act",
+        "stale-read",
+        "lost-update",
+        "overcounting-len",
+    ] {
         let line = out
             .lines()
             .find(|l| l.starts_with(&format!("seeded:{bug}:")))
             .unwrap_or_else(|| panic!("no line for {bug}: {out}"));
         assert!(!line.contains(" 0 violations"), "{line}");
     }
-    assert_eq!(out.matches("first counterexample").count(), 3, "{out}");
+    assert_eq!(out.matches("first counterexample").count(), 4, "{out}");
 }
 
 #[test]
