@@ -102,8 +102,8 @@ mod tally;
 pub use front::SafeMap;
 pub use locked::LockedMap;
 pub use map::{
-    Action, Blocks, ConcurrentMap, Consistency, Cost, DeadlineMap, DefaultHashBuilder, MapSnapshot,
-    TimedOut, WholeMap,
+    Action, Blocks, ConcurrentMap, Consistency, Cost, DeadlineMap, DefaultHashBuilder, Maintenance,
+    MapSnapshot, TimedOut, WholeMap,
 };
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsObserver;
@@ -119,7 +119,6 @@ pub use raw::versioned::TrieSnapshot;
 pub use read_mostly::ReadMostlyMap;
 pub use sharded::ShardedMap;
 pub use snapshot::{Batch, SnapshotMap};
-pub use tally::Maintenance;
 
 /// The strategy list, written once: expands `callback! { [entries] rest }`, where each entry is
 /// `(module, Strategy, [capabilities])`. The conformance suites, the checker, the shuttle

@@ -24,6 +24,37 @@ pub enum Action<V> {
     Remove,
 }
 
+/// Maintenance a call can trigger, reported to an [`Observer`](crate::Observer). Each strategy
+/// declares which kinds it reports in [`Consistency::maintenance`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Maintenance {
+    /// A call moved entries to a larger table: reported once per table the call worked on,
+    /// with the time it spent doing so. A table that grows all at once (the hashbrown tables of
+    /// `LockedMap`, `ShardedMap` and either copy of a `ReadMostlyMap` shard) allocates larger
+    /// buckets, moves every entry and frees the old ones within the call that grew it, which is
+    /// timed from the allocation to the release; a table that grows incrementally reports each
+    /// call that moved some of its entries, so one resize shows as several, each with its share
+    /// of the time. A table that only cleans out deleted slots in place (hashbrown does so
+    /// instead of growing when at least half its capacity is deleted slots) allocates nothing
+    /// and is not reported.
+    Resize,
+    /// A new version of a `SnapshotMap` was built and published.
+    Publish,
+}
+
+impl Maintenance {
+    /// Every kind, in declaration order.
+    pub const ALL: [Maintenance; 2] = [Maintenance::Resize, Maintenance::Publish];
+
+    /// A lower-case name, as a metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Maintenance::Resize => "resize",
+            Maintenance::Publish => "publish",
+        }
+    }
+}
+
 /// How a whole-map operation relates to the writes that run at the same time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WholeMap {
@@ -69,6 +100,9 @@ pub struct Consistency {
     /// [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) or
     /// [`remove_if`](ConcurrentMap::remove_if) runs on a key.
     pub closure_blocks_readers: Blocks,
+    /// The [`Maintenance`] kinds this strategy reports to an [`Observer`](crate::Observer) wrapped
+    /// around it; it reports no other.
+    pub maintenance: &'static [Maintenance],
     /// Which writers wait while such a closure runs. Never [`Blocks::Nothing`] in a strategy
     /// whose closures run exactly once, since another writer of the key must wait to see the
     /// closure's result.

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
 
+use crate::map::Maintenance;
 use crate::observe::{Access, Observer, Operation, Outcome, ShardBalance};
-use crate::tally::Maintenance;
 
 /// Records a map's accesses as `metrics` series under the map's name. Wrap a map with it through
 /// [`Observed`](crate::Observed).

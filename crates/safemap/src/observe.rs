@@ -13,9 +13,10 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
+use crate::map::Maintenance;
 use crate::map::{Action, ConcurrentMap, Consistency};
 use crate::sync::thread_local;
-use crate::tally::{self, Call, Maintenance};
+use crate::tally::{self, Call};
 
 /// Which operation ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

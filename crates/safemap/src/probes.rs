@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
+use crate::map::Maintenance;
 use crate::observe::{Access, Observer, Operation, ShardBalance};
-use crate::tally::Maintenance;
 
 /// Fires the `safemap` SDT probes listed in the module docs, tagged with a map id of the caller's
 /// choosing.

@@ -17,33 +17,8 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use crate::map::Maintenance;
 use crate::sync::thread_local;
-
-/// Maintenance a call can trigger.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Maintenance {
-    /// A table of a lock-based strategy (`LockedMap`, `ShardedMap`, either copy of a
-    /// `ReadMostlyMap` shard) grew: it allocated larger buckets, moved its entries there and
-    /// freed the old ones. Timed from the allocation to the release, and counted per table. A
-    /// table that only cleans out deleted slots in place (hashbrown does so instead of growing
-    /// when at least half its capacity is deleted slots) allocates nothing and is not reported.
-    Resize,
-    /// A new version of a `SnapshotMap` was built and published.
-    Publish,
-}
-
-impl Maintenance {
-    /// Every kind, in declaration order.
-    pub const ALL: [Maintenance; 2] = [Maintenance::Resize, Maintenance::Publish];
-
-    /// A lower-case name, as a metric label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Maintenance::Resize => "resize",
-            Maintenance::Publish => "publish",
-        }
-    }
-}
 
 /// One call's tally.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -212,4 +187,27 @@ pub(crate) fn table_freed(bytes: usize) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An incrementally growing table reports, through [`maintain`], each call that moved some
+    /// of its entries; calls that moved none report nothing, and each report is that call's own.
+    #[test]
+    fn a_resize_spread_over_calls_is_reported_by_each_call_that_moved_entries() {
+        for moved in [true, true, false, true] {
+            let call = begin();
+            maintain(Maintenance::Resize, || ((), moved));
+            let tally = call.end();
+            assert_eq!(
+                tally.maintenance[Maintenance::Resize as usize].0,
+                u32::from(moved)
+            );
+        }
+        // Outside an observed call nothing is tallied.
+        maintain(Maintenance::Resize, || ((), true));
+        assert_eq!(begin().end(), ZERO);
+    }
 }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
-use crate::map::{Action, Blocks, Consistency, Cost, MapSnapshot, TimedOut, WholeMap};
+use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut, WholeMap};
 
 /// How long an operation may wait for a lock.
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +75,7 @@ pub(crate) const ATOMIC: Consistency = Consistency {
     retain: WholeMap::Atomic,
     clear: WholeMap::Atomic,
     snapshot_cost: Cost::Linear,
+    maintenance: &[Maintenance::Resize],
     closure_blocks_readers: Blocks::Map,
     closure_blocks_writers: Blocks::Map,
 };

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use super::core::{ATOMIC, BoundedWait, Core, Inserted, Lookup, Probe, Timed, Wait};
 use super::published::{Published, Stamped, Writer};
 use super::trie::Trie;
-use crate::map::{Action, Blocks, Consistency, Cost, MapSnapshot, TimedOut};
-use crate::tally::{self, Maintenance};
+use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
+use crate::tally;
 
 /// The published versions of one map.
 pub struct Versioned<K, V> {
@@ -95,6 +95,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     /// closure holds the one writer lock, which readers ignore.
     const CONSISTENCY: Consistency = Consistency {
         snapshot_cost: Cost::Constant,
+        maintenance: &[Maintenance::Publish],
         closure_blocks_readers: Blocks::Nothing,
         ..ATOMIC
     };
