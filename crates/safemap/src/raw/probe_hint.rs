@@ -109,7 +109,7 @@ mod tests {
     use hashbrown::HashTable;
 
     use super::*;
-    use crate::DefaultHashBuilder;
+    use crate::map::DefaultHashBuilder;
 
     /// Inserts `keys` into `table` through `entry`, as the maps do, following each new key.
     fn fill(
