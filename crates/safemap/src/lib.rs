@@ -74,13 +74,26 @@
 //!
 //! # Closures
 //!
-//! Closures passed to `get_with`, `remove_if`, `get_or_insert_with`, `compute`, `retain` (and
-//! [`SnapshotMap::write_batch`]) run while the map holds a lock for them, or, for `get_with` in
-//! [`ReadMostlyMap`], a read that writers wait for. If one calls back into the same map, that call panics with
-//! a message naming the operation, instead of deadlocking. A closure that panics leaves the map
-//! consistent and usable: locks are not poisoned and no value is leaked or dropped twice.
-//! [`for_each`](ConcurrentMap::for_each) visits copies with no lock held, so its closure may call
-//! the map freely.
+//! Closures passed to `remove_if`, `get_or_insert_with`, `compute`, `retain` (and
+//! [`SnapshotMap::write_batch`]) run while the map holds a lock for them; who waits meanwhile is
+//! declared in [`Consistency::closure_blocks_readers`] and
+//! [`Consistency::closure_blocks_writers`]. A `get_with` closure runs under a read lock, or, in
+//! [`ReadMostlyMap`], as a read that writers wait for; in [`SnapshotMap`] it holds up no one. If a
+//! closure calls back into the same map, that call panics with a message naming the operation,
+//! instead of deadlocking. A closure that panics leaves the map consistent and usable: locks are
+//! not poisoned and no value is leaked or dropped twice. [`for_each`](ConcurrentMap::for_each)
+//! visits copies (or an immutable version) with no lock held, so its closure may call the map
+//! freely.
+//!
+//! # How the crate is built
+//!
+//! Every strategy is one generic front, [`SafeMap`], over a core: the front hashes each key once,
+//! runs the re-entrancy check, wraps user closures and implements the traits; the core (in
+//! `src/raw/`) owns the storage and the synchronization protocol and declares its
+//! [`Consistency`]. A strategy's own file is a type alias naming its core, its docs, its
+//! constructors and the methods only it has. [`strategies!`] is the one list of strategies that
+//! the tests, the checker, the schedule explorer, the benchmark and the docs check read; its docs
+//! give the recipe for adding one.
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 
 mod front;

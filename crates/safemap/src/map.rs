@@ -166,8 +166,10 @@ pub trait ConcurrentMap<K, V> {
 
     /// Runs `read` on the value for `key` and returns its result, without cloning the value.
     ///
-    /// `read` runs while the entry is locked against writers, so keep it short. Calling back into
-    /// the same map from `read` panics.
+    /// `read` runs while writers of the entry wait for it (behind a read lock, or, in
+    /// `ReadMostlyMap`, as a reader the writer waits to leave), except in `SnapshotMap`, where it
+    /// reads an immutable version and holds up no one. Keep it short either way. Calling back
+    /// into the same map from `read` panics.
     ///
     /// ```
     /// use safemap::{ConcurrentMap, ShardedMap};
@@ -199,7 +201,8 @@ pub trait ConcurrentMap<K, V> {
     /// ```
     fn insert(&self, key: K, value: V) -> Option<V>;
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value. In a `SnapshotMap`, older versions that readers still
+    /// hold keep a clone of it until they let go.
     fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -269,7 +272,9 @@ pub trait ConcurrentMap<K, V> {
     /// ```
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool);
 
-    /// Removes every entry. Values are dropped after the map's locks are released.
+    /// Removes every entry. Values are dropped after the map's locks are released; in a
+    /// `SnapshotMap`, once no version holds them (a thread's cached version keeps its values
+    /// alive until that thread reads the map again).
     fn clear(&self);
 
     /// The number of entries. See [`Consistency::len`] for whether it is exact.
@@ -301,10 +306,12 @@ pub trait ConcurrentMap<K, V> {
         vec![self.len()]
     }
 
-    /// Calls `visit` once for every entry, on copies taken without blocking writers for longer
-    /// than one shard. Every key present throughout the call is visited exactly once; see
-    /// [`Consistency::for_each`] for the rest. `visit` runs with no lock held, so it may call
-    /// back into the map.
+    /// Calls `visit` once for every entry. Every key present throughout the call is visited
+    /// exactly once; see [`Consistency::for_each`] for the rest. `visit` runs with no lock held,
+    /// so it may call back into the map: the strategy visits copies of its entries, or an
+    /// immutable version. Writers wait while the copies are taken: for one shard at a time where
+    /// `for_each` is weakly consistent, for the whole copy where it is atomic and the strategy
+    /// copies (`LockedMap`, `ReadMostlyMap`); `SnapshotMap` copies nothing and holds up no one.
     ///
     /// ```
     /// use safemap::{ConcurrentMap, ShardedMap};

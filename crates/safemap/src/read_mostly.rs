@@ -95,10 +95,47 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(shuttle)))]
 mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
     use super::*;
     use crate::map::Action;
+    use crate::observe::{Access, Observed, Observer, Operation};
+
+    /// A writer that must wait for a reader to leave the copy it changes reports that wait to
+    /// the access hook, as a lock wait.
+    #[test]
+    fn a_writer_waiting_for_readers_reports_the_wait() {
+        #[derive(Default)]
+        struct Waits(parking_lot::Mutex<Vec<(Operation, Duration)>>);
+        impl Observer for Waits {
+            fn on_access(&self, _: Access) {}
+            fn on_lock_wait(&self, operation: Operation, waited: Duration) {
+                self.0.lock().push((operation, waited));
+            }
+        }
+        let hold = Duration::from_millis(60);
+        let map = Observed::new(ReadMostlyMap::<u32, u32>::new(), Waits::default());
+        map.insert(1, 1);
+        let (reading_tx, reading_rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            let map = &map;
+            s.spawn(move || {
+                map.inner().get_with(&1, |_| {
+                    reading_tx.send(()).unwrap();
+                    std::thread::sleep(hold);
+                });
+            });
+            reading_rx.recv().unwrap();
+            map.insert(1, 2);
+        });
+        let waits = map.observer().0.lock();
+        assert_eq!(waits.len(), 1, "{waits:?}");
+        assert_eq!(waits[0].0, Operation::Insert);
+        assert!(waits[0].1 >= hold / 2, "waited only {:?}", waits[0].1);
+    }
 
     type AddKey = fn(&ReadMostlyMap<u64, u64>, u64);
 

@@ -6,7 +6,8 @@
 //! each leaf is a hashbrown table, which probes with the low bits and tags with the top 7, so the
 //! trie's own bits do not rob it of entropy. A leaf splits into a branch when it passes
 //! [`LEAF_MAX`] entries, until the trie is [`MAX_DEPTH`] branches deep; below that, a leaf only
-//! grows (that takes a hash function so poor that thousands of keys share 40 bits).
+//! grows (that takes a hash function so poor that more than [`LEAF_MAX`] keys agree on all 36 bits
+//! the branches use). The bit layout is the one `raw::routing` describes.
 //!
 //! A lookup walks a few branches (two for a million entries) and probes one leaf, so it costs
 //! close to one hashbrown probe: the branches near the root stay in cache.
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 
 use super::core::Probe;
+use super::routing::TAG_BITS;
 
 /// Children per branch.
 pub(crate) const FANOUT: usize = 1 << BITS;
@@ -35,12 +37,16 @@ const BITS: u32 = 6;
 /// fewer, larger leaves make a lookup's walk shorter. Measured at 1M keys, ReadMostly, one
 /// thread (`safemap-bench run --workload ReadMostly --keys 1000000 --threads 1,2`): 6-bit
 /// branches with 512-entry leaves read 1.5x faster than 5-bit with 128 (p50 220 vs 360 ns);
-/// a write costs 1.3 us instead of 0.8 us (criterion, 64k entries).
+/// a write costs 1.3 us instead of 0.8 us (criterion, 64k entries). Under `--cfg safemap_stress`
+/// leaves split at 4 entries, so tests reach deep tries and splits with a few hundred keys.
+#[cfg(not(safemap_stress))]
 pub(crate) const LEAF_MAX: usize = 512;
+#[cfg(safemap_stress)]
+pub(crate) const LEAF_MAX: usize = 4;
 /// The deepest branch level: 6 levels use bits 56..21, leaving hashbrown the low 21.
 const MAX_DEPTH: u32 = 6;
-/// The highest hash bit the trie uses, plus one: bits 57..63 are hashbrown's tag.
-const TOP: u32 = 57;
+/// The highest hash bit the trie uses, plus one: the bits above are hashbrown's tag.
+const TOP: u32 = 64 - TAG_BITS;
 
 /// A subtree: nothing, a leaf, or a branch.
 pub(crate) enum Child<K, V> {
@@ -55,7 +61,7 @@ pub(crate) struct Leaf<K, V> {
     entries: HashTable<(K, V)>,
 }
 
-/// [`FANOUT`] subtrees, chosen by the next 5 bits of the hash.
+/// [`FANOUT`] subtrees, chosen by the next [`BITS`] (6) bits of the hash.
 #[derive(Clone)]
 pub(crate) struct Branch<K, V> {
     children: [Child<K, V>; FANOUT],
