@@ -151,13 +151,15 @@ pub use snapshot::{Batch, SnapshotMap};
 /// ```
 ///
 /// # Adding a strategy
-/// 1. Its core in `src/raw/` (a folder once it has more than one file): a type implementing
-///    `raw::core::Core`, and `BoundedWait` if every wait it makes is for a lock.
+/// 1. Its core: a file (or a folder, once it has more than one file) in `src/raw/`, declared in
+///    `src/raw/mod.rs`, with a type that implements `raw::core::Core` (its consistency declared
+///    there), `Default`, and `raw::core::BoundedWait` if every wait it makes is for a lock.
 /// 2. Its front file `src/<strategy>.rs`: `pub type NameMap<K, V, S = DefaultHashBuilder> =
-///    SafeMap<Core<K, V>, S>;` with its docs, constructors and the methods only it has, declared
-///    as a module and re-exported in `src/lib.rs`.
-/// 3. One line in this list. The tests then require a row for it in the strategy tables of the
-///    crate docs and the README.
+///    SafeMap<TheCore<K, V>, S>;` with its docs, constructors and the methods only it has; in
+///    `src/lib.rs`, `mod <strategy>;` and `pub use <strategy>::NameMap;`.
+/// 3. One line in this list, with `deadline` if the core is `BoundedWait`. The conformance,
+///    checker, schedule and benchmark runs then include it, and the docs tests require a row for
+///    it in the strategy tables of this crate's docs (above, in `src/lib.rs`) and of the README.
 #[macro_export]
 macro_rules! strategies {
     ($($callback:ident)::+ ! ( $($rest:tt)* )) => {

@@ -227,29 +227,37 @@ impl<K, V> LeftRight<K, V> {
             .collect()
     }
 
-    /// Waits until no reader is in copy `copy` of shard `index`. A wait that had to spin is
-    /// tallied as a lock wait: to the writer it is one, a wait for readers to let go.
+    /// Waits until no reader is in copy `copy` of shard `index`. Usually none is, and one scan
+    /// of the slots shows it; a wait that has to spin is timed and tallied as a lock wait, since
+    /// to the writer it is one: a wait for readers to let go.
     fn wait_for_readers(&self, index: usize, copy: usize) {
-        let spin = Spin::new();
-        let mut waiting_since = None;
-        let mut wait = || {
-            waiting_since.get_or_insert_with(Instant::now);
-            spin.wait();
-        };
         let wanted = announcement(index, copy);
-        for slot in self.slots.iter() {
-            // SeqCst: pairs with readers' announcements; it also acquires their release exits, so
-            // their reads of the copy happen before our changes to it.
+        // SeqCst: pairs with readers' announcements; it also acquires their release exits, so
+        // their reads of the copy happen before our changes to it.
+        let reading = |slot: &CachePadded<ReaderSlot>| slot.reading.load(SeqCst) == wanted;
+        let shared = &self.shards[index].shared_readers[copy];
+        match self.slots.iter().position(reading) {
+            // SeqCst: as for the slots.
+            None if shared.load(SeqCst) == 0 => {}
+            busy => self.wait_for_readers_from(busy.unwrap_or(self.slots.len()), wanted, shared),
+        }
+    }
+
+    /// [`Self::wait_for_readers`] once a reader was seen: spins on each slot from `first` on,
+    /// then on the shared counter, and tallies the time.
+    #[cold]
+    fn wait_for_readers_from(&self, first: usize, wanted: usize, shared: &AtomicUsize) {
+        let (spin, since) = (Spin::new(), Instant::now());
+        for slot in &self.slots[first..] {
+            // SeqCst: as in `wait_for_readers`.
             while slot.reading.load(SeqCst) == wanted {
-                wait();
+                spin.wait();
             }
         }
-        while self.shards[index].shared_readers[copy].load(SeqCst) != 0 {
-            wait();
+        while shared.load(SeqCst) != 0 {
+            spin.wait();
         }
-        if let Some(since) = waiting_since {
-            tally::lock_waited(since.elapsed());
-        }
+        tally::lock_waited(since.elapsed());
     }
 }
 
