@@ -20,11 +20,21 @@ fn bench(args: &[&str]) -> (i32, String, String) {
 
 const TINY: &[&str] = &["--keys", "2000", "--ops", "20000", "--reps", "1"];
 
-const CONTESTANTS: &[&str] = &[
-    "LockedMap",
-    "ShardedMap",
-    "SnapshotMap",
-    "ReadMostlyMap",
+/// The names of the entries of `safemap::strategies!`.
+macro_rules! names {
+    ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?]) => {
+        [$(stringify!($map)),*]
+    };
+}
+
+/// Every contestant: the safemap strategies, then the peers and the floor.
+fn contestants() -> Vec<&'static str> {
+    let mut all: Vec<&str> = safemap::strategies!(names!()).into();
+    all.extend(PEERS);
+    all
+}
+
+const PEERS: &[&str] = &[
     "std-RwLock",
     "std-Mutex",
     "dashmap",
@@ -59,8 +69,8 @@ fn quick_run_writes_every_contestant_to_json() {
     let results = doc["results"].as_array().unwrap();
     for workload in ["ReadHeavy", "Exchange", "RapidGrow"] {
         for threads in [1, 2] {
-            for contestant in CONTESTANTS {
-                if *contestant == "hashbrown-floor" && threads > 1 {
+            for contestant in contestants() {
+                if contestant == "hashbrown-floor" && threads > 1 {
                     continue;
                 }
                 let row = results
@@ -115,13 +125,10 @@ fn snapshot_scenario_times_snapshots_of_those_that_have_them() {
         .iter()
         .map(|r| r["contestant"].as_str().unwrap())
         .collect();
-    let expected = [
-        "LockedMap",
-        "ReadMostlyMap",
-        "ShardedMap",
-        "SnapshotMap",
-        "std-RwLock",
-    ];
+    // Every safemap strategy (all have snapshots) and the one peer with a consistent snapshot.
+    let mut expected: Vec<&str> = safemap::strategies!(names!()).into();
+    expected.push("std-RwLock");
+    expected.sort_unstable();
     assert_eq!(ran.into_iter().collect::<Vec<_>>(), expected);
     assert_eq!(
         results.len(),

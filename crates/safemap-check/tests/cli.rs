@@ -18,7 +18,12 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn strategies_pass_and_exit_zero() {
     let (code, out, _) = run(&["--strategy", "all", "--histories", "200"]);
     assert_eq!(code, 0, "{out}");
-    for name in ["LockedMap", "ShardedMap", "SnapshotMap", "ReadMostlyMap"] {
+    macro_rules! names {
+        ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?]) => {
+            [$(stringify!($map)),*]
+        };
+    }
+    for name in safemap::strategies!(names!()) {
         assert!(
             out.contains(&format!("{name}: 200 histories, 0 violations")),
             "{out}"
