@@ -129,9 +129,10 @@ pub trait Core: Default {
         hasher: &S,
     ) -> Timed<Option<Self::Value>, ()>;
 
-    /// The locked half of `get_or_insert_with`, after the front's lock-free lookup missed: looks
-    /// again with writers excluded, and stores `make()` only if the key is still absent, so that
-    /// `make` runs at most once per absent key.
+    /// The locked half of `get_or_insert_with`, after the front's lookup missed: a
+    /// [`compute`](Core::compute) that keeps a present value and stores `make()` for an absent
+    /// one. It runs with the key's writers excluded, as every `compute` does, so `make` runs at
+    /// most once per absent key.
     fn get_or_insert_with<S: BuildHasher>(
         &self,
         hash: u64,
@@ -140,7 +141,24 @@ pub trait Core: Default {
         hasher: &S,
     ) -> Self::Value
     where
-        Self::Value: Clone;
+        Self::Value: Clone,
+    {
+        let mut stored = None;
+        let keep_or_make = |current: Option<&Self::Value>| {
+            let (value, action) = match current {
+                Some(present) => (present.clone(), Action::Keep),
+                None => {
+                    let made = make();
+                    (made.clone(), Action::Set(made))
+                }
+            };
+            stored = Some(value);
+            action
+        };
+        // Nothing is displaced: the action keeps a present value or fills an absent key.
+        let _ = self.compute(Wait::Forever, hash, key, keep_or_make, hasher);
+        stored.expect("compute runs its closure exactly once")
+    }
 
     /// Runs `update` exactly once on the entry for `key` and applies its action; returns the
     /// value the action displaced.
@@ -179,8 +197,11 @@ pub trait Core: Default {
     /// The number of entries.
     fn len(&self) -> usize;
 
-    /// The number of entries in each independently locked part.
-    fn shard_lengths(&self) -> Vec<usize>;
+    /// The number of entries in each independently locked part; one count for a core that has
+    /// no parts.
+    fn shard_lengths(&self) -> Vec<usize> {
+        vec![self.len()]
+    }
 
     /// Calls `visit` for every entry, holding no lock while it runs.
     fn for_each(&self, visit: &mut impl FnMut(&Self::Key, &Self::Value))

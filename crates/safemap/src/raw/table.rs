@@ -108,26 +108,6 @@ pub(crate) fn remove_if<K, V>(
     }
 }
 
-/// The value for `key`, first storing `make()` if it is absent; a new key updates `hint`.
-pub(crate) fn get_or_insert_with<K: Eq, V: Clone>(
-    table: &mut Table<K, V>,
-    hash: u64,
-    key: K,
-    make: impl FnOnce() -> V,
-    rehash: impl Fn(&K) -> u64,
-    hint: &ProbeHint,
-) -> V {
-    match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
-        Entry::Occupied(entry) => entry.get().1.clone(),
-        Entry::Vacant(entry) => {
-            let filled = entry.insert((key, make()));
-            let found = filled.get().1.clone();
-            hint.follow(filled);
-            found
-        }
-    }
-}
-
 /// Runs `update` on the entry for `key` and applies its action; a new key updates `hint`.
 pub(crate) fn compute<K: Eq, V>(
     table: &mut Table<K, V>,

@@ -172,22 +172,6 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         Ok(table::remove_if(&mut table, probe, remove))
     }
 
-    fn get_or_insert_with<S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: K,
-        make: impl FnOnce() -> V,
-        hasher: &S,
-    ) -> V
-    where
-        V: Clone,
-    {
-        let shard = self.locate(hash);
-        // Under the exclusive lock, which is what makes `make` run at most once.
-        let mut table = shard.write_now();
-        table::get_or_insert_with(&mut table, hash, key, make, rehash(hasher), shard.hint())
-    }
-
     #[inline]
     fn compute<S: BuildHasher>(
         &self,

@@ -142,26 +142,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         }))
     }
 
-    fn get_or_insert_with<S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: K,
-        make: impl FnOnce() -> V,
-        hasher: &S,
-    ) -> V
-    where
-        V: Clone,
-    {
-        self.write(|trie| {
-            if let Some((_, present)) = trie.get(Lookup { hash, key: &key }) {
-                return (present.clone(), false);
-            }
-            let value = make();
-            trie.insert(hash, key, value.clone(), hasher);
-            (value, true)
-        })
-    }
-
     fn compute<S: BuildHasher>(
         &self,
         wait: Wait,
@@ -216,10 +196,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
 
     fn len(&self) -> usize {
         self.published.read(Trie::len)
-    }
-
-    fn shard_lengths(&self) -> Vec<usize> {
-        vec![self.len()]
     }
 
     /// Visits the current version, which no writer changes.

@@ -149,27 +149,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         Ok(release(writer, change))
     }
 
-    fn get_or_insert_with<S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: K,
-        make: impl FnOnce() -> V,
-        hasher: &S,
-    ) -> V
-    where
-        V: Clone,
-    {
-        let mut writer = self.writer(hash, Wait::Forever).expect("waits forever");
-        if let Some((_, present)) = writer.table().find(hash, |(k, _)| *k == key) {
-            return present.clone();
-        }
-        let value = make();
-        let stored = value.clone();
-        let change = insert_both(&mut writer, hash, key, value, hasher);
-        release(writer, change);
-        stored
-    }
-
     fn compute<S: BuildHasher>(
         &self,
         wait: Wait,
