@@ -279,16 +279,19 @@ mod tests {
     type Set = Tables<u64, u64, ManyTables>;
     type AddKey<'a> = dyn Fn(&Set, u64) + 'a;
 
-    /// Every shard's hint matches its table.
+    /// Every shard's hint matches its table (an empty table, which some hash seeds leave, has no
+    /// layout to match).
     fn assert_hints_current(set: &Set) {
         for shard in set.shards.iter() {
             let table = shard.read_now();
-            assert_eq!(
-                Some(shard.hint().current()),
-                ProbeHint::layout_of(&table),
-                "a shard of {} entries",
-                table.len()
-            );
+            if let Some(layout) = ProbeHint::layout_of(&table) {
+                assert_eq!(
+                    shard.hint().current(),
+                    layout,
+                    "a shard of {} entries",
+                    table.len()
+                );
+            }
         }
     }
 
