@@ -1,4 +1,5 @@
-//! Shared by every test file: the strategy list and the instrumented key and value types.
+//! Shared by every test file: the per-strategy expansion of `safemap::strategies!` and the
+//! instrumented key and value types.
 #![allow(dead_code, unused_macros, unused_imports)]
 
 use std::collections::HashSet;
