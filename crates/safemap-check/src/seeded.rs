@@ -152,6 +152,31 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
         self.after_write(self.inner.get_or_insert_with(key, make))
     }
 
+    fn try_get_or_insert_with<E>(
+        &self,
+        key: Key,
+        make: impl FnOnce() -> Result<Val, E>,
+    ) -> Result<Val, E> {
+        self.after_write(self.inner.try_get_or_insert_with(key, make))
+    }
+
+    fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut Val) -> R) -> Option<R>
+    where
+        Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.after_write(self.inner.update(key, change))
+    }
+
+    fn update_or_insert_with<R>(
+        &self,
+        key: Key,
+        make: impl FnOnce() -> Val,
+        change: impl FnOnce(&mut Val) -> R,
+    ) -> R {
+        self.after_write(self.inner.update_or_insert_with(key, make, change))
+    }
+
     fn compute(&self, key: Key, update: impl FnOnce(Option<&Val>) -> Action<Val>) -> Option<Val> {
         if BUG == bug::LOST_UPDATE {
             let old = self.inner.get(&key);

@@ -29,6 +29,7 @@ fn declared(whole: WholeMap) -> Consistency {
         retain: whole,
         clear: whole,
         snapshot_cost: Cost::Linear,
+        update_in_place: true,
         maintenance: &[],
         closure_blocks_readers: Blocks::Map,
         closure_blocks_writers: Blocks::Map,

@@ -14,6 +14,7 @@
 //! and the methods only it has.
 
 use std::borrow::Borrow;
+use std::convert::Infallible;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
@@ -133,6 +134,28 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
             .remove_if(wait, self.probe(key), remove, &self.hasher)
     }
 
+    /// `get_or_insert_with` and its fallible form, for operation `op`.
+    fn get_or_make<E>(
+        &self,
+        op: &'static str,
+        key: C::Key,
+        make: impl FnOnce() -> Result<C::Value, E>,
+    ) -> Result<C::Value, E>
+    where
+        C::Value: Clone,
+    {
+        let id = self.enter();
+        let probe = self.probe(&key);
+        // Most calls find the key: answer those on the read path.
+        if let Some(present) = waited(self.core.get(Wait::Forever, probe, C::Value::clone)) {
+            return Ok(present);
+        }
+        let hash = probe.hash;
+        let make = || reentry::run_inside(id, op, make);
+        self.core
+            .try_get_or_insert_with(hash, key, make, &self.hasher)
+    }
+
     /// `compute` and its deadline form.
     #[inline]
     fn compute_waiting(
@@ -233,15 +256,47 @@ where
     where
         C::Value: Clone,
     {
-        let id = self.enter();
-        let probe = self.probe(&key);
-        // Most calls find the key: answer those on the read path.
-        if let Some(present) = waited(self.core.get(Wait::Forever, probe, C::Value::clone)) {
-            return present;
+        match self.get_or_make("get_or_insert_with", key, || Ok::<_, Infallible>(make())) {
+            Ok(value) => value,
+            Err(never) => match never {},
         }
-        let hash = probe.hash;
-        let make = || reentry::run_inside(id, "get_or_insert_with", make);
-        self.core.get_or_insert_with(hash, key, make, &self.hasher)
+    }
+
+    fn try_get_or_insert_with<E>(
+        &self,
+        key: C::Key,
+        make: impl FnOnce() -> Result<C::Value, E>,
+    ) -> Result<C::Value, E>
+    where
+        C::Value: Clone,
+    {
+        self.get_or_make("try_get_or_insert_with", key, make)
+    }
+
+    fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut C::Value) -> R) -> Option<R>
+    where
+        C::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let id = self.enter();
+        let change = |value: &mut C::Value| reentry::run_inside(id, "update", || change(value));
+        self.core.update(self.probe(key), change, &self.hasher)
+    }
+
+    fn update_or_insert_with<R>(
+        &self,
+        key: C::Key,
+        make: impl FnOnce() -> C::Value,
+        change: impl FnOnce(&mut C::Value) -> R,
+    ) -> R {
+        let id = self.enter();
+        let hash = self.hasher.hash_one(&key);
+        let make = || reentry::run_inside(id, "update_or_insert_with", make);
+        let change = |value: &mut C::Value| {
+            reentry::run_inside(id, "update_or_insert_with", || change(value))
+        };
+        self.core
+            .update_or_insert_with(hash, key, make, change, &self.hasher)
     }
 
     #[inline]

@@ -100,6 +100,11 @@ pub struct Consistency {
     /// [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) or
     /// [`remove_if`](ConcurrentMap::remove_if) runs on a key.
     pub closure_blocks_readers: Blocks,
+    /// Whether [`update`](ConcurrentMap::update) and
+    /// [`update_or_insert_with`](ConcurrentMap::update_or_insert_with) change the stored value
+    /// itself (`true`), or a clone that they then store in its place, because readers may be
+    /// holding the stored one (`false`).
+    pub update_in_place: bool,
     /// The [`Maintenance`] kinds this strategy reports to an [`Observer`](crate::Observer) wrapped
     /// around it; it reports no other.
     pub maintenance: &'static [Maintenance],
@@ -241,6 +246,69 @@ pub trait ConcurrentMap<K, V> {
     fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
     where
         V: Clone;
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for a `make` that can fail (moka's
+    /// `try_get_with`): on `Err` nothing is stored and the error is returned. A successful `make`
+    /// runs at most once per absent key; a failed one leaves the key absent, so the next caller
+    /// tries again. Calling back into the same map from `make` panics.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let ports: ShardedMap<&str, u16> = ShardedMap::new();
+    /// assert_eq!(ports.try_get_or_insert_with("web", || "80x".parse::<u16>()).is_err(), true);
+    /// assert!(!ports.contains_key("web"));
+    /// assert_eq!(ports.try_get_or_insert_with("web", || "80".parse::<u16>()), Ok(80));
+    /// ```
+    fn try_get_or_insert_with<E>(
+        &self,
+        key: K,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E>
+    where
+        V: Clone;
+
+    /// Changes the value for `key` in place and returns what `change` returns, or `None` if the
+    /// key is absent (std's `get_mut`, dashmap's `alter`, without a guard). `change` runs exactly
+    /// once, with the key's writers excluded. Calling back into the same map from `change` panics.
+    ///
+    /// The lock-based strategies change the stored value itself, so appending to a `Vec` value
+    /// copies nothing; if `change` panics, the value keeps what `change` did before it panicked.
+    /// `SnapshotMap` and `ReadMostlyMap` change a clone (readers may hold the stored value) and
+    /// store it when `change` returns; if `change` panics, nothing changes.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let log: ShardedMap<&str, Vec<u8>> = ShardedMap::new();
+    /// log.insert("a", vec![1]);
+    /// assert_eq!(log.update("a", |bytes| { bytes.push(2); bytes.len() }), Some(2));
+    /// assert_eq!(log.update("b", |bytes| bytes.len()), None);
+    /// assert_eq!(log.get("a"), Some(vec![1, 2]));
+    /// ```
+    fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Changes the value for `key` in place, first building it with `make()` if the key is
+    /// absent (`entry(k).or_insert_with(make)` followed by a change, without a guard); returns
+    /// what `change` returns. `change` runs exactly once, `make` at most once, with the key's
+    /// writers excluded. An absent key is stored only after `change` returns, so a panic in
+    /// `make` or `change` leaves it absent. Costs as for [`update`](Self::update).
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let groups: ShardedMap<&str, Vec<u32>> = ShardedMap::new();
+    /// for (group, member) in [("admins", 1), ("users", 2), ("admins", 3)] {
+    ///     groups.update_or_insert_with(group, Vec::new, |members| members.push(member));
+    /// }
+    /// assert_eq!(groups.get("admins"), Some(vec![1, 3]));
+    /// ```
+    fn update_or_insert_with<R>(
+        &self,
+        key: K,
+        make: impl FnOnce() -> V,
+        change: impl FnOnce(&mut V) -> R,
+    ) -> R;
 
     /// Atomically reads the entry for `key` and applies the [`Action`] that `update` returns.
     ///

@@ -35,6 +35,12 @@ pub enum Operation {
     RemoveIf,
     /// [`ConcurrentMap::get_or_insert_with`].
     GetOrInsertWith,
+    /// [`ConcurrentMap::try_get_or_insert_with`].
+    TryGetOrInsertWith,
+    /// [`ConcurrentMap::update`].
+    Update,
+    /// [`ConcurrentMap::update_or_insert_with`].
+    UpdateOrInsertWith,
     /// [`ConcurrentMap::compute`].
     Compute,
     /// [`ConcurrentMap::retain`].
@@ -51,7 +57,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 16] = [
         Operation::Get,
         Operation::GetWith,
         Operation::ContainsKey,
@@ -59,6 +65,9 @@ impl Operation {
         Operation::Remove,
         Operation::RemoveIf,
         Operation::GetOrInsertWith,
+        Operation::TryGetOrInsertWith,
+        Operation::Update,
+        Operation::UpdateOrInsertWith,
         Operation::Compute,
         Operation::Retain,
         Operation::Clear,
@@ -77,6 +86,9 @@ impl Operation {
             Operation::Remove => "remove",
             Operation::RemoveIf => "remove_if",
             Operation::GetOrInsertWith => "get_or_insert_with",
+            Operation::TryGetOrInsertWith => "try_get_or_insert_with",
+            Operation::Update => "update",
+            Operation::UpdateOrInsertWith => "update_or_insert_with",
             Operation::Compute => "compute",
             Operation::Retain => "retain",
             Operation::Clear => "clear",
@@ -90,17 +102,19 @@ impl Operation {
 /// What an operation found or did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
-    /// A lookup found the key (for `get_or_insert_with`: the key was present, nothing stored).
+    /// A lookup found the key (for `get_or_insert_with` and `try_get_or_insert_with`: the key
+    /// was present, nothing stored).
     Hit,
     /// A lookup did not find the key.
     Miss,
     /// A new key was stored.
     Inserted,
-    /// A present key's value was replaced.
+    /// A present key's value was replaced, or changed in place (`update`).
     Replaced,
     /// A key was removed.
     Removed,
-    /// Nothing changed: the key was absent, a predicate declined, or `compute` kept the entry.
+    /// Nothing changed: the key was absent, a predicate declined, `compute` kept the entry, or
+    /// `try_get_or_insert_with`'s initializer failed.
     Unchanged,
     /// A whole-map operation ran.
     WholeMap,
@@ -512,6 +526,67 @@ where
             }
         };
         self.keyed(Operation::GetOrInsertWith, key_hash, call, judge)
+    }
+
+    fn try_get_or_insert_with<E>(&self, key: K, make: impl FnOnce() -> Result<V, E>) -> Result<V, E>
+    where
+        V: Clone,
+    {
+        let key_hash = audit_hash(&key);
+        let made = Cell::new(false);
+        let call = |m: &M| {
+            m.try_get_or_insert_with(key, || {
+                made.set(true);
+                make()
+            })
+        };
+        let judge = |result: &Result<V, E>| match (made.get(), result.is_ok()) {
+            (false, _) => Outcome::Hit,
+            (true, true) => Outcome::Inserted,
+            (true, false) => Outcome::Unchanged,
+        };
+        self.keyed(Operation::TryGetOrInsertWith, key_hash, call, judge)
+    }
+
+    fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let judge = |changed: &Option<R>| {
+            if changed.is_some() {
+                Outcome::Replaced
+            } else {
+                Outcome::Unchanged
+            }
+        };
+        let call = |m: &M| m.update(key, change);
+        self.keyed(Operation::Update, audit_hash(key), call, judge)
+    }
+
+    fn update_or_insert_with<R>(
+        &self,
+        key: K,
+        make: impl FnOnce() -> V,
+        change: impl FnOnce(&mut V) -> R,
+    ) -> R {
+        let key_hash = audit_hash(&key);
+        let made = Cell::new(false);
+        let call = |m: &M| {
+            let make = || {
+                made.set(true);
+                make()
+            };
+            m.update_or_insert_with(key, make, change)
+        };
+        let judge = |_: &R| {
+            if made.get() {
+                Outcome::Inserted
+            } else {
+                Outcome::Replaced
+            }
+        };
+        self.keyed(Operation::UpdateOrInsertWith, key_hash, call, judge)
     }
 
     fn compute(&self, key: K, update: impl FnOnce(Option<&V>) -> Action<V>) -> Option<V> {

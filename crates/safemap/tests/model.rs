@@ -19,6 +19,9 @@ enum Op {
     GetOrInsert(u8, u16),
     ComputeAdd(u8, u16),
     ComputeRemoveOdd(u8),
+    UpdateAdd(u8, u16),
+    UpsertAdd(u8, u16),
+    TryGetOrInsertEven(u8, u16),
     RetainBelow(u16),
     Clear,
     Len,
@@ -37,7 +40,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => key.clone().prop_map(Op::RemoveIfEven),
         4 => (key.clone(), any::<u16>()).prop_map(|(k, v)| Op::GetOrInsert(k, v)),
         4 => (key.clone(), 0u16..100).prop_map(|(k, d)| Op::ComputeAdd(k, d)),
-        2 => key.prop_map(Op::ComputeRemoveOdd),
+        2 => key.clone().prop_map(Op::ComputeRemoveOdd),
+        3 => (key.clone(), 0u16..100).prop_map(|(k, d)| Op::UpdateAdd(k, d)),
+        3 => (key.clone(), 0u16..100).prop_map(|(k, d)| Op::UpsertAdd(k, d)),
+        3 => (key, any::<u16>()).prop_map(|(k, v)| Op::TryGetOrInsertEven(k, v)),
         1 => any::<u16>().prop_map(Op::RetainBelow),
         1 => Just(Op::Clear),
         2 => Just(Op::Len),
@@ -89,6 +95,40 @@ fn step(map: &impl ConcurrentMap<u8, u16>, model: &mut HashMap<u8, u16>, op: &Op
                 _ => Action::Keep,
             });
             assert_eq!(displaced, expected);
+        }
+        Op::UpdateAdd(k, d) => {
+            let expected = model.get_mut(&k).map(|v| {
+                *v = v.wrapping_add(d);
+                *v
+            });
+            let changed = map.update(&k, |v| {
+                *v = v.wrapping_add(d);
+                *v
+            });
+            assert_eq!(changed, expected);
+        }
+        Op::UpsertAdd(k, d) => {
+            let slot = model.entry(k).or_insert(d);
+            *slot = slot.wrapping_add(1);
+            let result = map.update_or_insert_with(
+                k,
+                || d,
+                |v| {
+                    *v = v.wrapping_add(1);
+                    *v
+                },
+            );
+            assert_eq!(result, *slot);
+        }
+        Op::TryGetOrInsertEven(k, v) => {
+            // An odd value is a failed initializer: nothing is stored.
+            let expected = match model.get(&k) {
+                Some(present) => Ok(*present),
+                None if v % 2 == 0 => Ok(*model.entry(k).or_insert(v)),
+                None => Err(v),
+            };
+            let made = map.try_get_or_insert_with(k, || if v % 2 == 0 { Ok(v) } else { Err(v) });
+            assert_eq!(made, expected);
         }
         Op::RetainBelow(limit) => {
             model.retain(|_, v| *v < limit);

@@ -93,6 +93,13 @@ for_every_strategy! {
         map.for_each(|_, _| {});
         drop(map.snapshot());
         map.clear();
+        assert_eq!(map.update(&5, |v| *v += 1), None);
+        map.update_or_insert_with(5, || 1, |v| *v += 1);
+        assert_eq!(map.update(&5, |v| *v + 1), Some(3));
+        map.update_or_insert_with(5, || unreachable!(), |v| *v += 1);
+        assert_eq!(map.try_get_or_insert_with(6, || Err(())), Err(()));
+        assert_eq!(map.try_get_or_insert_with(6, || Ok::<_, ()>(60)), Ok(60));
+        assert_eq!(map.try_get_or_insert_with(6, || Ok::<_, ()>(61)), Ok(60));
 
         let expected = vec![
             keyed(Insert, 1, Inserted),
@@ -115,10 +122,17 @@ for_every_strategy! {
             whole(ForEach),
             whole(Snapshot),
             whole(Clear),
+            keyed(Update, 5, Unchanged),
+            keyed(UpdateOrInsertWith, 5, Inserted),
+            keyed(Update, 5, Replaced),
+            keyed(UpdateOrInsertWith, 5, Replaced),
+            keyed(TryGetOrInsertWith, 6, Unchanged),
+            keyed(TryGetOrInsertWith, 6, Inserted),
+            keyed(TryGetOrInsertWith, 6, Hit),
         ];
         assert_eq!(*map.observer().0.lock(), expected);
         assert!(map.observer().1.lock().is_empty(), "no lock was contended");
-        assert!(map.inner().is_empty());
+        assert_eq!(map.inner().len(), 2);
     }
 
     /// A writer that finds the key's lock held reports how long it waited; the holder does not.

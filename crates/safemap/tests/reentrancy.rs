@@ -56,6 +56,22 @@ for_every_strategy! {
     }
 
     #[test]
+    fn update_and_fallible_init_calling_back_panic() {
+        assert_reentry_panics::<M>("update", |m| {
+            m.update(&1, |v| *v = m.len() as u32);
+        });
+        assert_reentry_panics::<M>("update_or_insert_with", |m| {
+            m.update_or_insert_with(99, || m.len() as u32, |_| ());
+        });
+        assert_reentry_panics::<M>("update_or_insert_with", |m| {
+            m.update_or_insert_with(1, || 0, |v| *v = m.get(&2).unwrap_or(0));
+        });
+        assert_reentry_panics::<M>("try_get_or_insert_with", |m| {
+            let _ = m.try_get_or_insert_with(99, || Ok::<_, ()>(m.len() as u32));
+        });
+    }
+
+    #[test]
     fn get_with_calling_back_panics() {
         assert_reentry_panics::<M>("get_with", |m| {
             m.get_with(&1, |_| m.remove(&1));

@@ -75,6 +75,7 @@ pub(crate) const ATOMIC: Consistency = Consistency {
     retain: WholeMap::Atomic,
     clear: WholeMap::Atomic,
     snapshot_cost: Cost::Linear,
+    update_in_place: true,
     maintenance: &[Maintenance::Resize],
     closure_blocks_readers: Blocks::Map,
     closure_blocks_writers: Blocks::Map,
@@ -129,36 +130,57 @@ pub trait Core: Default {
         hasher: &S,
     ) -> Timed<Option<Self::Value>, ()>;
 
-    /// The locked half of `get_or_insert_with`, after the front's lookup missed: a
-    /// [`compute`](Core::compute) that keeps a present value and stores `make()` for an absent
-    /// one. It runs with the key's writers excluded, as every `compute` does, so `make` runs at
-    /// most once per absent key.
-    fn get_or_insert_with<S: BuildHasher>(
+    /// The locked half of `get_or_insert_with` and `try_get_or_insert_with`, after the front's
+    /// lookup missed: a [`compute`](Core::compute) that keeps a present value and stores `make()`
+    /// for an absent one, or, when `make` fails, stores nothing and returns its error. It runs with
+    /// the key's writers excluded, as every `compute` does, so a successful `make` runs at most
+    /// once per absent key.
+    fn try_get_or_insert_with<E, S: BuildHasher>(
         &self,
         hash: u64,
         key: Self::Key,
-        make: impl FnOnce() -> Self::Value,
+        make: impl FnOnce() -> Result<Self::Value, E>,
         hasher: &S,
-    ) -> Self::Value
+    ) -> Result<Self::Value, E>
     where
         Self::Value: Clone,
     {
-        let mut stored = None;
+        let mut outcome = None;
         let keep_or_make = |current: Option<&Self::Value>| {
-            let (value, action) = match current {
-                Some(present) => (present.clone(), Action::Keep),
-                None => {
-                    let made = make();
-                    (made.clone(), Action::Set(made))
-                }
+            let (result, action) = match current {
+                Some(present) => (Ok(present.clone()), Action::Keep),
+                None => match make() {
+                    Ok(made) => (Ok(made.clone()), Action::Set(made)),
+                    Err(error) => (Err(error), Action::Keep),
+                },
             };
-            stored = Some(value);
+            outcome = Some(result);
             action
         };
         // Nothing is displaced: the action keeps a present value or fills an absent key.
         let _ = self.compute(Wait::Forever, hash, key, keep_or_make, hasher);
-        stored.expect("compute runs its closure exactly once")
+        outcome.expect("compute runs its closure exactly once")
     }
+
+    /// Runs `change` exactly once on the value `probe` finds, with the key's writers excluded;
+    /// `None` if the key is absent.
+    fn update<R, S: BuildHasher>(
+        &self,
+        probe: impl Probe<Self::Key>,
+        change: impl FnOnce(&mut Self::Value) -> R,
+        hasher: &S,
+    ) -> Option<R>;
+
+    /// Runs `change` exactly once on the value for `key`, first building it with `make()` if
+    /// the key is absent; an absent key is stored only once `change` has returned.
+    fn update_or_insert_with<R, S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: Self::Key,
+        make: impl FnOnce() -> Self::Value,
+        change: impl FnOnce(&mut Self::Value) -> R,
+        hasher: &S,
+    ) -> R;
 
     /// Runs `update` exactly once on the entry for `key` and applies its action; returns the
     /// value the action displaced.

@@ -108,6 +108,39 @@ pub(crate) fn remove_if<K, V>(
     }
 }
 
+/// Runs `change` on the value `probe` finds, in place.
+#[inline]
+pub(crate) fn update<K, V, R>(
+    table: &mut Table<K, V>,
+    probe: impl Probe<K>,
+    change: impl FnOnce(&mut V) -> R,
+) -> Option<R> {
+    let (_, value) = table.find_mut(probe.hash(), |(k, _)| probe.matches(k))?;
+    Some(change(value))
+}
+
+/// Runs `change` on the value for `key` in place, or on `make()`'s value, which is then stored
+/// (so a panic in either stores nothing); a new key updates `hint`.
+pub(crate) fn update_or_insert_with<K: Eq, V, R>(
+    table: &mut Table<K, V>,
+    hash: u64,
+    key: K,
+    make: impl FnOnce() -> V,
+    change: impl FnOnce(&mut V) -> R,
+    rehash: impl Fn(&K) -> u64,
+    hint: &ProbeHint,
+) -> R {
+    match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
+        Entry::Occupied(mut entry) => change(&mut entry.get_mut().1),
+        Entry::Vacant(entry) => {
+            let mut value = make();
+            let result = change(&mut value);
+            hint.follow(entry.insert((key, value)));
+            result
+        }
+    }
+}
+
 /// Runs `update` on the entry for `key` and applies its action; a new key updates `hint`.
 pub(crate) fn compute<K: Eq, V>(
     table: &mut Table<K, V>,

@@ -195,6 +195,37 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         ))
     }
 
+    fn update<R, S: BuildHasher>(
+        &self,
+        probe: impl Probe<K>,
+        change: impl FnOnce(&mut V) -> R,
+        _: &S,
+    ) -> Option<R> {
+        let shard = self.locate(probe.hash());
+        table::update(&mut shard.write_now(), probe, change)
+    }
+
+    fn update_or_insert_with<R, S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        change: impl FnOnce(&mut V) -> R,
+        hasher: &S,
+    ) -> R {
+        let shard = self.locate(hash);
+        let mut table = shard.write_now();
+        table::update_or_insert_with(
+            &mut table,
+            hash,
+            key,
+            make,
+            change,
+            rehash(hasher),
+            shard.hint(),
+        )
+    }
+
     /// One shard at a time, in ascending order; each shard's removed entries are dropped after
     /// its lock is released.
     fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, _: &S) {
@@ -307,7 +338,10 @@ mod tests {
                     Ok(None)
                 )
             },
-            &|set, key| assert_eq!(set.get_or_insert_with(h(key), key, || key, &hasher), key),
+            &|set, key| {
+                let made = set.try_get_or_insert_with(h(key), key, || Ok::<_, ()>(key), &hasher);
+                assert_eq!(made, Ok(key));
+            },
             &|set, key| {
                 let added = set.compute(Wait::Forever, h(key), key, |_| Action::Set(key), &hasher);
                 assert_eq!(added, Ok(None));

@@ -169,6 +169,20 @@ where
         }
     }
 
+    /// The value `probe` finds, owned by this trie: the path to it is copied unless the trie
+    /// already owns it. Copies nothing when the key is absent.
+    pub(crate) fn get_mut(
+        &mut self,
+        probe: impl Probe<K>,
+        hasher: &impl BuildHasher,
+    ) -> Option<&mut V> {
+        self.get(probe)?;
+        let hash = probe.hash();
+        let leaf = leaf_for(&mut self.root, hash, 0, hasher);
+        let (_, value) = leaf.find_mut(hash, |(k, _)| probe.matches(k))?;
+        Some(value)
+    }
+
     /// Removes the entry for `key` if `remove` approves of it, returning it. Copies the path only
     /// when something is removed.
     pub(crate) fn remove_if(

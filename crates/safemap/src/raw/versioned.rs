@@ -95,6 +95,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     /// closure holds the one writer lock, which readers ignore.
     const CONSISTENCY: Consistency = Consistency {
         snapshot_cost: Cost::Constant,
+        update_in_place: false,
         maintenance: &[Maintenance::Publish],
         closure_blocks_readers: Blocks::Nothing,
         ..ATOMIC
@@ -163,6 +164,39 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
                 }
             }
         }))
+    }
+
+    /// Changes the value in the writer's copy of its leaf, then publishes: `change` runs once,
+    /// on a copy no reader sees until it is published.
+    fn update<R, S: BuildHasher>(
+        &self,
+        probe: impl Probe<K>,
+        change: impl FnOnce(&mut V) -> R,
+        hasher: &S,
+    ) -> Option<R> {
+        self.write(|trie| match trie.get_mut(probe, hasher) {
+            Some(value) => (Some(change(value)), true),
+            None => (None, false),
+        })
+    }
+
+    fn update_or_insert_with<R, S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        change: impl FnOnce(&mut V) -> R,
+        hasher: &S,
+    ) -> R {
+        self.write(|trie| {
+            if let Some(value) = trie.get_mut(Lookup { hash, key: &key }, hasher) {
+                return (change(value), true);
+            }
+            let mut value = make();
+            let result = change(&mut value);
+            trie.insert(hash, key, value, hasher);
+            (result, true)
+        })
     }
 
     /// One version for all the entries.

@@ -45,15 +45,24 @@ impl<K: Hash + Eq + Clone, V: Clone> LeftRight<K, V> {
         if table::find(writer.table(), probe, matches) != Some(true) {
             return false;
         }
-        let replace = |table: &mut Table<K, V>, value| {
-            let (_, slot) = table.find_mut(probe.hash(), |(k, _)| probe.matches(k))?;
-            Some(mem::replace(slot, value))
-        };
-        let copy = new.clone();
-        let change = writer.apply(|t, _| replace(t, copy), |t, _| replace(t, new));
+        let change = replace_both(&mut writer, probe, new);
         release(writer, change);
         true
     }
+}
+
+/// Replaces the value `probe` finds in both copies with `value`; returns the displaced values.
+fn replace_both<K: Clone, V: Clone>(
+    writer: &mut Writer<'_, K, V>,
+    probe: impl Probe<K>,
+    value: V,
+) -> (Option<V>, Option<V>) {
+    let replace = |table: &mut Table<K, V>, value| {
+        let (_, slot) = table.find_mut(probe.hash(), |(k, _)| probe.matches(k))?;
+        Some(mem::replace(slot, value))
+    };
+    let copy = value.clone();
+    writer.apply(|t, _| replace(t, copy), |t, _| replace(t, value))
 }
 
 /// Releases `writers` (one writer, or a `Vec` of them), then drops what a change displaced in the
@@ -102,6 +111,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
     const CONSISTENCY: Consistency = Consistency {
         retain: WholeMap::WeaklyConsistent,
         clear: WholeMap::WeaklyConsistent,
+        update_in_place: false,
         closure_blocks_readers: Blocks::Nothing,
         closure_blocks_writers: Blocks::Shard,
         ..ATOMIC
@@ -169,6 +179,47 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
             Action::Remove => (None, None),
         };
         Ok(release(writer, change))
+    }
+
+    /// Changes a clone of the value, then stores the clone in both copies: `change` runs once, on
+    /// a value no reader sees until it is stored.
+    fn update<R, S: BuildHasher>(
+        &self,
+        probe: impl Probe<K>,
+        change: impl FnOnce(&mut V) -> R,
+        _: &S,
+    ) -> Option<R> {
+        let mut writer = self
+            .writer(probe.hash(), Wait::Forever)
+            .expect("waits forever");
+        let mut value = table::find(writer.table(), probe, V::clone)?;
+        let result = change(&mut value);
+        let stored = replace_both(&mut writer, probe, value);
+        release(writer, stored);
+        Some(result)
+    }
+
+    /// As [`Self::update`], or on `make()`'s value for an absent key.
+    fn update_or_insert_with<R, S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        change: impl FnOnce(&mut V) -> R,
+        hasher: &S,
+    ) -> R {
+        let mut writer = self.writer(hash, Wait::Forever).expect("waits forever");
+        let present = table::find(writer.table(), Lookup { hash, key: &key }, V::clone);
+        let found = present.is_some();
+        let mut value = present.unwrap_or_else(make);
+        let result = change(&mut value);
+        let stored = if found {
+            replace_both(&mut writer, Lookup { hash, key: &key }, value)
+        } else {
+            insert_both(&mut writer, hash, key, value, hasher)
+        };
+        release(writer, stored);
+        result
     }
 
     fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, hasher: &S) {
