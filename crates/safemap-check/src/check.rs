@@ -128,6 +128,11 @@ fn effect_free(event: &Event) -> bool {
         (Op::Get(_) | Op::Len | Op::Snapshot | Op::ForEach, _)
             | (Op::Remove(_) | Op::RemoveIf(..), Ret::Value(None))
             | (Op::GetOrInsert(..), Ret::Inserted { ran: false, .. })
+            | (
+                Op::TryGetOrInsert(..),
+                Ret::Inserted { ran: false, .. } | Ret::Failed
+            )
+            | (Op::Update(..), Ret::Value(None))
     )
 }
 

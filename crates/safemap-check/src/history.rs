@@ -33,8 +33,15 @@ pub enum Op {
     RemoveIf(Key, Val),
     /// `get_or_insert_with(k, || v)`, recording whether the closure ran.
     GetOrInsert(Key, Val),
+    /// `try_get_or_insert_with(k, || v)`, whose closure fails (storing nothing) when `v` is odd.
+    TryGetOrInsert(Key, Val),
     /// `compute(k, rule)` with the rule of [`compute_rule`], writing `v` when it sets.
     Compute(Key, Val),
+    /// `update(k, |cur| replace(cur, v))`: the value it replaced, if the key was present.
+    Update(Key, Val),
+    /// `update_or_insert_with(k, || v, |cur| replace(cur, v))`: the value it replaced, which is
+    /// `v` itself when the key was absent.
+    Upsert(Key, Val),
     /// `len()`.
     Len,
     /// `snapshot()`, read out in full.
@@ -71,6 +78,8 @@ pub enum Ret {
         /// Whether this call's closure ran.
         ran: bool,
     },
+    /// `try_get_or_insert_with`'s closure failed.
+    Failed,
     /// A length.
     Len(usize),
     /// Every entry seen, sorted by key.
@@ -163,7 +172,12 @@ impl fmt::Display for Op {
             Op::Remove(k) => write!(f, "remove(k{k})"),
             Op::RemoveIf(k, v) => write!(f, "remove_if(k{k}, == {})", Shown(*v)),
             Op::GetOrInsert(k, v) => write!(f, "get_or_insert_with(k{k}, || {})", Shown(*v)),
+            Op::TryGetOrInsert(k, v) => {
+                write!(f, "try_get_or_insert_with(k{k}, || {})", Shown(*v))
+            }
             Op::Compute(k, v) => write!(f, "compute(k{k}, rule writing {})", Shown(*v)),
+            Op::Update(k, v) => write!(f, "update(k{k}, = {})", Shown(*v)),
+            Op::Upsert(k, v) => write!(f, "update_or_insert_with(k{k}, = {})", Shown(*v)),
             Op::Len => write!(f, "len()"),
             Op::Snapshot => write!(f, "snapshot()"),
             Op::ForEach => write!(f, "for_each()"),
@@ -182,6 +196,7 @@ impl fmt::Display for Ret {
                 let closure = if *ran { "ran" } else { "skipped" };
                 write!(f, "{} (closure {closure})", Shown(*value))
             }
+            Ret::Failed => write!(f, "Err (closure failed)"),
             Ret::Len(n) => write!(f, "{n}"),
             Ret::Entries(entries) => {
                 let shown: Vec<_> = entries

@@ -214,8 +214,11 @@ pub fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
                 20..35 => Op::Insert(key, value),
                 35..45 => Op::Remove(key),
                 45..50 => Op::RemoveIf(key, ((thread as Val + 1) << 32) | rng.random_range(0..8)),
-                50..70 => Op::GetOrInsert(key, value),
-                70..88 => Op::Compute(key, value),
+                50..62 => Op::GetOrInsert(key, value),
+                62..66 => Op::TryGetOrInsert(key, value),
+                66..80 => Op::Compute(key, value),
+                80..84 => Op::Update(key, value),
+                84..88 => Op::Upsert(key, value),
                 88..91 => Op::Len,
                 91..94 => Op::Snapshot,
                 94..97 => Op::ForEach,
@@ -245,7 +248,21 @@ fn perform<M: ConcurrentMap<Key, Val>>(map: &M, op: &Op) -> Ret {
             });
             Ret::Inserted { value, ran }
         }
+        Op::TryGetOrInsert(k, v) => {
+            let mut ran = false;
+            let made = map.try_get_or_insert_with(k, || {
+                ran = true;
+                if v % 2 == 0 { Ok(v) } else { Err(()) }
+            });
+            made.map_or(Ret::Failed, |value| Ret::Inserted { value, ran })
+        }
         Op::Compute(k, v) => Ret::Value(map.compute(k, |old| compute_rule(old.copied(), v))),
+        Op::Update(k, v) => Ret::Value(map.update(&k, |cur| std::mem::replace(cur, v))),
+        Op::Upsert(k, v) => Ret::Value(Some(map.update_or_insert_with(
+            k,
+            || v,
+            |cur| std::mem::replace(cur, v),
+        ))),
         Op::Len => Ret::Len(map.len()),
         Op::Snapshot => sorted(map.snapshot().iter().map(|(k, v)| (*k, *v)).collect()),
         Op::ForEach => {

@@ -72,7 +72,10 @@ pub fn steps(
         | Op::Remove(k)
         | Op::RemoveIf(k, _)
         | Op::GetOrInsert(k, _)
-        | Op::Compute(k, _) => vec![Scope::Key(k)],
+        | Op::TryGetOrInsert(k, _)
+        | Op::Compute(k, _)
+        | Op::Update(k, _)
+        | Op::Upsert(k, _) => vec![Scope::Key(k)],
         // Every strategy's snapshot is a point-in-time view.
         Op::Snapshot => whole(WholeMap::Atomic),
         Op::ForEach => whole(declared.for_each),
@@ -134,6 +137,33 @@ pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
                 }
             };
             expect(event.ret == expected)?;
+        }
+        (Op::TryGetOrInsert(k, v), _) => {
+            let slot = &mut next[*k as usize];
+            let expected = match *slot {
+                Some(present) => Ret::Inserted {
+                    value: present,
+                    ran: false,
+                },
+                None if *v % 2 == 1 => Ret::Failed,
+                None => {
+                    *slot = Some(*v);
+                    Ret::Inserted {
+                        value: *v,
+                        ran: true,
+                    }
+                }
+            };
+            expect(event.ret == expected)?;
+        }
+        (Op::Update(k, v), _) => {
+            let slot = &mut next[*k as usize];
+            let replaced = slot.as_mut().map(|cur| std::mem::replace(cur, *v));
+            expect(event.ret == Ret::Value(replaced))?;
+        }
+        (Op::Upsert(k, v), _) => {
+            let replaced = next[*k as usize].replace(*v).unwrap_or(*v);
+            expect(event.ret == Ret::Value(Some(replaced)))?;
         }
         (Op::Compute(k, new), _) => {
             let slot = &mut next[*k as usize];

@@ -189,6 +189,43 @@ fn whole_map_operations_are_judged_by_the_declared_consistency() {
 }
 
 #[test]
+fn in_place_updates_and_fallible_inits_are_judged() {
+    // Two overlapping updates that both replaced the same value lost one of the two writes.
+    let lost = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 1), Ret::Value(None)),
+        ev(1, 2, 5, Op::Update(0, 2), Ret::Value(Some(1))),
+        ev(2, 3, 6, Op::Update(0, 3), Ret::Value(Some(1))),
+    ]);
+    assert!(check(&lost, &declared(ATOMIC), 1).is_err());
+    let ordered = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 1), Ret::Value(None)),
+        ev(1, 2, 5, Op::Update(0, 2), Ret::Value(Some(3))),
+        ev(2, 3, 6, Op::Update(0, 3), Ret::Value(Some(1))),
+    ]);
+    assert!(check(&ordered, &declared(ATOMIC), 1).is_ok());
+    // An update of an absent key inserts nothing; an upsert does.
+    let phantom = history(vec![
+        ev(0, 0, 1, Op::Update(0, 2), Ret::Value(None)),
+        ev(0, 2, 3, Op::Get(0), Ret::Value(Some(2))),
+    ]);
+    assert!(check(&phantom, &declared(ATOMIC), 1).is_err());
+    let upserted = history(vec![
+        ev(0, 0, 1, Op::Upsert(0, 2), Ret::Value(Some(2))),
+        ev(0, 2, 3, Op::Get(0), Ret::Value(Some(2))),
+    ]);
+    assert!(check(&upserted, &declared(ATOMIC), 1).is_ok());
+    // A failed init stores nothing, so a later read of its value is impossible.
+    let failed = history(vec![
+        ev(0, 0, 1, Op::TryGetOrInsert(0, 3), Ret::Failed),
+        ev(0, 2, 3, Op::Get(0), Ret::Value(Some(3))),
+    ]);
+    assert!(check(&failed, &declared(ATOMIC), 1).is_err());
+    // And an even value cannot fail.
+    let wrongly_failed = history(vec![ev(0, 0, 1, Op::TryGetOrInsert(0, 4), Ret::Failed)]);
+    assert!(check(&wrongly_failed, &declared(ATOMIC), 1).is_err());
+}
+
+#[test]
 fn every_strategy_passes() {
     let config = Config {
         threads: 3,
