@@ -17,9 +17,12 @@ use std::borrow::Borrow;
 use std::convert::Infallible;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::Instant;
 
-use crate::map::{Action, ConcurrentMap, Consistency, DeadlineMap, DefaultHashBuilder, TimedOut};
+use crate::map::{
+    Action, ConcurrentMap, Consistency, DeadlineMap, DefaultHashBuilder, MapSnapshot, TimedOut,
+};
 use crate::raw::core::{BoundedWait, Core, Inserted, Lookup, Wait};
 use crate::reentry::{self, MapId};
 
@@ -419,9 +422,112 @@ impl<C: Default, S: Default> Default for SafeMap<C, S> {
 /// Stores every entry; a `SnapshotMap` publishes them all as one version.
 impl<C: Core, S: BuildHasher> Extend<(C::Key, C::Value)> for SafeMap<C, S> {
     fn extend<I: IntoIterator<Item = (C::Key, C::Value)>>(&mut self, entries: I) {
+        (&*self).extend(entries);
+    }
+}
+
+/// Extends a shared map, for instance one behind an `Arc`, as `Extend` for the map does.
+///
+/// ```
+/// use std::sync::Arc;
+/// use safemap::{ConcurrentMap, ShardedMap};
+/// let shared = Arc::new(ShardedMap::new());
+/// (&*shared).extend([(1, "a"), (2, "b")]);
+/// assert_eq!(shared.len(), 2);
+/// ```
+impl<C: Core, S: BuildHasher> Extend<(C::Key, C::Value)> for &SafeMap<C, S> {
+    fn extend<I: IntoIterator<Item = (C::Key, C::Value)>>(&mut self, entries: I) {
         self.enter();
         self.core.extend(entries, &self.hasher);
     }
+}
+
+/// ```
+/// use safemap::{ConcurrentMap, LockedMap};
+/// let m = LockedMap::from([(1, "one"), (2, "two")]);
+/// assert_eq!(m.get(&2), Some("two"));
+/// ```
+/// With the default hasher, as std's `HashMap::from` (a map built some other way can
+/// `extend` from an array).
+impl<C: Core, const N: usize> From<[(C::Key, C::Value); N]> for SafeMap<C> {
+    fn from(entries: [(C::Key, C::Value); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+/// A map with the same entries, copied at one instant (O(1) for a `SnapshotMap`, which shares
+/// its current version) and the same hasher and shard count.
+///
+/// ```
+/// use safemap::{ConcurrentMap, ShardedMap};
+/// let a = ShardedMap::from([(1, 10)]);
+/// let b = a.clone();
+/// a.insert(2, 20);
+/// assert_eq!((a.len(), b.len()), (2, 1));
+/// ```
+impl<C, S> Clone for SafeMap<C, S>
+where
+    C: Core,
+    C::Key: Clone,
+    C::Value: Clone,
+    S: Clone,
+{
+    fn clone(&self) -> Self {
+        self.enter();
+        SafeMap::from_parts(self.core.duplicate(), self.hasher.clone())
+    }
+}
+
+/// Maps are equal when they hold the same entries; each side is read from a snapshot, so from
+/// one instant of its own.
+///
+/// ```
+/// use safemap::{LockedMap, ShardedMap};
+/// assert_eq!(ShardedMap::from([(1, 'a'), (2, 'b')]), ShardedMap::from([(2, 'b'), (1, 'a')]));
+/// assert_ne!(LockedMap::from([(1, 'a')]), LockedMap::from([(1, 'b')]));
+/// ```
+impl<C, S> PartialEq for SafeMap<C, S>
+where
+    C: Core,
+    C::Key: Clone,
+    C::Value: Clone + PartialEq,
+    S: BuildHasher + Clone,
+{
+    fn eq(&self, other: &Self) -> bool {
+        let (mine, theirs) = (self.snapshot(), other.snapshot());
+        mine.len() == theirs.len() && mine.iter().all(|(k, v)| theirs.get(k) == Some(v))
+    }
+}
+
+impl<C, S> Eq for SafeMap<C, S>
+where
+    C: Core,
+    C::Key: Clone,
+    C::Value: Clone + Eq,
+    S: BuildHasher + Clone,
+{
+}
+
+// A panic in a user closure leaves every strategy consistent and usable, with no lock poisoned
+// and nothing leaked or dropped twice (`tests/panic.rs` runs that for every strategy), so a map
+// may be used again after `catch_unwind`; what a panicking closure did to a value before it
+// panicked (see `ConcurrentMap::update`) is the user's to judge, as with std's `HashMap`.
+impl<C, S> UnwindSafe for SafeMap<C, S>
+where
+    C: Core,
+    C::Key: UnwindSafe,
+    C::Value: UnwindSafe,
+    S: UnwindSafe,
+{
+}
+
+impl<C, S> RefUnwindSafe for SafeMap<C, S>
+where
+    C: Core,
+    C::Key: RefUnwindSafe,
+    C::Value: RefUnwindSafe,
+    S: RefUnwindSafe,
+{
 }
 
 impl<C: Core, S: BuildHasher + Default> FromIterator<(C::Key, C::Value)> for SafeMap<C, S> {

@@ -108,6 +108,7 @@ mod raw;
 mod read_mostly;
 mod reentry;
 mod sharded;
+mod shared;
 mod snapshot;
 mod sync;
 mod tally;

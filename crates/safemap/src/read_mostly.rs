@@ -152,6 +152,7 @@ mod tests {
                 add(&map, key);
             }
             assert!(map.core().hints_current());
+            assert!(map.clone().core().hints_current(), "a clone's hints");
         }
     }
 }

@@ -143,6 +143,60 @@ for_every_strategy! {
     }
 
     #[test]
+    fn clones_compare_and_convert_like_std_maps() {
+        let m: Map<u32, String> = Map::from([(1, "a".to_string()), (2, "b".to_string())]);
+        let copy = m.clone();
+        assert_eq!(copy, m);
+        assert_eq!(copy.shard_lengths().len(), m.shard_lengths().len());
+        m.insert(3, "c".into());
+        copy.update(&1, |v| v.push('!'));
+        assert_ne!(copy, m, "a clone shares nothing mutable with its source");
+        assert_eq!(copy.get(&1).as_deref(), Some("a!"));
+        assert_eq!((m.get(&1).as_deref(), m.len(), copy.len()), (Some("a"), 3, 2));
+        // Equal entries make equal maps, whatever order or history built them.
+        let rebuilt: Map<u32, String> = [(2, "b"), (1, "a!")].map(|(k, v)| (k, v.to_string())).into();
+        assert_eq!(copy, rebuilt);
+        rebuilt.insert(9, "z".into());
+        assert_ne!(copy, rebuilt);
+        // A clone is a working map of its own.
+        copy.insert(5, "e".into());
+        assert_eq!(copy.get(&5).as_deref(), Some("e"));
+        assert!(!m.contains_key(&5));
+    }
+
+    #[test]
+    fn a_shared_map_extends_and_serves_generic_code() {
+        fn bump(map: impl ConcurrentMap<u32, u32>, key: u32) -> Option<u32> {
+            map.compute(key, |n| Action::Set(n.map_or(1, |n| n + 1)))
+        }
+        let shared: Arc<Map<u32, u32>> = Arc::new(Map::new());
+        (&*shared).extend([(1, 10), (2, 20)]);
+        assert_eq!(bump(Arc::clone(&shared), 1), Some(10));
+        assert_eq!(bump(&*shared, 1), Some(11));
+        assert_eq!(bump(Box::new(Arc::clone(&shared)), 3), None);
+        assert_eq!(shared.get(&1), Some(12));
+        assert_eq!(shared.len(), 3);
+        let declared = <Arc<Map<u32, u32>> as ConcurrentMap<u32, u32>>::CONSISTENCY;
+        assert_eq!(declared, <Map<u32, u32> as ConcurrentMap<u32, u32>>::CONSISTENCY);
+    }
+
+    /// A map is `RefUnwindSafe`, so `catch_unwind` takes a closure that uses it, and after the
+    /// panic the map is whole.
+    #[test]
+    fn a_map_is_usable_after_catch_unwind() {
+        fn unwind_safe<T: std::panic::RefUnwindSafe + std::panic::UnwindSafe>(_: &T) {}
+        let m: Map<u32, u32> = (0..10).map(|i| (i, i)).collect();
+        unwind_safe(&m);
+        let caught = std::panic::catch_unwind(|| {
+            m.compute(3, |_| panic!("the closure failed"));
+        });
+        assert!(caught.is_err());
+        let caught = std::panic::catch_unwind(|| m.insert(11, 11));
+        assert_eq!(caught.ok(), Some(None));
+        assert_eq!((m.get(&3), m.len()), (Some(3), 11));
+    }
+
+    #[test]
     fn custom_hasher_is_used() {
         // A constant hasher puts every key in one bucket chain: lookups must still be exact.
         #[derive(Default)]

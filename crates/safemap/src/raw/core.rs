@@ -237,6 +237,12 @@ pub trait Core: Default {
         Self::Key: Clone,
         Self::Value: Clone;
 
+    /// A new core holding a copy of this one's entries, taken at one instant.
+    fn duplicate(&self) -> Self
+    where
+        Self::Key: Clone,
+        Self::Value: Clone;
+
     /// Adds every entry to `out`, as readers see them.
     fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
     where

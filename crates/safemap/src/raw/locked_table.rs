@@ -31,6 +31,16 @@ impl<K, V> LockedTable<K, V> {
         }
     }
 
+    /// A lock over `table`, a copy, whose layout the hint learns.
+    pub(crate) fn from_table(table: Table<K, V>) -> Self {
+        let hint = CachePadded::<ProbeHint>::default();
+        hint.learn(&table);
+        LockedTable {
+            table: RwLock::new(table),
+            hint,
+        }
+    }
+
     /// Where the table lies; the insertions in `raw::table` keep it current.
     pub(crate) fn hint(&self) -> &ProbeHint {
         &self.hint

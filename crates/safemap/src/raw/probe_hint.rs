@@ -66,6 +66,20 @@ impl ProbeHint {
     }
 }
 
+impl ProbeHint {
+    /// Records the layout of `table`, which was built some other way than by insertion (a
+    /// copy): from its first full bucket. An empty table leaves the hint as it was.
+    pub(crate) fn learn<T, A: Allocator>(&self, table: &hashbrown::HashTable<T, A>) {
+        let first =
+            (0..table.num_buckets()).find_map(|index| Some((index, table.get_bucket(index)?)));
+        if let Some((index, bucket)) = first {
+            let end = (bucket as *const T).addr() + (index + 1) * size_of::<T>();
+            self.end.store(end, Relaxed);
+            self.mask.store(table.num_buckets() - 1, Relaxed);
+        }
+    }
+}
+
 /// Hints the processor to bring the cache line holding `address` closer.
 #[inline(always)]
 fn prefetch(address: usize) {

@@ -284,6 +284,24 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         TableSnapshot::new(copies, self.routing, hasher.clone())
     }
 
+    /// Every shard is read-locked, in ascending order, while all are copied, as for a snapshot.
+    fn duplicate(&self) -> Self
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let tables: Vec<_> = self.shards.iter().map(|shard| shard.read_now()).collect();
+        let copies: Vec<_> = tables.iter().map(|table| copy_of(table)).collect();
+        drop(tables);
+        Tables {
+            shards: (copies.into_iter())
+                .map(|copy| CachePadded::new(LockedTable::from_table(copy)))
+                .collect(),
+            routing: self.routing,
+            layout: PhantomData,
+        }
+    }
+
     /// One shard at a time.
     fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
     where
@@ -358,6 +376,8 @@ mod tests {
                 add(&set, key);
             }
             assert_hints_current(&set);
+            // A copy's hints learn its tables' layout.
+            assert_hints_current(&set.duplicate());
         }
     }
 }

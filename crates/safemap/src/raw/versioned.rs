@@ -244,6 +244,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         }
     }
 
+    /// O(1): the new map starts from the current version, sharing every node.
+    fn duplicate(&self) -> Self {
+        Versioned {
+            published: Published::new(Trie::clone(&self.current())),
+        }
+    }
+
     fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
     where
         K: fmt::Debug,

@@ -112,7 +112,20 @@ impl<K, V> LeftRight<K, V> {
     /// # Panics
     /// If `shards` is not a power of two (see [`Routing::new`]).
     pub(crate) fn new(shards: usize) -> Self {
-        let routing = Routing::new(shards);
+        Self::from_copies(
+            (0..shards)
+                .map(|_| [Table::default(), Table::default()])
+                .collect(),
+        )
+    }
+
+    /// A map whose shard `i` has the two copies `copies[i]`, which must hold the same entries,
+    /// each in the shard [`Routing`] routes it to.
+    ///
+    /// # Panics
+    /// If the number of shards is not a power of two.
+    pub(crate) fn from_copies(copies: Vec<[Table<K, V>; 2]>) -> Self {
+        let routing = Routing::new(copies.len());
         let slots = (0..slot_count())
             .map(|_| {
                 CachePadded::new(ReaderSlot {
@@ -121,12 +134,16 @@ impl<K, V> LeftRight<K, V> {
                 })
             })
             .collect();
-        let shards = (0..shards)
-            .map(|_| {
+        let shards = (copies.into_iter())
+            .map(|copies| {
+                let hints = CachePadded::<[ProbeHint; 2]>::default();
+                for (hint, copy) in hints.iter().zip(&copies) {
+                    hint.learn(copy);
+                }
                 CachePadded::new(Shard {
-                    copies: [(); 2].map(|()| CachePadded::new(UnsafeCell::new(Table::default()))),
+                    copies: copies.map(|copy| CachePadded::new(UnsafeCell::new(copy))),
                     readable: CachePadded::new(AtomicUsize::new(0)),
-                    hints: CachePadded::default(),
+                    hints,
                     writer: Mutex::new(()),
                     shared_readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
                 })

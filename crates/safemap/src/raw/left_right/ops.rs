@@ -278,6 +278,16 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         TableSnapshot::new(self.copies(), routing, hasher.clone())
     }
 
+    /// Copies of every shard, taken with every writer lock held, become both copies of the new
+    /// map's shards.
+    fn duplicate(&self) -> Self {
+        let copies = self
+            .copies()
+            .into_iter()
+            .map(|table| [copy_of(&table), table]);
+        LeftRight::from_copies(copies.collect())
+    }
+
     /// Shard by shard, as readers do: formatting holds no writer lock.
     fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
     where
