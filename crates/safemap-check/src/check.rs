@@ -125,8 +125,10 @@ impl Judge<'_> {
 fn effect_free(event: &Event) -> bool {
     matches!(
         (&event.op, &event.ret),
-        (Op::Get(_) | Op::Len | Op::Snapshot | Op::ForEach, _)
-            | (Op::Remove(_) | Op::RemoveIf(..), Ret::Value(None))
+        (
+            Op::Get(_) | Op::Len | Op::Snapshot | Op::ForEach | Op::Iter,
+            _
+        ) | (Op::Remove(_) | Op::RemoveIf(..), Ret::Value(None))
             | (Op::GetOrInsert(..), Ret::Inserted { ran: false, .. })
             | (
                 Op::TryGetOrInsert(..),

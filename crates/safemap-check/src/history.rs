@@ -48,6 +48,8 @@ pub enum Op {
     Snapshot,
     /// `for_each`, collecting every entry.
     ForEach,
+    /// `iter()`, collected.
+    Iter,
     /// `retain(|_, v| v % 2 == 0)`.
     RetainEven,
     /// `clear()`.
@@ -181,6 +183,7 @@ impl fmt::Display for Op {
             Op::Len => write!(f, "len()"),
             Op::Snapshot => write!(f, "snapshot()"),
             Op::ForEach => write!(f, "for_each()"),
+            Op::Iter => write!(f, "iter()"),
             Op::RetainEven => write!(f, "retain(even values)"),
             Op::Clear => write!(f, "clear()"),
         }

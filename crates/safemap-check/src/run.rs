@@ -220,8 +220,9 @@ pub fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
                 80..84 => Op::Update(key, value),
                 84..88 => Op::Upsert(key, value),
                 88..91 => Op::Len,
-                91..94 => Op::Snapshot,
-                94..97 => Op::ForEach,
+                91..93 => Op::Snapshot,
+                93..95 => Op::ForEach,
+                95..97 => Op::Iter,
                 97..99 => Op::RetainEven,
                 _ => Op::Clear,
             }
@@ -270,6 +271,7 @@ fn perform<M: ConcurrentMap<Key, Val>>(map: &M, op: &Op) -> Ret {
             map.for_each(|k, v| entries.push((*k, *v)));
             sorted(entries)
         }
+        Op::Iter => sorted(map.iter().collect()),
         Op::RetainEven => {
             map.retain(|_, v| v % 2 == 0);
             Ret::Unit

@@ -211,6 +211,10 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
         self.inner.for_each(visit)
     }
 
+    fn iter(&self) -> impl Iterator<Item = (Key, Val)> + '_ {
+        self.inner.iter()
+    }
+
     fn snapshot(&self) -> Self::Snapshot {
         self.inner.snapshot()
     }

@@ -79,6 +79,7 @@ pub fn steps(
         // Every strategy's snapshot is a point-in-time view.
         Op::Snapshot => whole(WholeMap::Atomic),
         Op::ForEach => whole(declared.for_each),
+        Op::Iter => whole(declared.iter),
         Op::RetainEven => whole(declared.retain),
         Op::Clear => whole(declared.clear),
         // A count says nothing about any one key, so projections onto a key drop it.
@@ -185,13 +186,13 @@ pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
                 _ => size == count,
             })?;
         }
-        (Op::Snapshot | Op::ForEach, Scope::Whole) => {
+        (Op::Snapshot | Op::ForEach | Op::Iter, Scope::Whole) => {
             let entries: Vec<(Key, Val)> = (0..MAX_KEYS as Key)
                 .filter_map(|k| next[k as usize].map(|v| (k, v)))
                 .collect();
             expect(event.ret == Ret::Entries(entries))?;
         }
-        (Op::Snapshot | Op::ForEach, Scope::Key(k)) => {
+        (Op::Snapshot | Op::ForEach | Op::Iter, Scope::Key(k)) => {
             let Ret::Entries(entries) = &event.ret else {
                 return None;
             };

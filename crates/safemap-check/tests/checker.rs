@@ -26,6 +26,7 @@ fn declared(whole: WholeMap) -> Consistency {
     Consistency {
         len: whole,
         for_each: whole,
+        iter: whole,
         retain: whole,
         clear: whole,
         snapshot_cost: Cost::Linear,

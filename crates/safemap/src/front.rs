@@ -349,6 +349,67 @@ where
         self.enter();
         self.core.snapshot(&self.hasher)
     }
+
+    #[allow(
+        refining_impl_trait,
+        reason = "the iterator has a name, so that `&SafeMap` can implement `IntoIterator`"
+    )]
+    fn iter(&self) -> Iter<'_, C>
+    where
+        C::Key: Clone,
+        C::Value: Clone,
+    {
+        Iter {
+            map: self.enter(),
+            cursor: self.core.cursor(),
+            core: &self.core,
+            chunk: Vec::new().into_iter(),
+        }
+    }
+}
+
+/// The iterator of [`ConcurrentMap::iter`] on a [`SafeMap`]: owned clones, one part of the map
+/// copied at a time, no lock held between calls to `next`.
+pub struct Iter<'a, C: Core> {
+    core: &'a C,
+    map: MapId,
+    cursor: C::Cursor,
+    chunk: std::vec::IntoIter<(C::Key, C::Value)>,
+}
+
+impl<C: Core> Iterator for Iter<'_, C>
+where
+    C::Key: Clone,
+    C::Value: Clone,
+{
+    type Item = (C::Key, C::Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(entry) = self.chunk.next() {
+                return Some(entry);
+            }
+            // Copying the next part takes a lock: refuse it inside a closure of this map.
+            reentry::check(self.map);
+            self.chunk = self.core.next_chunk(&mut self.cursor)?.into_iter();
+        }
+    }
+}
+
+/// `for (k, v) in &map`: [`ConcurrentMap::iter`].
+impl<'a, C, S> IntoIterator for &'a SafeMap<C, S>
+where
+    C: Core,
+    C::Key: Clone,
+    C::Value: Clone,
+    S: BuildHasher + Clone,
+{
+    type Item = (C::Key, C::Value);
+    type IntoIter = Iter<'a, C>;
+
+    fn into_iter(self) -> Iter<'a, C> {
+        ConcurrentMap::iter(self)
+    }
 }
 
 impl<C, S> DeadlineMap<C::Key, C::Value> for SafeMap<C, S>

@@ -89,6 +89,9 @@ pub struct Consistency {
     pub len: WholeMap,
     /// [`for_each`](ConcurrentMap::for_each).
     pub for_each: WholeMap,
+    /// [`iter`](ConcurrentMap::iter), [`keys`](ConcurrentMap::keys) and
+    /// [`values`](ConcurrentMap::values), over the whole iteration.
+    pub iter: WholeMap,
     /// [`retain`](ConcurrentMap::retain).
     pub retain: WholeMap,
     /// [`clear`](ConcurrentMap::clear).
@@ -392,6 +395,45 @@ pub trait ConcurrentMap<K, V> {
     where
         K: Clone,
         V: Clone;
+
+    /// Every entry, as owned clones, in no particular order. No lock is held between calls to
+    /// `next`: the iterator copies one part of the map at a time (a shard; in `SnapshotMap`, a
+    /// leaf of the version current when the iteration began; in `LockedMap`, whose one lock
+    /// covers everything, the whole table), so a writer waits at most for one part to be
+    /// copied, and dropping the iterator stops the work. See [`Consistency::iter`] for what it
+    /// sees of concurrent writes. The map may be called from the loop.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let m: ShardedMap<u32, u32> = (1..=4).map(|i| (i, i * 10)).collect();
+    /// let mut pairs: Vec<(u32, u32)> = m.iter().collect();
+    /// pairs.sort();
+    /// assert_eq!(pairs, [(1, 10), (2, 20), (3, 30), (4, 40)]);
+    /// assert_eq!(m.keys().max(), Some(4));
+    /// assert_eq!(m.values().sum::<u32>(), 100);
+    /// ```
+    fn iter(&self) -> impl Iterator<Item = (K, V)> + '_
+    where
+        K: Clone,
+        V: Clone;
+
+    /// Every key, as [`iter`](Self::iter) sees them.
+    fn keys(&self) -> impl Iterator<Item = K> + '_
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// Every value, as [`iter`](Self::iter) sees them.
+    fn values(&self) -> impl Iterator<Item = V> + '_
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.iter().map(|(_, v)| v)
+    }
 
     /// An immutable view of the whole map at a single instant. It stays valid, and unchanged,
     /// while writers go on. See [`Consistency::snapshot_cost`] for what it costs.

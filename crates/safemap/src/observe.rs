@@ -51,13 +51,15 @@ pub enum Operation {
     Len,
     /// [`ConcurrentMap::for_each`].
     ForEach,
+    /// [`ConcurrentMap::iter`], `keys` or `values`, reported when the iterator is made.
+    Iter,
     /// [`ConcurrentMap::snapshot`].
     Snapshot,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 17] = [
         Operation::Get,
         Operation::GetWith,
         Operation::ContainsKey,
@@ -73,6 +75,7 @@ impl Operation {
         Operation::Clear,
         Operation::Len,
         Operation::ForEach,
+        Operation::Iter,
         Operation::Snapshot,
     ];
 
@@ -94,6 +97,7 @@ impl Operation {
             Operation::Clear => "clear",
             Operation::Len => "len",
             Operation::ForEach => "for_each",
+            Operation::Iter => "iter",
             Operation::Snapshot => "snapshot",
         }
     }
@@ -630,6 +634,23 @@ where
         V: Clone,
     {
         self.whole(Operation::ForEach, |m| m.for_each(visit))
+    }
+
+    /// Reported once, when the iterator is made; its later copies are not observed calls.
+    fn iter(&self) -> impl Iterator<Item = (K, V)> + '_
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let call = tally::begin();
+        let entries = self.map.iter();
+        let access = Access {
+            operation: Operation::Iter,
+            key_hash: None,
+            outcome: Outcome::WholeMap,
+        };
+        self.deliver(call, access);
+        entries
     }
 
     fn snapshot(&self) -> Self::Snapshot

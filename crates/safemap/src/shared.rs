@@ -133,6 +133,14 @@ where
         (**self).for_each(visit)
     }
 
+    fn iter(&self) -> impl Iterator<Item = (K, V)> + '_
+    where
+        K: Clone,
+        V: Clone,
+    {
+        (**self).iter()
+    }
+
     fn snapshot(&self) -> Self::Snapshot
     where
         K: Clone,

@@ -115,6 +115,48 @@ for_every_strategy! {
     }
 
     #[test]
+    fn iter_yields_every_entry_once_as_owned_clones() {
+        let m: Map<u32, String> = (0..1000).map(|i| (i, i.to_string())).collect();
+        let mut seen = vec![0u8; 1000];
+        for (k, v) in &m {
+            assert_eq!(v, k.to_string());
+            seen[k as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n == 1));
+        let mut keys: Vec<u32> = m.keys().collect();
+        keys.sort_unstable();
+        assert_eq!(keys, (0..1000).collect::<Vec<_>>());
+        assert_eq!(m.values().map(|v| v.len()).sum::<usize>(), (0..1000).map(|i: u32| i.to_string().len()).sum());
+        assert_eq!(m.iter().take(3).count(), 3);
+        let empty: Map<u32, String> = Map::new();
+        assert_eq!(empty.iter().next(), None);
+    }
+
+    /// The iterator holds no lock between calls to `next`: the loop may write to the map, and
+    /// another thread's writes finish while the iterator is paused.
+    #[test]
+    fn iteration_blocks_no_writer_between_steps() {
+        let m: Arc<Map<u32, u32>> = Arc::new((0..256).map(|i| (i, i)).collect());
+        let mut entries = m.iter();
+        let first = entries.next().expect("a full map has a first entry");
+        let writer = Arc::clone(&m);
+        within(10, move || {
+            for k in 0..256 {
+                writer.insert(k, k + 1);
+            }
+            writer.insert(1000, 0);
+        })
+        .expect("the writer finished while the iterator was paused");
+        let mut seen = 1;
+        for (k, _) in entries {
+            m.insert(k + 2000, 0);
+            seen += usize::from(k < 256);
+        }
+        // Keys present throughout were each seen once, whatever the declared consistency.
+        assert_eq!(seen, 256, "first was {first:?}");
+    }
+
+    #[test]
     fn snapshot_is_frozen() {
         let m: Map<u32, u32> = (0..50).map(|i| (i, i)).collect();
         let view = m.snapshot();

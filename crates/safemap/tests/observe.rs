@@ -91,6 +91,7 @@ for_every_strategy! {
         map.retain(|_, _| true);
         assert_eq!(map.len(), 1);
         map.for_each(|_, _| {});
+        assert_eq!(map.iter().count(), 1);
         drop(map.snapshot());
         map.clear();
         assert_eq!(map.update(&5, |v| *v += 1), None);
@@ -120,6 +121,7 @@ for_every_strategy! {
             whole(Retain),
             whole(Len),
             whole(ForEach),
+            whole(Iter),
             whole(Snapshot),
             whole(Clear),
             keyed(Update, 5, Unchanged),

@@ -71,6 +71,19 @@ for_every_strategy! {
         });
     }
 
+    /// A paused iterator advanced from inside a closure would take a lock the closure's map
+    /// holds: it panics instead.
+    #[test]
+    fn an_iterator_advanced_inside_a_closure_panics() {
+        assert_reentry_panics::<M>("compute", |m| {
+            let mut entries = m.iter();
+            m.compute(1, |_| {
+                let _ = entries.next();
+                Action::Keep
+            });
+        });
+    }
+
     #[test]
     fn get_with_calling_back_panics() {
         assert_reentry_panics::<M>("get_with", |m| {

@@ -72,6 +72,7 @@ impl<K: Borrow<Q>, Q: Eq + ?Sized> Probe<K> for Lookup<'_, Q> {
 pub(crate) const ATOMIC: Consistency = Consistency {
     len: WholeMap::Atomic,
     for_each: WholeMap::Atomic,
+    iter: WholeMap::Atomic,
     retain: WholeMap::Atomic,
     clear: WholeMap::Atomic,
     snapshot_cost: Cost::Linear,
@@ -239,6 +240,19 @@ pub trait Core: Default {
 
     /// A new core holding a copy of this one's entries, taken at one instant.
     fn duplicate(&self) -> Self
+    where
+        Self::Key: Clone,
+        Self::Value: Clone;
+
+    /// Where an iteration over this core stands.
+    type Cursor;
+
+    /// A cursor before the first part of the map.
+    fn cursor(&self) -> Self::Cursor;
+
+    /// Copies of the entries of the next part of the map (a shard, a trie leaf), advancing
+    /// `cursor`; `None` past the last. Holds a lock, if any, only while it copies.
+    fn next_chunk(&self, cursor: &mut Self::Cursor) -> Option<Vec<(Self::Key, Self::Value)>>
     where
         Self::Key: Clone,
         Self::Value: Clone;

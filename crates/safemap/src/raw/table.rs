@@ -58,6 +58,11 @@ pub(crate) fn copy_of<K: Clone, V: Clone>(table: &Table<K, V>) -> Table<K, V> {
     tally::copying(|| table.clone())
 }
 
+/// Clones of every entry of `table`, in a vector: a chunk of an iteration.
+pub(crate) fn cloned<K: Clone, V: Clone>(table: &Table<K, V>) -> Vec<(K, V)> {
+    table.iter().cloned().collect()
+}
+
 /// Runs `read` on the value of the entry `probe` finds.
 #[inline]
 pub(crate) fn find<K, V, R>(

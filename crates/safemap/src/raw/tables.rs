@@ -61,6 +61,7 @@ impl Layout for ManyTables {
     const CONSISTENCY: Consistency = Consistency {
         for_each: WholeMap::WeaklyConsistent,
         retain: WholeMap::WeaklyConsistent,
+        iter: WholeMap::WeaklyConsistent,
         closure_blocks_readers: Blocks::Shard,
         closure_blocks_writers: Blocks::Shard,
         ..ATOMIC
@@ -282,6 +283,24 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         let copies = tables.iter().map(|table| copy_of(table)).collect();
         drop(tables);
         TableSnapshot::new(copies, self.routing, hasher.clone())
+    }
+
+    /// The next shard to copy.
+    type Cursor = usize;
+
+    fn cursor(&self) -> usize {
+        0
+    }
+
+    /// One shard at a time, copied under its shared lock: with one table, the whole map at once.
+    fn next_chunk(&self, next: &mut usize) -> Option<Vec<(K, V)>>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let shard = self.shards.get(*next)?;
+        *next += 1;
+        Some(table::cloned(&shard.read_now()))
     }
 
     /// Every shard is read-locked, in ascending order, while all are copied, as for a snapshot.

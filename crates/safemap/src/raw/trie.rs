@@ -309,6 +309,39 @@ fn retain_in<K: Clone, V: Clone>(
     }
 }
 
+/// The leaves of one version, depth first, each handed out as a shared reference to the version's
+/// own node. Holding the cursor keeps that version's nodes alive, so it walks one version
+/// however many are published meanwhile.
+pub struct Leaves<K, V> {
+    pending: Vec<Child<K, V>>,
+}
+
+impl<K, V> Leaves<K, V> {
+    pub(crate) fn of(trie: &Trie<K, V>) -> Self {
+        Leaves {
+            pending: vec![trie.root.clone()],
+        }
+    }
+
+    /// The entries of the next leaf.
+    pub(crate) fn next_leaf(&mut self) -> Option<Arc<Leaf<K, V>>> {
+        loop {
+            match self.pending.pop()? {
+                Child::Empty => {}
+                Child::Leaf(leaf) => return Some(leaf),
+                Child::Branch(branch) => self.pending.extend(branch.children.iter().cloned()),
+            }
+        }
+    }
+}
+
+impl<K, V> Leaf<K, V> {
+    /// The leaf's entries.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &(K, V)> {
+        self.entries.iter()
+    }
+}
+
 /// Depth-first iteration over a trie's entries.
 pub(crate) struct Iter<'a, K, V> {
     pending: Vec<&'a Child<K, V>>,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::core::{ATOMIC, BoundedWait, Core, Inserted, Lookup, Probe, Timed, Wait};
 use super::published::{Published, Stamped, Writer};
-use super::trie::Trie;
+use super::trie::{Leaves, Trie};
 use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
 use crate::tally;
 
@@ -242,6 +242,18 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
             version: self.current(),
             hasher: hasher.clone(),
         }
+    }
+
+    /// The leaves of the version current when the iteration began.
+    type Cursor = Leaves<K, V>;
+
+    fn cursor(&self) -> Leaves<K, V> {
+        Leaves::of(&self.current())
+    }
+
+    /// One leaf (at most about `LEAF_MAX` entries) at a time, all from one version: no lock.
+    fn next_chunk(&self, leaves: &mut Leaves<K, V>) -> Option<Vec<(K, V)>> {
+        Some(leaves.next_leaf()?.entries().cloned().collect())
     }
 
     /// O(1): the new map starts from the current version, sharing every node.

@@ -112,6 +112,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         retain: WholeMap::WeaklyConsistent,
         clear: WholeMap::WeaklyConsistent,
         update_in_place: false,
+        iter: WholeMap::WeaklyConsistent,
         closure_blocks_readers: Blocks::Nothing,
         closure_blocks_writers: Blocks::Shard,
         ..ATOMIC
@@ -276,6 +277,23 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S> {
         let routing = Routing::new(self.shard_count());
         TableSnapshot::new(self.copies(), routing, hasher.clone())
+    }
+
+    /// The next shard to copy.
+    type Cursor = usize;
+
+    fn cursor(&self) -> usize {
+        0
+    }
+
+    /// One shard at a time, copied as a reader (its writers wait for the copy; no one else does).
+    fn next_chunk(&self, next: &mut usize) -> Option<Vec<(K, V)>> {
+        let shard = *next;
+        if shard >= self.shard_count() {
+            return None;
+        }
+        *next += 1;
+        Some(self.read(shard, table::cloned))
     }
 
     /// Copies of every shard, taken with every writer lock held, become both copies of the new
