@@ -4,13 +4,13 @@
 //! The hook is a wrapper rather than a parameter of each strategy: a map that is not observed
 //! carries no hook at all (not even an inlined no-op), every strategy, present and future, gets
 //! the same hook without code of its own, and the strategies stay small. Keys are reported by a
-//! hash with a fixed seed (foldhash's `FixedState` with seed 0), not the map's randomly seeded
-//! one, so an audit log or an eBPF probe can correlate keys across maps and process restarts
-//! without ever seeing the keys themselves.
+//! specified hash with a fixed key ([`audit_hash`], SipHash-2-4), not the map's randomly seeded
+//! one, so an audit log or an eBPF probe can correlate keys across maps, process restarts and
+//! versions of this crate without ever seeing the keys themselves.
 
 use std::borrow::Borrow;
 use std::cell::Cell;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use crate::map::Maintenance;
@@ -261,9 +261,20 @@ impl Observer for NoObserver {
     fn on_access(&self, _: Access) {}
 }
 
-/// The hash an observer sees for `key`: foldhash with a fixed seed, stable across maps and runs.
+/// The hash an observer sees for `key`: SipHash-2-4 with the all-zero key, over the bytes the
+/// key's `Hash` impl writes. SipHash is specified (Aumasson and Bernstein, 2012), so the value
+/// is the same across maps, runs, builds and crate versions, unlike a fast hasher's output; the
+/// tests pin it with test vectors. It is as stable as the key type's `Hash` impl: std's integer
+/// impls write native-endian bytes, so hashes agree across machines of one byte order.
+///
+/// ```
+/// assert_eq!(safemap::audit_hash(&42u64), safemap::audit_hash(&42u64));
+/// assert_ne!(safemap::audit_hash("device-7"), safemap::audit_hash("device-8"));
+/// ```
 pub fn audit_hash<Q: Hash + ?Sized>(key: &Q) -> u64 {
-    foldhash::fast::FixedState::with_seed(0).hash_one(key)
+    let mut hasher = siphasher::sip::SipHasher24::new_with_keys(0, 0);
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A map `M` whose every operation is reported to `O`. It implements [`ConcurrentMap`] with the
