@@ -127,8 +127,9 @@ pub use observe::{
 };
 #[cfg(feature = "probes")]
 pub use probes::ProbeObserver;
-pub use raw::frozen::TableSnapshot;
+pub use raw::frozen::{TableSnapshot, TableSnapshotIter};
 pub use raw::routing::default_shard_count;
+pub use raw::trie::Iter as TrieSnapshotIter;
 pub use raw::versioned::TrieSnapshot;
 pub use read_mostly::ReadMostlyMap;
 pub use sharded::ShardedMap;

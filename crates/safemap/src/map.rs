@@ -484,6 +484,24 @@ pub trait MapSnapshot<K, V> {
     where
         K: 'a,
         V: 'a;
+
+    /// Every key, in no particular order.
+    fn keys<'a>(&'a self) -> impl Iterator<Item = &'a K>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// Every value, in no particular order.
+    fn values<'a>(&'a self) -> impl Iterator<Item = &'a V>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        self.iter().map(|(_, v)| v)
+    }
 }
 
 /// The error of a deadline-bounded operation that could not get its lock in time. The map is

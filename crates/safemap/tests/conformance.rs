@@ -169,6 +169,19 @@ for_every_strategy! {
         assert!(!view.contains_key(&100));
         assert_eq!(sorted(&view), (0..50).map(|i| (i, i)).collect::<Vec<_>>());
         assert_eq!(m.len(), 50);
+        // Snapshots clone, and iterate by reference, by key and by value.
+        let copy = view.clone();
+        drop(view);
+        assert_eq!(sorted(&copy), (0..50).map(|i| (i, i)).collect::<Vec<_>>());
+        assert_eq!((&copy).into_iter().count(), 50);
+        assert_eq!(copy.keys().copied().max(), Some(49));
+        assert_eq!(copy.values().sum::<u32>(), (0..50).sum());
+        let mut visited = 0;
+        for (k, v) in &copy {
+            assert_eq!(k, v);
+            visited += 1;
+        }
+        assert_eq!(visited, 50);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
 use super::routing::Routing;
-use super::table::Table;
+use super::table::{Table, copy_of};
 use crate::map::MapSnapshot;
 
 /// An immutable, point-in-time copy of a [`LockedMap`](crate::LockedMap),
@@ -49,14 +49,59 @@ impl<K: Hash + Eq, V, S: BuildHasher> MapSnapshot<K, V> for TableSnapshot<K, V, 
         self.len
     }
 
-    fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a K, &'a V)>
+    #[allow(
+        refining_impl_trait,
+        reason = "the iterator has a name, so that `&snapshot` can implement `IntoIterator`"
+    )]
+    fn iter<'a>(&'a self) -> TableSnapshotIter<'a, K, V>
     where
         K: 'a,
         V: 'a,
     {
-        self.tables
-            .iter()
-            .flat_map(|table| table.iter().map(|(k, v)| (k, v)))
+        TableSnapshotIter {
+            tables: self.tables.iter(),
+            table: None,
+        }
+    }
+}
+
+/// The entries of a [`TableSnapshot`], by reference: `for (k, v) in &snapshot`.
+pub struct TableSnapshotIter<'a, K, V> {
+    tables: std::slice::Iter<'a, Table<K, V>>,
+    table: Option<hashbrown::hash_table::Iter<'a, (K, V)>>,
+}
+
+impl<'a, K, V> Iterator for TableSnapshotIter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((k, v)) = self.table.as_mut().and_then(Iterator::next) {
+                return Some((k, v));
+            }
+            self.table = Some(self.tables.next()?.iter());
+        }
+    }
+}
+
+impl<'a, K: Hash + Eq, V, S: BuildHasher> IntoIterator for &'a TableSnapshot<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = TableSnapshotIter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// A copy of the copy: O(n).
+impl<K: Clone, V: Clone, S: Clone> Clone for TableSnapshot<K, V, S> {
+    fn clone(&self) -> Self {
+        TableSnapshot {
+            tables: self.tables.iter().map(copy_of).collect(),
+            routing: self.routing,
+            hasher: self.hasher.clone(),
+            len: self.len,
+        }
     }
 }
 

@@ -342,8 +342,9 @@ impl<K, V> Leaf<K, V> {
     }
 }
 
-/// Depth-first iteration over a trie's entries.
-pub(crate) struct Iter<'a, K, V> {
+/// The entries of a trie, depth first, by reference; a
+/// [`TrieSnapshot`](crate::TrieSnapshot)'s iterator.
+pub struct Iter<'a, K, V> {
     pending: Vec<&'a Child<K, V>>,
     leaf: Option<hashbrown::hash_table::Iter<'a, (K, V)>>,
 }

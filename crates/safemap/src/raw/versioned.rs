@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::core::{ATOMIC, BoundedWait, Core, Inserted, Lookup, Probe, Timed, Wait};
 use super::published::{Published, Stamped, Writer};
-use super::trie::{Leaves, Trie};
+use super::trie::{Iter as TrieSnapshotIter, Leaves, Trie};
 use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
 use crate::tally;
 
@@ -300,12 +300,35 @@ where
         self.version.len()
     }
 
-    fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a K, &'a V)>
+    #[allow(
+        refining_impl_trait,
+        reason = "the iterator has a name, so that `&snapshot` can implement `IntoIterator`"
+    )]
+    fn iter<'a>(&'a self) -> TrieSnapshotIter<'a, K, V>
     where
         K: 'a,
         V: 'a,
     {
         self.version.iter()
+    }
+}
+
+impl<'a, K: Hash + Eq, V, S: BuildHasher> IntoIterator for &'a TrieSnapshot<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = TrieSnapshotIter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// O(1): both share the one version.
+impl<K, V, S: Clone> Clone for TrieSnapshot<K, V, S> {
+    fn clone(&self) -> Self {
+        TrieSnapshot {
+            version: Arc::clone(&self.version),
+            hasher: self.hasher.clone(),
+        }
     }
 }
 
