@@ -200,6 +200,18 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
         self.wrote();
     }
 
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    fn reserve(&self, additional: usize) {
+        self.inner.reserve(additional)
+    }
+
+    fn shrink_to_fit(&self) {
+        self.inner.shrink_to_fit()
+    }
+
     fn len(&self) -> usize {
         if BUG == bug::OVERCOUNTING_LEN {
             return self.inner.len() + self.inserting.load(Ordering::Relaxed);

@@ -31,6 +31,7 @@ fn declared(whole: WholeMap) -> Consistency {
         clear: whole,
         snapshot_cost: Cost::Linear,
         update_in_place: true,
+        reserves: true,
         maintenance: &[],
         closure_blocks_readers: Blocks::Map,
         closure_blocks_writers: Blocks::Map,

@@ -57,6 +57,27 @@ impl<C: Default, S> SafeMap<C, S> {
     }
 }
 
+impl<C: Core> SafeMap<C> {
+    /// An empty map with room for `capacity` entries before it grows, where the strategy can
+    /// make room ahead ([`Consistency::reserves`]), and a randomly seeded hasher.
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ReadMostlyMap};
+    /// let m: ReadMostlyMap<u32, u32> = ReadMostlyMap::with_capacity(1000);
+    /// assert!(m.capacity() >= 1000);
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
+    }
+}
+
+impl<C: Core, S> SafeMap<C, S> {
+    /// An empty map with room for `capacity` entries, hashing with `hasher`.
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        Self::from_parts(C::with_capacity(capacity), hasher)
+    }
+}
+
 impl<C, S> SafeMap<C, S> {
     pub(crate) fn from_parts(core: C, hasher: S) -> Self {
         SafeMap { core, hasher }
@@ -330,6 +351,21 @@ where
     fn shard_lengths(&self) -> Vec<usize> {
         self.enter();
         self.core.shard_lengths()
+    }
+
+    fn capacity(&self) -> usize {
+        self.enter();
+        self.core.capacity()
+    }
+
+    fn reserve(&self, additional: usize) {
+        self.enter();
+        self.core.reserve(additional, &self.hasher);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.enter();
+        self.core.shrink_to_fit(&self.hasher);
     }
 
     fn for_each(&self, mut visit: impl FnMut(&C::Key, &C::Value))

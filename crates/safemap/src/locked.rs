@@ -3,12 +3,11 @@
 //! The simplest strategy and the reference the others are cross-checked against. Every operation
 //! holds the single lock, so every operation, including `len`, `for_each`, `retain`, `clear` and
 //! `snapshot`, is atomic. Readers share the lock; a writer excludes everyone. Its core is the
-//! lock-based one (`raw::tables`) with one table; this file adds the constructors that both
-//! lock-based strategies share.
+//! lock-based one (`raw::tables`) with one table.
 
 use crate::front::SafeMap;
 use crate::map::DefaultHashBuilder;
-use crate::raw::tables::{Layout, OneTable, Tables};
+use crate::raw::tables::{OneTable, Tables};
 
 /// A hash map behind a single `parking_lot::RwLock`: Go's `sync.RWMutex` + `map`, without the
 /// ways to get it wrong.
@@ -30,26 +29,3 @@ use crate::raw::tables::{Layout, OneTable, Tables};
 /// assert_eq!(sessions.get(&2).as_deref(), Some("user-2"));
 /// ```
 pub type LockedMap<K, V, S = DefaultHashBuilder> = SafeMap<Tables<K, V, OneTable>, S>;
-
-/// Constructors of the lock-based strategies, [`LockedMap`] and
-/// [`ShardedMap`](crate::ShardedMap).
-impl<K, V, L: Layout> SafeMap<Tables<K, V, L>> {
-    /// An empty map with room for `capacity` entries before it grows.
-    ///
-    /// ```
-    /// use safemap::{ConcurrentMap, LockedMap};
-    /// let m: LockedMap<u32, u32> = LockedMap::with_capacity(1000);
-    /// m.insert(1, 1);
-    /// assert_eq!(m.len(), 1);
-    /// ```
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
-    }
-}
-
-impl<K, V, L: Layout, S> SafeMap<Tables<K, V, L>, S> {
-    /// An empty map with room for `capacity` entries, hashing with `hasher`.
-    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        SafeMap::from_parts(Tables::new(L::default_shards(), capacity), hasher)
-    }
-}

@@ -108,6 +108,11 @@ pub struct Consistency {
     /// itself (`true`), or a clone that they then store in its place, because readers may be
     /// holding the stored one (`false`).
     pub update_in_place: bool,
+    /// Whether [`reserve`](ConcurrentMap::reserve) and `with_capacity` make room ahead, so that
+    /// the entries they made room for are stored without allocating the map's own memory
+    /// (`true`); `false` for `SnapshotMap`, whose every write allocates the path it copies, and
+    /// whose capacity is therefore its length.
+    pub reserves: bool,
     /// The [`Maintenance`] kinds this strategy reports to an [`Observer`](crate::Observer) wrapped
     /// around it; it reports no other.
     pub maintenance: &'static [Maintenance],
@@ -355,6 +360,30 @@ pub trait ConcurrentMap<K, V> {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// How many entries the map holds room for without allocating its own memory (shard by
+    /// shard, so under concurrent writes an estimate); see [`Consistency::reserves`].
+    ///
+    /// ```
+    /// use safemap::{ConcurrentMap, ShardedMap};
+    /// let m: ShardedMap<u64, u64> = ShardedMap::new();
+    /// m.reserve(10_000);
+    /// assert!(m.capacity() >= 10_000);
+    /// (0..10_000).for_each(|i| { m.insert(i, i); });
+    /// m.retain(|k, _| *k < 10);
+    /// m.shrink_to_fit();
+    /// assert!(m.capacity() < 10_000);
+    /// ```
+    fn capacity(&self) -> usize;
+
+    /// Makes room for `additional` more entries, spread over the shards as keys spread, so that
+    /// growing by that many does not resize a table (a table resize stalls its shard). Does
+    /// nothing where [`Consistency::reserves`] is false.
+    fn reserve(&self, additional: usize);
+
+    /// Gives back the memory the entries do not need: after a map shrank, its tables keep their
+    /// size until this is called. Each part is shrunk under its own lock, one at a time.
+    fn shrink_to_fit(&self);
 
     /// How many entries each independently locked part of the map holds: one count per shard,
     /// or one count for strategies with a single lock or none. A skewed spread means a poor

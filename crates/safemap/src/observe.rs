@@ -639,6 +639,21 @@ where
         self.map.shard_lengths()
     }
 
+    /// Capacity management is not reported: it is the operator's own call, not traffic.
+    fn capacity(&self) -> usize {
+        self.map.capacity()
+    }
+
+    /// Not reported, as [`Self::capacity`].
+    fn reserve(&self, additional: usize) {
+        self.map.reserve(additional)
+    }
+
+    /// Not reported, as [`Self::capacity`].
+    fn shrink_to_fit(&self) {
+        self.map.shrink_to_fit()
+    }
+
     fn for_each(&self, visit: impl FnMut(&K, &V))
     where
         K: Clone,

@@ -125,6 +125,18 @@ where
         (**self).shard_lengths()
     }
 
+    fn capacity(&self) -> usize {
+        (**self).capacity()
+    }
+
+    fn reserve(&self, additional: usize) {
+        (**self).reserve(additional)
+    }
+
+    fn shrink_to_fit(&self) {
+        (**self).shrink_to_fit()
+    }
+
     fn for_each(&self, visit: impl FnMut(&K, &V))
     where
         K: Clone,

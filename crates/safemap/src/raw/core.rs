@@ -77,6 +77,7 @@ pub(crate) const ATOMIC: Consistency = Consistency {
     clear: WholeMap::Atomic,
     snapshot_cost: Cost::Linear,
     update_in_place: true,
+    reserves: true,
     maintenance: &[Maintenance::Resize],
     closure_blocks_readers: Blocks::Map,
     closure_blocks_writers: Blocks::Map,
@@ -103,6 +104,18 @@ pub trait Core: Default {
 
     /// What this core guarantees, operation by operation.
     const CONSISTENCY: Consistency;
+
+    /// An empty core with room for `capacity` entries, where the core can make room ahead.
+    fn with_capacity(capacity: usize) -> Self;
+
+    /// How many entries the core holds room for without allocating.
+    fn capacity(&self) -> usize;
+
+    /// Makes room for `additional` more entries, where the core can.
+    fn reserve<S: BuildHasher>(&self, additional: usize, hasher: &S);
+
+    /// Gives back the memory the entries do not need.
+    fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S);
 
     /// Runs `read` on the value `probe` finds.
     fn get<R>(

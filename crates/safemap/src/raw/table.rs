@@ -58,6 +58,27 @@ pub(crate) fn copy_of<K: Clone, V: Clone>(table: &Table<K, V>) -> Table<K, V> {
     tally::copying(|| table.clone())
 }
 
+/// Makes room in `table` for `additional` more entries and tells `hint` where the table now lies.
+pub(crate) fn reserve<K, V>(
+    table: &mut Table<K, V>,
+    additional: usize,
+    rehash: impl Fn(&K) -> u64,
+    hint: &ProbeHint,
+) {
+    table.reserve(additional, |(k, _)| rehash(k));
+    hint.learn(table);
+}
+
+/// Shrinks `table` to what its entries need and tells `hint` where the table now lies.
+pub(crate) fn shrink_to_fit<K, V>(
+    table: &mut Table<K, V>,
+    rehash: impl Fn(&K) -> u64,
+    hint: &ProbeHint,
+) {
+    table.shrink_to_fit(|(k, _)| rehash(k));
+    hint.learn(table);
+}
+
 /// Clones of every entry of `table`, in a vector: a chunk of an iteration.
 pub(crate) fn cloned<K: Clone, V: Clone>(table: &Table<K, V>) -> Vec<(K, V)> {
     table.iter().cloned().collect()

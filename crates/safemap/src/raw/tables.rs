@@ -125,6 +125,35 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
 
     const CONSISTENCY: Consistency = L::CONSISTENCY;
 
+    fn with_capacity(capacity: usize) -> Self {
+        Self::new(L::default_shards(), capacity)
+    }
+
+    fn capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.read_now().capacity())
+            .sum()
+    }
+
+    fn reserve<S: BuildHasher>(&self, additional: usize, hasher: &S) {
+        let per_shard = additional.div_ceil(self.shards.len());
+        for shard in self.shards.iter() {
+            table::reserve(
+                &mut shard.write_now(),
+                per_shard,
+                rehash(hasher),
+                shard.hint(),
+            );
+        }
+    }
+
+    fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
+        for shard in self.shards.iter() {
+            table::shrink_to_fit(&mut shard.write_now(), rehash(hasher), shard.hint());
+        }
+    }
+
     #[inline]
     fn get<R>(
         &self,

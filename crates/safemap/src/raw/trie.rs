@@ -205,6 +205,12 @@ where
         removed
     }
 
+    /// Shrinks every leaf that has room to spare, copying it (and its branches) unless this trie
+    /// already owns it; returns whether any was shrunk.
+    pub(crate) fn shrink_to_fit(&mut self, hasher: &impl BuildHasher) -> bool {
+        shrink_in(&mut self.root, hasher)
+    }
+
     /// Keeps the entries `keep` approves of, calling it once per entry. Copies only the leaves
     /// that lose an entry; returns the removed entries.
     pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&K, &V) -> bool) -> Vec<(K, V)> {
@@ -273,6 +279,26 @@ fn split<K: Hash, V>(
                 Child::Leaf(Arc::new(Leaf { entries }))
             }
         }),
+    }
+}
+
+fn shrink_in<K: Clone + Hash, V: Clone>(node: &mut Child<K, V>, hasher: &impl BuildHasher) -> bool {
+    match node {
+        Child::Empty => false,
+        Child::Branch(branch) => {
+            let mut shrunk = false;
+            for child in &mut Arc::make_mut(branch).children {
+                shrunk |= shrink_in(child, hasher);
+            }
+            shrunk
+        }
+        // Tables run below full, so nearly every leaf has room: each is copied and shrunk.
+        Child::Leaf(leaf) if leaf.entries.capacity() > leaf.entries.len() => {
+            let entries = &mut Arc::make_mut(leaf).entries;
+            entries.shrink_to_fit(|(k, _)| hasher.hash_one(k));
+            true
+        }
+        Child::Leaf(_) => false,
     }
 }
 

@@ -96,10 +96,30 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     const CONSISTENCY: Consistency = Consistency {
         snapshot_cost: Cost::Constant,
         update_in_place: false,
+        reserves: false,
         maintenance: &[Maintenance::Publish],
         closure_blocks_readers: Blocks::Nothing,
         ..ATOMIC
     };
+
+    /// A trie cannot make room ahead (every write copies a path), so this is an empty map.
+    fn with_capacity(_: usize) -> Self {
+        Self::default()
+    }
+
+    /// The length: every new entry allocates the path it is written on.
+    fn capacity(&self) -> usize {
+        self.len()
+    }
+
+    /// Does nothing (`Consistency::reserves` is false): there is no room to make ahead.
+    fn reserve<S: BuildHasher>(&self, _: usize, _: &S) {}
+
+    /// Publishes a version whose leaves are shrunk to their entries: it copies every leaf that
+    /// has room to give back. Older versions, and their memory, live on while readers hold them.
+    fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
+        self.write(|trie| ((), trie.shrink_to_fit(hasher)));
+    }
 
     /// Never waits: reads take no lock.
     #[inline]

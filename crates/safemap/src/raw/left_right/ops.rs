@@ -17,7 +17,8 @@ use crate::raw::core::{ATOMIC, Core, Inserted, Lookup, Probe, Timed, Wait};
 use crate::raw::frozen::TableSnapshot;
 use crate::raw::probe_hint::ProbeHint;
 use crate::raw::routing::Routing;
-use crate::raw::table::{self, Table, copy_of};
+use crate::raw::routing::default_shard_count;
+use crate::raw::table::{self, Table, TableAlloc, copy_of};
 
 impl<K: Hash + Eq + Clone, V: Clone> LeftRight<K, V> {
     /// The writer of the shard that holds `hash`, or `None` at the deadline `wait` names.
@@ -117,6 +118,44 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         closure_blocks_writers: Blocks::Shard,
         ..ATOMIC
     };
+
+    fn with_capacity(capacity: usize) -> Self {
+        let shards = default_shard_count();
+        let per_shard = capacity.div_ceil(shards);
+        let table = || Table::with_capacity_in(per_shard, TableAlloc);
+        LeftRight::from_copies((0..shards).map(|_| [table(), table()]).collect())
+    }
+
+    /// Of the copies readers use, shard by shard (the other copy has as much).
+    fn capacity(&self) -> usize {
+        (0..self.shard_count())
+            .map(|shard| self.read(shard, |table| table.capacity()))
+            .sum()
+    }
+
+    /// In both copies, one shard at a time.
+    fn reserve<S: BuildHasher>(&self, additional: usize, hasher: &S) {
+        let per_shard = additional.div_ceil(self.shard_count());
+        let rehash = |k: &K| hasher.hash_one(k);
+        let grow =
+            |t: &mut Table<K, V>, hint: &ProbeHint| table::reserve(t, per_shard, rehash, hint);
+        for shard in 0..self.shard_count() {
+            self.write(shard, Wait::Forever)
+                .expect("waits forever")
+                .apply(grow, grow);
+        }
+    }
+
+    /// In both copies, one shard at a time.
+    fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
+        let rehash = |k: &K| hasher.hash_one(k);
+        let shrink = |t: &mut Table<K, V>, hint: &ProbeHint| table::shrink_to_fit(t, rehash, hint);
+        for shard in 0..self.shard_count() {
+            self.write(shard, Wait::Forever)
+                .expect("waits forever")
+                .apply(shrink, shrink);
+        }
+    }
 
     /// Never waits: readers take no lock.
     #[inline]

@@ -1,0 +1,115 @@
+//! Capacity, for every strategy: `with_capacity` and `reserve` make room ahead where the strategy
+//! declares `reserves` (inserting that many entries then allocates nothing), and `shrink_to_fit`
+//! really gives memory back (a counting allocator measures the map's live bytes).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::for_every_strategy;
+use safemap::ConcurrentMap;
+
+/// Counts the bytes this thread allocates and frees, so other tests' threads do not disturb it.
+struct Counting;
+
+thread_local! {
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    static FREED: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to `System` unchanged; the counts are thread-local `Cell`s with no destructor,
+// const-initialized, so touching them allocates nothing and cannot recurse into this allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = FREED.try_with(|f| f.set(f.get() + layout.size()));
+        // SAFETY: `ptr` came from `alloc` above, that is from `System`, with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// Bytes this thread allocated and has not freed.
+fn live() -> isize {
+    ALLOCATED.with(Cell::get) as isize - FREED.with(Cell::get) as isize
+}
+
+/// A hasher with a fixed seed, so that keys spread over shards the same way every run.
+type Fixed = foldhash::fast::FixedState;
+
+fn fixed() -> Fixed {
+    foldhash::fast::FixedState::with_seed(0x5eed)
+}
+
+const ENTRIES: u64 = 20_000;
+
+for_every_strategy! {
+    fn declared() -> safemap::Consistency {
+        <Map<u64, u64> as ConcurrentMap<u64, u64>>::CONSISTENCY
+    }
+
+    /// Inserting `ENTRIES` keys into `m` allocates nothing where room was made ahead.
+    fn fills_without_allocating(m: &Map<u64, u64, Fixed>) {
+        let before = ALLOCATED.with(Cell::get);
+        for k in 0..ENTRIES {
+            m.insert(k, k);
+        }
+        let allocated = ALLOCATED.with(Cell::get) - before;
+        if declared().reserves {
+            assert_eq!(allocated, 0, "inserts into reserved room allocated");
+        } else {
+            assert!(allocated > 0);
+        }
+        assert!(m.capacity() >= m.len());
+    }
+
+    #[test]
+    fn reserve_makes_room_ahead_where_declared() {
+        let m: Map<u64, u64, Fixed> = Map::with_hasher(fixed());
+        m.reserve(ENTRIES as usize);
+        if declared().reserves {
+            assert!(m.capacity() >= ENTRIES as usize, "capacity {}", m.capacity());
+        } else {
+            assert_eq!(m.capacity(), 0);
+        }
+        fills_without_allocating(&m);
+    }
+
+    #[test]
+    fn with_capacity_makes_room_ahead_where_declared() {
+        let m: Map<u64, u64, Fixed> = Map::with_capacity_and_hasher(ENTRIES as usize, fixed());
+        fills_without_allocating(&m);
+        assert!(Map::<u64, u64>::with_capacity(10).is_empty());
+    }
+
+    #[test]
+    fn shrink_to_fit_gives_the_memory_back() {
+        let start = live();
+        let m: Map<u64, u64, Fixed> = Map::with_hasher(fixed());
+        for k in 0..100_000 {
+            m.insert(k, k);
+        }
+        let full = live() - start;
+        m.retain(|k, _| *k < 10);
+        let shrunk_before = live() - start;
+        m.shrink_to_fit();
+        // A reader's cached version of a SnapshotMap holds the old leaves until it reads again.
+        assert_eq!(m.get(&3), Some(3));
+        let after = live() - start;
+        assert!(
+            shrunk_before - after >= full * 8 / 10,
+            "live bytes: {full} full, {shrunk_before} after retain, {after} after shrink_to_fit"
+        );
+        assert_eq!(m.len(), 10);
+        assert!((0..10).all(|k| m.get(&k) == Some(k)));
+        assert!(m.capacity() >= 10);
+    }
+}
