@@ -4,43 +4,12 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+use common::alloc::{Counting, allocated_by, live};
 use common::for_every_strategy;
 use safemap::ConcurrentMap;
 
-/// Counts the bytes this thread allocates and frees, so other tests' threads do not disturb it.
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-    static FREED: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to `System` unchanged; the counts are thread-local `Cell`s with no destructor,
-// const-initialized, so touching them allocates nothing and cannot recurse into this allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let _ = FREED.try_with(|f| f.set(f.get() + layout.size()));
-        // SAFETY: `ptr` came from `alloc` above, that is from `System`, with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static COUNTING: Counting = Counting;
-
-/// Bytes this thread allocated and has not freed.
-fn live() -> isize {
-    ALLOCATED.with(Cell::get) as isize - FREED.with(Cell::get) as isize
-}
 
 /// A hasher with a fixed seed, so that keys spread over shards the same way every run.
 type Fixed = foldhash::fast::FixedState;
@@ -58,11 +27,11 @@ for_every_strategy! {
 
     /// Inserting `ENTRIES` keys into `m` allocates nothing where room was made ahead.
     fn fills_without_allocating(m: &Map<u64, u64, Fixed>) {
-        let before = ALLOCATED.with(Cell::get);
-        for k in 0..ENTRIES {
-            m.insert(k, k);
-        }
-        let allocated = ALLOCATED.with(Cell::get) - before;
+        let ((), allocated) = allocated_by(|| {
+            for k in 0..ENTRIES {
+                m.insert(k, k);
+            }
+        });
         if declared().reserves {
             assert_eq!(allocated, 0, "inserts into reserved room allocated");
         } else {

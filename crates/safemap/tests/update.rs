@@ -5,43 +5,12 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+use common::alloc::{Counting, allocated_by};
 use common::for_every_strategy;
 use safemap::ConcurrentMap;
 
-/// Counts the bytes this thread allocates, so other tests' threads do not disturb a count.
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to `System` unchanged; the count is a thread-local `Cell` with no destructor,
-// const-initialized, so touching it allocates nothing and cannot recurse into this allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `alloc` above, that is from `System`, with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static COUNTING: Counting = Counting;
-
-/// Bytes this thread allocated while `work` ran.
-fn allocated_by<R>(work: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCATED.with(Cell::get);
-    let result = work();
-    (result, ALLOCATED.with(Cell::get) - before)
-}
 
 const MIB: usize = 1 << 20;
 

@@ -2,6 +2,8 @@
 //! instrumented key and value types.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod alloc;
+
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

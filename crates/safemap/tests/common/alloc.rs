@@ -1,0 +1,46 @@
+//! A global allocator that counts the bytes each thread allocates and frees, so that a test can
+//! measure its own allocations while other tests' threads run. A test file that wants it
+//! declares `#[global_allocator] static COUNTING: Counting = Counting;`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+pub struct Counting;
+
+thread_local! {
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    static FREED: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to `System` unchanged; the counts are thread-local `Cell`s with no destructor,
+// const-initialized, so touching them allocates nothing and cannot recurse into this allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = FREED.try_with(|f| f.set(f.get() + layout.size()));
+        // SAFETY: `ptr` came from `alloc` above, that is from `System`, with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Bytes this thread has allocated so far.
+pub fn allocated() -> usize {
+    ALLOCATED.with(Cell::get)
+}
+
+/// Bytes this thread allocated and has not freed (negative if it freed others' memory).
+pub fn live() -> isize {
+    allocated() as isize - FREED.with(Cell::get) as isize
+}
+
+/// Bytes this thread allocated while `work` ran.
+pub fn allocated_by<R>(work: impl FnOnce() -> R) -> (R, usize) {
+    let before = allocated();
+    let result = work();
+    (result, allocated() - before)
+}
