@@ -85,6 +85,24 @@
 //! visits copies (or an immutable version) with no lock held, so its closure may call the map
 //! freely.
 //!
+//! # Features
+//!
+//! - `serde`: `Serialize` for every map, taken from one point-in-time snapshot (O(1) to take in
+//!   a `SnapshotMap`, an O(n) copy in the others), and for every snapshot; `Deserialize` for
+//!   every map, which builds nothing on bad input and publishes a `SnapshotMap` once.
+//! - `metrics` and `probes`: the observers below.
+//!
+//! ```
+//! # #[cfg(feature = "serde")] {
+//! use safemap::{ConcurrentMap, ShardedMap};
+//! let routes: ShardedMap<String, u16> = ShardedMap::from([("api".to_string(), 8080)]);
+//! let json = serde_json::to_string(&routes).unwrap();
+//! assert_eq!(json, r#"{"api":8080}"#);
+//! let back: ShardedMap<String, u16> = serde_json::from_str(&json).unwrap();
+//! assert_eq!(back.get("api"), Some(8080));
+//! # }
+//! ```
+//!
 //! # How the crate is built
 //!
 //! Every strategy is one generic front, [`SafeMap`], over a core: the front hashes each key once,
@@ -107,6 +125,8 @@ mod probes;
 mod raw;
 mod read_mostly;
 mod reentry;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod sharded;
 mod shared;
 mod snapshot;
