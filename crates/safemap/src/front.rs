@@ -432,6 +432,40 @@ where
     }
 }
 
+/// `for (k, v) in map`: every entry, moved out of the map (cloned only where a `SnapshotMap`'s
+/// snapshot still shares it).
+///
+/// ```
+/// use safemap::ShardedMap;
+/// let m = ShardedMap::from([(1, "a".to_string()), (2, "b".to_string())]);
+/// let mut entries: Vec<(u32, String)> = m.into_iter().collect();
+/// entries.sort();
+/// assert_eq!(entries, [(1, "a".to_string()), (2, "b".to_string())]);
+/// ```
+impl<C: Core, S> IntoIterator for SafeMap<C, S> {
+    type Item = (C::Key, C::Value);
+    type IntoIter = IntoIter<C>;
+
+    fn into_iter(self) -> IntoIter<C> {
+        IntoIter(self.core.into_entries())
+    }
+}
+
+/// The entries of a [`SafeMap`], moved out of it: its `IntoIterator`.
+pub struct IntoIter<C: Core>(C::IntoIter);
+
+impl<C: Core> Iterator for IntoIter<C> {
+    type Item = (C::Key, C::Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
 /// `for (k, v) in &map`: [`ConcurrentMap::iter`].
 impl<'a, C, S> IntoIterator for &'a SafeMap<C, S>
 where

@@ -133,7 +133,7 @@ mod snapshot;
 mod sync;
 mod tally;
 
-pub use front::{Iter, SafeMap};
+pub use front::{IntoIter, Iter, SafeMap};
 pub use locked::LockedMap;
 pub use map::{
     Action, Blocks, ConcurrentMap, Consistency, Cost, DeadlineMap, DefaultHashBuilder, Maintenance,

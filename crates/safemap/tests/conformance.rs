@@ -132,6 +132,22 @@ for_every_strategy! {
         assert_eq!(empty.iter().next(), None);
     }
 
+    /// By value, the entries move out: no value is cloned, each comes out once, and each is
+    /// dropped once.
+    #[test]
+    fn into_iter_moves_the_entries_out() {
+        let ledger = common::DropLedger::new();
+        let m: Map<u32, common::Tracked> = (0..500).map(|i| (i, ledger.value())).collect();
+        m.insert(7, ledger.value());
+        m.remove(&8);
+        let made = ledger.made();
+        let mut keys: Vec<u32> = m.into_iter().map(|(k, _value)| k).collect();
+        assert_eq!(ledger.made(), made, "into_iter cloned a value");
+        keys.sort_unstable();
+        assert_eq!(keys, (0..500).filter(|k| *k != 8).collect::<Vec<_>>());
+        assert_eq!((ledger.live(), ledger.double_drops()), (0, 0));
+    }
+
     /// The iterator holds no lock between calls to `next`: the loop may write to the map, and
     /// another thread's writes finish while the iterator is paused.
     #[test]

@@ -257,6 +257,12 @@ pub trait Core: Default {
         Self::Key: Clone,
         Self::Value: Clone;
 
+    /// The iterator [`Core::into_entries`] returns.
+    type IntoIter: Iterator<Item = (Self::Key, Self::Value)>;
+
+    /// Every entry, moved out of the core.
+    fn into_entries(self) -> Self::IntoIter;
+
     /// Where an iteration over this core stands.
     type Cursor;
 

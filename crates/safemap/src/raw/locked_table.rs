@@ -41,6 +41,11 @@ impl<K, V> LockedTable<K, V> {
         }
     }
 
+    /// The table, lock and hint gone.
+    pub(crate) fn into_table(self) -> Table<K, V> {
+        self.table.into_inner()
+    }
+
     /// Where the table lies; the insertions in `raw::table` keep it current.
     pub(crate) fn hint(&self) -> &ProbeHint {
         &self.hint

@@ -48,6 +48,13 @@ pub(crate) struct Stamped<T> {
     value: T,
 }
 
+impl<T> Stamped<T> {
+    /// The value.
+    pub(crate) fn into_value(self) -> T {
+        self.value
+    }
+}
+
 impl<T> Deref for Stamped<T> {
     type Target = T;
 
@@ -124,6 +131,13 @@ impl<T> Published<T> {
             }
         }
         read(&self.current.load_full())
+    }
+
+    /// The current version, the readers' caches dropped first, so that the version is owned
+    /// here alone unless something else (a snapshot) still holds it.
+    pub(crate) fn into_current(self) -> Arc<Stamped<T>> {
+        drop(self.slots);
+        self.current.into_inner()
     }
 
     /// The current version, to keep.

@@ -33,7 +33,7 @@ pub(crate) type Table<K, V> = HashTable<(K, V), TableAlloc>;
 /// within the insert that grew it, so an observed call can time its resize from the first to the
 /// last, and nothing else runs on the paths that do not allocate.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TableAlloc;
+pub struct TableAlloc;
 
 // SAFETY: both methods forward to `Global` unchanged, so every block this allocator hands out is a
 // `Global` block and is returned to `Global`; the tally calls around them neither touch the memory

@@ -20,6 +20,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::iter::Flatten;
 use std::marker::PhantomData;
 
 use crossbeam_utils::CachePadded;
@@ -28,7 +29,7 @@ use super::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait};
 use super::frozen::TableSnapshot;
 use super::locked_table::LockedTable;
 use super::routing::{Routing, default_shard_count};
-use super::table::{self, copy_of};
+use super::table::{self, Table, copy_of};
 use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
 
 /// How many tables a [`Tables`] core has, and so what it can promise.
@@ -312,6 +313,16 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         let copies = tables.iter().map(|table| copy_of(table)).collect();
         drop(tables);
         TableSnapshot::new(copies, self.routing, hasher.clone())
+    }
+
+    type IntoIter = Flatten<std::vec::IntoIter<Table<K, V>>>;
+
+    /// Table by table, moving the entries.
+    fn into_entries(self) -> Self::IntoIter {
+        let tables: Vec<_> = (self.shards.into_vec().into_iter())
+            .map(|shard| CachePadded::into_inner(shard).into_table())
+            .collect();
+        tables.into_iter().flatten()
     }
 
     /// The next shard to copy.

@@ -135,6 +135,25 @@ impl<K, V> Trie<K, V> {
         }
     }
 
+    /// Every entry, moved out of the nodes this trie alone holds and cloned out of those it
+    /// shares with other versions.
+    pub(crate) fn into_entries(self) -> Vec<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let mut entries = Vec::with_capacity(self.len);
+        let mut pending = vec![self.root];
+        while let Some(node) = pending.pop() {
+            match node {
+                Child::Empty => {}
+                Child::Leaf(leaf) => entries.extend(Arc::unwrap_or_clone(leaf).entries),
+                Child::Branch(branch) => pending.extend(Arc::unwrap_or_clone(branch).children),
+            }
+        }
+        entries
+    }
+
     /// Every entry, in no particular order.
     pub(crate) fn iter(&self) -> Iter<'_, K, V> {
         Iter {

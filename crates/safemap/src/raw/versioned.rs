@@ -264,6 +264,18 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         }
     }
 
+    type IntoIter = std::vec::IntoIter<(K, V)>;
+
+    /// The current version's entries, moved out of the nodes no snapshot still shares.
+    fn into_entries(self) -> Self::IntoIter {
+        let trie = match Arc::try_unwrap(self.published.into_current()) {
+            Ok(version) => version.into_value(),
+            // A snapshot still holds the version: share its nodes (O(1)).
+            Err(shared) => Trie::clone(&shared),
+        };
+        trie.into_entries().into_iter()
+    }
+
     /// The leaves of the version current when the iteration began.
     type Cursor = Leaves<K, V>;
 

@@ -156,6 +156,16 @@ impl<K, V> LeftRight<K, V> {
         }
     }
 
+    /// One copy of each shard's table; the other copies are dropped.
+    pub(crate) fn into_tables(self) -> Vec<Table<K, V>> {
+        (self.shards.into_vec().into_iter())
+            .map(|shard| {
+                let [first, _second] = CachePadded::into_inner(shard).copies;
+                CachePadded::into_inner(first).into_inner()
+            })
+            .collect()
+    }
+
     /// The shard that holds keys with `hash`.
     #[inline]
     pub(crate) fn shard_of(&self, hash: u64) -> usize {

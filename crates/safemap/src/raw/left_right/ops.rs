@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::iter::Flatten;
 use std::mem;
 
 use super::{LeftRight, Writer};
@@ -316,6 +317,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S> {
         let routing = Routing::new(self.shard_count());
         TableSnapshot::new(self.copies(), routing, hasher.clone())
+    }
+
+    type IntoIter = Flatten<std::vec::IntoIter<Table<K, V>>>;
+
+    /// Shard by shard, moving the entries of one copy and dropping the other.
+    fn into_entries(self) -> Self::IntoIter {
+        self.into_tables().into_iter().flatten()
     }
 
     /// The next shard to copy.
