@@ -26,6 +26,8 @@
 //! assert_eq!(registry.get(&7).as_deref(), Some("fp-00000007"));
 //! ```
 //!
+//! Coming from another map? [`switching`] maps each API you know to safemap's.
+//!
 //! # Choosing a strategy
 //!
 //! | strategy | reads | writes | `for_each` / `retain` | snapshot | use when |
@@ -115,6 +117,11 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 
 mod front;
+/// Porting code from std, dashmap, papaya, scc, moka and Go's `sync.Map`, with every snippet
+/// compiled and run as a test.
+pub mod switching {
+    #![doc = include_str!("../docs/switching.md")]
+}
 mod locked;
 mod map;
 #[cfg(feature = "metrics")]
