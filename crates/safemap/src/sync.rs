@@ -115,6 +115,10 @@ mod shuttle_locks {
             RwLock(shuttle::sync::RwLock::new(value))
         }
 
+        pub(crate) fn into_inner(self) -> T {
+            self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
+        }
+
         pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
             self.0.read().unwrap_or_else(PoisonError::into_inner)
         }
