@@ -1,6 +1,8 @@
 //! [`ConcurrentMap`] for anything that points to a map: `&M`, `Arc<M>`, `Box<M>`. Generic code
 //! that takes `impl ConcurrentMap` then accepts a map shared through an `Arc` as it is, without
-//! a wrapper. Every method forwards to the map pointed to, with its guarantees.
+//! a wrapper. Every method forwards to the map pointed to, with its guarantees. (Being blanket
+//! over `Deref`, it leaves no room for a `ConcurrentMap` impl of one's own on a type that derefs
+//! to a map; wrap such a type in a struct without `Deref` instead.)
 
 use std::borrow::Borrow;
 use std::hash::Hash;
