@@ -239,11 +239,19 @@ pub trait Core: Default {
         vec![self.len()]
     }
 
-    /// Calls `visit` for every entry, holding no lock while it runs.
+    /// Calls `visit` for every entry, holding no lock while it runs: by default on the copies
+    /// [`Core::next_chunk`] takes, one part at a time, so `for_each` is as consistent as `iter`. A
+    /// core that promises more (an atomic `for_each`), or can visit without copying, overrides it.
     fn for_each(&self, visit: &mut impl FnMut(&Self::Key, &Self::Value))
     where
         Self::Key: Clone,
-        Self::Value: Clone;
+        Self::Value: Clone,
+    {
+        let mut cursor = self.cursor();
+        while let Some(chunk) = self.next_chunk(&mut cursor) {
+            chunk.iter().for_each(|(k, v)| visit(k, v));
+        }
+    }
 
     /// A point-in-time view, hashing lookups with a clone of `hasher`.
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> Self::Snapshot<S>

@@ -291,18 +291,6 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
             .collect()
     }
 
-    /// Copies one shard at a time and visits the copy with no lock held.
-    fn for_each(&self, visit: &mut impl FnMut(&K, &V))
-    where
-        K: Clone,
-        V: Clone,
-    {
-        for shard in self.shards.iter() {
-            let copy = copy_of(&shard.read_now());
-            copy.iter().for_each(|(k, v)| visit(k, v));
-        }
-    }
-
     /// Point-in-time: every shard is read-locked, in ascending order, while all are copied.
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S>
     where
