@@ -130,6 +130,8 @@ mod observe;
 #[cfg(feature = "probes")]
 mod probes;
 mod raw;
+#[cfg(feature = "rayon")]
+mod rayon_impls;
 mod read_mostly;
 mod reentry;
 #[cfg(feature = "serde")]
@@ -158,6 +160,8 @@ pub use raw::frozen::{TableSnapshot, TableSnapshotIter};
 pub use raw::routing::default_shard_count;
 pub use raw::trie::Iter as TrieSnapshotIter;
 pub use raw::versioned::TrieSnapshot;
+#[cfg(feature = "rayon")]
+pub use rayon_impls::ParIter;
 pub use read_mostly::ReadMostlyMap;
 pub use sharded::ShardedMap;
 pub use snapshot::{Batch, SnapshotMap};

@@ -17,6 +17,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::ops::Range;
 use std::time::Instant;
 
 use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut, WholeMap};
@@ -277,6 +278,11 @@ pub trait Core: Default {
     /// A cursor before the first part of the map.
     fn cursor(&self) -> Self::Cursor;
 
+    /// Hands off about half of the parts `cursor` has still to visit, as a cursor of its own,
+    /// for a parallel iteration to give another thread; `None` once `cursor` has one part or
+    /// none left. The two cursors together visit what `cursor` would have.
+    fn split_cursor(&self, cursor: &mut Self::Cursor) -> Option<Self::Cursor>;
+
     /// Copies of the entries of the next part of the map (a shard, a trie leaf), advancing
     /// `cursor`; `None` past the last. Holds a lock, if any, only while it copies.
     fn next_chunk(&self, cursor: &mut Self::Cursor) -> Option<Vec<(Self::Key, Self::Value)>>
@@ -289,6 +295,18 @@ pub trait Core: Default {
     where
         Self::Key: fmt::Debug,
         Self::Value: fmt::Debug;
+}
+
+/// The second half of the shards `range` has left, split off it (see [`Core::split_cursor`]),
+/// for cores whose cursor is the range of shards still to copy.
+pub(crate) fn split_shards(range: &mut Range<usize>) -> Option<Range<usize>> {
+    if range.len() < 2 {
+        return None;
+    }
+    let middle = range.start + range.len() / 2;
+    let second = middle..range.end;
+    range.end = middle;
+    Some(second)
 }
 
 /// A core whose every wait is for a lock, so a [`Wait::Until`] bounds the whole operation.

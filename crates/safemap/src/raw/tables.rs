@@ -22,10 +22,11 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::iter::Flatten;
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use crossbeam_utils::CachePadded;
 
-use super::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait};
+use super::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait, split_shards};
 use super::frozen::TableSnapshot;
 use super::locked_table::LockedTable;
 use super::routing::{Routing, default_shard_count};
@@ -313,21 +314,24 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         tables.into_iter().flatten()
     }
 
-    /// The next shard to copy.
-    type Cursor = usize;
+    /// The shards still to copy.
+    type Cursor = Range<usize>;
 
-    fn cursor(&self) -> usize {
-        0
+    fn cursor(&self) -> Range<usize> {
+        0..self.shards.len()
+    }
+
+    fn split_cursor(&self, shards: &mut Range<usize>) -> Option<Range<usize>> {
+        split_shards(shards)
     }
 
     /// One shard at a time, copied under its shared lock: with one table, the whole map at once.
-    fn next_chunk(&self, next: &mut usize) -> Option<Vec<(K, V)>>
+    fn next_chunk(&self, shards: &mut Range<usize>) -> Option<Vec<(K, V)>>
     where
         K: Clone,
         V: Clone,
     {
-        let shard = self.shards.get(*next)?;
-        *next += 1;
+        let shard = self.shards.get(shards.next()?)?;
         Some(table::cloned(&shard.read_now()))
     }
 

@@ -368,6 +368,28 @@ impl<K, V> Leaves<K, V> {
         }
     }
 
+    /// About half of the subtrees still to visit, handed to a cursor of their own; `None` once
+    /// at most one leaf is left. A lone branch is opened first, so that its children can be
+    /// shared out.
+    pub(crate) fn split(&mut self) -> Option<Self> {
+        loop {
+            self.pending.retain(|child| !matches!(child, Child::Empty));
+            let [Child::Branch(branch)] = self.pending.as_slice() else {
+                break;
+            };
+            let branch = Arc::clone(branch);
+            self.pending.clear();
+            self.pending.extend(branch.children.iter().cloned());
+        }
+        if self.pending.len() < 2 {
+            return None;
+        }
+        let half = self.pending.len() / 2;
+        Some(Leaves {
+            pending: self.pending.split_off(half),
+        })
+    }
+
     /// The entries of the next leaf.
     pub(crate) fn next_leaf(&mut self) -> Option<Arc<Leaf<K, V>>> {
         loop {

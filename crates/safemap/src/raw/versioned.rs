@@ -283,6 +283,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         Leaves::of(&self.current())
     }
 
+    fn split_cursor(&self, leaves: &mut Leaves<K, V>) -> Option<Leaves<K, V>> {
+        leaves.split()
+    }
+
     /// One leaf (at most about `LEAF_MAX` entries) at a time, all from one version: no lock.
     fn next_chunk(&self, leaves: &mut Leaves<K, V>) -> Option<Vec<(K, V)>> {
         Some(leaves.next_leaf()?.entries().cloned().collect())

@@ -11,10 +11,11 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::iter::Flatten;
 use std::mem;
+use std::ops::Range;
 
 use super::{LeftRight, Writer};
 use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
-use crate::raw::core::{ATOMIC, Core, Inserted, Lookup, Probe, Timed, Wait};
+use crate::raw::core::{ATOMIC, Core, Inserted, Lookup, Probe, Timed, Wait, split_shards};
 use crate::raw::frozen::TableSnapshot;
 use crate::raw::probe_hint::ProbeHint;
 use crate::raw::routing::Routing;
@@ -326,21 +327,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         self.into_tables().into_iter().flatten()
     }
 
-    /// The next shard to copy.
-    type Cursor = usize;
+    /// The shards still to copy.
+    type Cursor = Range<usize>;
 
-    fn cursor(&self) -> usize {
-        0
+    fn cursor(&self) -> Range<usize> {
+        0..self.shard_count()
+    }
+
+    fn split_cursor(&self, shards: &mut Range<usize>) -> Option<Range<usize>> {
+        split_shards(shards)
     }
 
     /// One shard at a time, copied as a reader (its writers wait for the copy; no one else does).
-    fn next_chunk(&self, next: &mut usize) -> Option<Vec<(K, V)>> {
-        let shard = *next;
-        if shard >= self.shard_count() {
-            return None;
-        }
-        *next += 1;
-        Some(self.read(shard, table::cloned))
+    fn next_chunk(&self, shards: &mut Range<usize>) -> Option<Vec<(K, V)>> {
+        Some(self.read(shards.next()?, table::cloned))
     }
 
     /// Copies of every shard, taken with every writer lock held, become both copies of the new
