@@ -1,4 +1,4 @@
-//! A counting global allocator, for bytes per entry.
+//! A counting global allocator, for bytes per entry and an iteration's peak memory.
 //!
 //! Counting is switched on only while a footprint is measured, on one thread, so the timed runs
 //! pay one relaxed load per allocation and nothing else.
@@ -14,6 +14,7 @@ pub struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: every call is forwarded unchanged to `System`, which upholds GlobalAlloc's contract;
 // the counters only observe sizes.
@@ -40,8 +41,20 @@ unsafe impl GlobalAlloc for Counting {
 fn count(bytes: isize) {
     // Relaxed: the counters are read by the thread that wrote them, after the measured work.
     if COUNTING.load(Ordering::Relaxed) {
-        LIVE.fetch_add(bytes, Ordering::Relaxed);
+        let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        PEAK.fetch_max(live, Ordering::Relaxed);
     }
+}
+
+/// What `work` returns, and the most bytes it held live at once beyond what was live before it.
+/// Other threads' allocations meanwhile count too, so measure with no other thread at work.
+pub fn peak_during<T>(work: impl FnOnce() -> T) -> (T, isize) {
+    LIVE.store(0, Ordering::Relaxed);
+    PEAK.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let result = work();
+    COUNTING.store(false, Ordering::Relaxed);
+    (result, PEAK.load(Ordering::Relaxed))
 }
 
 /// Bytes per entry of contestant `M` holding `entries` entries, map structure included.

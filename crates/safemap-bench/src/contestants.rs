@@ -10,6 +10,7 @@ use std::sync::{Mutex, RwLock};
 use safemap::{Action, ConcurrentMap, Consistency, SafeMap};
 use serde::Serialize;
 
+use crate::iterate::{Iterable, IterationCost, measure_iteration};
 use crate::measure::{Cell, Measurement, measure};
 use crate::workload::{Shape, Workload, key};
 
@@ -377,6 +378,8 @@ pub struct Contestant {
     pub consistency: Option<Consistency>,
     /// Whether it can take a point-in-time snapshot.
     pub snapshots: bool,
+    /// Measures its iteration (name, entries, repetitions), if it can be iterated while shared.
+    pub iterate: Option<fn(&'static str, usize, usize) -> IterationCost>,
 }
 
 impl Contestant {
@@ -388,13 +391,21 @@ impl Contestant {
             footprint: crate::alloc::footprint::<M>,
             consistency: None,
             snapshots: M::SNAPSHOTS,
+            iterate: None,
         }
     }
 
-    fn safemap<M: Contender + ConcurrentMap<u64, u64>>(name: &'static str) -> Self {
+    fn iterating<M: Iterable>(self) -> Self {
+        Contestant {
+            iterate: Some(measure_iteration::<M>),
+            ..self
+        }
+    }
+
+    fn safemap<M: Iterable + ConcurrentMap<u64, u64>>(name: &'static str) -> Self {
         Contestant {
             consistency: Some(M::CONSISTENCY),
-            ..Self::of::<M>(name, Family::Safemap)
+            ..Self::of::<M>(name, Family::Safemap).iterating::<M>()
         }
     }
 
@@ -417,12 +428,17 @@ pub fn contestants() -> Vec<Contestant> {
     use Family::*;
     let mut all = safemap::strategies!(safemap_contestants!());
     all.extend([
-        Contestant::of::<RwLock<StdHashMap<u64, u64, Hasher>>>("std-RwLock", Peer),
+        Contestant::of::<RwLock<StdHashMap<u64, u64, Hasher>>>("std-RwLock", Peer)
+            .iterating::<RwLock<StdHashMap<u64, u64, Hasher>>>(),
         Contestant::of::<Mutex<StdHashMap<u64, u64, Hasher>>>("std-Mutex", Peer),
-        Contestant::of::<dashmap::DashMap<u64, u64, Hasher>>("dashmap", Peer),
-        Contestant::of::<papaya::HashMap<u64, u64, Hasher>>("papaya", Peer),
-        Contestant::of::<scc::HashMap<u64, u64, Hasher>>("scc-HashMap", Peer),
-        Contestant::of::<scc::HashIndex<u64, u64, Hasher>>("scc-HashIndex", Peer),
+        Contestant::of::<dashmap::DashMap<u64, u64, Hasher>>("dashmap", Peer)
+            .iterating::<dashmap::DashMap<u64, u64, Hasher>>(),
+        Contestant::of::<papaya::HashMap<u64, u64, Hasher>>("papaya", Peer)
+            .iterating::<papaya::HashMap<u64, u64, Hasher>>(),
+        Contestant::of::<scc::HashMap<u64, u64, Hasher>>("scc-HashMap", Peer)
+            .iterating::<scc::HashMap<u64, u64, Hasher>>(),
+        Contestant::of::<scc::HashIndex<u64, u64, Hasher>>("scc-HashIndex", Peer)
+            .iterating::<scc::HashIndex<u64, u64, Hasher>>(),
         Contestant::of::<Unsynchronized>("hashbrown-floor", Floor),
     ]);
     all

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p safemap-bench -- --quick --json out.json
 //! cargo run --release -p safemap-bench -- advise --read-pct 99 --insert-pct 1 --remove-pct 0 --keys 1000000 --threads 2
+//! cargo run --release -p safemap-bench -- iterate --keys 1000000
 //! ```
 
 mod advise;
@@ -11,6 +12,7 @@ mod alloc;
 mod contestants;
 mod go;
 mod html;
+mod iterate;
 mod measure;
 mod report;
 mod session;
@@ -41,6 +43,9 @@ enum Command {
     Run(RunArgs),
     /// Measure the candidates on one profile and recommend a strategy.
     Advise(advise::AdviseArgs),
+    /// Measure a whole-map iteration: its time, its peak memory, and a concurrent writer's
+    /// longest operation while it runs.
+    Iterate(iterate::IterateArgs),
 }
 
 /// Options of `run`.
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Advise(args)) => advise::advise(&args),
+        Some(Command::Iterate(args)) => iterate::iterate(&args),
         Some(Command::Run(args)) => session::run(&args),
         None => session::run(&cli.run),
     };

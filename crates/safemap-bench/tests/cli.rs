@@ -166,6 +166,38 @@ fn advise_recommends_a_strategy_with_figures() {
 }
 
 #[test]
+fn iterate_reports_every_iterable_contestant_and_tells_bounded_copies_from_whole_ones() {
+    let path = std::env::temp_dir().join(format!("safemap-iterate-{}.json", std::process::id()));
+    let args = ["iterate", "--keys", "20000", "--reps", "1", "--json"];
+    let (code, out, err) = bench(&[&args[..], &[path.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("writer max"), "{out}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let rows = doc.as_array().expect("an array of contestants");
+    let iterable: Vec<&str> = contestants()
+        .into_iter()
+        .filter(|c| !["std-Mutex", "hashbrown-floor"].contains(c))
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, iterable);
+    let row = |name: &str| &rows[names.iter().position(|n| *n == name).unwrap()];
+    for r in rows {
+        assert_eq!(r["entries"], 20000);
+        assert!(r["iter_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["writer_ops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["map_bytes"].as_f64().unwrap() >= 20000.0 * 16.0, "{r}");
+    }
+    // ShardedMap copies one shard at a time; LockedMap copies its one table whole.
+    let share = |name| {
+        row(name)["iter_peak_bytes"].as_f64().unwrap() / row(name)["map_bytes"].as_f64().unwrap()
+    };
+    assert!(share("ShardedMap") < 0.125, "{}", share("ShardedMap"));
+    assert!(share("LockedMap") > 0.25, "{}", share("LockedMap"));
+    assert!(row("ShardedMap")["par_ms"].as_f64().is_some());
+}
+
+#[test]
 fn bad_input_is_refused_with_a_reason() {
     let cases: &[(&[&str], &str)] = &[
         (&["--workload", "nope"], "unknown workload"),
@@ -188,6 +220,15 @@ fn bad_input_is_refused_with_a_reason() {
                 "0",
             ],
             "sum to at most 100",
+        ),
+        (
+            &["iterate", "--keys", "0"],
+            "--keys and --reps must be at least 1",
+        ),
+        (&["iterate", "--contestants", "nope"], "unknown contestant"),
+        (
+            &["iterate", "--contestants", "std-Mutex", "--keys", "10"],
+            "std-Mutex cannot be iterated",
         ),
     ];
     for (args, reason) in cases {

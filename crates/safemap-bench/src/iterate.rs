@@ -1,0 +1,339 @@
+//! `safemap-bench iterate`: what a whole-map iteration costs, and what it costs the map's other
+//! users.
+//!
+//! For every contestant that can iterate, holding `--keys` entries (1M by default), the median of
+//! `--reps` repetitions of:
+//! - one sequential pass through the map's iterator, one through its visiting method
+//!   (`for_each`) where it has one apart from the iterator, and one parallel pass on rayon's pool
+//!   where it has one;
+//! - the sequential pass's peak extra memory: live bytes above the map's own while it runs, beside
+//!   the bytes the map itself holds;
+//! - the longest single operation of one writer thread that removes and re-inserts present keys
+//!   while sequential passes run back to back for a quarter of a second, beside the same writer's
+//!   longest operation over a quarter of a second with no pass running (the host's own noise; a writer that waits for the
+//!   iteration shows up as the difference).
+//!
+//! Every pass sums the values it sees; a pass with no writer must see each entry once, or the run
+//! fails.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, RwLock};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use rayon::prelude::*;
+use safemap::{ConcurrentMap, SafeMap};
+use serde::Serialize;
+
+use crate::alloc;
+use crate::contestants::{Hasher, SharedMap};
+use crate::session::pick_contestants;
+use crate::workload::key;
+
+/// How long the writer runs, alongside back-to-back passes or none.
+const WRITER_WINDOW: Duration = Duration::from_millis(250);
+
+/// Options of `iterate`.
+#[derive(Args, Debug, Clone)]
+pub struct IterateArgs {
+    /// Entries in each map.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: usize,
+    /// Repetitions; medians are reported (the writer's worst is the worst of all).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Contestants, comma-separated (default: every one that can iterate).
+    #[arg(long, value_delimiter = ',')]
+    contestants: Vec<String>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// A map whose entries can be visited while other threads use it.
+pub trait Iterable: SharedMap {
+    /// The sum of the values, through the map's sequential iterator.
+    fn iter_sum(&self) -> u64;
+    /// The sum through a visiting method other than the iterator, where the map has one.
+    fn for_each_sum(&self) -> Option<u64> {
+        None
+    }
+    /// The sum on rayon's pool, where the map has a parallel iteration.
+    fn par_sum(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl<C: Sync> Iterable for SafeMap<C, Hasher>
+where
+    Self: SharedMap + ConcurrentMap<u64, u64>,
+    for<'a> &'a Self: IntoParallelIterator<Item = (u64, u64)>,
+{
+    fn iter_sum(&self) -> u64 {
+        self.iter().map(|(_, v)| v).sum()
+    }
+    fn for_each_sum(&self) -> Option<u64> {
+        let mut sum = 0;
+        self.for_each(|_, v| sum += v);
+        Some(sum)
+    }
+    fn par_sum(&self) -> Option<u64> {
+        Some(self.into_par_iter().map(|(_, v)| v).sum())
+    }
+}
+
+/// Holds one shard's read lock while the caller consumes that shard's entries.
+impl Iterable for dashmap::DashMap<u64, u64, Hasher> {
+    fn iter_sum(&self) -> u64 {
+        self.iter().map(|entry| *entry.value()).sum()
+    }
+    fn par_sum(&self) -> Option<u64> {
+        Some(self.par_iter().map(|entry| *entry.value()).sum())
+    }
+}
+
+impl Iterable for papaya::HashMap<u64, u64, Hasher> {
+    fn iter_sum(&self) -> u64 {
+        self.pin().iter().map(|(_, v)| *v).sum()
+    }
+}
+
+impl Iterable for scc::HashMap<u64, u64, Hasher> {
+    /// scc's `HashMap` has no iterator: its visiting method, which locks a bucket at a time.
+    fn iter_sum(&self) -> u64 {
+        let mut sum = 0;
+        self.iter_sync(|_, v| {
+            sum += v;
+            true
+        });
+        sum
+    }
+}
+
+impl Iterable for scc::HashIndex<u64, u64, Hasher> {
+    fn iter_sum(&self) -> u64 {
+        let guard = scc::Guard::new();
+        self.iter(&guard).map(|(_, v)| *v).sum()
+    }
+}
+
+/// Holds the read lock for the whole pass.
+impl Iterable for RwLock<std::collections::HashMap<u64, u64, Hasher>> {
+    fn iter_sum(&self) -> u64 {
+        self.read().unwrap().values().sum()
+    }
+}
+
+/// What one contestant's iteration costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct IterationCost {
+    /// The contestant.
+    pub name: &'static str,
+    /// Entries in the map.
+    pub entries: usize,
+    /// One sequential pass through the iterator, in milliseconds (median).
+    pub iter_ms: f64,
+    /// One pass through the visiting method, where there is one apart from the iterator.
+    pub for_each_ms: Option<f64>,
+    /// One parallel pass on rayon's pool, where there is one.
+    pub par_ms: Option<f64>,
+    /// Rayon's thread count for `par_ms`.
+    pub par_threads: usize,
+    /// Live bytes the map holds.
+    pub map_bytes: f64,
+    /// The sequential pass's peak live bytes above the map's own (median).
+    pub iter_peak_bytes: f64,
+    /// The writer's longest operation during a pass, in microseconds: the median over
+    /// repetitions, and the worst.
+    pub writer_max_us: f64,
+    /// As `writer_max_us`, the worst repetition.
+    pub writer_worst_us: f64,
+    /// The writer's 99.9th-percentile operation during a pass, in microseconds (median).
+    pub writer_p999_us: f64,
+    /// Writer operations during the passes (median).
+    pub writer_ops: f64,
+    /// The writer's longest operation over as long a stretch with no pass (median).
+    pub idle_writer_max_us: f64,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Times `pass`, failing unless it summed every value of a map of `entries` (`0..entries`).
+fn timed_pass(entries: usize, pass: impl FnOnce() -> u64) -> f64 {
+    let expected = (entries as u64).saturating_sub(1) * entries as u64 / 2;
+    let start = Instant::now();
+    let sum = pass();
+    let elapsed = start.elapsed();
+    assert_eq!(sum, expected, "a pass did not see every entry exactly once");
+    ms(elapsed)
+}
+
+/// What the writer saw while `main` ran on this thread.
+struct WriterRecord {
+    max_us: f64,
+    p999_us: f64,
+    ops: u64,
+}
+
+/// Runs `main` here while a writer removes and re-inserts random present keys of `map`, each
+/// operation timed on its own.
+fn with_writer<M: SharedMap>(map: &M, entries: usize, main: impl FnOnce()) -> WriterRecord {
+    let stop = AtomicBool::new(false);
+    let started = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            // Nanoseconds from 1 to a minute; a longer operation is recorded as a minute.
+            let mut latencies =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+            let mut state = 0x2545_f491_4f6c_dd1du64;
+            started.wait();
+            // Relaxed: the flag only ends the loop; the scope's join orders everything else.
+            while !stop.load(Ordering::Relaxed) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let i = state % entries as u64;
+                for op in [true, false] {
+                    let start = Instant::now();
+                    if op {
+                        map.remove(key(i));
+                    } else {
+                        map.insert(key(i), i);
+                    }
+                    latencies.saturating_record(start.elapsed().as_nanos() as u64);
+                }
+            }
+            latencies
+        });
+        started.wait();
+        main();
+        stop.store(true, Ordering::Relaxed);
+        let latencies = writer.join().expect("the writer does not panic");
+        WriterRecord {
+            max_us: latencies.max() as f64 / 1e3,
+            p999_us: latencies.value_at_quantile(0.999) as f64 / 1e3,
+            ops: latencies.len(),
+        }
+    })
+}
+
+/// Measures contestant `M` with `entries` entries over `reps` (at least 1) repetitions.
+pub fn measure_iteration<M: Iterable>(
+    name: &'static str,
+    entries: usize,
+    reps: usize,
+) -> IterationCost {
+    let map_bytes = alloc::footprint::<M>(entries) * entries as f64;
+    let map = M::create_filled(entries as u64);
+    let (mut iter, mut for_each, mut par, mut peak) = (vec![], vec![], vec![], vec![]);
+    let (mut writer_max, mut writer_p999, mut writer_ops, mut idle_max) =
+        (vec![], vec![], vec![], vec![]);
+    for _ in 0..reps {
+        iter.push(timed_pass(entries, || map.iter_sum()));
+        if map.for_each_sum().is_some() {
+            for_each.push(timed_pass(entries, || map.for_each_sum().unwrap_or(0)));
+        }
+        if map.par_sum().is_some() {
+            par.push(timed_pass(entries, || map.par_sum().unwrap_or(0)));
+        }
+        peak.push(alloc::peak_during(|| map.iter_sum()).1 as f64);
+
+        let idle = with_writer(&map, entries, || std::thread::sleep(WRITER_WINDOW));
+        idle_max.push(idle.max_us);
+        let busy = with_writer(&map, entries, || {
+            let start = Instant::now();
+            while start.elapsed() < WRITER_WINDOW {
+                std::hint::black_box(map.iter_sum());
+            }
+        });
+        writer_max.push(busy.max_us);
+        writer_p999.push(busy.p999_us);
+        writer_ops.push(busy.ops as f64);
+    }
+    let worst = writer_max.iter().copied().fold(0.0, f64::max);
+    IterationCost {
+        name,
+        entries,
+        iter_ms: median(iter),
+        for_each_ms: (!for_each.is_empty()).then(|| median(for_each)),
+        par_ms: (!par.is_empty()).then(|| median(par)),
+        par_threads: rayon::current_num_threads(),
+        map_bytes,
+        iter_peak_bytes: median(peak),
+        writer_max_us: median(writer_max),
+        writer_worst_us: worst,
+        writer_p999_us: median(writer_p999),
+        writer_ops: median(writer_ops),
+        idle_writer_max_us: median(idle_max),
+    }
+}
+
+fn optional_ms(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.1}"))
+}
+
+/// The table `iterate` prints.
+pub fn table(costs: &[IterationCost]) -> String {
+    let mut out = String::from(
+        "| contestant | iter ms | for_each ms | par ms | iter peak / map bytes | writer max µs (worst) | writer p99.9 µs | writer ops | writer max µs, no pass |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in costs {
+        out += &format!(
+            "| {} | {:.1} | {} | {} | {:.4} ({:.1} KiB of {:.1} MiB) | {:.0} ({:.0}) | {:.1} | {:.0} | {:.0} |\n",
+            c.name,
+            c.iter_ms,
+            optional_ms(c.for_each_ms),
+            optional_ms(c.par_ms),
+            c.iter_peak_bytes / c.map_bytes,
+            c.iter_peak_bytes / 1024.0,
+            c.map_bytes / (1024.0 * 1024.0),
+            c.writer_max_us,
+            c.writer_worst_us,
+            c.writer_p999_us,
+            c.writer_ops,
+            c.idle_writer_max_us,
+        );
+    }
+    out
+}
+
+/// Runs `iterate`.
+pub fn iterate(args: &IterateArgs) -> Result<(), String> {
+    if args.keys == 0 || args.reps == 0 {
+        return Err("iterate: --keys and --reps must be at least 1".into());
+    }
+    let chosen: Vec<_> = pick_contestants(&args.contestants)?
+        .into_iter()
+        .filter(|c| c.iterate.is_some() || !args.contestants.is_empty())
+        .collect();
+    if let Some(c) = chosen.iter().find(|c| c.iterate.is_none()) {
+        return Err(format!("{} cannot be iterated while it is shared", c.name));
+    }
+    let costs: Vec<IterationCost> = chosen
+        .iter()
+        .filter_map(|c| {
+            c.iterate
+                .map(|measure| measure(c.name, args.keys, args.reps))
+        })
+        .collect();
+    println!(
+        "{} entries, {} repetitions, one writer; par on {} threads\n",
+        args.keys,
+        args.reps,
+        rayon::current_num_threads()
+    );
+    print!("{}", table(&costs));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&costs).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
