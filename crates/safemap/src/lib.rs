@@ -92,6 +92,10 @@
 //! - `serde`: `Serialize` for every map, taken from one point-in-time snapshot (O(1) to take in
 //!   a `SnapshotMap`, an O(n) copy in the others), and for every snapshot; `Deserialize` for
 //!   every map, which builds nothing on bad input and publishes a `SnapshotMap` once.
+//! - `rayon`: `par_iter` (the parts `iter` copies, shared out among rayon's threads, with the
+//!   consistency `iter` declares), `ParallelExtend` for `&map` and `map`, `FromParallelIterator`,
+//!   and `par_for_each`/`par_reduce`/`par_search`, which go parallel from a threshold number of
+//!   entries, as Java's `ConcurrentHashMap` does.
 //! - `metrics` and `probes`: the observers below.
 //!
 //! ```

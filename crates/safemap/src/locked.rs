@@ -15,6 +15,11 @@ use crate::raw::tables::{OneTable, Tables};
 /// Use it for small maps, for low contention, or as the reference to cross-check other
 /// strategies. Under many writers, [`ShardedMap`](crate::ShardedMap) scales further.
 ///
+/// Its [`iter`](crate::ConcurrentMap::iter) is atomic: it copies the one table whole under the
+/// shared lock, so the iterator holds a copy of every entry and a writer waits for that copy.
+/// For bounded memory and short waits, iterate a [`ShardedMap`](crate::ShardedMap), which copies
+/// one shard at a time.
+///
 /// ```
 /// use safemap::{ConcurrentMap, LockedMap};
 ///

@@ -21,6 +21,8 @@ use crate::reentry;
 ///
 /// It keeps two copies of every entry (twice the memory of [`ShardedMap`](crate::ShardedMap)),
 /// which is how readers avoid locks: a writer changes the copy no one reads, then switches.
+/// Each shard is made by its first write; an empty map holds a pointer per shard and a cache
+/// line per reader slot.
 /// A writer waits for readers still in the old copy, so a [`get_with`](ConcurrentMap::get_with)
 /// closure that blocks holds writers up like a read lock would.
 ///

@@ -1,6 +1,7 @@
 //! Capacity, for every strategy: `with_capacity` and `reserve` make room ahead where the strategy
 //! declares `reserves` (inserting that many entries then allocates nothing), and `shrink_to_fit`
-//! really gives memory back (a counting allocator measures the map's live bytes).
+//! really gives memory back, and an empty or tiny map stays small (a counting allocator measures
+//! the map's live bytes).
 
 mod common;
 
@@ -19,6 +20,23 @@ fn fixed() -> Fixed {
 }
 
 const ENTRIES: u64 = 20_000;
+
+/// The live bytes `make` leaves behind, with the std calls a map's first construction makes
+/// (reading the core count) done beforehand, so that only the map is counted.
+fn live_bytes_of<T>(make: impl FnOnce() -> T) -> (T, isize) {
+    let _ = safemap::default_shard_count();
+    let before = live();
+    let made = make();
+    (made, live() - before)
+}
+
+/// What an empty map may hold: a pointer per shard, a cache line per reader slot (at most 4 per
+/// core), and 1 KiB for the rest. Each shard itself (256 bytes or more) is made by its first
+/// write.
+fn empty_budget() -> isize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (8 * safemap::default_shard_count() + 128 * (4 * cores).max(8) + 1024) as isize
+}
 
 for_every_strategy! {
     fn declared() -> safemap::Consistency {
@@ -80,5 +98,26 @@ for_every_strategy! {
         assert_eq!(m.len(), 10);
         assert!((0..10).all(|k| m.get(&k) == Some(k)));
         assert!(m.capacity() >= 10);
+    }
+
+    #[test]
+    fn an_empty_map_and_a_one_entry_map_stay_small() {
+        let (map, empty) = live_bytes_of(Map::<u64, u64>::new);
+        assert!(empty <= empty_budget(), "an empty map holds {empty} bytes");
+        let ((), one) = live_bytes_of(|| {
+            map.insert(1, 1);
+        });
+        // One shard (or one leaf and a version) and a table of a few slots.
+        assert!(one <= 2048, "the first entry took {one} bytes");
+        let (map, hundred) = live_bytes_of(|| {
+            let m = Map::<u64, u64>::new();
+            (0..100).for_each(|k| { m.insert(k, k); });
+            m
+        });
+        eprintln!("{}: empty {empty} B, first entry {one} B, 100 entries {hundred} B", module_path!());
+        // A read of a shard that was never made finds nothing, and makes nothing.
+        let ((), read) = live_bytes_of(|| assert_eq!(Map::<u64, u64>::new().get(&7), None));
+        assert!(read <= 0, "{read}");
+        drop(map);
     }
 }

@@ -23,6 +23,13 @@ pub(crate) struct LockedTable<K, V> {
     hint: CachePadded<ProbeHint>,
 }
 
+/// An empty table, which allocates nothing until it holds an entry.
+impl<K, V> Default for LockedTable<K, V> {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
 impl<K, V> LockedTable<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         LockedTable {

@@ -3,7 +3,8 @@
 //! - [`core`]: the trait a core implements, with the pre-hashed [`core::Probe`] and the
 //!   [`core::Wait`] mode every lock-taking operation accepts.
 //! - [`routing`]: which shard a hash goes to, and the hash bit layout shards, trie branches and
-//!   hashbrown tables share.
+//!   hashbrown tables share; [`lazy_shards`] holds a sharded core's shards, each made by the first
+//!   write that needs it.
 //! - Tables: [`table`] is one hashbrown table and the operations on it, [`probe_hint`] lets an
 //!   operation start loading a table's cache lines before it takes the table's lock, and
 //!   [`frozen`] is a frozen copy of a map's tables (its snapshot).
@@ -20,6 +21,7 @@
 
 pub(crate) mod core;
 pub(crate) mod frozen;
+pub(crate) mod lazy_shards;
 pub(crate) mod left_right;
 pub(crate) mod locked_table;
 pub(crate) mod probe_hint;

@@ -98,7 +98,7 @@ pub(crate) fn find<K, V, R>(
 
 /// Inserts or replaces; a new key's position updates `hint` (the table may have grown to make
 /// room for it).
-#[inline]
+#[inline(always)]
 pub(crate) fn insert<K: Eq, V>(
     table: &mut Table<K, V>,
     hash: u64,

@@ -16,7 +16,10 @@
 //! `retain` and `for_each` visit one shard at a time and never hold two, which is why they are
 //! weakly consistent with more than one shard ([`Layout`]).
 //!
-//! Shards are cache-padded so that two shards' locks never share a cache line.
+//! Shards are cache-padded so that two shards' locks never share a cache line, and each is made
+//! by the first write routed to it ([`LazyShards`]): an empty map holds a pointer per shard, and a
+//! shard that was never made reads as empty. The atomic whole-map operations freeze the set while
+//! they lock every made shard, so no shard appears behind them.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -28,10 +31,15 @@ use crossbeam_utils::CachePadded;
 
 use super::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait, split_shards};
 use super::frozen::TableSnapshot;
+use super::lazy_shards::LazyShards;
 use super::locked_table::LockedTable;
+use super::probe_hint::ProbeHint;
 use super::routing::{Routing, default_shard_count};
-use super::table::{self, Table, copy_of};
+use super::table::{self, Table, TableAlloc, copy_of};
 use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
+use crate::sync::RwLockWriteGuard;
+
+type TableWriteGuard<'a, K, V> = RwLockWriteGuard<'a, Table<K, V>>;
 
 /// How many tables a [`Tables`] core has, and so what it can promise.
 pub trait Layout {
@@ -70,42 +78,89 @@ impl Layout for ManyTables {
     };
 }
 
+type Shard<K, V> = CachePadded<LockedTable<K, V>>;
+
 /// The shards of one map and how keys are routed to them.
 pub struct Tables<K, V, L> {
-    // Invariant: shards.len() is the shard count `routing` was made with.
-    shards: Box<[CachePadded<LockedTable<K, V>>]>,
+    // Invariant: shards.count() is the shard count `routing` was made with.
+    shards: LazyShards<Shard<K, V>>,
     routing: Routing,
     layout: PhantomData<L>,
 }
 
 impl<K, V, L> Tables<K, V, L> {
+    /// `shards` shards with room for `capacity` entries among them, made now if that is more
+    /// than none.
+    ///
     /// # Panics
     /// As [`Routing::new`].
     pub(crate) fn new(shards: usize, capacity: usize) -> Self {
-        let routing = Routing::new(shards);
         let per_shard = capacity.div_ceil(shards);
+        Self::from_tables(Routing::new(shards), |_| {
+            Some(Table::with_capacity_in(per_shard, TableAlloc))
+        })
+    }
+
+    /// Shard `i` over `table(i)`'s table; a table with no room, or none, leaves its shard unmade.
+    fn from_tables(routing: Routing, mut table: impl FnMut(usize) -> Option<Table<K, V>>) -> Self {
+        let made = |i| {
+            let table = table(i).filter(|t| t.capacity() > 0)?;
+            Some(CachePadded::new(LockedTable::from_table(table)))
+        };
         Tables {
-            shards: (0..shards)
-                .map(|_| CachePadded::new(LockedTable::with_capacity(per_shard)))
-                .collect(),
+            shards: LazyShards::from_fn(routing.shards(), made),
             routing,
             layout: PhantomData,
         }
     }
 
     pub(crate) fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.shards.count()
     }
 
-    /// The shard of `hash`, whose probe's first cache lines start loading now.
-    #[inline]
-    fn locate(&self, hash: u64) -> &LockedTable<K, V> {
-        let index = self.routing.shard(hash);
-        // SAFETY: `shard` is below the shard count `routing` was made with, which is `shards.len()`
-        // (the struct's invariant, set in `new` and never changed), so `index` is in bounds.
-        let shard = unsafe { self.shards.get_unchecked(index) };
+    /// The shard of `hash`, if made, whose probe's first cache lines start loading now.
+    #[inline(always)]
+    fn locate(&self, hash: u64) -> Option<&LockedTable<K, V>> {
+        let shard = self.shards.get(self.routing.shard(hash))?;
         shard.prefetch(hash);
-        shard
+        Some(shard)
+    }
+
+    /// The write lock of `hash`'s shard, made now if it was not, and the shard's hint; `None`
+    /// if `wait`'s deadline passes first.
+    #[inline(always)]
+    fn write(&self, hash: u64, wait: Wait) -> Option<(TableWriteGuard<'_, K, V>, &ProbeHint)> {
+        let index = self.routing.shard(hash);
+        let shard = self.shards.get_or_make(index, wait, Shard::default)?;
+        shard.prefetch(hash);
+        Some((shard.write(wait)?, shard.hint()))
+    }
+
+    /// Every made shard's lock, in ascending order, taken with the set frozen, so that nothing
+    /// changes the map while the locks are held; `lock` takes one.
+    fn lock_all<'a, G>(&'a self, lock: impl Fn(&'a LockedTable<K, V>) -> G) -> Vec<(usize, G)> {
+        let _frozen = self.shards.freeze();
+        self.shards
+            .made()
+            .map(|(i, shard)| (i, lock(shard)))
+            .collect()
+    }
+
+    /// One table per shard, in order: a copy of each made shard's (taken with all of them
+    /// locked) and an empty one for each unmade shard.
+    fn copies(&self) -> Vec<Table<K, V>>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let tables = self.lock_all(LockedTable::read_now);
+        let mut copies: Vec<_> = (0..self.shard_count())
+            .map(|_| Table::new_in(TableAlloc))
+            .collect();
+        for (i, table) in &tables {
+            copies[*i] = copy_of(table);
+        }
+        copies
     }
 }
 
@@ -132,15 +187,19 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     fn capacity(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| shard.read_now().capacity())
+        (self.shards.made())
+            .map(|(_, shard)| shard.read_now().capacity())
             .sum()
     }
 
+    /// Makes every shard, each with room for its share.
     fn reserve<S: BuildHasher>(&self, additional: usize, hasher: &S) {
-        let per_shard = additional.div_ceil(self.shards.len());
-        for shard in self.shards.iter() {
+        let per_shard = additional.div_ceil(self.shard_count());
+        for index in 0..self.shard_count() {
+            let shard = (self
+                .shards
+                .get_or_make(index, Wait::Forever, Shard::default))
+            .expect("waits forever");
             table::reserve(
                 &mut shard.write_now(),
                 per_shard,
@@ -151,7 +210,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
-        for shard in self.shards.iter() {
+        for (_, shard) in self.shards.made() {
             table::shrink_to_fit(&mut shard.write_now(), rehash(hasher), shard.hint());
         }
     }
@@ -163,12 +222,14 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         probe: impl Probe<K>,
         read: impl FnOnce(&V) -> R,
     ) -> Timed<Option<R>, ()> {
-        let shard = self.locate(probe.hash());
+        let Some(shard) = self.locate(probe.hash()) else {
+            return Ok(None);
+        };
         let table = shard.read(wait).ok_or(TimedOut(()))?;
         Ok(table::find(&table, probe, read))
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert<S: BuildHasher>(
         &self,
         wait: Wait,
@@ -177,8 +238,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         value: V,
         hasher: &S,
     ) -> Inserted<K, V> {
-        let shard = self.locate(hash);
-        let Some(mut table) = shard.write(wait) else {
+        let Some((mut table, hint)) = self.write(hash, wait) else {
             return Err(TimedOut((key, value)));
         };
         Ok(table::insert(
@@ -187,7 +247,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
             key,
             value,
             rehash(hasher),
-            shard.hint(),
+            hint,
         ))
     }
 
@@ -199,7 +259,9 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         remove: impl FnOnce(&K, &V) -> bool,
         _: &S,
     ) -> Timed<Option<V>, ()> {
-        let shard = self.locate(probe.hash());
+        let Some(shard) = self.locate(probe.hash()) else {
+            return Ok(None);
+        };
         let mut table = shard.write(wait).ok_or(TimedOut(()))?;
         Ok(table::remove_if(&mut table, probe, remove))
     }
@@ -213,8 +275,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         update: impl FnOnce(Option<&V>) -> Action<V>,
         hasher: &S,
     ) -> Timed<Option<V>, K> {
-        let shard = self.locate(hash);
-        let Some(mut table) = shard.write(wait) else {
+        let Some((mut table, hint)) = self.write(hash, wait) else {
             return Err(TimedOut(key));
         };
         Ok(table::compute(
@@ -223,7 +284,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
             key,
             update,
             rehash(hasher),
-            shard.hint(),
+            hint,
         ))
     }
 
@@ -233,7 +294,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         change: impl FnOnce(&mut V) -> R,
         _: &S,
     ) -> Option<R> {
-        let shard = self.locate(probe.hash());
+        let shard = self.locate(probe.hash())?;
         table::update(&mut shard.write_now(), probe, change)
     }
 
@@ -245,71 +306,59 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         change: impl FnOnce(&mut V) -> R,
         hasher: &S,
     ) -> R {
-        let shard = self.locate(hash);
-        let mut table = shard.write_now();
-        table::update_or_insert_with(
-            &mut table,
-            hash,
-            key,
-            make,
-            change,
-            rehash(hasher),
-            shard.hint(),
-        )
+        let (mut table, hint) = self.write(hash, Wait::Forever).expect("waits forever");
+        table::update_or_insert_with(&mut table, hash, key, make, change, rehash(hasher), hint)
     }
 
     /// One shard at a time, in ascending order; each shard's removed entries are dropped after
     /// its lock is released.
     fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, _: &S) {
-        for shard in self.shards.iter() {
+        for (_, shard) in self.shards.made() {
             let removed = table::retain(&mut shard.write_now(), keep);
             drop(removed);
         }
     }
 
-    /// Atomic: every shard is write-locked, in ascending order, before any is emptied. The old
-    /// entries are dropped after all locks are released.
+    /// Atomic: every made shard is write-locked, in ascending order with the set frozen, before
+    /// any is emptied. The old entries are dropped after all locks are released.
     fn clear(&self) {
-        let mut tables: Vec<_> = self.shards.iter().map(|shard| shard.write_now()).collect();
+        let mut tables = self.lock_all(LockedTable::write_now);
         let old: Vec<_> = (tables.iter_mut())
-            .map(|table| std::mem::take(&mut **table))
+            .map(|(_, table)| std::mem::take(&mut **table))
             .collect();
         drop(tables);
         drop(old);
     }
 
-    /// Exact: every shard is read-locked, in ascending order, before any count is read.
+    /// Exact: every made shard is read-locked, in ascending order with the set frozen, before
+    /// any count is read.
     fn len(&self) -> usize {
-        let tables: Vec<_> = self.shards.iter().map(|shard| shard.read_now()).collect();
-        tables.iter().map(|table| table.len()).sum()
+        let tables = self.lock_all(LockedTable::read_now);
+        tables.iter().map(|(_, table)| table.len()).sum()
     }
 
-    /// Each shard's length, read under its shared lock, one shard at a time.
+    /// Each shard's length, read under its shared lock, one shard at a time (0 for one not made).
     fn shard_lengths(&self) -> Vec<usize> {
-        self.shards
-            .iter()
-            .map(|shard| shard.read_now().len())
+        (0..self.shard_count())
+            .map(|i| self.shards.get(i).map_or(0, |shard| shard.read_now().len()))
             .collect()
     }
 
-    /// Point-in-time: every shard is read-locked, in ascending order, while all are copied.
+    /// Point-in-time: every made shard is read-locked, as for `len`, while all are copied.
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S>
     where
         K: Clone,
         V: Clone,
     {
-        let tables: Vec<_> = self.shards.iter().map(|shard| shard.read_now()).collect();
-        let copies = tables.iter().map(|table| copy_of(table)).collect();
-        drop(tables);
-        TableSnapshot::new(copies, self.routing, hasher.clone())
+        TableSnapshot::new(self.copies().into(), self.routing, hasher.clone())
     }
 
     type IntoIter = Flatten<std::vec::IntoIter<Table<K, V>>>;
 
     /// Table by table, moving the entries.
     fn into_entries(self) -> Self::IntoIter {
-        let tables: Vec<_> = (self.shards.into_vec().into_iter())
-            .map(|shard| CachePadded::into_inner(shard).into_table())
+        let tables: Vec<_> = (self.shards.into_made())
+            .map(|(_, shard)| CachePadded::into_inner(shard).into_table())
             .collect();
         tables.into_iter().flatten()
     }
@@ -318,7 +367,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     type Cursor = Range<usize>;
 
     fn cursor(&self) -> Range<usize> {
-        0..self.shards.len()
+        0..self.shard_count()
     }
 
     fn split_cursor(&self, shards: &mut Range<usize>) -> Option<Range<usize>> {
@@ -331,26 +380,19 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         K: Clone,
         V: Clone,
     {
-        let shard = self.shards.get(shards.next()?)?;
+        // Shards not made hold nothing: on to the next made one.
+        let shard = shards.find_map(|i| self.shards.get(i))?;
         Some(table::cloned(&shard.read_now()))
     }
 
-    /// Every shard is read-locked, in ascending order, while all are copied, as for a snapshot.
+    /// Copied as for a snapshot; the shards this map has not made, the copy does not either.
     fn duplicate(&self) -> Self
     where
         K: Clone,
         V: Clone,
     {
-        let tables: Vec<_> = self.shards.iter().map(|shard| shard.read_now()).collect();
-        let copies: Vec<_> = tables.iter().map(|table| copy_of(table)).collect();
-        drop(tables);
-        Tables {
-            shards: (copies.into_iter())
-                .map(|copy| CachePadded::new(LockedTable::from_table(copy)))
-                .collect(),
-            routing: self.routing,
-            layout: PhantomData,
-        }
+        let mut copies = self.copies().into_iter();
+        Self::from_tables(self.routing, |_| copies.next())
     }
 
     /// One shard at a time.
@@ -359,7 +401,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         K: fmt::Debug,
         V: fmt::Debug,
     {
-        for shard in self.shards.iter() {
+        for (_, shard) in self.shards.made() {
             out.entries(shard.read_now().iter().map(|(k, v)| (k, v)));
         }
     }
@@ -382,7 +424,7 @@ mod tests {
     /// Every shard's hint matches its table (an empty table, which some hash seeds leave, has no
     /// layout to match).
     fn assert_hints_current(set: &Set) {
-        for shard in set.shards.iter() {
+        for (_, shard) in set.shards.made() {
             let table = shard.read_now();
             if let Some(layout) = ProbeHint::layout_of(&table) {
                 assert_eq!(

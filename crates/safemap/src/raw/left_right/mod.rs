@@ -49,9 +49,10 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 
 use super::core::Wait;
+use super::lazy_shards::LazyShards;
 use super::probe_hint::ProbeHint;
 use super::routing::{Routing, default_shard_count};
-use super::table::{Table, copy_of};
+use super::table::{Table, TableAlloc, copy_of};
 use super::thread_index;
 use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, preemption_point};
 use crate::tally::{self, acquire_timed};
@@ -89,7 +90,9 @@ struct Shard<K, V> {
 /// shards: the core of `ReadMostlyMap` (its operations are in `ops.rs`). `Send` when `K` and `V`
 /// are, like the tables it holds.
 pub struct LeftRight<K, V> {
-    shards: Box<[CachePadded<Shard<K, V>>]>,
+    // Invariant: shards.count() is the shard count `routing` was made with. A shard not yet
+    // made is empty; its first write makes it (`raw::lazy_shards`).
+    shards: LazyShards<CachePadded<Shard<K, V>>>,
     routing: Routing,
     slots: Box<[CachePadded<ReaderSlot>]>,
 }
@@ -104,7 +107,8 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for LeftRight<K, V> {}
 /// Exclusive write access to one shard: its writer lock, held until this is dropped.
 pub(crate) struct Writer<'a, K, V> {
     lr: &'a LeftRight<K, V>,
-    shard: usize,
+    shard: &'a Shard<K, V>,
+    index: usize,
     _lock: MutexGuard<'a, ()>,
 }
 
@@ -120,7 +124,8 @@ impl<K, V> LeftRight<K, V> {
     }
 
     /// A map whose shard `i` has the two copies `copies[i]`, which must hold the same entries,
-    /// each in the shard [`Routing`] routes it to.
+    /// each in the shard [`Routing`] routes it to. A shard whose copies have no room is left
+    /// unmade.
     ///
     /// # Panics
     /// If the number of shards is not a power of two.
@@ -134,21 +139,11 @@ impl<K, V> LeftRight<K, V> {
                 })
             })
             .collect();
-        let shards = (copies.into_iter())
-            .map(|copies| {
-                let hints = CachePadded::<[ProbeHint; 2]>::default();
-                for (hint, copy) in hints.iter().zip(&copies) {
-                    hint.learn(copy);
-                }
-                CachePadded::new(Shard {
-                    copies: copies.map(|copy| CachePadded::new(UnsafeCell::new(copy))),
-                    readable: CachePadded::new(AtomicUsize::new(0)),
-                    hints,
-                    writer: Mutex::new(()),
-                    shared_readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
-                })
-            })
-            .collect();
+        let mut copies = copies.into_iter();
+        let shards = LazyShards::from_fn(routing.shards(), |_| {
+            let copies = copies.next().filter(|[first, _]| first.capacity() > 0)?;
+            Some(CachePadded::new(Shard::new(copies)))
+        });
         LeftRight {
             shards,
             routing,
@@ -156,14 +151,15 @@ impl<K, V> LeftRight<K, V> {
         }
     }
 
-    /// One copy of each shard's table; the other copies are dropped.
+    /// One copy of each shard's table (an empty one for a shard not made); the other copies are
+    /// dropped.
     pub(crate) fn into_tables(self) -> Vec<Table<K, V>> {
-        (self.shards.into_vec().into_iter())
-            .map(|shard| {
-                let [first, _second] = CachePadded::into_inner(shard).copies;
-                CachePadded::into_inner(first).into_inner()
-            })
-            .collect()
+        let mut tables: Vec<_> = (0..self.shard_count()).map(|_| empty_table()).collect();
+        for (i, shard) in self.shards.into_made() {
+            let [first, _second] = CachePadded::into_inner(shard).copies;
+            tables[i] = CachePadded::into_inner(first).into_inner();
+        }
+        tables
     }
 
     /// The shard that holds keys with `hash`.
@@ -173,7 +169,17 @@ impl<K, V> LeftRight<K, V> {
     }
 
     pub(crate) fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.shards.count()
+    }
+
+    /// Whether shard `index` has been made (one that has not is empty).
+    pub(crate) fn is_made(&self, index: usize) -> bool {
+        self.shards.get(index).is_some()
+    }
+
+    /// The indexes of the shards made so far, in ascending order.
+    pub(crate) fn made_shards(&self) -> impl Iterator<Item = usize> {
+        self.shards.made().map(|(i, _)| i)
     }
 
     /// Runs `read` on the readable copy of the shard that holds `hash`, after prefetching the
@@ -190,16 +196,19 @@ impl<K, V> LeftRight<K, V> {
     /// meanwhile costs a wasted prefetch.
     #[inline(always)]
     pub(crate) fn prefetch(&self, index: usize, hash: u64) {
-        let shard = &self.shards[index];
-        // Relaxed: only chooses what to prefetch.
-        shard.hints[shard.readable.load(Relaxed)].prefetch::<(K, V)>(hash);
+        if let Some(shard) = self.shards.get(index) {
+            // Relaxed: only chooses what to prefetch.
+            shard.hints[shard.readable.load(Relaxed)].prefetch::<(K, V)>(hash);
+        }
     }
 
-    /// Runs `read` on the readable copy of shard `index`. Writers that switch that shard's
-    /// copies meanwhile wait for it.
+    /// Runs `read` on the readable copy of shard `index` (an empty table if the shard was never
+    /// made). Writers that switch that shard's copies meanwhile wait for it.
     #[inline]
     pub(crate) fn read<R>(&self, index: usize, read: impl FnOnce(&Table<K, V>) -> R) -> R {
-        let shard = &self.shards[index];
+        let Some(shard) = self.shards.get(index) else {
+            return read(&empty_table());
+        };
         let own = thread_index::current()
             .and_then(|thread| self.slots.get(thread))
             .filter(|slot| !slot.busy.get());
@@ -232,24 +241,28 @@ impl<K, V> LeftRight<K, V> {
         }
     }
 
-    /// Takes shard `index`'s writer lock, or gives up (`None`) at the deadline `wait` names.
+    /// Takes shard `index`'s writer lock, making the shard first if it was not, or gives up
+    /// (`None`) at the deadline `wait` names.
     pub(crate) fn write(&self, index: usize, wait: Wait) -> Option<Writer<'_, K, V>> {
-        let writer = &self.shards[index].writer;
+        let shard = self.shards.get_or_make(index, wait, Default::default)?;
         let lock = match wait {
-            Wait::Forever => acquire_timed(|| writer.try_lock(), || writer.lock()),
-            Wait::Until(deadline) => writer.try_lock_until(deadline)?,
+            Wait::Forever => acquire_timed(|| shard.writer.try_lock(), || shard.writer.lock()),
+            Wait::Until(deadline) => shard.writer.try_lock_until(deadline)?,
         };
         Some(Writer {
             lr: self,
-            shard: index,
+            shard,
+            index,
             _lock: lock,
         })
     }
 
-    /// Takes every shard's writer lock, in ascending order (so two callers cannot deadlock).
-    /// With all of them held, nothing changes the map.
+    /// Takes every made shard's writer lock, in ascending order (so two callers cannot
+    /// deadlock), with the set frozen so that no shard is made meanwhile. With all of them
+    /// held, nothing changes the map.
     pub(crate) fn write_all(&self) -> Vec<Writer<'_, K, V>> {
-        (0..self.shards.len())
+        let _frozen = self.shards.freeze();
+        (self.made_shards())
             .filter_map(|i| self.write(i, Wait::Forever))
             .collect()
     }
@@ -257,12 +270,12 @@ impl<K, V> LeftRight<K, V> {
     /// Waits until no reader is in copy `copy` of shard `index`. Usually none is, and one scan
     /// of the slots shows it; a wait that has to spin is timed and tallied as a lock wait, since
     /// to the writer it is one: a wait for readers to let go.
-    fn wait_for_readers(&self, index: usize, copy: usize) {
+    fn wait_for_readers(&self, shard: &Shard<K, V>, index: usize, copy: usize) {
         let wanted = announcement(index, copy);
         // SeqCst: pairs with readers' announcements; it also acquires their release exits, so
         // their reads of the copy happen before our changes to it.
         let reading = |slot: &CachePadded<ReaderSlot>| slot.reading.load(SeqCst) == wanted;
-        let shared = &self.shards[index].shared_readers[copy];
+        let shared = &shard.shared_readers[copy];
         match self.slots.iter().position(reading) {
             // SeqCst: as for the slots.
             None if shared.load(SeqCst) == 0 => {}
@@ -294,7 +307,33 @@ impl<K, V> Default for LeftRight<K, V> {
     }
 }
 
+/// A table with no entries and no memory.
+fn empty_table<K, V>() -> Table<K, V> {
+    Table::new_in(TableAlloc)
+}
+
+impl<K, V> Default for Shard<K, V> {
+    fn default() -> Self {
+        Shard::new([empty_table(), empty_table()])
+    }
+}
+
 impl<K, V> Shard<K, V> {
+    /// A shard over two copies, which must hold the same entries; readers start in the first.
+    fn new(copies: [Table<K, V>; 2]) -> Self {
+        let hints = CachePadded::<[ProbeHint; 2]>::default();
+        for (hint, copy) in hints.iter().zip(&copies) {
+            hint.learn(copy);
+        }
+        Shard {
+            copies: copies.map(|copy| CachePadded::new(UnsafeCell::new(copy))),
+            readable: CachePadded::new(AtomicUsize::new(0)),
+            hints,
+            writer: Mutex::new(()),
+            shared_readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        }
+    }
+
     /// Announces a reader in the readable copy with `announce`, until the announcement sticks:
     /// `readable` still names the copy afterwards. `retract` takes back one that did not.
     #[inline]
@@ -314,7 +353,12 @@ impl<K, V> Shard<K, V> {
 
 impl<K, V> Writer<'_, K, V> {
     fn shard(&self) -> &Shard<K, V> {
-        &self.lr.shards[self.shard]
+        self.shard
+    }
+
+    /// The index of the shard this writer holds.
+    pub(crate) fn index(&self) -> usize {
+        self.index
     }
 
     /// The shard's current entries, as the copy readers use holds them.
@@ -342,19 +386,18 @@ impl<K, V> Writer<'_, K, V> {
         K: Clone,
         V: Clone,
     {
-        let (lr, index) = (self.lr, self.shard);
-        let shard = self.shard();
+        let (lr, index, shard) = (self.lr, self.index, self.shard);
         // Relaxed: as in `table`.
         let home = shard.readable.load(Relaxed);
         let away = 1 - home;
         // Readers that entered `away` during the previous write's visit there: usually none.
-        lr.wait_for_readers(index, away);
+        lr.wait_for_readers(shard, index, away);
         // SAFETY: no reader is in `away` (just checked, and `readable` names `home`), and the
         // shard's writer lock excludes writers.
         let a = unsafe { change_or_resync(shard, away, home, first) };
         // SeqCst: the switch pairs with readers' announcements (module docs).
         shard.readable.store(away, SeqCst);
-        lr.wait_for_readers(index, home);
+        lr.wait_for_readers(shard, index, home);
         // SAFETY: readers of `home` have all left, and new ones go to `away`.
         let b = unsafe { change_or_resync(shard, home, away, second) };
         // Back home, so readers keep using one copy and its cache lines stay warm.
@@ -430,7 +473,7 @@ impl Drop for LeaveShared<'_> {
 impl<K, V> LeftRight<K, V> {
     /// Whether every copy's probe hint matches the copy.
     pub(crate) fn hints_current(&self) -> bool {
-        self.shards.iter().all(|shard| {
+        self.shards.made().all(|(_, shard)| {
             (0..2).all(|copy| {
                 // SAFETY: test code, called with no writer running, so no copy changes.
                 let table = unsafe { &*shard.copies[copy].get() };

@@ -28,10 +28,17 @@ impl<K: Hash + Eq + Clone, V: Clone> LeftRight<K, V> {
         self.write(self.shard_of(hash), wait)
     }
 
-    /// Copies of every shard's tables, taken with every writer lock held.
+    /// Copies of every shard's tables, in order, taken with every writer lock held (an empty
+    /// table for each shard not made).
     fn copies(&self) -> Box<[Table<K, V>]> {
         let writers = self.write_all();
-        writers.iter().map(|w| copy_of(w.table())).collect()
+        let mut copies: Vec<_> = (0..self.shard_count())
+            .map(|_| Table::new_in(TableAlloc))
+            .collect();
+        for writer in &writers {
+            copies[writer.index()] = copy_of(writer.table());
+        }
+        copies.into()
     }
 
     /// Replaces the value `probe` finds with `new` if `matches` approves of the current one;
@@ -135,7 +142,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
             .sum()
     }
 
-    /// In both copies, one shard at a time.
+    /// In both copies, one shard at a time, making every shard.
     fn reserve<S: BuildHasher>(&self, additional: usize, hasher: &S) {
         let per_shard = additional.div_ceil(self.shard_count());
         let rehash = |k: &K| hasher.hash_one(k);
@@ -148,11 +155,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         }
     }
 
-    /// In both copies, one shard at a time.
+    /// In both copies, one made shard at a time.
     fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
         let rehash = |k: &K| hasher.hash_one(k);
         let shrink = |t: &mut Table<K, V>, hint: &ProbeHint| table::shrink_to_fit(t, rehash, hint);
-        for shard in 0..self.shard_count() {
+        for shard in self.made_shards().collect::<Vec<_>>() {
             self.write(shard, Wait::Forever)
                 .expect("waits forever")
                 .apply(shrink, shrink);
@@ -338,9 +345,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         split_shards(shards)
     }
 
-    /// One shard at a time, copied as a reader (its writers wait for the copy; no one else does).
+    /// One made shard at a time, copied as a reader (its writers wait for the copy; no one else
+    /// does).
     fn next_chunk(&self, shards: &mut Range<usize>) -> Option<Vec<(K, V)>> {
-        Some(self.read(shards.next()?, table::cloned))
+        let shard = shards.find(|&i| self.is_made(i))?;
+        Some(self.read(shard, table::cloned))
     }
 
     /// Copies of every shard, taken with every writer lock held, become both copies of the new
