@@ -157,6 +157,10 @@ pub struct IterationCost {
     /// The writer's longest operation over as long a stretch while this thread spins instead of
     /// passing over the map (median): the host's noise with both threads busy.
     pub idle_writer_max_us: f64,
+    /// Writer operations over 1 ms during the passes, summed over repetitions.
+    pub writer_over_1ms: u64,
+    /// Writer operations over 1 ms during the control, summed over repetitions.
+    pub idle_writer_over_1ms: u64,
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -183,6 +187,8 @@ struct WriterRecord {
     max_us: f64,
     p999_us: f64,
     ops: u64,
+    /// Operations that took longer than a millisecond.
+    over_1ms: u64,
 }
 
 /// Runs `main` here while a writer removes and re-inserts random present keys of `map`, each
@@ -223,6 +229,7 @@ fn with_writer<M: SharedMap>(map: &M, entries: usize, main: impl FnOnce()) -> Wr
             max_us: latencies.max() as f64 / 1e3,
             p999_us: latencies.value_at_quantile(0.999) as f64 / 1e3,
             ops: latencies.len(),
+            over_1ms: latencies.len() - latencies.count_between(0, 1_000_000),
         }
     })
 }
@@ -238,6 +245,7 @@ pub fn measure_iteration<M: Iterable>(
     let (mut iter, mut for_each, mut par, mut peak) = (vec![], vec![], vec![], vec![]);
     let (mut writer_max, mut writer_p999, mut writer_ops, mut idle_max) =
         (vec![], vec![], vec![], vec![]);
+    let (mut busy_over, mut idle_over) = (0, 0);
     for _ in 0..reps {
         iter.push(timed_pass(entries, || map.iter_sum()));
         if map.for_each_sum().is_some() {
@@ -256,6 +264,7 @@ pub fn measure_iteration<M: Iterable>(
             }
         });
         idle_max.push(idle.max_us);
+        idle_over += idle.over_1ms;
         let busy = with_writer(&map, entries, || {
             let start = Instant::now();
             while start.elapsed() < WRITER_WINDOW {
@@ -263,6 +272,7 @@ pub fn measure_iteration<M: Iterable>(
             }
         });
         writer_max.push(busy.max_us);
+        busy_over += busy.over_1ms;
         writer_p999.push(busy.p999_us);
         writer_ops.push(busy.ops as f64);
     }
@@ -281,6 +291,8 @@ pub fn measure_iteration<M: Iterable>(
         writer_p999_us: median(writer_p999),
         writer_ops: median(writer_ops),
         idle_writer_max_us: median(idle_max),
+        writer_over_1ms: busy_over,
+        idle_writer_over_1ms: idle_over,
     }
 }
 
@@ -291,11 +303,11 @@ fn optional_ms(x: Option<f64>) -> String {
 /// The table `iterate` prints.
 pub fn table(costs: &[IterationCost]) -> String {
     let mut out = String::from(
-        "| contestant | iter ms | for_each ms | par ms | iter peak / map bytes | writer max µs (worst) | writer p99.9 µs | writer ops | writer max µs, no pass (control) |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| contestant | iter ms | for_each ms | par ms | iter peak / map bytes | writer max µs (worst) | writer p99.9 µs | writer ops | ops > 1 ms | control: writer max µs | control: ops > 1 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in costs {
         out += &format!(
-            "| {} | {:.1} | {} | {} | {:.4} ({:.1} KiB of {:.1} MiB) | {:.0} ({:.0}) | {:.1} | {:.0} | {:.0} |\n",
+            "| {} | {:.1} | {} | {} | {:.4} ({:.1} KiB of {:.1} MiB) | {:.0} ({:.0}) | {:.1} | {:.0} | {} | {:.0} | {} |\n",
             c.name,
             c.iter_ms,
             optional_ms(c.for_each_ms),
@@ -307,7 +319,9 @@ pub fn table(costs: &[IterationCost]) -> String {
             c.writer_worst_us,
             c.writer_p999_us,
             c.writer_ops,
+            c.writer_over_1ms,
             c.idle_writer_max_us,
+            c.idle_writer_over_1ms,
         );
     }
     out

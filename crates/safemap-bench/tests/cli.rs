@@ -186,6 +186,9 @@ fn iterate_reports_every_iterable_contestant_and_tells_bounded_copies_from_whole
         assert_eq!(r["entries"], 20000);
         assert!(r["iter_ms"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["writer_ops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r["writer_over_1ms"].as_u64().is_some() && r["idle_writer_over_1ms"].as_u64().is_some()
+        );
         assert!(r["map_bytes"].as_f64().unwrap() >= 20000.0 * 16.0, "{r}");
     }
     // ShardedMap copies one shard at a time; LockedMap copies its one table whole.
