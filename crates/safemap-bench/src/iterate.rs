@@ -52,16 +52,36 @@ pub struct IterateArgs {
     json: Option<std::path::PathBuf>,
 }
 
+/// What a pass does with each value.
+pub type Work = fn(u64) -> u64;
+
+/// Next to nothing: the pass is all iteration.
+fn light(v: u64) -> u64 {
+    v
+}
+
+/// About 30 ns of arithmetic, as a consumer that formats or hashes each entry spends.
+fn heavy(v: u64) -> u64 {
+    (0..32).fold(v, |x, _| {
+        (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    })
+}
+
+/// The sum of `work` over `values`, wrapping.
+fn total(values: impl Iterator<Item = u64>, work: Work) -> u64 {
+    values.map(work).fold(0, u64::wrapping_add)
+}
+
 /// A map whose entries can be visited while other threads use it.
 pub trait Iterable: SharedMap {
-    /// The sum of the values, through the map's sequential iterator.
-    fn iter_sum(&self) -> u64;
+    /// The sum of `work` over the values, through the map's sequential iterator.
+    fn iter_sum(&self, work: Work) -> u64;
     /// The sum through a visiting method other than the iterator, where the map has one.
-    fn for_each_sum(&self) -> Option<u64> {
+    fn for_each_sum(&self, _work: Work) -> Option<u64> {
         None
     }
     /// The sum on rayon's pool, where the map has a parallel iteration.
-    fn par_sum(&self) -> Option<u64> {
+    fn par_sum(&self, _work: Work) -> Option<u64> {
         None
     }
 }
@@ -71,41 +91,46 @@ where
     Self: SharedMap + ConcurrentMap<u64, u64>,
     for<'a> &'a Self: IntoParallelIterator<Item = (u64, u64)>,
 {
-    fn iter_sum(&self) -> u64 {
-        self.iter().map(|(_, v)| v).sum()
+    fn iter_sum(&self, work: Work) -> u64 {
+        total(self.iter().map(|(_, v)| v), work)
     }
-    fn for_each_sum(&self) -> Option<u64> {
-        let mut sum = 0;
-        self.for_each(|_, v| sum += v);
+    fn for_each_sum(&self, work: Work) -> Option<u64> {
+        let mut sum = 0u64;
+        self.for_each(|_, v| sum = sum.wrapping_add(work(*v)));
         Some(sum)
     }
-    fn par_sum(&self) -> Option<u64> {
-        Some(self.into_par_iter().map(|(_, v)| v).sum())
+    fn par_sum(&self, work: Work) -> Option<u64> {
+        Some(
+            self.into_par_iter()
+                .map(|(_, v)| work(v))
+                .reduce(|| 0, u64::wrapping_add),
+        )
     }
 }
 
 /// Holds one shard's read lock while the caller consumes that shard's entries.
 impl Iterable for dashmap::DashMap<u64, u64, Hasher> {
-    fn iter_sum(&self) -> u64 {
-        self.iter().map(|entry| *entry.value()).sum()
+    fn iter_sum(&self, work: Work) -> u64 {
+        total(self.iter().map(|entry| *entry.value()), work)
     }
-    fn par_sum(&self) -> Option<u64> {
-        Some(self.par_iter().map(|entry| *entry.value()).sum())
+    fn par_sum(&self, work: Work) -> Option<u64> {
+        let values = self.par_iter().map(|entry| work(*entry.value()));
+        Some(values.reduce(|| 0, u64::wrapping_add))
     }
 }
 
 impl Iterable for papaya::HashMap<u64, u64, Hasher> {
-    fn iter_sum(&self) -> u64 {
-        self.pin().iter().map(|(_, v)| *v).sum()
+    fn iter_sum(&self, work: Work) -> u64 {
+        total(self.pin().iter().map(|(_, v)| *v), work)
     }
 }
 
 impl Iterable for scc::HashMap<u64, u64, Hasher> {
     /// scc's `HashMap` has no iterator: its visiting method, which locks a bucket at a time.
-    fn iter_sum(&self) -> u64 {
-        let mut sum = 0;
+    fn iter_sum(&self, work: Work) -> u64 {
+        let mut sum = 0u64;
         self.iter_sync(|_, v| {
-            sum += v;
+            sum = sum.wrapping_add(work(*v));
             true
         });
         sum
@@ -113,16 +138,16 @@ impl Iterable for scc::HashMap<u64, u64, Hasher> {
 }
 
 impl Iterable for scc::HashIndex<u64, u64, Hasher> {
-    fn iter_sum(&self) -> u64 {
+    fn iter_sum(&self, work: Work) -> u64 {
         let guard = scc::Guard::new();
-        self.iter(&guard).map(|(_, v)| *v).sum()
+        total(self.iter(&guard).map(|(_, v)| *v), work)
     }
 }
 
 /// Holds the read lock for the whole pass.
 impl Iterable for RwLock<std::collections::HashMap<u64, u64, Hasher>> {
-    fn iter_sum(&self) -> u64 {
-        self.read().unwrap().values().sum()
+    fn iter_sum(&self, work: Work) -> u64 {
+        total(self.read().unwrap().values().copied(), work)
     }
 }
 
@@ -139,6 +164,11 @@ pub struct IterationCost {
     pub for_each_ms: Option<f64>,
     /// One parallel pass on rayon's pool, where there is one.
     pub par_ms: Option<f64>,
+    /// One sequential pass doing about 30 ns of work per entry, through the visiting method
+    /// where there is one, else the iterator.
+    pub heavy_ms: f64,
+    /// One parallel pass doing that work, where there is one.
+    pub heavy_par_ms: Option<f64>,
     /// Rayon's thread count for `par_ms`.
     pub par_threads: usize,
     /// Live bytes the map holds.
@@ -172,9 +202,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Times `pass`, failing unless it summed every value of a map of `entries` (`0..entries`).
-fn timed_pass(entries: usize, pass: impl FnOnce() -> u64) -> f64 {
-    let expected = (entries as u64).saturating_sub(1) * entries as u64 / 2;
+/// Times `pass`, failing unless it summed `work` over every value of a map of `entries` (whose
+/// values are `0..entries`), each once.
+fn timed_pass(entries: usize, work: Work, pass: impl FnOnce() -> u64) -> f64 {
+    let expected = total(0..entries as u64, work);
     let start = Instant::now();
     let sum = pass();
     let elapsed = start.elapsed();
@@ -243,18 +274,32 @@ pub fn measure_iteration<M: Iterable>(
     let map_bytes = alloc::footprint::<M>(entries) * entries as f64;
     let map = M::create_filled(entries as u64);
     let (mut iter, mut for_each, mut par, mut peak) = (vec![], vec![], vec![], vec![]);
+    let (mut heavy_seq, mut heavy_par) = (vec![], vec![]);
     let (mut writer_max, mut writer_p999, mut writer_ops, mut idle_max) =
         (vec![], vec![], vec![], vec![]);
     let (mut busy_over, mut idle_over) = (0, 0);
     for _ in 0..reps {
-        iter.push(timed_pass(entries, || map.iter_sum()));
-        if map.for_each_sum().is_some() {
-            for_each.push(timed_pass(entries, || map.for_each_sum().unwrap_or(0)));
+        iter.push(timed_pass(entries, light, || map.iter_sum(light)));
+        let has_for_each = map.for_each_sum(light).is_some();
+        let has_par = map.par_sum(light).is_some();
+        if has_for_each {
+            for_each.push(timed_pass(entries, light, || {
+                map.for_each_sum(light).unwrap_or(0)
+            }));
         }
-        if map.par_sum().is_some() {
-            par.push(timed_pass(entries, || map.par_sum().unwrap_or(0)));
+        heavy_seq.push(timed_pass(entries, heavy, || {
+            map.for_each_sum(heavy)
+                .unwrap_or_else(|| map.iter_sum(heavy))
+        }));
+        if has_par {
+            par.push(timed_pass(entries, light, || {
+                map.par_sum(light).unwrap_or(0)
+            }));
+            heavy_par.push(timed_pass(entries, heavy, || {
+                map.par_sum(heavy).unwrap_or(0)
+            }));
         }
-        peak.push(alloc::peak_during(|| map.iter_sum()).1 as f64);
+        peak.push(alloc::peak_during(|| map.iter_sum(light)).1 as f64);
 
         // The control: this thread as busy, on something other than the map.
         let idle = with_writer(&map, entries, || {
@@ -268,7 +313,7 @@ pub fn measure_iteration<M: Iterable>(
         let busy = with_writer(&map, entries, || {
             let start = Instant::now();
             while start.elapsed() < WRITER_WINDOW {
-                std::hint::black_box(map.iter_sum());
+                std::hint::black_box(map.iter_sum(light));
             }
         });
         writer_max.push(busy.max_us);
@@ -283,6 +328,8 @@ pub fn measure_iteration<M: Iterable>(
         iter_ms: median(iter),
         for_each_ms: (!for_each.is_empty()).then(|| median(for_each)),
         par_ms: (!par.is_empty()).then(|| median(par)),
+        heavy_ms: median(heavy_seq),
+        heavy_par_ms: (!heavy_par.is_empty()).then(|| median(heavy_par)),
         par_threads: rayon::current_num_threads(),
         map_bytes,
         iter_peak_bytes: median(peak),
@@ -303,15 +350,17 @@ fn optional_ms(x: Option<f64>) -> String {
 /// The table `iterate` prints.
 pub fn table(costs: &[IterationCost]) -> String {
     let mut out = String::from(
-        "| contestant | iter ms | for_each ms | par ms | iter peak / map bytes | writer max µs (worst) | writer p99.9 µs | writer ops | ops > 1 ms | control: writer max µs | control: ops > 1 ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| contestant | iter ms | for_each ms | par ms | 30 ns/entry: sequential ms | 30 ns/entry: par ms | iter peak / map bytes | writer max µs (worst) | writer p99.9 µs | writer ops | ops > 1 ms | control: writer max µs | control: ops > 1 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in costs {
         out += &format!(
-            "| {} | {:.1} | {} | {} | {:.4} ({:.1} KiB of {:.1} MiB) | {:.0} ({:.0}) | {:.1} | {:.0} | {} | {:.0} | {} |\n",
+            "| {} | {:.1} | {} | {} | {:.1} | {} | {:.4} ({:.1} KiB of {:.1} MiB) | {:.0} ({:.0}) | {:.1} | {:.0} | {} | {:.0} | {} |\n",
             c.name,
             c.iter_ms,
             optional_ms(c.for_each_ms),
             optional_ms(c.par_ms),
+            c.heavy_ms,
+            optional_ms(c.heavy_par_ms),
             c.iter_peak_bytes / c.map_bytes,
             c.iter_peak_bytes / 1024.0,
             c.map_bytes / (1024.0 * 1024.0),

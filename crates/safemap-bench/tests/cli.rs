@@ -198,6 +198,8 @@ fn iterate_reports_every_iterable_contestant_and_tells_bounded_copies_from_whole
     assert!(share("ShardedMap") < 0.125, "{}", share("ShardedMap"));
     assert!(share("LockedMap") > 0.25, "{}", share("LockedMap"));
     assert!(row("ShardedMap")["par_ms"].as_f64().is_some());
+    assert!(row("ShardedMap")["heavy_par_ms"].as_f64().is_some());
+    assert!(row("papaya")["heavy_par_ms"].is_null());
 }
 
 #[test]
