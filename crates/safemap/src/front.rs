@@ -630,12 +630,10 @@ where
     }
 }
 
-impl<C, S> Eq for SafeMap<C, S>
+impl<C: Core, S> Eq for SafeMap<C, S>
 where
-    C: Core,
-    C::Key: Clone,
-    C::Value: Clone + Eq,
-    S: BuildHasher + Clone,
+    Self: PartialEq<Self>,
+    C::Value: Eq,
 {
 }
 

@@ -144,11 +144,11 @@ pub struct ParIter<'a, C> {
     map: MapId,
 }
 
-impl<C: Core + Sync> ParallelIterator for ParIter<'_, C>
+/// Driven by `Parts`, which shares the parts out as rayon asks.
+impl<'a, C: Core + Sync> ParallelIterator for ParIter<'a, C>
 where
-    C::Key: Clone + Send,
-    C::Value: Clone + Send,
-    C::Cursor: Send,
+    Parts<'a, C>: UnindexedProducer<Item = (C::Key, C::Value)>,
+    (C::Key, C::Value): Send,
 {
     type Item = (C::Key, C::Value);
 
@@ -298,12 +298,11 @@ where
 }
 
 /// As `ParallelExtend` for `&SafeMap`.
-impl<C, S> ParallelExtend<(C::Key, C::Value)> for SafeMap<C, S>
+impl<C: Core, S> ParallelExtend<(C::Key, C::Value)> for SafeMap<C, S>
 where
-    C: Core + Sync,
+    for<'a> &'a Self: ParallelExtend<(C::Key, C::Value)>,
     C::Key: Send,
     C::Value: Send,
-    S: BuildHasher + Sync,
 {
     fn par_extend<I>(&mut self, entries: I)
     where

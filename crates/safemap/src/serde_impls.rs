@@ -63,12 +63,9 @@ where
     out.end()
 }
 
-impl<'de, C, S> Deserialize<'de> for SafeMap<C, S>
+impl<'de, C: Core, S> Deserialize<'de> for SafeMap<C, S>
 where
-    C: Core,
-    C::Key: Deserialize<'de>,
-    C::Value: Deserialize<'de>,
-    S: BuildHasher + Default,
+    Entries<C, S>: Visitor<'de, Value = Self>,
 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(Entries(PhantomData))

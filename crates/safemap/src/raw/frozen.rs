@@ -33,6 +33,10 @@ impl<K, V, S> TableSnapshot<K, V, S> {
     }
 }
 
+#[allow(
+    refining_impl_trait,
+    reason = "a named iterator, so `&snapshot` is `IntoIterator`"
+)]
 impl<K: Hash + Eq, V, S: BuildHasher> MapSnapshot<K, V> for TableSnapshot<K, V, S> {
     fn get<Q>(&self, key: &Q) -> Option<&V>
     where
@@ -49,10 +53,6 @@ impl<K: Hash + Eq, V, S: BuildHasher> MapSnapshot<K, V> for TableSnapshot<K, V, 
         self.len
     }
 
-    #[allow(
-        refining_impl_trait,
-        reason = "the iterator has a name, so that `&snapshot` can implement `IntoIterator`"
-    )]
     fn iter<'a>(&'a self) -> TableSnapshotIter<'a, K, V>
     where
         K: 'a,

@@ -318,6 +318,10 @@ pub struct TrieSnapshot<K, V, S> {
     hasher: S,
 }
 
+#[allow(
+    refining_impl_trait,
+    reason = "a named iterator, so `&snapshot` is `IntoIterator`"
+)]
 impl<K, V, S> MapSnapshot<K, V> for TrieSnapshot<K, V, S>
 where
     K: Hash + Eq,
@@ -336,10 +340,6 @@ where
         self.version.len()
     }
 
-    #[allow(
-        refining_impl_trait,
-        reason = "the iterator has a name, so that `&snapshot` can implement `IntoIterator`"
-    )]
     fn iter<'a>(&'a self) -> TrieSnapshotIter<'a, K, V>
     where
         K: 'a,
