@@ -30,7 +30,7 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
 /// Benchmark safemap's strategies against dashmap, papaya, scc, std and an unsynchronized floor.
 #[derive(Parser, Debug)]
 #[command(version, args_conflicts_with_subcommands = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -61,9 +61,10 @@ pub struct RunArgs {
     /// Thread counts, comma-separated (default: 1, cores and 4x cores; with --quick, 1 and 2).
     #[arg(long, value_delimiter = ',')]
     threads: Vec<usize>,
-    /// Key space (default: each workload's own).
-    #[arg(long)]
-    keys: Option<usize>,
+    /// Key counts, comma-separated (default: each workload's own, and for the four mixes also
+    /// 65,536, where the map fits in cache).
+    #[arg(long, value_delimiter = ',')]
+    keys: Vec<usize>,
     /// Key distribution.
     #[arg(long, value_enum, default_value_t = Dist::Uniform)]
     dist: Dist,

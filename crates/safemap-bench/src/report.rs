@@ -1,5 +1,5 @@
-//! Results: one row per (workload, threads, distribution, contestant), ratios computed within the
-//! same run, a terminal table and the JSON document.
+//! Results: one row per (workload, threads, distribution, key count, contestant), ratios computed
+//! within the same run, a terminal table and the JSON document.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -41,9 +41,9 @@ pub struct Row {
     pub max_ns: u64,
     /// Live heap bytes per entry with `keys` entries.
     pub bytes_per_entry: f64,
-    /// Throughput over the best peer's in the same workload, threads and distribution.
+    /// Throughput over the best peer's in the same workload, threads, distribution and keys.
     pub vs_best_peer: Option<f64>,
-    /// Throughput over the single-thread floor's in the same workload and distribution.
+    /// Throughput over the single-thread floor's in the same workload, distribution and keys.
     pub vs_floor: Option<f64>,
 }
 
@@ -79,7 +79,12 @@ impl Row {
     }
 
     fn same_cell(&self, other: &Row) -> bool {
-        self.workload == other.workload && self.threads == other.threads && self.dist == other.dist
+        self.same_regime(other) && self.threads == other.threads
+    }
+
+    /// The same workload, distribution and key count: the rows one plot shows.
+    pub fn same_regime(&self, other: &Row) -> bool {
+        self.workload == other.workload && self.dist == other.dist && self.keys == other.keys
     }
 }
 
@@ -94,7 +99,7 @@ pub fn fill_ratios(rows: &mut [Row]) {
             .max_by(f64::total_cmp);
         let floor = snapshot
             .iter()
-            .find(|r| r.family == Family::Floor && r.workload == row.workload && r.dist == row.dist)
+            .find(|r| r.family == Family::Floor && r.same_regime(row))
             .map(|r| r.mops);
         row.vs_best_peer = best_peer.map(|p| row.mops / p);
         row.vs_floor = floor.map(|f| row.mops / f);
@@ -157,7 +162,8 @@ pub fn ratio(x: Option<f64>) -> String {
     x.map_or("-".to_string(), |x| format!("{x:.2}"))
 }
 
-/// A terminal table per (workload, threads, distribution), fastest first, the best marked `*`.
+/// A terminal table per (workload, threads, distribution, keys), fastest first, the best marked
+/// `*`.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let mut cells: Vec<&Row> = Vec::new();

@@ -77,7 +77,9 @@ impl Plan {
         } else {
             WORKLOADS.to_vec()
         };
-        let keys = args.keys.map(|k| positive("keys", k)).transpose()?;
+        let keys: Vec<usize> = (args.keys.iter())
+            .map(|&k| positive("keys", k))
+            .collect::<Result<_, _>>()?;
         let mut threads = if !args.threads.is_empty() {
             args.threads.clone()
         } else if args.quick {
@@ -93,7 +95,7 @@ impl Plan {
         Ok(Plan {
             workloads: chosen
                 .into_iter()
-                .map(|w| (w, keys.unwrap_or(w.default_keys)))
+                .flat_map(|w| w.sizes(&keys).into_iter().map(move |k| (w, k)))
                 .collect(),
             threads,
             dist: args.dist,
@@ -342,5 +344,34 @@ mod tests {
         let (plans, every) = plans(&heavy, 1000, Dist::Uniform, 10_000, 2);
         assert!(plans.iter().all(|p| p.len() == 5_000));
         assert_eq!(every, vec![Some(SAMPLE_EVERY); 2]);
+    }
+
+    #[test]
+    fn the_mixes_run_in_both_regimes_unless_key_counts_are_given() {
+        use crate::workload::CACHE_RESIDENT;
+        use clap::Parser;
+        let plan = |args: &[&str]| {
+            let cli = crate::Cli::parse_from(
+                std::iter::once("safemap-bench").chain(args.iter().copied()),
+            );
+            let sizes: Vec<(&str, usize)> = Plan::from_args(&cli.run)
+                .unwrap()
+                .workloads
+                .iter()
+                .map(|(w, k)| (w.name, *k))
+                .collect();
+            sizes
+        };
+        let quick = plan(&["--quick"]);
+        for mix in ["ReadHeavy", "Exchange", "RapidGrow"] {
+            let sizes: Vec<usize> = quick.iter().filter(|w| w.0 == mix).map(|w| w.1).collect();
+            assert_eq!(sizes, [CACHE_RESIDENT, 1 << 20], "{mix}");
+        }
+        // Workloads defined by their size keep it.
+        let growth = plan(&["--workload", "Growth,DeviceRegistry"]);
+        assert_eq!(growth, [("Growth", 4 << 20), ("DeviceRegistry", 2_000_000)]);
+        let given = plan(&["--quick", "--keys", "1000,5000"]);
+        assert_eq!(given.len(), 6);
+        assert!(given.iter().all(|w| w.1 == 1000 || w.1 == 5000));
     }
 }

@@ -68,8 +68,29 @@ pub struct Workload {
     pub mix: Mix,
     /// Its key count when the user gives none.
     pub default_keys: usize,
+    /// Whether it also runs at [`CACHE_RESIDENT`] keys when the user gives no key count, so
+    /// that a run shows the regime where the map fits in cache beside the one where it does not.
+    pub both_regimes: bool,
     /// How threads divide the work.
     pub shape: Shape,
+}
+
+/// The key count of the cache-resident regime: a map of u64s this size (about 2 MiB) fits in
+/// the last-level cache, so a read's cost is what it writes and waits for, not DRAM.
+pub const CACHE_RESIDENT: usize = 1 << 16;
+
+impl Workload {
+    /// The key counts it runs at: `keys` if the user gave some, else [`CACHE_RESIDENT`] (where
+    /// it runs both regimes) and its default.
+    pub fn sizes(&self, keys: &[usize]) -> Vec<usize> {
+        if !keys.is_empty() {
+            keys.to_vec()
+        } else if self.both_regimes {
+            vec![CACHE_RESIDENT, self.default_keys]
+        } else {
+            vec![self.default_keys]
+        }
+    }
 }
 
 const fn mix(read: f64, insert: f64, remove: f64, update: f64, prefill: f64) -> Mix {
@@ -87,24 +108,28 @@ const fn mix(read: f64, insert: f64, remove: f64, update: f64, prefill: f64) -> 
 pub const WORKLOADS: &[Workload] = &[
     Workload {
         name: "ReadHeavy",
+        both_regimes: true,
         mix: mix(98.0, 1.0, 1.0, 0.0, 0.75),
         default_keys: 1 << 20,
         shape: Shape::Mixed,
     },
     Workload {
         name: "Exchange",
+        both_regimes: true,
         mix: mix(10.0, 40.0, 40.0, 10.0, 0.75),
         default_keys: 1 << 20,
         shape: Shape::Mixed,
     },
     Workload {
         name: "RapidGrow",
+        both_regimes: true,
         mix: mix(5.0, 80.0, 5.0, 10.0, 0.0),
         default_keys: 1 << 20,
         shape: Shape::Mixed,
     },
     Workload {
         name: "ReadMostly",
+        both_regimes: true,
         mix: mix(99.0, 0.5, 0.5, 0.0, 0.75),
         default_keys: 1 << 20,
         shape: Shape::Mixed,
@@ -112,6 +137,7 @@ pub const WORKLOADS: &[Workload] = &[
     // The device registry: about 5,000 reads per 300 registrations, 2M devices, most known.
     Workload {
         name: "DeviceRegistry",
+        both_regimes: false,
         mix: Mix {
             read: 100.0 * 5000.0 / 5300.0,
             insert: 0.0,
@@ -127,12 +153,14 @@ pub const WORKLOADS: &[Workload] = &[
     // takes as long at 1M entries as at 10k.
     Workload {
         name: "Snapshot10k",
+        both_regimes: false,
         mix: mix(99.0, 0.5, 0.5, 0.0, 1.0),
         default_keys: 10_000,
         shape: Shape::Snapshot,
     },
     Workload {
         name: "Snapshot1M",
+        both_regimes: false,
         mix: mix(99.0, 0.5, 0.5, 0.0, 1.0),
         default_keys: 1_000_000,
         shape: Shape::Snapshot,
@@ -140,6 +168,7 @@ pub const WORKLOADS: &[Workload] = &[
     // One thread grows a map from empty to 4M keys while the others read.
     Workload {
         name: "Growth",
+        both_regimes: false,
         mix: mix(100.0, 0.0, 0.0, 0.0, 0.0),
         default_keys: 4 << 20,
         shape: Shape::Growth,

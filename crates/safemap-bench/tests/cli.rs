@@ -59,9 +59,17 @@ fn quick_run_writes_every_contestant_to_json() {
     std::fs::remove_file(&path).ok();
     let report = std::fs::read_to_string(&html).unwrap();
     std::fs::remove_file(&html).ok();
-    // Two plots (throughput, latency) per workload, each with its contestants in the legend.
+    // Two plots (throughput, latency) per regime, each with its contestants in the legend.
     assert_eq!(report.matches("<svg").count(), 6, "{report}");
-    assert!(report.contains("RapidGrow: throughput") && report.contains("scc-HashIndex"));
+    assert!(
+        report.contains("RapidGrow · 2000 keys: throughput") && report.contains("scc-HashIndex")
+    );
+    // Beside each regime's plots, the ratios to the best peer.
+    assert_eq!(
+        report.matches("<table><tr><th>x best peer</th>").count(),
+        3,
+        "{report}"
+    );
     let machine = &doc["machine"];
     assert!(machine["cores"].as_u64().unwrap() >= 1);
     assert!(machine["cpu_model"].is_string() && machine["rustc"].is_string());
@@ -148,7 +156,7 @@ fn advise_recommends_a_strategy_with_figures() {
         "--remove-pct",
         "5",
         "--keys",
-        "2000",
+        "2000,4000",
         "--threads",
         "2",
         "--ops",
@@ -157,12 +165,18 @@ fn advise_recommends_a_strategy_with_figures() {
         "1",
     ]);
     assert_eq!(code, 0, "{err}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("recommendation: "))
-        .unwrap_or_else(|| panic!("no recommendation: {out}"));
-    assert!(line.contains("Map:") && line.contains("Mops/s"), "{line}");
-    assert!(line.contains("the best peer"), "{line}");
+    // One recommendation per key count, each naming its count.
+    let lines: Vec<&str> = (out.lines())
+        .filter(|l| l.starts_with("recommendation: "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (line, keys) in lines.iter().zip(["2000 keys", "4000 keys"]) {
+        assert!(line.contains("Map:") && line.contains("Mops/s"), "{line}");
+        assert!(
+            line.contains("the best peer") && line.contains(keys),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -225,6 +239,20 @@ fn bad_input_is_refused_with_a_reason() {
                 "0",
             ],
             "sum to at most 100",
+        ),
+        (
+            &[
+                "advise",
+                "--read-pct",
+                "90",
+                "--insert-pct",
+                "5",
+                "--remove-pct",
+                "0",
+                "--keys",
+                "0,100",
+            ],
+            "--keys, --threads, --reps and --ops must be at least 1",
         ),
         (
             &["iterate", "--keys", "0"],
