@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p safemap-bench -- --quick --json out.json
-//! cargo run --release -p safemap-bench -- advise --read-pct 99 --insert-pct 1 --remove-pct 0 --keys 1000000 --threads 2
+//! cargo run --release -p safemap-bench -- advise --read-pct 99 --insert-pct 1 --remove-pct 0 --threads 2
 //! cargo run --release -p safemap-bench -- iterate --keys 1000000
 //! ```
 
@@ -51,7 +51,8 @@ enum Command {
 /// Options of `run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// The README default: conc-map-bench's three mixes at 1 and 2 threads, 3 repetitions;
+    /// The README default: conc-map-bench's three mixes at 1 and 2 threads, in both regimes
+    /// (65,536 and 1M keys), 3 repetitions;
     /// under 2 minutes on 2 cores.
     #[arg(long)]
     quick: bool,
@@ -74,7 +75,7 @@ pub struct RunArgs {
     /// Repetitions per cell; the median is reported (default 5; with --quick, 3).
     #[arg(long)]
     reps: Option<usize>,
-    /// Operations per repetition, over all threads (default 8,000,000; with --quick, 1,500,000).
+    /// Operations per repetition, over all threads (default 8,000,000; with --quick, 1,000,000).
     #[arg(long)]
     ops: Option<usize>,
     /// Stop each thread of a mixed workload's repetition after this many seconds even if its

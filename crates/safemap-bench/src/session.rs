@@ -109,7 +109,7 @@ impl Plan {
             ops: positive(
                 "ops",
                 args.ops
-                    .unwrap_or(if args.quick { 1_500_000 } else { 8_000_000 }),
+                    .unwrap_or(if args.quick { 1_000_000 } else { 8_000_000 }),
             )?,
             budget: match args.max_seconds.or(args.quick.then_some(0.5)) {
                 Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
