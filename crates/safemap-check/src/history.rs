@@ -16,6 +16,11 @@ pub type Key = u8;
 /// Every written value is unique within a history, so a read names the write it saw.
 pub type Val = u64;
 
+/// Marks the values `get_or_insert_with` makes (bit 31, clear of the thread and the counter
+/// below it, and of the parity `RetainEven` and failing inits go by): a stored value with it
+/// was stored by an init, one without by a plain write.
+pub const INIT_MARK: Val = 1 << 31;
+
 /// Most keys a history may use: the full-state model keeps one slot per key.
 pub const MAX_KEYS: usize = 8;
 

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use safemap::{ConcurrentMap, MapSnapshot};
 
 use crate::check::{Violation, check};
-use crate::history::{Clock, Event, History, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
+use crate::history::{Clock, Event, History, INIT_MARK, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
 
 /// The shape of the histories to generate.
 #[derive(Clone, Copy, Debug)]
@@ -202,7 +202,8 @@ impl SpinStart {
 }
 
 /// Thread `thread`'s operations: mostly single-key, a few whole-map. Written values are unique
-/// within the history: the thread in the high bits, a counter below.
+/// within the history: the thread in the high bits, a counter below, and [`INIT_MARK`] on the
+/// values that `get_or_insert_with` makes, so that the specification knows who stored a value.
 pub fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
     let mut rng = SmallRng::seed_from_u64(seed ^ ((thread as u64 + 1) << 48));
     (0..config.ops)
@@ -214,8 +215,8 @@ pub fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
                 20..35 => Op::Insert(key, value),
                 35..45 => Op::Remove(key),
                 45..50 => Op::RemoveIf(key, ((thread as Val + 1) << 32) | rng.random_range(0..8)),
-                50..62 => Op::GetOrInsert(key, value),
-                62..66 => Op::TryGetOrInsert(key, value),
+                50..62 => Op::GetOrInsert(key, value | INIT_MARK),
+                62..66 => Op::TryGetOrInsert(key, value | INIT_MARK),
                 66..80 => Op::Compute(key, value),
                 80..84 => Op::Update(key, value),
                 84..88 => Op::Upsert(key, value),

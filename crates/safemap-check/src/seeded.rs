@@ -29,6 +29,10 @@ pub mod bug {
     /// before it stores and drops it after, and `len` adds the counter. A replace in flight then
     /// makes `len` one more than any size the map had.
     pub const OVERCOUNTING_LEN: u8 = 3;
+    /// `get_or_insert_with` that runs its closure outside the lock, as safemap's does, but
+    /// without claiming the key first: two callers both run their closures, one value is stored
+    /// and the other closure ran for nothing.
+    pub const UNCLAIMED_INIT: u8 = 4;
 }
 
 /// A map with the bug numbered `BUG` (see [`bug`]).
@@ -41,13 +45,14 @@ pub struct Seeded<const BUG: u8> {
     inserting: AtomicUsize,
 }
 
-/// The four seeded bugs, by name.
+/// The five seeded bugs, by name.
 pub fn seeded_bugs() -> Vec<Contestant> {
     vec![
         Contestant::of::<Seeded<{ bug::CHECK_THEN_ACT }>>("seeded:check-then-act"),
         Contestant::of::<Seeded<{ bug::STALE_READ }>>("seeded:stale-read"),
         Contestant::of::<Seeded<{ bug::LOST_UPDATE }>>("seeded:lost-update"),
         Contestant::of::<Seeded<{ bug::OVERCOUNTING_LEN }>>("seeded:overcounting-len"),
+        Contestant::of::<Seeded<{ bug::UNCLAIMED_INIT }>>("seeded:unclaimed-init"),
     ]
 }
 
@@ -148,6 +153,22 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
             let value = make();
             self.inner.insert(key, value);
             return value;
+        }
+        if BUG == bug::UNCLAIMED_INIT {
+            if let Some(found) = self.inner.get(&key) {
+                return found;
+            }
+            std::thread::yield_now();
+            let made = make();
+            let mut present = None;
+            self.inner.compute(key, |current| match current {
+                Some(value) => {
+                    present = Some(*value);
+                    Action::Keep
+                }
+                None => Action::Set(made),
+            });
+            return self.after_write(present.unwrap_or(made));
         }
         self.after_write(self.inner.get_or_insert_with(key, make))
     }

@@ -13,7 +13,7 @@
 
 use safemap::{Action, Consistency, WholeMap};
 
-use crate::history::{Event, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
+use crate::history::{Event, INIT_MARK, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
 
 /// The model's state: the value of each key.
 pub type State = [Option<Val>; MAX_KEYS];
@@ -98,6 +98,21 @@ pub fn steps(
         .collect()
 }
 
+/// A `get_or_insert_with` that takes effect where its key holds `present`: it returns
+/// `present` and changes nothing. Its closure may have run only if a plain write stored
+/// `present` while the closure ran (the write wins over the init); a closure that ran while
+/// another init's value was stored broke the rule that a closure runs at most once per stored
+/// value.
+fn found_present(state: &State, event: &Event, present: Val) -> Option<State> {
+    let ran_for_nothing = present & INIT_MARK == 0;
+    match event.ret {
+        Ret::Inserted { value, ran } if value == present && (!ran || ran_for_nothing) => {
+            Some(*state)
+        }
+        _ => None,
+    }
+}
+
 /// Applies `event` over `scope` to `state`: the next state if the event's recorded result is
 /// what the specification returns from `state`, `None` if it cannot be.
 pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
@@ -125,10 +140,7 @@ pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
         (Op::GetOrInsert(k, v), _) => {
             let slot = &mut next[*k as usize];
             let expected = match *slot {
-                Some(present) => Ret::Inserted {
-                    value: present,
-                    ran: false,
-                },
+                Some(present) => return found_present(state, event, present),
                 None => {
                     *slot = Some(*v);
                     Ret::Inserted {
@@ -142,10 +154,7 @@ pub fn apply(state: &State, event: &Event, scope: Scope) -> Option<State> {
         (Op::TryGetOrInsert(k, v), _) => {
             let slot = &mut next[*k as usize];
             let expected = match *slot {
-                Some(present) => Ret::Inserted {
-                    value: present,
-                    ran: false,
-                },
+                Some(present) => return found_present(state, event, present),
                 None if *v % 2 == 1 => Ret::Failed,
                 None => {
                     *slot = Some(*v);

@@ -3,7 +3,7 @@
 
 use safemap::{Blocks, ConcurrentMap, Consistency, Cost, WholeMap};
 use safemap_check::check::check;
-use safemap_check::history::{Event, History, Op, Ret};
+use safemap_check::history::{Event, History, INIT_MARK, Op, Ret};
 use safemap_check::run::{Config, strategies};
 use safemap_check::seeded::seeded_bugs;
 
@@ -227,6 +227,75 @@ fn in_place_updates_and_fallible_inits_are_judged() {
     assert!(check(&wrongly_failed, &declared(ATOMIC), 1).is_err());
 }
 
+/// An init whose closure ran but whose value was not stored is judged by who stored the value
+/// it returned: a plain write that landed while the closure ran may win, another init may not
+/// (its closure and this one both ran for one stored value).
+#[test]
+fn an_init_that_ran_for_nothing_is_judged_by_who_stored_the_value() {
+    let (init_a, init_b) = (2 | INIT_MARK, 4 | INIT_MARK);
+    let lost_to_a_write = history(vec![
+        ev(
+            0,
+            0,
+            5,
+            Op::GetOrInsert(0, init_a),
+            Ret::Inserted {
+                value: 9,
+                ran: true,
+            },
+        ),
+        ev(1, 1, 2, Op::Insert(0, 9), Ret::Value(None)),
+    ]);
+    assert!(check(&lost_to_a_write, &declared(ATOMIC), 1).is_ok());
+    let lost_to_an_init = history(vec![
+        ev(
+            0,
+            0,
+            5,
+            Op::GetOrInsert(0, init_a),
+            Ret::Inserted {
+                value: init_b,
+                ran: true,
+            },
+        ),
+        ev(
+            1,
+            1,
+            2,
+            Op::GetOrInsert(0, init_b),
+            Ret::Inserted {
+                value: init_b,
+                ran: true,
+            },
+        ),
+    ]);
+    assert!(check(&lost_to_an_init, &declared(ATOMIC), 1).is_err());
+    // Waiting for the other init and taking its value, without running, is right.
+    let waited = history(vec![
+        ev(
+            0,
+            0,
+            5,
+            Op::GetOrInsert(0, init_a),
+            Ret::Inserted {
+                value: init_b,
+                ran: false,
+            },
+        ),
+        ev(
+            1,
+            1,
+            2,
+            Op::GetOrInsert(0, init_b),
+            Ret::Inserted {
+                value: init_b,
+                ran: true,
+            },
+        ),
+    ]);
+    assert!(check(&waited, &declared(ATOMIC), 1).is_ok());
+}
+
 #[test]
 fn every_strategy_passes() {
     let config = Config {
@@ -260,7 +329,7 @@ fn every_seeded_bug_is_caught_with_a_sound_counterexample() {
         seed: 5,
     };
     let bugs = seeded_bugs();
-    assert_eq!(bugs.len(), 4);
+    assert_eq!(bugs.len(), 5);
     for bug in bugs {
         let report = (bug.check)(&config, 2_000);
         assert!(report.violations > 0, "{} was not caught", bug.name);

@@ -40,6 +40,7 @@ fn seeded_bugs_are_reported_and_exit_non_zero() {
         "stale-read",
         "lost-update",
         "overcounting-len",
+        "unclaimed-init",
     ] {
         let line = out
             .lines()
@@ -47,7 +48,7 @@ fn seeded_bugs_are_reported_and_exit_non_zero() {
             .unwrap_or_else(|| panic!("no line for {bug}: {out}"));
         assert!(!line.contains(" 0 violations"), "{line}");
     }
-    assert_eq!(out.matches("first counterexample").count(), 4, "{out}");
+    assert_eq!(out.matches("first counterexample").count(), 5, "{out}");
 }
 
 #[test]

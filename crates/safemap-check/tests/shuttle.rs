@@ -1,5 +1,6 @@
 //! Schedule exploration with shuttle: every strategy's histories stay linearizable under 1,000
-//! random and 1,000 PCT schedules, and shuttle finds the seeded check-then-act bug.
+//! random and 1,000 PCT schedules, including the claim, hand-over and install of
+//! `get_or_insert_with`, and shuttle finds the seeded check-then-act and unclaimed-init bugs.
 //!
 //! Built only with `--cfg shuttle`, which also routes safemap's locks through shuttle
 //! (`crates/safemap/src/sync.rs`):
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use safemap::ConcurrentMap;
 use safemap_check::check::check;
-use safemap_check::history::{Clock, History, Key, Op, Val};
+use safemap_check::history::{Clock, History, INIT_MARK, Key, Op, Val};
 use safemap_check::run::{Config, plan, play};
 use safemap_check::seeded::{Seeded, bug};
 
@@ -68,11 +69,44 @@ fn publication_race() -> (Vec<Vec<Op>>, Key) {
     (plans, 1)
 }
 
+/// An init that fails, racing another init and a plain write of its key: among the schedules
+/// are those where the second init waits for the first's claim and takes over after the
+/// failure, and those where the write lands while an init's closure runs and wins over it.
+fn init_handover() -> (Vec<Vec<Op>>, Key) {
+    let plans = vec![
+        vec![Op::TryGetOrInsert(0, 1 | INIT_MARK)],
+        vec![Op::GetOrInsert(0, 2 | INIT_MARK), Op::Get(0)],
+        vec![Op::Insert(0, 4), Op::Get(0)],
+    ];
+    (plans, 1)
+}
+
+/// Inits racing on one key, one of them failing first: among the schedules are those where an
+/// init's claim makes the others wait, and those where a waiter takes over after the failure;
+/// a map that let two closures run for one stored value fails them.
+fn init_race() -> (Vec<Vec<Op>>, Key) {
+    let plans = vec![
+        vec![
+            Op::TryGetOrInsert(0, 1 | INIT_MARK),
+            Op::GetOrInsert(0, 6 | INIT_MARK),
+        ],
+        vec![Op::GetOrInsert(0, 2 | INIT_MARK)],
+        vec![Op::GetOrInsert(0, 4 | INIT_MARK), Op::Get(0)],
+    ];
+    (plans, 1)
+}
+
 fn explore<M>()
 where
     M: ConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
 {
-    for (plans, keys) in [random_plans(1), random_plans(2), publication_race()] {
+    for (plans, keys) in [
+        random_plans(1),
+        random_plans(2),
+        publication_race(),
+        init_handover(),
+        init_race(),
+    ] {
         let random = plans.clone();
         shuttle::check_random(
             move || linearizable_run::<M>(random.clone(), keys),
@@ -102,19 +136,19 @@ macro_rules! schedules {
 
 safemap::strategies!(schedules!());
 
-/// Two threads race `get_or_insert_with` on one absent key, then read it. Shuttle must find the
-/// schedule where the broken map runs both closures.
-#[test]
-fn shuttle_catches_check_then_act() {
-    let racer = |v| vec![Op::GetOrInsert(0, v), Op::Get(0)];
-    let plans = vec![racer(1), racer(2)];
+/// Two threads race `get_or_insert_with` on one absent key of a map `M` with a seeded init bug,
+/// then read it: shuttle must find a schedule where the history is not linearizable because a
+/// closure ran where it must not have (`bug` names the bug for the failure message).
+fn assert_shuttle_finds_a_double_init<M>(bug: &str)
+where
+    M: ConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
+{
+    let racer = |v| vec![Op::GetOrInsert(0, v | INIT_MARK), Op::Get(0)];
+    let plans = vec![racer(2), racer(4)];
     let found = std::panic::catch_unwind(|| {
-        shuttle::check_random(
-            move || linearizable_run::<Seeded<{ bug::CHECK_THEN_ACT }>>(plans.clone(), 1),
-            SCHEDULES,
-        )
+        shuttle::check_random(move || linearizable_run::<M>(plans.clone(), 1), SCHEDULES)
     });
-    let payload = found.expect_err("shuttle did not find the check-then-act race");
+    let payload = found.expect_err(&format!("shuttle did not find the {bug}"));
     let message = payload
         .downcast_ref::<String>()
         .cloned()
@@ -123,4 +157,17 @@ fn shuttle_catches_check_then_act() {
         message.contains("not linearizable") && message.contains("closure ran"),
         "shuttle failed for another reason: {message:?}"
     );
+}
+
+/// The check-then-act map runs both closures and stores both values.
+#[test]
+fn shuttle_catches_check_then_act() {
+    assert_shuttle_finds_a_double_init::<Seeded<{ bug::CHECK_THEN_ACT }>>("check-then-act race");
+}
+
+/// The unclaimed init makes values outside the lock without claiming the key: both closures
+/// run and one value is thrown away.
+#[test]
+fn shuttle_catches_an_unclaimed_init() {
+    assert_shuttle_finds_a_double_init::<Seeded<{ bug::UNCLAIMED_INIT }>>("unclaimed init");
 }

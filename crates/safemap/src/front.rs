@@ -4,8 +4,9 @@
 //! - hashes the key once per call and hands the core a pre-hashed operation;
 //! - runs the re-entrancy check ([`reentry`]) at the start of every call, and runs every user
 //!   closure recorded as inside this map, so a closure that calls back panics instead of hanging;
-//! - answers `get_or_insert_with` for present keys without the core's write path, and leaves the
-//!   locked re-check, where the closure runs at most once, to the core;
+//! - answers `get_or_insert_with` for present keys on the read path, and runs the closure for an
+//!   absent key with no lock of the map held, under a claim on the key that makes other callers
+//!   for it wait (`claims`), then stores the value with a `compute` that keeps a present one;
 //! - implements [`ConcurrentMap`], [`DeadlineMap`] (for cores whose waits are all for locks) and
 //!   the std traits (`Debug`, `Default`, `Extend`, `FromIterator`).
 //!
@@ -20,6 +21,7 @@ use std::hash::{BuildHasher, Hash};
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::Instant;
 
+use crate::claims::Claims;
 use crate::map::{
     Action, ConcurrentMap, Consistency, DeadlineMap, DefaultHashBuilder, MapSnapshot, TimedOut,
 };
@@ -41,6 +43,8 @@ use crate::reentry::{self, MapId};
 pub struct SafeMap<C, S = DefaultHashBuilder> {
     core: C,
     hasher: S,
+    /// The `get_or_insert_with` calls whose closures run now, one per key.
+    claims: Claims,
 }
 
 impl<C: Default> SafeMap<C> {
@@ -80,7 +84,11 @@ impl<C: Core, S> SafeMap<C, S> {
 
 impl<C, S> SafeMap<C, S> {
     pub(crate) fn from_parts(core: C, hasher: S) -> Self {
-        SafeMap { core, hasher }
+        SafeMap {
+            core,
+            hasher,
+            claims: Claims::default(),
+        }
     }
 
     /// The map's hasher.
@@ -158,26 +166,77 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
             .remove_if(wait, self.probe(key), remove, &self.hasher)
     }
 
-    /// `get_or_insert_with` and its fallible form, for operation `op`.
-    fn get_or_make<E>(
+    /// `get_or_insert_with` and its fallible form, for operation `op`: the value, and whether
+    /// `make`'s value was the one stored (see `claims` for the protocol).
+    pub(crate) fn get_or_make<E>(
         &self,
         op: &'static str,
         key: C::Key,
         make: impl FnOnce() -> Result<C::Value, E>,
-    ) -> Result<C::Value, E>
+    ) -> Result<(C::Value, bool), E>
     where
         C::Value: Clone,
     {
-        let id = self.enter();
+        self.enter();
         let probe = self.probe(&key);
+        let look = || waited(self.core.get(Wait::Forever, probe, C::Value::clone));
         // Most calls find the key: answer those on the read path.
-        if let Some(present) = waited(self.core.get(Wait::Forever, probe, C::Value::clone)) {
-            return Ok(present);
+        if let Some(present) = look() {
+            return Ok((present, false));
         }
-        let hash = probe.hash;
-        let make = || reentry::run_inside(id, op, make);
-        self.core
-            .try_get_or_insert_with(hash, key, make, &self.hasher)
+        loop {
+            match self.claims.claim(probe.hash, op) {
+                Some(claim) => {
+                    let made = self.make_claimed(probe.hash, key, make);
+                    // Withdrawn after the value is stored, or on failure or unwind.
+                    drop(claim);
+                    return made;
+                }
+                // Another caller's claim was withdrawn: its value is stored, or it failed.
+                None => {
+                    if let Some(present) = look() {
+                        return Ok((present, false));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The claim holder's part of [`Self::get_or_make`]: look again, make, store if still
+    /// absent.
+    fn make_claimed<E>(
+        &self,
+        hash: u64,
+        key: C::Key,
+        make: impl FnOnce() -> Result<C::Value, E>,
+    ) -> Result<(C::Value, bool), E>
+    where
+        C::Value: Clone,
+    {
+        // A value may have been stored between the first look and the claim.
+        let probe = Lookup { hash, key: &key };
+        if let Some(present) = waited(self.core.get(Wait::Forever, probe, C::Value::clone)) {
+            return Ok((present, false));
+        }
+        // No lock of the map is held: `make` may use the map, for other keys.
+        let made = make()?;
+        let mut stored = Some(made.clone());
+        let mut present = None;
+        let keep_or_store = |current: Option<&C::Value>| match current {
+            Some(value) => {
+                present = Some(value.clone());
+                Action::Keep
+            }
+            None => Action::Set(stored.take().expect("compute runs its closure once")),
+        };
+        // Nothing is displaced: the action keeps a present value or fills an absent key.
+        let _ = self
+            .core
+            .compute(Wait::Forever, hash, key, keep_or_store, &self.hasher);
+        Ok(match present {
+            Some(present) => (present, false),
+            None => (made, true),
+        })
     }
 
     /// `compute` and its deadline form.
@@ -281,7 +340,7 @@ where
         C::Value: Clone,
     {
         match self.get_or_make("get_or_insert_with", key, || Ok::<_, Infallible>(make())) {
-            Ok(value) => value,
+            Ok((value, _)) => value,
             Err(never) => match never {},
         }
     }
@@ -295,6 +354,7 @@ where
         C::Value: Clone,
     {
         self.get_or_make("try_get_or_insert_with", key, make)
+            .map(|(value, _)| value)
     }
 
     fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut C::Value) -> R) -> Option<R>

@@ -76,10 +76,12 @@
 //!
 //! # Closures
 //!
-//! Closures passed to `remove_if`, `get_or_insert_with`, `compute`, `retain` (and
+//! Closures passed to `remove_if`, `compute`, `update`, `retain` (and
 //! [`SnapshotMap::write_batch`]) run while the map holds a lock for them; who waits meanwhile is
 //! declared in [`Consistency::closure_blocks_readers`] and
-//! [`Consistency::closure_blocks_writers`]. A `get_with` closure runs under a read lock, or, in
+//! [`Consistency::closure_blocks_writers`]. A `get_or_insert_with` closure runs with no lock of
+//! the map held: only callers for its own key wait for it (single-flight), so a slow init stalls
+//! no other key, and it may use the map for other keys. A `get_with` closure runs under a read lock, or, in
 //! [`ReadMostlyMap`], as a read that writers wait for; in [`SnapshotMap`] it holds up no one. If a
 //! closure calls back into the same map, that call panics with a message naming the operation,
 //! instead of deadlocking. A closure that panics leaves the map consistent and usable: locks are
@@ -120,6 +122,7 @@
 //! give the recipe for adding one.
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 
+mod claims;
 mod front;
 /// Porting code from std, dashmap, papaya, scc, moka and Go's `sync.Map`, with every snippet
 /// compiled and run as a test.

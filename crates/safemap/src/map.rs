@@ -105,9 +105,10 @@ pub struct Consistency {
     /// What a [`snapshot`](ConcurrentMap::snapshot) costs to take. Snapshots are always a
     /// point-in-time view, consistent with a single instant.
     pub snapshot_cost: Cost,
-    /// Which readers wait while a closure of [`compute`](ConcurrentMap::compute),
-    /// [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) or
-    /// [`remove_if`](ConcurrentMap::remove_if) runs on a key.
+    /// Which readers wait while a closure of [`compute`](ConcurrentMap::compute) or
+    /// [`remove_if`](ConcurrentMap::remove_if) runs on a key. (A
+    /// [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) closure holds up no one but
+    /// the callers for its own key, in every strategy.)
     pub closure_blocks_readers: Blocks,
     /// Whether [`update`](ConcurrentMap::update) and
     /// [`update_or_insert_with`](ConcurrentMap::update_or_insert_with) change the stored value
@@ -244,9 +245,14 @@ pub trait ConcurrentMap<K, V> {
 
     /// Returns the value for `key`, first storing `make()` if the key is absent.
     ///
-    /// `make` runs **at most once per absent key**, even when many threads race on that key: the
-    /// losers wait and return the winner's value (Go's `LoadOrStore`, Java's `computeIfAbsent`).
-    /// If `make` panics nothing is stored. Calling back into the same map from `make` panics.
+    /// `make` runs **at most once per value stored**, even when many threads race on that key:
+    /// the first caller claims the key and the others wait (they park) and return its value (Go's
+    /// `LoadOrStore`, Java's `computeIfAbsent`). `make` runs with **no lock of the map held**, so
+    /// a slow `make` stalls no other key, and readers of its key see it absent meanwhile. `make`
+    /// may use the map for other keys; asking for its own key panics rather than waiting for
+    /// itself. If `make` panics nothing is stored and one waiting caller runs its own `make`. A
+    /// value stored for the key by another method while `make` runs wins: it is returned, and
+    /// `make`'s value is dropped.
     ///
     /// ```
     /// use safemap::{ConcurrentMap, ShardedMap};
@@ -262,9 +268,9 @@ pub trait ConcurrentMap<K, V> {
         V: Clone;
 
     /// [`get_or_insert_with`](Self::get_or_insert_with) for a `make` that can fail (moka's
-    /// `try_get_with`): on `Err` nothing is stored and the error is returned. A successful `make`
-    /// runs at most once per absent key; a failed one leaves the key absent, so the next caller
-    /// tries again. Calling back into the same map from `make` panics.
+    /// `try_get_with`): on `Err` nothing is stored and the error is returned, and one waiting
+    /// caller, if any, runs its own `make`. As there, a successful `make` runs at most once per
+    /// value stored, with no lock of the map held.
     ///
     /// ```
     /// use safemap::{ConcurrentMap, ShardedMap};

@@ -111,7 +111,9 @@ pub enum Outcome {
     Hit,
     /// A lookup did not find the key.
     Miss,
-    /// A new key was stored.
+    /// A new key was stored. For `get_or_insert_with`: its closure ran, which it does only for
+    /// an absent key (if a plain write stored a value while the closure ran, that value was
+    /// returned instead of the closure's).
     Inserted,
     /// A present key's value was replaced, or changed in place (`update`).
     Replaced,

@@ -8,6 +8,7 @@
 //! values are stored inline, not boxed.
 
 use std::borrow::Borrow;
+use std::convert::Infallible;
 use std::hash::{BuildHasher, Hash};
 
 use crate::front::SafeMap;
@@ -67,9 +68,9 @@ where
     /// Go's `LoadOrStore`: the value for `key` and `true` if it was present, else stores `value`
     /// and returns it with `false`.
     pub fn get_or_insert(&self, key: K, value: V) -> (V, bool) {
-        let mut fresh = Some(value);
-        let stored = self.get_or_insert_with(key, || fresh.take().expect("runs at most once"));
-        (stored, fresh.is_some())
+        let made = self.get_or_make("get_or_insert", key, || Ok::<_, Infallible>(value));
+        let Ok((stored, inserted)) = made;
+        (stored, !inserted)
     }
 
     /// Go's `CompareAndSwap`: stores `new` for `key` if its value equals `current`; returns

@@ -1,6 +1,6 @@
 //! Turns a closure's call back into the map that runs it from a deadlock into a clear panic.
 //!
-//! A map runs some user closures (`compute`, `get_or_insert_with`, `retain`, ...) while it holds a
+//! A map runs some user closures (`compute`, `update`, `retain`, ...) while it holds a
 //! lock. If such a closure calls the same map again, that call would wait for a lock its own
 //! thread holds, forever. So while a closure runs, the thread records which map it is inside, and
 //! every operation on a map first checks that its thread is not inside that same map. The check is

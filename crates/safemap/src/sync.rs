@@ -35,6 +35,43 @@ pub(crate) use shuttle::thread_local;
 #[cfg(shuttle)]
 pub(crate) use shuttle_locks::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// A condition variable for [`Mutex`]: `parking_lot`'s, or shuttle's under `--cfg shuttle`,
+/// waited on by value so that both builds share one API.
+pub(crate) struct Condvar(
+    #[cfg(not(shuttle))] parking_lot::Condvar,
+    #[cfg(shuttle)] shuttle::sync::Condvar,
+);
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        #[cfg(not(shuttle))]
+        return Condvar(parking_lot::Condvar::new());
+        #[cfg(shuttle)]
+        return Condvar(shuttle::sync::Condvar::new());
+    }
+
+    /// Releases `guard`'s lock until notified, then takes it again.
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        #[cfg(not(shuttle))]
+        {
+            let mut guard = guard;
+            self.0.wait(&mut guard);
+            guard
+        }
+        #[cfg(shuttle)]
+        {
+            self.0
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+
+    /// Wakes every waiter.
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
 /// Lets a schedule explorer switch threads here: under shuttle, around code that takes time but
 /// contains no synchronization (changing a table copy), which shuttle would otherwise treat as
 /// instantaneous. Nothing otherwise.

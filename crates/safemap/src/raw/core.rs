@@ -145,38 +145,6 @@ pub trait Core: Default {
         hasher: &S,
     ) -> Timed<Option<Self::Value>, ()>;
 
-    /// The locked half of `get_or_insert_with` and `try_get_or_insert_with`, after the front's
-    /// lookup missed: a [`compute`](Core::compute) that keeps a present value and stores `make()`
-    /// for an absent one, or, when `make` fails, stores nothing and returns its error. It runs with
-    /// the key's writers excluded, as every `compute` does, so a successful `make` runs at most
-    /// once per absent key.
-    fn try_get_or_insert_with<E, S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: Self::Key,
-        make: impl FnOnce() -> Result<Self::Value, E>,
-        hasher: &S,
-    ) -> Result<Self::Value, E>
-    where
-        Self::Value: Clone,
-    {
-        let mut outcome = None;
-        let keep_or_make = |current: Option<&Self::Value>| {
-            let (result, action) = match current {
-                Some(present) => (Ok(present.clone()), Action::Keep),
-                None => match make() {
-                    Ok(made) => (Ok(made.clone()), Action::Set(made)),
-                    Err(error) => (Err(error), Action::Keep),
-                },
-            };
-            outcome = Some(result);
-            action
-        };
-        // Nothing is displaced: the action keeps a present value or fills an absent key.
-        let _ = self.compute(Wait::Forever, hash, key, keep_or_make, hasher);
-        outcome.expect("compute runs its closure exactly once")
-    }
-
     /// Runs `change` exactly once on the value `probe` finds, with the key's writers excluded;
     /// `None` if the key is absent.
     fn update<R, S: BuildHasher>(

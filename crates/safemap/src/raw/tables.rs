@@ -442,16 +442,12 @@ mod tests {
         let hasher = DefaultHashBuilder::default();
         let h = |key: u64| hasher.hash_one(key);
         let later = Wait::Until(Instant::now() + Duration::from_secs(60));
-        let adders: [&AddKey; 5] = [
+        let adders: [&AddKey; 4] = [
             &|set, key| {
                 assert_eq!(
                     set.insert(Wait::Forever, h(key), key, key, &hasher),
                     Ok(None)
                 )
-            },
-            &|set, key| {
-                let made = set.try_get_or_insert_with(h(key), key, || Ok::<_, ()>(key), &hasher);
-                assert_eq!(made, Ok(key));
             },
             &|set, key| {
                 let added = set.compute(Wait::Forever, h(key), key, |_| Action::Set(key), &hasher);
