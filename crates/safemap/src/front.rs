@@ -214,12 +214,30 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
         C::Value: Clone,
     {
         // A value may have been stored between the first look and the claim.
-        let probe = Lookup { hash, key: &key };
-        if let Some(present) = waited(self.core.get(Wait::Forever, probe, C::Value::clone)) {
+        if let Some(present) = self.look(hash, &key) {
             return Ok((present, false));
         }
         // No lock of the map is held: `make` may use the map, for other keys.
-        let made = make()?;
+        Ok(self.store_if_absent(hash, key, make()?))
+    }
+
+    /// A clone of the value for `key`, whose hash is `hash`.
+    pub(crate) fn look(&self, hash: u64, key: &C::Key) -> Option<C::Value>
+    where
+        C::Value: Clone,
+    {
+        waited(
+            self.core
+                .get(Wait::Forever, Lookup { hash, key }, C::Value::clone),
+        )
+    }
+
+    /// Stores `made` for `key` if it is still absent; returns the value the key then holds, and
+    /// whether it is `made` (a value a plain write stored meanwhile wins).
+    pub(crate) fn store_if_absent(&self, hash: u64, key: C::Key, made: C::Value) -> (C::Value, bool)
+    where
+        C::Value: Clone,
+    {
         let mut stored = Some(made.clone());
         let mut present = None;
         let keep_or_store = |current: Option<&C::Value>| match current {
@@ -233,10 +251,15 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
         let _ = self
             .core
             .compute(Wait::Forever, hash, key, keep_or_store, &self.hasher);
-        Ok(match present {
+        match present {
             Some(present) => (present, false),
             None => (made, true),
-        })
+        }
+    }
+
+    /// The claims of this map's running inits.
+    pub(crate) fn claims(&self) -> &Claims {
+        &self.claims
     }
 
     /// `compute` and its deadline form.

@@ -59,7 +59,53 @@
 //! | `mu.Lock(); v := m[k]; m[k] = f(v); mu.Unlock()` | [`compute`](ConcurrentMap::compute), whose closure runs exactly once |
 //!
 //! Go's `LoadOrStore` takes a ready value; [`get_or_insert_with`](ConcurrentMap::get_or_insert_with)
-//! takes a closure and runs it at most once per absent key, so an expensive value is built once.
+//! takes a closure and runs it at most once per value stored, with no lock held, so an expensive
+//! value is built once and its build stalls no other key.
+//!
+//! # Waiting, and async code
+//!
+//! No method returns a guard, so no lock is ever held across an `.await`. What can wait, and for
+//! what:
+//! - single-key methods wait only for their shard's lock (the whole map's in `LockedMap`), held
+//!   by another call for one operation, or for a closure of `compute`, `update`, `remove_if` or
+//!   `get_with` on that shard ([`Consistency::closure_blocks_readers`] and
+//!   [`Consistency::closure_blocks_writers`] say who waits for those in each strategy);
+//!   `ReadMostlyMap`'s writers also wait for readers to leave the copy they change, and
+//!   `SnapshotMap`'s for its one writer lock;
+//! - `len`, `clear`, `snapshot` and `Clone` wait for every shard's lock in turn; `iter` and
+//!   `for_each` for one shard's at a time;
+//! - [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) and
+//!   [`try_get_or_insert_with`](ConcurrentMap::try_get_or_insert_with) run their closure with no
+//!   lock held; a caller for a key whose closure is running parks until it is done (and nobody
+//!   else waits for it);
+//! - [`SafeMap::get_or_insert_with_async`] and [`SafeMap::try_get_or_insert_with_async`] take a
+//!   closure returning a future: a caller for a key being made awaits a notification instead of
+//!   parking, so it never blocks an executor thread, and dropping an init's future half-way
+//!   releases its key to the next caller. They depend on no runtime.
+//!
+//! In a tokio worker, keep closures that run under a lock short, as any blocking code; a slow
+//! init belongs in `get_or_insert_with_async`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use safemap::{ConcurrentMap, ShardedMap};
+//! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
+//! let profiles: Arc<ShardedMap<u64, String>> = Arc::new(ShardedMap::new());
+//! let tasks: Vec<_> = (0..4).map(|_| {
+//!     let profiles = Arc::clone(&profiles);
+//!     tokio::spawn(async move {
+//!         // One task fetches (here, pretends to); the others await its value.
+//!         profiles.get_or_insert_with_async(42, || async {
+//!             tokio::task::yield_now().await;
+//!             "profile 42".to_string()
+//!         }).await
+//!     })
+//! }).collect();
+//! for task in tasks {
+//!     assert_eq!(task.await.unwrap(), "profile 42");
+//! }
+//! # });
+//! ```
 //!
 //! # Observing a map in production
 //!
@@ -122,6 +168,7 @@
 //! give the recipe for adding one.
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 
+mod async_init;
 mod claims;
 mod front;
 /// Porting code from std, dashmap, papaya, scc, moka and Go's `sync.Map`, with every snippet
