@@ -83,8 +83,11 @@
 //!   parking, so it never blocks an executor thread, and dropping an init's future half-way
 //!   releases its key to the next caller. They depend on no runtime.
 //!
-//! In a tokio worker, keep closures that run under a lock short, as any blocking code; a slow
-//! init belongs in `get_or_insert_with_async`.
+//! The blocking methods are safe to call from async code: nothing they lock outlives the call,
+//! so nothing is held across an `.await`, and their waits last as long as other calls'
+//! operations or closures on the same shard. So in a tokio worker keep closures that run under a
+//! lock short, as any blocking code; a slow init belongs in `get_or_insert_with_async`
+//! (`cargo run -p safemap --example async_cache`).
 //!
 //! ```
 //! use std::sync::Arc;

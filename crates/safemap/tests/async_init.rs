@@ -8,6 +8,22 @@ mod common;
 
 use common::{for_every_strategy, within};
 
+/// A tokio runtime with timers: on the calling thread for `threads == 1`, else on that many
+/// workers.
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    }
+    .enable_time()
+    .build()
+    .unwrap()
+}
+
 /// Everything that runs on tokio, in one module that the ThreadSanitizer run skips by name
 /// (`ci/sanitizers.sh`): tokio's scheduler queues sit behind std's `Mutex`, which TSAN cannot see
 /// in the prebuilt std, so it reports races inside tokio that are not there. The claims these
@@ -25,18 +41,6 @@ mod on_tokio {
 
         type M = Map<u32, u32>;
 
-        fn runtime(threads: usize) -> tokio::runtime::Runtime {
-            match threads {
-                1 => tokio::runtime::Builder::new_current_thread(),
-                _ => {
-                    let mut builder = tokio::runtime::Builder::new_multi_thread();
-                    builder.worker_threads(threads);
-                    builder
-                }
-            }
-            .build()
-            .unwrap()
-        }
 
         fn assert_send<T: Send>(_: &T) {}
 
@@ -183,5 +187,165 @@ mod on_tokio {
             })
             .unwrap();
         }
+    }
+}
+
+/// The bar for async init, on tokio's timers (skipped under TSAN with the rest of
+/// `on_tokio`): figures that a lock held across an init, or a waiter that blocks its thread,
+/// would miss by orders of magnitude. Timed checks allow two retries, since this shared host can
+/// stall any thread for milliseconds; a real stall would fail all three.
+mod on_tokio_bar {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use safemap::ShardedMap;
+
+    use super::{runtime, within};
+
+    /// Runs `trial` up to three times; passes on the first success.
+    fn within_three_tries(trial: impl Fn() -> Result<(), String>) {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match trial() {
+                Ok(()) => return,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("three tries failed: {failures:?}");
+    }
+
+    #[test]
+    fn a_thousand_tasks_on_ten_keys_run_ten_makes() {
+        within(60, || {
+            runtime(4).block_on(async {
+                let map: Arc<ShardedMap<u32, u32>> = Arc::new(ShardedMap::new());
+                let makes = Arc::new(AtomicUsize::new(0));
+                let tasks: Vec<_> = (0..1000u32)
+                    .map(|t| {
+                        let (map, makes) = (Arc::clone(&map), Arc::clone(&makes));
+                        tokio::spawn(async move {
+                            let key = t % 10;
+                            let value = map
+                                .get_or_insert_with_async(key, || async move {
+                                    makes.fetch_add(1, Ordering::SeqCst);
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                    key * 100
+                                })
+                                .await;
+                            (key, value)
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let (key, value) = task.await.unwrap();
+                    assert_eq!(value, key * 100);
+                }
+                assert_eq!(makes.load(Ordering::SeqCst), 10);
+            });
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn after_a_cancelled_init_one_make_serves_every_waiter_promptly() {
+        within(60, || {
+            within_three_tries(|| {
+                runtime(2).block_on(async {
+                    let map: Arc<ShardedMap<u32, u32>> = Arc::new(ShardedMap::new());
+                    let makes = Arc::new(AtomicUsize::new(0));
+                    let first = {
+                        let (map, makes) = (Arc::clone(&map), Arc::clone(&makes));
+                        tokio::spawn(async move {
+                            let slow = map.get_or_insert_with_async(1, || async move {
+                                makes.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_secs(10)).await;
+                                0
+                            });
+                            tokio::time::timeout(Duration::from_millis(100), slow).await
+                        })
+                    };
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let waiters: Vec<_> = (0..20)
+                        .map(|_| {
+                            let (map, makes) = (Arc::clone(&map), Arc::clone(&makes));
+                            tokio::spawn(async move {
+                                let value = map
+                                    .get_or_insert_with_async(1, || async move {
+                                        makes.fetch_add(1, Ordering::SeqCst);
+                                        tokio::time::sleep(Duration::from_millis(20)).await;
+                                        7
+                                    })
+                                    .await;
+                                (value, Instant::now())
+                            })
+                        })
+                        .collect();
+                    assert!(first.await.unwrap().is_err(), "the first init timed out");
+                    let cancelled = Instant::now();
+                    let mut latest = Duration::ZERO;
+                    for waiter in waiters {
+                        let (value, done) = waiter.await.unwrap();
+                        assert_eq!(value, 7);
+                        latest = latest.max(done.saturating_duration_since(cancelled));
+                    }
+                    assert_eq!(
+                        makes.load(Ordering::SeqCst),
+                        2,
+                        "one more make after the cancel"
+                    );
+                    // The second make's 20 ms, plus 50 ms.
+                    if latest > Duration::from_millis(70) {
+                        return Err(format!(
+                            "the last waiter finished {latest:?} after the cancel"
+                        ));
+                    }
+                    Ok(())
+                })
+            });
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_heartbeat_keeps_time_while_a_hundred_tasks_await_one_init() {
+        within(60, || {
+            within_three_tries(|| {
+                runtime(1).block_on(async {
+                    let map: Arc<ShardedMap<u32, u32>> = Arc::new(ShardedMap::new());
+                    let heartbeat = tokio::spawn(async {
+                        let mut worst = Duration::ZERO;
+                        for _ in 0..150 {
+                            let start = Instant::now();
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            worst =
+                                worst.max(start.elapsed().saturating_sub(Duration::from_millis(1)));
+                        }
+                        worst
+                    });
+                    let tasks: Vec<_> = (0..100)
+                        .map(|_| {
+                            let map = Arc::clone(&map);
+                            tokio::spawn(async move {
+                                map.get_or_insert_with_async(5, || async {
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                    50
+                                })
+                                .await
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        assert_eq!(task.await.unwrap(), 50);
+                    }
+                    let worst = heartbeat.await.unwrap();
+                    if worst >= Duration::from_millis(10) {
+                        return Err(format!("the heartbeat was {worst:?} late"));
+                    }
+                    Ok(())
+                })
+            });
+        })
+        .unwrap();
     }
 }

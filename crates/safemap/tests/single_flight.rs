@@ -188,3 +188,127 @@ fn load_or_store_reports_a_value_stored_meanwhile_as_loaded() {
     })
     .unwrap();
 }
+
+/// The bar for blocking init, which a lock held across `make` would miss by two orders
+/// of magnitude. Timed checks allow two retries, since this shared host can stall any thread for
+/// milliseconds; a real stall (300 ms) would fail all three.
+mod bar {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier, mpsc};
+    use std::time::{Duration, Instant};
+
+    use super::within;
+
+    /// A value that counts its instances made (clones too) and dropped, to show that every value
+    /// is dropped exactly once.
+    struct Counted(Arc<AtomicUsize>, Arc<AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            Counted::new(&self.0, &self.1)
+        }
+    }
+
+    impl Counted {
+        fn new(made: &Arc<AtomicUsize>, dropped: &Arc<AtomicUsize>) -> Self {
+            made.fetch_add(1, Ordering::SeqCst);
+            Counted(Arc::clone(made), Arc::clone(dropped))
+        }
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    crate::common::for_every_strategy! {
+        use safemap::ConcurrentMap;
+
+        #[test]
+        fn other_keys_stay_fast_while_a_300_ms_init_runs() {
+            within(60, || {
+                let mut failures = Vec::new();
+                for _ in 0..3 {
+                    let map: Arc<Map<u32, u32>> = Arc::new((0..1000).map(|i| (i, i)).collect());
+                    let (started_tx, started) = mpsc::channel();
+                    let (release, released) = mpsc::channel::<()>();
+                    let slow = {
+                        let map = Arc::clone(&map);
+                        std::thread::spawn(move || {
+                            map.get_or_insert_with(5000, || {
+                                started_tx.send(()).unwrap();
+                                // 300 ms at least, and until the other keys' calls are done,
+                                // however slowly a sanitizer makes them run.
+                                std::thread::sleep(Duration::from_millis(300));
+                                released.recv().unwrap();
+                                1
+                            })
+                        })
+                    };
+                    started.recv().unwrap();
+                    let mut slowest = Duration::ZERO;
+                    for i in 0..1000 {
+                        let start = Instant::now();
+                        std::hint::black_box(map.get(&i));
+                        map.insert(10_000 + i, i);
+                        slowest = slowest.max(start.elapsed());
+                    }
+                    release.send(()).unwrap();
+                    assert_eq!(slow.join().unwrap(), 1);
+                    if slowest <= Duration::from_millis(5) {
+                        return;
+                    }
+                    failures.push(slowest);
+                }
+                panic!("a get and insert took up to {failures:?} while the init ran");
+            })
+            .unwrap();
+        }
+
+        #[test]
+        fn failing_inits_under_contention_never_make_two_values() {
+            within(120, || {
+                let (made, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+                for trial in 0..1000 {
+                    let map: Arc<Map<u32, Counted>> = Arc::new(Map::default());
+                    let successes = Arc::new(AtomicUsize::new(0));
+                    let start = Arc::new(Barrier::new(4));
+                    let racers: Vec<_> = (0..4)
+                        .map(|racer| {
+                            let (map, successes, start) = (Arc::clone(&map), Arc::clone(&successes), Arc::clone(&start));
+                            let (made, dropped) = (Arc::clone(&made), Arc::clone(&dropped));
+                            std::thread::spawn(move || {
+                                start.wait();
+                                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    map.try_get_or_insert_with(1, || {
+                                        // Racer 0 fails, by panic or by error in turn.
+                                        if racer == 0 {
+                                            if trial % 2 == 0 {
+                                                panic!("the init failed");
+                                            }
+                                            return Err(());
+                                        }
+                                        successes.fetch_add(1, Ordering::SeqCst);
+                                        // Long enough for the others to arrive meanwhile.
+                                        std::thread::sleep(Duration::from_micros(200));
+                                        Ok(Counted::new(&made, &dropped))
+                                    })
+                                }));
+                                drop(outcome);
+                            })
+                        })
+                        .collect();
+                    for racer in racers {
+                        racer.join().unwrap();
+                    }
+                    assert!(successes.load(Ordering::SeqCst) <= 1, "trial {trial}: two makes succeeded");
+                }
+                // Every map of every trial is gone: each value made was dropped once.
+                assert_eq!(made.load(Ordering::SeqCst), dropped.load(Ordering::SeqCst));
+                assert!(made.load(Ordering::SeqCst) >= 1000, "each trial stored a value");
+            })
+            .unwrap();
+        }
+    }
+}
