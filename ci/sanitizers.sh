@@ -8,7 +8,7 @@
 # TSAN then cannot see synchronization inside std, hence ci/tsan-suppressions.txt (each entry
 # says why) and --test-threads=1 (libtest's own cross-test machinery is uninstrumented std; each
 # test still spawns its own threads). Tests use parking_lot locks, which are instrumented. The
-# tests that run on tokio (`on_tokio::`) are skipped under TSAN: tokio's queues sit behind std's
+# tests that run on tokio (modules `on_tokio*`) are skipped under TSAN: tokio's queues sit behind std's
 # Mutex, which TSAN cannot see either; ASAN runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ expect_report data_race thread "ThreadSanitizer: data race"
 RUSTFLAGS="-Zsanitizer=thread -Cunsafe-allow-abi-mismatch=sanitizer" \
 TSAN_OPTIONS="suppressions=$PWD/ci/tsan-suppressions.txt halt_on_error=1" \
   cargo +"$toolchain" test "${packages[@]}" --target "$target" --target-dir target/tsan \
-  -- --test-threads=1 --skip on_tokio::
+  -- --test-threads=1 --skip on_tokio
 
 echo "==> AddressSanitizer (with leak detection)"
 expect_report use_after_free address "heap-use-after-free"
