@@ -178,23 +178,22 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
         C::Value: Clone,
     {
         self.enter();
-        let probe = self.probe(&key);
-        let look = || waited(self.core.get(Wait::Forever, probe, C::Value::clone));
+        let hash = self.hasher.hash_one(&key);
         // Most calls find the key: answer those on the read path.
-        if let Some(present) = look() {
+        if let Some(present) = self.look(hash, &key) {
             return Ok((present, false));
         }
         loop {
-            match self.claims.claim(probe.hash, op) {
+            match self.claims.claim(hash, op) {
                 Some(claim) => {
-                    let made = self.make_claimed(probe.hash, key, make);
+                    let made = self.make_claimed(hash, key, make);
                     // Withdrawn after the value is stored, or on failure or unwind.
                     drop(claim);
                     return made;
                 }
                 // Another caller's claim was withdrawn: its value is stored, or it failed.
                 None => {
-                    if let Some(present) = look() {
+                    if let Some(present) = self.look(hash, &key) {
                         return Ok((present, false));
                     }
                 }
