@@ -36,8 +36,9 @@
 //! | [`ShardedMap`] | shard shared lock | shard exclusive lock | one shard at a time | O(n) copy, all shards locked | general purpose, write-heavy |
 //! | [`SnapshotMap`] | no lock: one atomic load, then a persistent trie | serialized, one path copied; [`SnapshotMap::write_batch`] | atomic, on a snapshot | O(1) | configuration and routing tables: rare writes, consistent views |
 //! | [`ReadMostlyMap`] | no lock, no shared write: one of two table copies | per-shard lock, applied to both copies | `for_each` atomic, on a copy; `retain` shard by shard | O(n) copy | `sync.Map` users: read-mostly caches |
+//! | [`ScalableMap`] | no lock, no shared write: a guard in the thread's own slot, then a cache-line bucket of pointers to immutable entries | one bucket chain locked; growth moves a few chains per write | chain by chain | O(n) copy, writers held back | hot maps read from many cores; keys and values `Clone` |
 //!
-//! Lock-free strategies join this table as they land; each declares its [`Consistency`].
+//! Each strategy declares its [`Consistency`].
 //!
 //! # Deadlines
 //!
@@ -45,7 +46,9 @@
 //! `try_remove_until` and `try_compute_until` wait for a lock no later than a deadline (Go's
 //! context-bound access), then return [`TimedOut`] with the map unchanged and the inputs handed back.
 //! [`SnapshotMap`] implements it too: its reads never wait, and its writes give up on the writer
-//! lock at the deadline. [`ReadMostlyMap`] does not: after a write becomes visible it must wait for
+//! lock at the deadline. So does [`ScalableMap`]: its reads never wait, and its writes wait only
+//! for their chain's lock (and for a `len`, `clear` or `snapshot` under way); a write with a
+//! deadline leaves moving chains of a resize to the others. [`ReadMostlyMap`] does not: after a write becomes visible it must wait for
 //! the readers of the old copy, and that wait cannot be abandoned half-way.
 //!
 //! # Coming from Go
@@ -191,6 +194,7 @@ mod raw;
 mod rayon_impls;
 mod read_mostly;
 mod reentry;
+mod scalable;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod sharded;
@@ -220,6 +224,7 @@ pub use raw::versioned::TrieSnapshot;
 #[cfg(feature = "rayon")]
 pub use rayon_impls::ParIter;
 pub use read_mostly::ReadMostlyMap;
+pub use scalable::ScalableMap;
 pub use sharded::ShardedMap;
 pub use snapshot::{Batch, SnapshotMap};
 
@@ -259,6 +264,7 @@ macro_rules! strategies {
                 (sharded, ShardedMap, [deadline]),
                 (snapshot, SnapshotMap, [deadline]),
                 (read_mostly, ReadMostlyMap, []),
+                (scalable, ScalableMap, [deadline]),
             ]
             $($rest)*
         }

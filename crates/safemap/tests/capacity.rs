@@ -65,7 +65,9 @@ for_every_strategy! {
         if declared().reserves {
             assert!(m.capacity() >= ENTRIES as usize, "capacity {}", m.capacity());
         } else {
-            assert_eq!(m.capacity(), 0);
+            // SnapshotMap's capacity is its length; ScalableMap's table has room, but each entry
+            // is an allocation of its own.
+            assert!(m.capacity() == 0 || m.capacity() >= ENTRIES as usize, "capacity {}", m.capacity());
         }
         fills_without_allocating(&m);
     }
@@ -91,8 +93,10 @@ for_every_strategy! {
         // A reader's cached version of a SnapshotMap holds the old leaves until it reads again.
         assert_eq!(m.get(&3), Some(3));
         let after = live() - start;
+        // Most of the memory is gone, and the shrink gave back most of what `retain` left (all
+        // of it where `retain` keeps the table; ScalableMap's `retain` frees each entry at once).
         assert!(
-            shrunk_before - after >= full * 8 / 10,
+            after <= full / 5 && shrunk_before - after >= shrunk_before * 8 / 10,
             "live bytes: {full} full, {shrunk_before} after retain, {after} after shrink_to_fit"
         );
         assert_eq!(m.len(), 10);
@@ -107,8 +111,10 @@ for_every_strategy! {
         let ((), one) = live_bytes_of(|| {
             map.insert(1, 1);
         });
-        // One shard (or one leaf and a version) and a table of a few slots.
-        assert!(one <= 2048, "the first entry took {one} bytes");
+        // One shard (or one leaf and a version) and a table of a few slots; ScalableMap's first
+        // write also makes its reclamation's per-thread slots (seize's, 16 KiB on every machine).
+        let budget = if module_path!().ends_with("::scalable") { 2048 + 16 * 1024 } else { 2048 };
+        assert!(one <= budget, "the first entry took {one} bytes");
         let (map, hundred) = live_bytes_of(|| {
             let m = Map::<u64, u64>::new();
             (0..100).for_each(|k| { m.insert(k, k); });

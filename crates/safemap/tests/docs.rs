@@ -89,7 +89,7 @@ fn the_table_check_rejects_wrong_tables() {
             .starts_with("no row")
     );
     let mut extra = rows.clone();
-    extra.push(vec!["ScalableMap".into(); 6]);
+    extra.push(vec!["TrieMap".into(); 6]);
     assert!(
         mismatch(&extra, &declared)
             .unwrap()

@@ -102,7 +102,12 @@ for_every_strategy! {
             let value = ledger.value();
             catch_unwind(AssertUnwindSafe(|| map.insert(key, value))).is_err()
         });
-        assert!(panicked, "no growth rehashed key 3");
+        // ScalableMap keeps each entry's hash and moves entries without hashing them again.
+        if module_path!().ends_with("::scalable") {
+            assert!(!panicked, "growth hashed a stored key");
+        } else {
+            assert!(panicked, "no growth rehashed key 3");
+        }
         trigger.store(NO_TRIGGER, Ordering::Relaxed);
 
         let left = assert_consistent(&map);

@@ -19,6 +19,7 @@
 //!
 //! Nothing here imports the strategy files or the crate root: they build on this.
 
+pub(crate) mod buckets;
 pub(crate) mod core;
 pub(crate) mod frozen;
 pub(crate) mod lazy_shards;
@@ -26,6 +27,7 @@ pub(crate) mod left_right;
 pub(crate) mod locked_table;
 pub(crate) mod probe_hint;
 pub(crate) mod published;
+pub(crate) mod reclaim;
 pub(crate) mod routing;
 pub(crate) mod table;
 pub(crate) mod tables;

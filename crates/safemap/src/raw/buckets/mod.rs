@@ -1,0 +1,314 @@
+//! [`Buckets`]: chains of cache-line buckets holding pointers to immutable entries, read with no
+//! lock, written under one chain's lock: the core of `ScalableMap`.
+//!
+//! # Algorithm
+//! The design of CLHT-LB and Go's xsync map, with Java's `ConcurrentHashMap` resize:
+//! - **Reads** enter a reclamation guard (a store to the thread's own slot, `raw/reclaim.rs`),
+//!   load the root table, load the key's head bucket's tag word, and follow the matching slots
+//!   to their entries (`bucket.rs`). Nothing another thread writes is written.
+//! - **Writes** pass the gate (`gate.rs`, a stripe of it per few threads), lock the key's chain and
+//!   change it: an insert or a `compute` builds a new entry and swaps it in, a removal empties the
+//!   slot, and either retires the entry it displaced. Closures run under the chain's lock, so
+//!   each runs exactly once and writers of other chains never wait for it. The value a write
+//!   displaces is returned as a clone, since readers may still hold the stored one.
+//! - **Resizes** move a few chains per write (`resize.rs`), so no write waits for the whole table
+//!   to be copied, and readers follow moved chains to the next table.
+//! - **Whole-map operations** that must be atomic (`len`, `clear`, `snapshot`) close the gate: no
+//!   write is under way while they run, and readers go on. `for_each`, `iter` and `retain` visit
+//!   one chain at a time in position order (`table.rs`), so a key present throughout is visited
+//!   once even if tables change in between.
+//!
+//! An empty map has no table; the first write makes it.
+
+mod bucket;
+mod gate;
+mod ops;
+mod resize;
+mod table;
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::ptr;
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering::Release;
+
+use bucket::{Chain, Entry, Found, Located, Slot};
+use gate::{Gate, Pass};
+use resize::MIN_BITS;
+use table::{ALL, Detached, Table, position};
+
+use super::core::{Probe, Wait};
+use super::reclaim::{Collector, Guard};
+use crate::sync::{AtomicPtr, Mutex};
+
+/// The core of `ScalableMap`. Keys and values are cloned where a reader may still hold the
+/// stored ones: a displaced value, an updated value.
+pub struct Buckets<K, V> {
+    /// The oldest live table, null while the map has none.
+    root: AtomicPtr<Table<K, V>>,
+    gate: Gate,
+    /// Held by the writer linking a next table.
+    resizing: Mutex<()>,
+    /// Made by the first write (it holds a few KiB of per-thread slots), so an empty map stays
+    /// small. Declared last: the tables' entries are freed (in `drop`) before what it holds.
+    collector: OnceLock<Collector>,
+    owns: PhantomData<Box<Entry<K, V>>>,
+}
+
+// SAFETY: the map owns its entries (`Box`es behind the table pointers); sending it sends them.
+unsafe impl<K: Send, V: Send> Send for Buckets<K, V> {}
+// SAFETY: shared use reads `K` and `V` from several threads at once (`Sync`) and drops retired
+// entries on whichever thread reclaims them (`Send`).
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Buckets<K, V> {}
+
+impl<K, V> Default for Buckets<K, V> {
+    fn default() -> Self {
+        Buckets {
+            root: AtomicPtr::new(ptr::null_mut()),
+            gate: Gate::new(),
+            resizing: Mutex::new(()),
+            collector: OnceLock::new(),
+            owns: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Drop for Buckets<K, V> {
+    fn drop(&mut self) {
+        let root = self
+            .root
+            .swap(ptr::null_mut(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the root came from `Box::into_raw`; with `&mut self` no guard is left.
+        drop(Detached(
+            (!root.is_null()).then(|| unsafe { Box::from_raw(root) }),
+        ));
+    }
+}
+
+/// A chain whose lock a write holds: what the write may change, the positions it covers, where
+/// displaced entries go and where entries are counted.
+struct Locked<'a, K, V> {
+    chain: Chain<'a, K, V>,
+    span: Range<u128>,
+    collector: &'a Collector,
+    pass: &'a Pass<'a>,
+    /// Whether an overflow bucket was linked, so the table may need to grow.
+    overflowed: Cell<bool>,
+}
+
+impl<'a, K, V> Locked<'a, K, V> {
+    /// The entry for `probe`, and its slot.
+    #[inline]
+    fn locate(&self, probe: &impl Probe<K>) -> Option<Located<'a, K, V>> {
+        self.chain.locate(probe.hash(), |k| probe.matches(k))
+    }
+
+    /// Adds `entry`, whose key is not in the chain.
+    fn add(&self, entry: Box<Entry<K, V>>) {
+        let hash = entry.hash;
+        if self.chain.add(Box::into_raw(entry), hash) {
+            self.overflowed.set(true);
+        }
+        self.pass.count(1);
+    }
+
+    /// Puts `entry` in `slot` in place of the one there, which is retired.
+    fn replace(&self, slot: Slot<'a, K, V>, entry: Box<Entry<K, V>>) {
+        let old = self.chain.replace(slot, entry);
+        // SAFETY: unlinked just now, by this write, so retired once.
+        unsafe { self.retire(old) };
+    }
+
+    /// Empties `slot` and retires its entry. The entry stays readable while this write's guard
+    /// lives.
+    fn remove(&self, slot: Slot<'a, K, V>) {
+        let old = self.chain.remove(slot);
+        // SAFETY: as in `replace`.
+        unsafe { self.retire(old) };
+        self.pass.count(-1);
+    }
+
+    /// # Safety
+    /// `entry` was unlinked from this chain by this write, and is retired once.
+    unsafe fn retire(&self, entry: *mut Entry<K, V>) {
+        // SAFETY: an unlinked entry is unreachable for guards entered from now on: its chain was
+        // the only place it was reachable from (a frozen copy of the chain is read only by guards
+        // entered before it froze, see `resize.rs`). Freeing waits for this write's guard too.
+        unsafe { self.collector.retire(entry) };
+    }
+}
+
+impl<K, V> Buckets<K, V> {
+    /// The reclamation, made first if need be: for writes and whole-map work.
+    fn collector(&self) -> &Collector {
+        self.collector.get_or_init(Collector::new)
+    }
+
+    /// A guard for a read; `None` while no write has made the reclamation, hence no table.
+    #[inline(always)]
+    fn reading(&self) -> Option<Guard<'_>> {
+        self.collector.get().map(Collector::enter)
+    }
+
+    #[inline(always)]
+    fn root(&self, guard: &Guard<'_>) -> *const Table<K, V> {
+        guard.load(&self.root)
+    }
+
+    #[inline(always)]
+    fn root_table<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g Table<K, V>> {
+        // SAFETY: a root is retired only after it stops being the root, so one loaded under
+        // `guard` stays allocated while the guard lives.
+        unsafe { self.root(guard).as_ref() }
+    }
+
+    /// Makes a first table of `2^bits` chains, unless there is one.
+    fn install_root(&self, guard: &Guard<'_>, bits: u32) {
+        let _starting = self.resizing.lock();
+        if self.root_table(guard).is_none() {
+            // Release: a reader that loads the root sees the table as built.
+            self.root.store(Box::into_raw(Table::new(bits)), Release);
+        }
+    }
+
+    /// The root, made first if the map has none.
+    fn root_for_write<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V> {
+        loop {
+            if let Some(root) = self.root_table(guard) {
+                return root;
+            }
+            self.install_root(guard, MIN_BITS);
+        }
+    }
+
+    /// The entry for `probe`, as of a moment within the call.
+    #[inline(always)]
+    fn find<'g>(&self, guard: &'g Guard<'_>, probe: &impl Probe<K>) -> Option<&'g Entry<K, V>> {
+        let hash = probe.hash();
+        let mut table = self.root_table(guard)?;
+        loop {
+            match table.head_for(hash).find(guard, hash, |k| probe.matches(k)) {
+                Found::Entry(entry) => return Some(entry),
+                Found::Absent => return None,
+                Found::Moved => table = table.next().expect("a moved chain has a next table"),
+            }
+        }
+    }
+
+    /// Runs `change` on the chain for `hash` with its lock held, inside a pass through the gate,
+    /// then counts and helps a resize under way. Hands `payload` back if `wait` runs out first.
+    fn write<P, R>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        payload: P,
+        change: impl FnOnce(&Locked<'_, K, V>, P) -> R,
+    ) -> Result<R, P> {
+        let deadline = match wait {
+            Wait::Forever => None,
+            Wait::Until(deadline) => Some(deadline),
+        };
+        let Some(pass) = self.gate.pass(deadline) else {
+            return Err(payload);
+        };
+        let guard = self.collector().enter();
+        let mut table = self.root_for_write(&guard);
+        let (result, overflowed) = loop {
+            let index = table.chain_at(position(hash));
+            let head = table.head(index);
+            let lock = match deadline {
+                None => head.lock(),
+                Some(deadline) => match head.try_lock_until(deadline) {
+                    Some(lock) => lock,
+                    None => return Err(payload),
+                },
+            };
+            // SAFETY: the lock is held until `lock` drops, after `change` returns.
+            let chain = unsafe { Chain::locked(head) };
+            if chain.is_moved() {
+                drop(lock);
+                table = table.next().expect("a moved chain has a next table");
+                continue;
+            }
+            let locked = Locked {
+                chain,
+                span: table.span(index),
+                collector: self.collector(),
+                pass: &pass,
+                overflowed: Cell::new(false),
+            };
+            let result = change(&locked, payload);
+            drop(lock);
+            break (result, locked.overflowed.get());
+        };
+        if overflowed || resize::STRESS {
+            self.consider_growing(&guard, table);
+        }
+        // Moving chains waits for their locks, which a deadline does not allow for.
+        if deadline.is_none() {
+            self.help_resize(&guard);
+        }
+        drop(pass);
+        Ok(result)
+    }
+
+    /// Calls `visit` on every entry whose position is in `span`, chain by chain, with no lock.
+    fn read_span<'g>(
+        guard: &'g Guard<'_>,
+        table: &'g Table<K, V>,
+        span: Range<u128>,
+        visit: &mut impl FnMut(&'g Entry<K, V>),
+    ) where
+        K: 'g,
+        V: 'g,
+    {
+        let mut at = span.start;
+        while at < span.end {
+            let index = table.chain_at(at);
+            let chain = table.span(index);
+            let end = chain.end.min(span.end);
+            let inside = |entry: &Entry<K, V>| (at..end).contains(&position(entry.hash));
+            let read = table.head(index).read_all(guard, |entry| {
+                if inside(entry) {
+                    visit(entry);
+                }
+            });
+            if read.is_err() {
+                let next = table.next().expect("a moved chain has a next table");
+                Self::read_span(guard, next, at..end, visit);
+            }
+            at = end;
+        }
+    }
+
+    /// Calls `visit` on every entry, for the holder of the closed gate or of `&mut self`.
+    fn read_all<'g>(&self, guard: &'g Guard<'_>, visit: &mut impl FnMut(&'g Entry<K, V>))
+    where
+        K: 'g,
+        V: 'g,
+    {
+        if let Some(root) = self.root_table(guard) {
+            Self::read_span(guard, root, ALL, visit);
+        }
+    }
+
+    /// Runs `keep` on the entries of the chain holding position `at` whose positions lie in
+    /// `at..end`, removing those it rejects; returns where the chain's positions end.
+    fn retain_chain(&self, at: u128, end: u128, keep: &mut impl FnMut(&K, &V) -> bool) -> u128 {
+        // A hash at position `at`: the position is the hash without its tag bits.
+        let hash = (at >> super::routing::TAG_BITS) as u64;
+        let retained = self.write(Wait::Forever, hash, (), |locked, ()| {
+            for (slot, entry) in locked.chain.occupied() {
+                if (at..end).contains(&position(entry.hash)) && !keep(&entry.key, &entry.value) {
+                    locked.remove(slot);
+                }
+            }
+            locked.span.end
+        });
+        match retained {
+            Ok(chain_end) => chain_end.min(end),
+            Err(()) => unreachable!("a write that waits forever completes"),
+        }
+    }
+}

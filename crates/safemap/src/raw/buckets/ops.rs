@@ -1,0 +1,401 @@
+//! The [`Core`] operations of [`Buckets`], each a read with no lock or a write on one locked chain
+//! (`mod.rs`), and the whole-map ones over the gate.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::ops::Range;
+use std::ptr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::Buckets;
+use super::bucket::{Entry, SLOTS};
+use super::resize::bits_for;
+use super::table::{ALL, Detached, Table};
+use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
+use crate::raw::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait};
+use crate::raw::frozen::TableSnapshot;
+use crate::raw::routing::Routing;
+use crate::raw::table::{Table as FrozenTable, TableAlloc};
+
+/// Entries an iteration copies at a time, at least (a chain is never split).
+const CHUNK_ENTRIES: usize = 64;
+
+fn entry<K, V>(hash: u64, key: K, value: V) -> Box<Entry<K, V>> {
+    Box::new(Entry { hash, key, value })
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Buckets<K, V> {
+    /// Stores `entry`, whose key is absent: for building a map from known-distinct entries.
+    fn add_new(&self, entry: Box<Entry<K, V>>) {
+        let stored = self.write(Wait::Forever, entry.hash, entry, |locked, entry| {
+            locked.add(entry);
+        });
+        debug_assert!(stored.is_ok(), "a write that waits forever completes");
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
+    type Key = K;
+    type Value = V;
+    type Snapshot<S: BuildHasher> = TableSnapshot<K, V, S>;
+
+    /// `len`, `clear` and `snapshot` close the gate and are atomic; the visits go chain by
+    /// chain. A closure holds its chain's lock, which readers ignore. Values are immutable once
+    /// stored, so an update stores a changed clone.
+    const CONSISTENCY: Consistency = Consistency {
+        for_each: WholeMap::WeaklyConsistent,
+        iter: WholeMap::WeaklyConsistent,
+        retain: WholeMap::WeaklyConsistent,
+        update_in_place: false,
+        reserves: false,
+        maintenance: &[],
+        closure_blocks_readers: Blocks::Nothing,
+        closure_blocks_writers: Blocks::Shard,
+        ..ATOMIC
+    };
+
+    fn with_capacity(capacity: usize) -> Self {
+        let core = Self::default();
+        if capacity > 0 {
+            core.collector();
+            core.root
+                .store(Box::into_raw(Table::new(bits_for(capacity))), Relaxed);
+        }
+        core
+    }
+
+    fn capacity(&self) -> usize {
+        let Some(guard) = self.reading() else {
+            return 0;
+        };
+        self.root_table(&guard)
+            .map_or(0, |root| root.chains() * SLOTS)
+    }
+
+    /// Grows to the size `additional` more entries need, moving the chains alongside the writes
+    /// that go on meanwhile, and returns once the move is done.
+    fn reserve<S: BuildHasher>(&self, additional: usize, _hasher: &S) {
+        let Some(pass) = self.gate.pass(None) else {
+            return;
+        };
+        let guard = self.collector().enter();
+        self.finish_resize(&guard);
+        let wanted = bits_for(self.gate.approximate_count().saturating_add(additional));
+        match self.root_table(&guard) {
+            None => self.install_root(&guard, wanted),
+            Some(root) if root.bits() < wanted => {
+                self.link_next_once(root, wanted);
+                self.finish_resize(&guard);
+            }
+            Some(_) => {}
+        }
+        drop(pass);
+    }
+
+    /// With the gate closed: moves every chain into a table sized for the entries, or drops the
+    /// table of an empty map.
+    fn shrink_to_fit<S: BuildHasher>(&self, _hasher: &S) {
+        let closed = self.gate.close();
+        let guard = self.collector().enter();
+        self.finish_resize(&guard);
+        if closed.count() == 0 {
+            self.detach_root();
+        } else if let Some(root) = self.root_table(&guard)
+            && bits_for(closed.count()) < root.bits()
+        {
+            self.link_next_once(root, bits_for(closed.count()));
+            self.finish_resize(&guard);
+        }
+    }
+
+    #[inline]
+    fn get<R>(
+        &self,
+        _wait: Wait,
+        probe: impl Probe<K>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Timed<Option<R>, ()> {
+        let Some(guard) = self.reading() else {
+            return Ok(None);
+        };
+        Ok(self.find(&guard, &probe).map(|entry| read(&entry.value)))
+    }
+
+    #[inline]
+    fn insert<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: K,
+        value: V,
+        _hasher: &S,
+    ) -> Inserted<K, V> {
+        let written = self.write(
+            wait,
+            hash,
+            entry(hash, key, value),
+            |locked, new| match locked.chain.locate(hash, |k| *k == new.key) {
+                Some((slot, old)) => {
+                    let displaced = old.value.clone();
+                    locked.replace(slot, new);
+                    Some(displaced)
+                }
+                None => {
+                    locked.add(new);
+                    None
+                }
+            },
+        );
+        written.map_err(|new| TimedOut((new.key, new.value)))
+    }
+
+    fn remove_if<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        probe: impl Probe<K>,
+        remove: impl FnOnce(&K, &V) -> bool,
+        _hasher: &S,
+    ) -> Timed<Option<V>, ()> {
+        let written = self.write(wait, probe.hash(), (), |locked, ()| {
+            let (slot, old) = locked.locate(&probe)?;
+            if !remove(&old.key, &old.value) {
+                return None;
+            }
+            let displaced = old.value.clone();
+            locked.remove(slot);
+            Some(displaced)
+        });
+        written.map_err(TimedOut)
+    }
+
+    fn update<R, S: BuildHasher>(
+        &self,
+        probe: impl Probe<K>,
+        change: impl FnOnce(&mut V) -> R,
+        _hasher: &S,
+    ) -> Option<R> {
+        let written = self.write(Wait::Forever, probe.hash(), (), |locked, ()| {
+            let (slot, old) = locked.locate(&probe)?;
+            let mut value = old.value.clone();
+            let result = change(&mut value);
+            locked.replace(slot, entry(old.hash, old.key.clone(), value));
+            Some(result)
+        });
+        written.unwrap_or_else(|()| unreachable!("a write that waits forever completes"))
+    }
+
+    fn update_or_insert_with<R, S: BuildHasher>(
+        &self,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        change: impl FnOnce(&mut V) -> R,
+        _hasher: &S,
+    ) -> R {
+        let written = self.write(Wait::Forever, hash, key, |locked, key| {
+            let found = locked.chain.locate(hash, |k| *k == key);
+            let mut value = match found {
+                Some((_, old)) => old.value.clone(),
+                None => make(),
+            };
+            let result = change(&mut value);
+            match found {
+                Some((slot, _)) => locked.replace(slot, entry(hash, key, value)),
+                None => locked.add(entry(hash, key, value)),
+            }
+            result
+        });
+        written.unwrap_or_else(|_| unreachable!("a write that waits forever completes"))
+    }
+
+    fn compute<S: BuildHasher>(
+        &self,
+        wait: Wait,
+        hash: u64,
+        key: K,
+        update: impl FnOnce(Option<&V>) -> Action<V>,
+        _hasher: &S,
+    ) -> Timed<Option<V>, K> {
+        let written = self.write(wait, hash, key, |locked, key| {
+            let found = locked.chain.locate(hash, |k| *k == key);
+            let current = found.map(|(_, old)| &old.value);
+            match (update(current), found) {
+                (Action::Keep, _) | (Action::Remove, None) => None,
+                (Action::Set(value), None) => {
+                    locked.add(entry(hash, key, value));
+                    None
+                }
+                (Action::Set(value), Some((slot, old))) => {
+                    let displaced = old.value.clone();
+                    locked.replace(slot, entry(hash, key, value));
+                    Some(displaced)
+                }
+                (Action::Remove, Some((slot, old))) => {
+                    let displaced = old.value.clone();
+                    locked.remove(slot);
+                    Some(displaced)
+                }
+            }
+        });
+        written.map_err(TimedOut)
+    }
+
+    /// Chain by chain, in position order.
+    fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, _hasher: &S) {
+        if self.capacity() == 0 {
+            return;
+        }
+        let mut at = ALL.start;
+        while at < ALL.end {
+            at = self.retain_chain(at, ALL.end, keep);
+        }
+    }
+
+    /// Swaps in no table at all, with the gate closed: readers see every entry or none.
+    fn clear(&self) {
+        let closed = self.gate.close();
+        self.detach_root();
+        closed.count_none();
+    }
+
+    fn len(&self) -> usize {
+        self.gate.close().count()
+    }
+
+    /// Per chain of the root: each chain is locked on its own.
+    fn shard_lengths(&self) -> Vec<usize> {
+        let Some(guard) = self.reading() else {
+            return vec![0];
+        };
+        let Some(root) = self.root_table(&guard) else {
+            return vec![0];
+        };
+        (0..root.chains())
+            .map(|index| {
+                let mut entries = 0;
+                Self::read_span(&guard, root, root.span(index), &mut |_| entries += 1);
+                entries
+            })
+            .collect()
+    }
+
+    fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S> {
+        let closed = self.gate.close();
+        let guard = self.collector().enter();
+        let mut table = FrozenTable::with_capacity_in(closed.count(), TableAlloc);
+        self.read_all(&guard, &mut |entry| {
+            table.insert_unique(
+                entry.hash,
+                (entry.key.clone(), entry.value.clone()),
+                |(k, _)| hasher.hash_one(k),
+            );
+        });
+        TableSnapshot::new(Box::new([table]), Routing::new(1), hasher.clone())
+    }
+
+    fn duplicate(&self) -> Self {
+        let closed = self.gate.close();
+        let guard = self.collector().enter();
+        let copy = Self::with_capacity(closed.count());
+        self.read_all(&guard, &mut |e| {
+            copy.add_new(entry(e.hash, e.key.clone(), e.value.clone()));
+        });
+        copy
+    }
+
+    type IntoIter = std::vec::IntoIter<(K, V)>;
+
+    fn into_entries(self) -> Self::IntoIter {
+        let root = self.root.swap(ptr::null_mut(), Relaxed);
+        if root.is_null() {
+            return Vec::new().into_iter();
+        }
+        // SAFETY: the root came from `Box::into_raw`; owning the map, no guard is left.
+        let table = unsafe { Box::from_raw(root) };
+        let entries: Vec<_> = table
+            .drain()
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect();
+        entries.into_iter()
+    }
+
+    /// The positions still to visit.
+    type Cursor = Range<u128>;
+
+    fn cursor(&self) -> Range<u128> {
+        ALL
+    }
+
+    /// Halves the positions left, while they span more than one chain of the root.
+    fn split_cursor(&self, cursor: &mut Range<u128>) -> Option<Range<u128>> {
+        let guard = self.reading()?;
+        let root = self.root_table(&guard)?;
+        if root.chain_at(cursor.start) >= root.chain_at(cursor.end - 1) {
+            return None;
+        }
+        let middle = cursor.start + (cursor.end - cursor.start) / 2;
+        let second = middle..cursor.end;
+        cursor.end = middle;
+        Some(second)
+    }
+
+    /// Chain by chain of the root, until there are enough entries to hand out.
+    fn next_chunk(&self, cursor: &mut Range<u128>) -> Option<Vec<(K, V)>> {
+        let Some(guard) = self.reading() else {
+            cursor.start = cursor.end;
+            return None;
+        };
+        let mut chunk = Vec::new();
+        while chunk.is_empty() || chunk.len() < CHUNK_ENTRIES {
+            if cursor.is_empty() {
+                break;
+            }
+            let Some(root) = self.root_table(&guard) else {
+                cursor.start = cursor.end;
+                break;
+            };
+            let end = root.span(root.chain_at(cursor.start)).end.min(cursor.end);
+            Self::read_span(&guard, root, cursor.start..end, &mut |e| {
+                chunk.push((e.key.clone(), e.value.clone()));
+            });
+            cursor.start = end;
+        }
+        (!chunk.is_empty()).then_some(chunk)
+    }
+
+    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    where
+        K: fmt::Debug,
+        V: fmt::Debug,
+    {
+        let Some(guard) = self.reading() else {
+            return;
+        };
+        self.read_all(&guard, &mut |entry| {
+            out.entry(&entry.key, &entry.value);
+        });
+    }
+}
+
+/// Every wait is for the gate or a chain's lock, and a write with a deadline moves no chains.
+impl<K: Hash + Eq + Clone, V: Clone> BoundedWait for Buckets<K, V> {}
+
+impl<K, V> Buckets<K, V> {
+    /// Takes the root out (the map reads as empty) and retires it with its entries; with the gate
+    /// closed, so no resize or write is under way.
+    fn detach_root(&self) {
+        let guard = self.collector().enter();
+        self.finish_resize(&guard);
+        let root = self.root.swap(ptr::null_mut(), Relaxed);
+        if root.is_null() {
+            return;
+        }
+        // SAFETY: the root came from `Box::into_raw` and is unreachable now that the root is null.
+        let detached = Detached(Some(unsafe { Box::from_raw(root) }));
+        // SAFETY: made by `Box::into_raw` just now, retired once; readers that loaded the old
+        // root entered their guards before this retire, so reclamation waits for them.
+        unsafe { self.collector().retire(Box::into_raw(Box::new(detached))) };
+        self.collector().flush();
+    }
+}

@@ -1,0 +1,149 @@
+//! Growing and shrinking a bucketed table a few chains at a time.
+//!
+//! # Protocol
+//! A resize links a new table as the root's `next`. From then on every write that passes, after
+//! its own change, moves the next [`CHUNK`] chains: it claims them from `claimed`, and for each one
+//! takes the chain's lock, places the chain's entries (pointers; nothing is copied) in the new
+//! table's chains, marks the chain `MOVED` and lets go. The mover that brings `moved` to the chain
+//! count makes the new table the root and retires the old one.
+//!
+//! - A reader that finds a chain `MOVED` looks in the next table, where the chain's entries were
+//!   placed before the mark; one that read the chain before the mark read it whole, since a
+//!   mover only adds to the new table and writers of the chain wait for its lock.
+//! - A writer that takes a chain's lock and finds it `MOVED` lets go and writes in the next table;
+//!   until the mark, it writes in the old chain, which the mover then carries over.
+//! - Locks are taken old chain first, then new chain, by movers only; writers hold one lock at a
+//!   time, so no cycle of waits can form. A new table's chain may have several old chains as
+//!   sources when the table shrinks, so movers lock it too.
+//! - Only a root table can start a resize, so at most two tables are live.
+//!
+//! An entry may be reachable from a moved (frozen) chain and from its new chain at once. When a
+//! writer retires it from the new chain, a reader may still be reading the frozen chain, but only
+//! one that entered its guard before the chain was marked, hence before the retire: the guard
+//! keeps the entry. A reader entering later sees the mark and never reads the frozen chain.
+
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
+
+use super::Buckets;
+use super::bucket::Chain;
+use super::table::Table;
+use crate::raw::reclaim::Guard;
+use crate::sync::Spin;
+
+/// Under `--cfg safemap_stress` and shuttle, tables grow past one entry per chain, every new key
+/// considers growing, and writes move one chain at a time, so that a history of a few keys goes
+/// through several resizes, each spread over several writes.
+pub(super) const STRESS: bool = cfg!(any(safemap_stress, shuttle));
+
+/// Chains a write moves when it finds a resize under way: few enough that moving them stays in
+/// the microseconds, so no write stalls the way a table-wide rehash does.
+const CHUNK: usize = if STRESS { 1 } else { 4 };
+
+/// Entries per chain past which a table grows.
+const GROW_PAST: usize = if STRESS { 1 } else { super::bucket::SLOTS };
+
+/// The smallest table: two chains.
+pub(crate) const MIN_BITS: u32 = 1;
+
+/// How many chains `entries` fill to one entry per slot, rounded up to a power of two.
+pub(crate) fn bits_for(entries: usize) -> u32 {
+    let chains = entries.div_ceil(super::bucket::SLOTS).max(1);
+    chains.next_power_of_two().trailing_zeros().max(MIN_BITS)
+}
+
+impl<K, V> Buckets<K, V> {
+    /// Starts growing `table`, which just had to link an overflow bucket, if it is the root, no
+    /// resize is under way, and its entries outnumber its slots. Never waits: if another writer is
+    /// starting one, that is enough.
+    pub(super) fn consider_growing(&self, guard: &Guard<'_>, table: &Table<K, V>) {
+        let full = table.chains() * GROW_PAST;
+        if self.gate.approximate_count() <= full || !std::ptr::eq(self.root(guard), table) {
+            return;
+        }
+        if let Some(_starting) = self.resizing.try_lock() {
+            self.link_next(table, table.bits() + 1);
+        }
+    }
+
+    /// Links a next table of `2^bits` chains to `table` unless it has one.
+    pub(super) fn link_next_once(&self, table: &Table<K, V>, bits: u32) {
+        let _starting = self.resizing.lock();
+        self.link_next(table, bits);
+    }
+
+    /// With `resizing` held.
+    fn link_next(&self, table: &Table<K, V>, bits: u32) {
+        if table.next().is_none() {
+            // Release: movers and readers that follow the link see the new table as built.
+            table.next.store(Box::into_raw(Table::new(bits)), Release);
+        }
+    }
+
+    /// Moves the next few chains of a resize under way, if there is one.
+    pub(super) fn help_resize(&self, guard: &Guard<'_>) {
+        let Some(root) = self.root_table(guard) else {
+            return;
+        };
+        let Some(next) = root.next() else {
+            return;
+        };
+        let start = root.claimed.fetch_add(CHUNK, Relaxed);
+        if start >= root.chains() {
+            return;
+        }
+        let end = (start + CHUNK).min(root.chains());
+        for index in start..end {
+            Self::move_chain(root, index, next);
+        }
+        self.count_moved(root, next, end - start);
+    }
+
+    /// Moves chain `index` of `table` into `next`.
+    fn move_chain(table: &Table<K, V>, index: usize, next: &Table<K, V>) {
+        let head = table.head(index);
+        let _lock = head.lock();
+        // SAFETY: the lock is held until the end of this function, and `head` heads its chain.
+        let chain = unsafe { Chain::locked(head) };
+        for (_, entry) in chain.occupied() {
+            let to = next.head_for(entry.hash);
+            let _to_lock = to.lock();
+            // SAFETY: as above, for the new chain.
+            let to_chain = unsafe { Chain::locked(to) };
+            to_chain.add(std::ptr::from_ref(entry).cast_mut(), entry.hash);
+        }
+        chain.mark_moved();
+    }
+
+    /// Records `chains` more moved chains of `root`; the mover of the last one makes `next` the
+    /// root and retires `root`.
+    fn count_moved(&self, root: &Table<K, V>, next: &Table<K, V>, chains: usize) {
+        // AcqRel: the last mover sees every other mover's chains placed in `next`, and publishes
+        // them all with the root.
+        let moved = root.moved.fetch_add(chains, AcqRel) + chains;
+        if moved < root.chains() {
+            return;
+        }
+        let old = std::ptr::from_ref(root).cast_mut();
+        // Release: a reader that loads the new root sees every chain placed in it.
+        self.root
+            .store(std::ptr::from_ref(next).cast_mut(), Release);
+        // SAFETY: `old` came from `Box::into_raw`, is retired once (by the one mover that counted
+        // the last chain), and is unreachable from now on: the root no longer points to it and
+        // nothing else does. Dropping it frees its chains, not the entries, which live in `next`.
+        unsafe { self.collector().retire(old) };
+        self.collector().flush();
+    }
+
+    /// Moves chains until no resize is under way, waiting for other movers to finish theirs.
+    pub(super) fn finish_resize(&self, guard: &Guard<'_>) {
+        let spin = Spin::new();
+        while let Some(root) = self.root_table(guard)
+            && root.next().is_some()
+        {
+            if root.claimed.load(Relaxed) >= root.chains() {
+                spin.wait();
+            }
+            self.help_resize(guard);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Memory reclamation for cores whose readers take no lock: a reader enters a [`Guard`] before it
+//! loads a shared pointer, and a writer that unlinks an object [`retire`](Collector::retire)s it
+//! instead of freeing it; the object is freed once every guard that could have loaded it is gone.
+//!
+//! Normally this is seize (the scheme papaya uses), one collector per map. With seize's
+//! `fast-barrier`, entering a guard is a plain store to the calling thread's own slot, leaving
+//! one is a swap on that same slot, and the heavy barrier (`membarrier`) is paid by the retiring
+//! side, once per batch. So a reader writes no cache line that another thread writes.
+//!
+//! Under `--cfg shuttle` seize cannot run (its thread-locals are per OS thread, and shuttle runs
+//! every modelled thread on one), so retired objects are kept until the collector is dropped.
+//! Shuttle then explores publication and hand-off, and reclamation itself is left to the
+//! sanitizer runs, where ASAN catches a use after free.
+
+#[cfg(not(shuttle))]
+mod seized {
+    use std::sync::atomic::{AtomicPtr, Ordering};
+
+    use seize::Guard as _;
+
+    /// The objects a map has retired and the guards that keep them alive.
+    pub(crate) struct Collector(seize::Collector);
+
+    /// Proof that the current thread is inside a read: what it loads through [`Guard::load`]
+    /// stays allocated until the guard is dropped.
+    pub(crate) struct Guard<'a>(seize::LocalGuard<'a>);
+
+    impl Collector {
+        pub(crate) fn new() -> Self {
+            Collector(seize::Collector::new())
+        }
+
+        #[inline]
+        pub(crate) fn enter(&self) -> Guard<'_> {
+            Guard(self.0.enter())
+        }
+
+        /// Frees `object` once no guard that may have loaded it remains.
+        ///
+        /// # Safety
+        /// `object` came from `Box::into_raw`, is retired once, and is unreachable from every
+        /// pointer a guard entered from now on could load.
+        pub(crate) unsafe fn retire<T>(&self, object: *mut T) {
+            // SAFETY: the caller's promise is seize's contract for `retire`, and `boxed` frees
+            // with `Box::from_raw`, which matches how the object was made.
+            unsafe { self.0.retire(object, seize::reclaim::boxed) };
+        }
+
+        /// Starts freeing what this thread has retired without waiting for a full batch, for
+        /// large objects (a table): they are freed once the guards now active are gone.
+        pub(crate) fn flush(&self) {
+            self.0.enter().flush();
+        }
+    }
+
+    impl Guard<'_> {
+        /// Loads `pointer`; the object it points to, if it is retired after this guard was
+        /// entered, stays allocated while the guard lives.
+        #[inline(always)]
+        pub(crate) fn load<T>(&self, pointer: &AtomicPtr<T>) -> *mut T {
+            // Acquire: the pointee was initialized before the Release store that published it.
+            self.0.protect(pointer, Ordering::Acquire)
+        }
+    }
+}
+
+#[cfg(shuttle)]
+mod deferred {
+    use std::marker::PhantomData;
+    use std::sync::atomic::Ordering;
+
+    use crate::sync::{AtomicPtr, BookkeepingMutex};
+
+    /// A retired object and how to free it.
+    struct Retired {
+        object: *mut (),
+        free: unsafe fn(*mut ()),
+    }
+
+    // SAFETY: a retired object is only freed, once, by whichever thread drops the collector; the
+    // map holding it is `Send` only when its keys and values are.
+    unsafe impl Send for Retired {}
+
+    /// Keeps every retired object until it is dropped itself.
+    pub(crate) struct Collector(BookkeepingMutex<Vec<Retired>>);
+
+    /// Nothing to record: no object is freed while the collector lives.
+    pub(crate) struct Guard<'a>(PhantomData<&'a Collector>);
+
+    /// # Safety
+    /// `object` came from `Box::<T>::into_raw` and is freed once.
+    unsafe fn free_box<T>(object: *mut ()) {
+        // SAFETY: as the caller promises.
+        drop(unsafe { Box::from_raw(object.cast::<T>()) });
+    }
+
+    impl Collector {
+        pub(crate) fn new() -> Self {
+            Collector(BookkeepingMutex::new(Vec::new()))
+        }
+
+        pub(crate) fn enter(&self) -> Guard<'_> {
+            Guard(PhantomData)
+        }
+
+        /// # Safety
+        /// As for the seize collector.
+        pub(crate) unsafe fn retire<T>(&self, object: *mut T) {
+            self.0.lock().push(Retired {
+                object: object.cast(),
+                free: free_box::<T>,
+            });
+        }
+
+        /// Frees nothing before the collector drops.
+        pub(crate) fn flush(&self) {}
+    }
+
+    impl Drop for Collector {
+        fn drop(&mut self) {
+            for retired in self.0.get_mut().drain(..) {
+                // SAFETY: each object was retired once, from `Box::into_raw` (the `retire`
+                // contract), and no guard outlives the collector.
+                unsafe { (retired.free)(retired.object) };
+            }
+        }
+    }
+
+    impl Guard<'_> {
+        pub(crate) fn load<T>(&self, pointer: &AtomicPtr<T>) -> *mut T {
+            // Acquire: the pointee was initialized before the Release store that published it.
+            pointer.load(Ordering::Acquire)
+        }
+    }
+}
+
+#[cfg(shuttle)]
+pub(crate) use deferred::{Collector, Guard};
+#[cfg(not(shuttle))]
+pub(crate) use seized::{Collector, Guard};

@@ -1,0 +1,49 @@
+//! [`ScalableMap`]: reads that take no lock and write nothing another thread writes, over
+//! cache-line buckets of pointers to immutable entries (`raw/buckets/`).
+//!
+//! A read enters a reclamation guard (a store to the thread's own slot), loads one bucket's tag
+//! word and follows the matching pointers; a write locks one chain of buckets and swaps entries
+//! in and out, retiring what it displaces to the reclamation, which frees it once no reader can
+//! hold it. A full table grows by moving a few chains per write, so no write waits for a
+//! table-wide rehash.
+
+use crate::front::SafeMap;
+use crate::map::DefaultHashBuilder;
+use crate::raw::buckets::Buckets;
+
+/// A map whose reads scale with cores: they take no lock and write no cache line that another
+/// thread writes, so readers of one hot key never slow each other down, and a reader preempted
+/// mid-read holds up no one.
+///
+/// Writers lock one chain of buckets (a cache line, plus overflow lines if it holds more than five
+/// keys), so a [`compute`](crate::ConcurrentMap::compute) closure runs exactly once and holds up
+/// only writers of its chain; readers go on. When the table fills, each write moves a few chains
+/// into a table twice the size, and readers follow the moved chains, so growth never stalls a
+/// write for long.
+///
+/// Entries are immutable once stored and each sits in its own allocation, so:
+/// - keys and values must be `Clone`: an update stores a changed clone, and the value a write
+///   displaces is returned as a clone (a reader may still be reading the stored one, which is
+///   dropped once no reader can);
+/// - each entry costs a small allocation besides its pointer in the table.
+///
+/// `len`, `clear` and `snapshot` are atomic: they wait for the writes under way and hold new ones
+/// back while they run (readers go on). `iter`, `for_each` and `retain` go chain by chain.
+///
+/// ```
+/// use safemap::{Action, ConcurrentMap, ScalableMap};
+///
+/// let hits: ScalableMap<&str, u64> = ScalableMap::new();
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| {
+///             for _ in 0..100 {
+///                 hits.compute("/index", |n| Action::Set(n.copied().unwrap_or(0) + 1));
+///                 assert!(hits.get("/index").is_some());
+///             }
+///         });
+///     }
+/// });
+/// assert_eq!(hits.get("/index"), Some(400));
+/// ```
+pub type ScalableMap<K, V, S = DefaultHashBuilder> = SafeMap<Buckets<K, V>, S>;
