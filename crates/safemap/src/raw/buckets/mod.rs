@@ -30,8 +30,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr;
-use std::sync::OnceLock;
-use std::sync::atomic::Ordering::Release;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use bucket::{Chain, Entry, Found, Located, Slot};
 use gate::{Gate, Pass};
@@ -51,8 +50,8 @@ pub struct Buckets<K, V> {
     /// Held by the writer linking a next table.
     resizing: Mutex<()>,
     /// Made by the first write (it holds a few KiB of per-thread slots), so an empty map stays
-    /// small. Declared last: the tables' entries are freed (in `drop`) before what it holds.
-    collector: OnceLock<Collector>,
+    /// small; null until then. Dropped (in `drop`) after the tables' entries are freed.
+    collector: AtomicPtr<Collector>,
     owns: PhantomData<Box<Entry<K, V>>>,
 }
 
@@ -68,7 +67,7 @@ impl<K, V> Default for Buckets<K, V> {
             root: AtomicPtr::new(ptr::null_mut()),
             gate: Gate::new(),
             resizing: Mutex::new(()),
-            collector: OnceLock::new(),
+            collector: AtomicPtr::new(ptr::null_mut()),
             owns: PhantomData,
         }
     }
@@ -76,13 +75,17 @@ impl<K, V> Default for Buckets<K, V> {
 
 impl<K, V> Drop for Buckets<K, V> {
     fn drop(&mut self) {
-        let root = self
-            .root
-            .swap(ptr::null_mut(), std::sync::atomic::Ordering::Relaxed);
+        let root = self.root.swap(ptr::null_mut(), Relaxed);
         // SAFETY: the root came from `Box::into_raw`; with `&mut self` no guard is left.
         drop(Detached(
             (!root.is_null()).then(|| unsafe { Box::from_raw(root) }),
         ));
+        let collector = self.collector.swap(ptr::null_mut(), Relaxed);
+        if !collector.is_null() {
+            // SAFETY: made by `Box::into_raw` in `make_collector`, dropped once, here, after
+            // every table (dropping it frees what was retired).
+            drop(unsafe { Box::from_raw(collector) });
+        }
     }
 }
 
@@ -141,14 +144,41 @@ impl<'a, K, V> Locked<'a, K, V> {
 
 impl<K, V> Buckets<K, V> {
     /// The reclamation, made first if need be: for writes and whole-map work.
+    #[inline]
     fn collector(&self) -> &Collector {
-        self.collector.get_or_init(Collector::new)
+        // Acquire: the collector was built before the Release that published it.
+        let made = self.collector.load(Acquire);
+        // SAFETY: a published collector lives until the map drops.
+        unsafe { made.as_ref() }.unwrap_or_else(|| self.make_collector())
+    }
+
+    #[cold]
+    fn make_collector(&self) -> &Collector {
+        let fresh = Box::into_raw(Box::new(Collector::new()));
+        let null = ptr::null_mut();
+        // AcqRel: publishes ours (Release), or sees the winner's as built (Acquire).
+        let made = match self
+            .collector
+            .compare_exchange(null, fresh, AcqRel, Acquire)
+        {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                winner
+            }
+        };
+        // SAFETY: published, so it lives until the map drops.
+        unsafe { &*made }
     }
 
     /// A guard for a read; `None` while no write has made the reclamation, hence no table.
     #[inline(always)]
     fn reading(&self) -> Option<Guard<'_>> {
-        self.collector.get().map(Collector::enter)
+        // Acquire: as in `collector`.
+        let made = self.collector.load(Acquire);
+        // SAFETY: as in `collector`.
+        unsafe { made.as_ref() }.map(Collector::enter)
     }
 
     #[inline(always)]
