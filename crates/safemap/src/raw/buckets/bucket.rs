@@ -72,7 +72,7 @@ fn with_tag(meta: u64, slot: usize, tag: u8) -> u64 {
 }
 
 /// One line of a chain. The head bucket of each chain lives in the table's array; overflow buckets
-/// are boxed and freed with the table.
+/// come from the table's spare blocks and are freed with the table.
 #[repr(align(64))]
 pub(crate) struct Bucket<K, V> {
     lock: Mutex<()>,
@@ -307,9 +307,14 @@ impl<'a, K, V> Chain<'a, K, V> {
         bucket.slots[slot.index].swap(ptr::null_mut(), Relaxed)
     }
 
-    /// Adds `entry` (whose key is not in the chain) in the first free slot, linking a new overflow
-    /// bucket if there is none; returns whether it did.
-    pub(crate) fn add(self, entry: *mut Entry<K, V>, hash: u64) -> bool {
+    /// Adds `entry` (whose key is not in the chain) in the first free slot, linking `spare()`, a
+    /// fresh bucket that lives as long as the chain, if there is none; returns whether it did.
+    pub(crate) fn add(
+        self,
+        entry: *mut Entry<K, V>,
+        hash: u64,
+        spare: impl FnOnce() -> &'a Bucket<K, V>,
+    ) -> bool {
         let tag = tag_of(hash);
         let mut last = self.head;
         for bucket in self.buckets() {
@@ -323,11 +328,11 @@ impl<'a, K, V> Chain<'a, K, V> {
             }
             last = bucket;
         }
-        let overflow = Bucket::new();
+        let overflow = spare();
         overflow.slots[0].store(entry, Relaxed);
         overflow.meta.store(u64::from(tag), Relaxed);
         // Release: a reader that follows the link sees the bucket as built.
-        last.next.store(Box::into_raw(Box::new(overflow)), Release);
+        last.next.store(ptr::from_ref(overflow).cast_mut(), Release);
         true
     }
 }
@@ -353,21 +358,17 @@ impl<K, V> Bucket<K, V> {
             .into_iter()
             .map(|entry| unsafe { Box::from_raw(entry) })
     }
-
-    /// Frees the overflow buckets of this chain (not its entries); this bucket must be a head.
-    pub(crate) fn free_overflow(&mut self) {
-        let mut next = self.next.swap(ptr::null_mut(), Relaxed);
-        while !next.is_null() {
-            // SAFETY: overflow buckets are made by `Box::into_raw` in `add` and linked once.
-            let bucket = unsafe { Box::from_raw(next) };
-            next = bucket.next.swap(ptr::null_mut(), Relaxed);
-        }
-    }
 }
 
 #[cfg(all(test, not(shuttle)))]
 mod tests {
     use super::*;
+
+    /// Tables are allocated zeroed, with no pass over their buckets (`table.rs`).
+    #[test]
+    fn a_fresh_bucket_is_zeroed_memory() {
+        assert!(Bucket::<u64, u64>::zero_is_fresh());
+    }
 
     /// `occupied` lists exactly the slots with a tag, whatever the tags and the MOVED bit.
     #[test]

@@ -93,6 +93,7 @@ impl<K, V> Drop for Buckets<K, V> {
 /// displaced entries go and where entries are counted.
 struct Locked<'a, K, V> {
     chain: Chain<'a, K, V>,
+    table: &'a Table<K, V>,
     span: Range<u128>,
     collector: &'a Collector,
     pass: &'a Pass<'a>,
@@ -110,7 +111,10 @@ impl<'a, K, V> Locked<'a, K, V> {
     /// Adds `entry`, whose key is not in the chain.
     fn add(&self, entry: Box<Entry<K, V>>) {
         let hash = entry.hash;
-        if self.chain.add(Box::into_raw(entry), hash) {
+        if self
+            .chain
+            .add(Box::into_raw(entry), hash, || self.table.spare())
+        {
             self.overflowed.set(true);
         }
         self.pass.count(1);
@@ -263,6 +267,7 @@ impl<K, V> Buckets<K, V> {
             }
             let locked = Locked {
                 chain,
+                table,
                 span: table.span(index),
                 collector: self.collector(),
                 pass: &pass,

@@ -109,7 +109,9 @@ impl<K, V> Buckets<K, V> {
             let _to_lock = to.lock();
             // SAFETY: as above, for the new chain.
             let to_chain = unsafe { Chain::locked(to) };
-            to_chain.add(std::ptr::from_ref(entry).cast_mut(), entry.hash);
+            to_chain.add(std::ptr::from_ref(entry).cast_mut(), entry.hash, || {
+                next.spare()
+            });
         }
         chain.mark_moved();
     }

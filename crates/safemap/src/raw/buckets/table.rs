@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use super::bucket::{Bucket, Entry};
 use crate::raw::routing::TAG_BITS;
-use crate::sync::{AtomicPtr, AtomicUsize};
+use crate::sync::{AtomicPtr, AtomicUsize, BookkeepingMutex};
 
 /// Where a hash sorts in position order: the hash without its tag bits, as a number below 2^64.
 #[inline(always)]
@@ -28,6 +28,8 @@ pub(crate) fn position(hash: u64) -> u128 {
 pub(crate) const ALL: Range<u128> = 0..1 << 64;
 
 pub(crate) struct Table<K, V> {
+    /// The allocation, and the first bucket in it (the first 64-byte boundary).
+    memory: NonNull<u8>,
     buckets: NonNull<Bucket<K, V>>,
     bits: u32,
     /// The table this one's chains are moving into; null unless a resize is under way.
@@ -36,7 +38,17 @@ pub(crate) struct Table<K, V> {
     pub(crate) claimed: AtomicUsize,
     /// How many chains have been moved.
     pub(crate) moved: AtomicUsize,
+    /// Overflow buckets, made a block at a time and freed with the table, so that freeing a table
+    /// never walks its chains (a walk of a 4M-entry table's chains took 80 ms). With how many of
+    /// the last block's buckets are taken.
+    spares: BookkeepingMutex<Spares<K, V>>,
 }
+
+/// Blocks of overflow buckets, and how many of the last one's are taken.
+type Spares<K, V> = (Vec<Box<[Bucket<K, V>]>>, usize);
+
+/// Overflow buckets per spare block: 4 KiB.
+const SPARE_BLOCK: usize = 64;
 
 // SAFETY: a table owns its buckets and the entries they point to, like a `Box<[Bucket]>`; moving
 // or sharing it across threads moves or shares `K`s and `V`s, which the bounds require.
@@ -46,15 +58,17 @@ unsafe impl<K: Send, V: Send> Send for Table<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Table<K, V> {}
 
 impl<K, V> Table<K, V> {
-    /// A table of `2^bits` empty chains. Zeroed memory where that is a fresh bucket, so the pages
-    /// are touched by the moves that fill them rather than all at once here.
+    /// A table of `2^bits` empty chains. Zeroed memory where that is a fresh bucket, from the
+    /// allocator's zeroing path (`calloc`), so that the pages are mapped by the moves that fill
+    /// them, not all at once here: asking for the buckets' 64-byte alignment instead would make
+    /// the allocator write every byte, 44 ms for a 4M-entry table.
     pub(crate) fn new(bits: u32) -> Box<Self> {
         let layout = Self::layout(bits);
         #[cfg(not(shuttle))]
         let zeroed = Bucket::<K, V>::zero_is_fresh();
         #[cfg(shuttle)]
         let zeroed = false;
-        // SAFETY: the layout is non-zero in size (at least one 64-byte bucket).
+        // SAFETY: the layout is non-zero in size (at least one bucket).
         let memory = unsafe {
             if zeroed {
                 alloc::alloc_zeroed(layout)
@@ -62,9 +76,12 @@ impl<K, V> Table<K, V> {
                 alloc::alloc(layout)
             }
         };
-        let Some(buckets) = NonNull::new(memory.cast::<Bucket<K, V>>()) else {
+        let Some(memory) = NonNull::new(memory) else {
             alloc::handle_alloc_error(layout)
         };
+        let skip = memory.align_offset(align_of::<Bucket<K, V>>());
+        // SAFETY: the layout has room for the buckets after up to one alignment's worth of bytes.
+        let buckets = unsafe { memory.add(skip) }.cast::<Bucket<K, V>>();
         if !zeroed {
             for index in 0..1 << bits {
                 // SAFETY: `index` is inside the allocation, which is aligned for buckets.
@@ -72,16 +89,22 @@ impl<K, V> Table<K, V> {
             }
         }
         Box::new(Table {
+            memory,
             buckets,
             bits,
             next: AtomicPtr::new(std::ptr::null_mut()),
             claimed: AtomicUsize::new(0),
             moved: AtomicUsize::new(0),
+            spares: BookkeepingMutex::new((Vec::new(), 0)),
         })
     }
 
+    /// The chains' memory, with room to align them: at the allocator's own alignment, which
+    /// `calloc` serves.
     fn layout(bits: u32) -> Layout {
-        Layout::array::<Bucket<K, V>>(1 << bits).expect("a table fits in memory")
+        let bytes = size_of::<Bucket<K, V>>() << bits;
+        Layout::from_size_align(bytes + align_of::<Bucket<K, V>>(), align_of::<usize>() * 2)
+            .expect("a table fits in memory")
     }
 
     pub(crate) fn bits(&self) -> u32 {
@@ -120,6 +143,22 @@ impl<K, V> Table<K, V> {
         self.head(self.chain_at(position(hash)))
     }
 
+    /// A fresh bucket for a chain that has outgrown its slots, living as long as the table.
+    pub(crate) fn spare(&self) -> &Bucket<K, V> {
+        let mut spares = self.spares.lock();
+        let (blocks, taken) = &mut *spares;
+        if blocks.last().is_none_or(|block| *taken == block.len()) {
+            blocks.push((0..SPARE_BLOCK).map(|_| Bucket::new()).collect());
+            *taken = 0;
+        }
+        let block = blocks.last().expect("a block was just made");
+        let bucket = &block[*taken];
+        *taken += 1;
+        // SAFETY: a block is a boxed slice, never moved or freed before the table, so the bucket
+        // outlives the lock guard it was reached through, for as long as `self`.
+        unsafe { &*std::ptr::from_ref(bucket) }
+    }
+
     /// The table this one is moving into, if a resize is under way.
     #[inline]
     pub(crate) fn next<'t>(&self) -> Option<&'t Table<K, V>> {
@@ -149,19 +188,18 @@ impl<K, V> Table<K, V> {
 }
 
 impl<K, V> Drop for Table<K, V> {
-    /// Frees the chains, not the entries (which may have moved on) nor the next table.
+    /// Frees the chains (the spare blocks go with the fields), not the entries, which may have
+    /// moved on, nor the next table.
     fn drop(&mut self) {
-        for index in 0..self.chains() {
-            // SAFETY: `index` is below the chain count, the bucket was initialized in `new`, and
-            // it is dropped once, here.
-            unsafe {
-                let head = self.buckets.add(index);
-                (*head.as_ptr()).free_overflow();
-                head.drop_in_place();
+        if std::mem::needs_drop::<Bucket<K, V>>() {
+            for index in 0..self.chains() {
+                // SAFETY: `index` is below the chain count, the bucket was initialized in `new`,
+                // and it is dropped once, here.
+                unsafe { self.buckets.add(index).drop_in_place() };
             }
         }
         // SAFETY: allocated in `new` with this layout.
-        unsafe { alloc::dealloc(self.buckets.as_ptr().cast(), Self::layout(self.bits)) };
+        unsafe { alloc::dealloc(self.memory.as_ptr(), Self::layout(self.bits)) };
     }
 }
 
