@@ -74,9 +74,11 @@
 //!   `get_with` on that shard ([`Consistency::closure_blocks_readers`] and
 //!   [`Consistency::closure_blocks_writers`] say who waits for those in each strategy);
 //!   `ReadMostlyMap`'s writers also wait for readers to leave the copy they change, and
-//!   `SnapshotMap`'s for its one writer lock;
-//! - `len`, `clear`, `snapshot` and `Clone` wait for every shard's lock in turn; `iter` and
-//!   `for_each` for one shard's at a time;
+//!   `SnapshotMap`'s for its one writer lock; `ScalableMap`'s reads never wait, and its writes
+//!   wait for their chain's lock, or for a `len`, `clear` or `snapshot` under way;
+//! - `len`, `clear`, `snapshot` and `Clone` wait for every shard's lock in turn (in
+//!   `ScalableMap`, for the writes under way, holding new ones back); `iter` and `for_each` for
+//!   one shard's at a time (`ScalableMap`'s for none);
 //! - [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) and
 //!   [`try_get_or_insert_with`](ConcurrentMap::try_get_or_insert_with) run their closure with no
 //!   lock held; a caller for a key whose closure is running parks until it is done (and nobody
