@@ -162,4 +162,40 @@ for_every_strategy! {
         });
         assert_eq!(map.len(), keys);
     }
+
+    /// Keys present throughout are found by every read, and seen exactly once by every
+    /// iteration, while other threads grow the map many times over, empty it again and shrink
+    /// it: resizes (ScalableMap moves its chains a few per write) never hide a key.
+    #[test]
+    fn keys_present_throughout_stay_visible_while_the_map_grows_and_shrinks() {
+        const STABLE: usize = 1000;
+        let per_writer = 1_000 * scale();
+        let map: Map<usize, usize> = (0..STABLE).map(|k| (k, k)).collect();
+        let writers_left = AtomicUsize::new(THREADS / 2);
+        on_all_threads(|t| {
+            if t < THREADS / 2 {
+                let fresh = STABLE + t * per_writer..STABLE + (t + 1) * per_writer;
+                fresh.clone().for_each(|k| assert_eq!(map.insert(k, k), None));
+                fresh.for_each(|k| assert_eq!(map.remove(&k), Some(k)));
+                if t == 0 {
+                    map.shrink_to_fit();
+                }
+                writers_left.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            let mut passes = 0;
+            while writers_left.load(Ordering::SeqCst) > 0 || passes == 0 {
+                for k in (0..STABLE).step_by(7) {
+                    assert_eq!(map.get(&k), Some(k), "stable key {k} missed");
+                }
+                if passes % 64 == 0 {
+                    let mut seen = vec![0u8; STABLE];
+                    map.keys().filter(|&k| k < STABLE).for_each(|k| seen[k] += 1);
+                    assert!(seen.iter().all(|&n| n == 1), "an iteration saw a stable key other than once");
+                }
+                passes += 1;
+            }
+        });
+        assert_eq!(map.len(), STABLE);
+    }
 }
