@@ -25,17 +25,27 @@ fn scale() -> usize {
 }
 
 /// Runs `work(thread_index)` on THREADS threads released together.
+///
+/// Each thread counts itself finished on an atomic that the caller reads after the scope: the
+/// scope's own join goes through std, which TSAN does not see, so without this a map dropped
+/// after the scope would look to TSAN as if freed while a thread that only read it (taking no
+/// lock the dropping thread takes later) still used it.
 fn on_all_threads(work: impl Fn(usize) + Sync) {
     let start = Barrier::new(THREADS);
+    let finished = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for t in 0..THREADS {
-            let (start, work) = (&start, &work);
+            let (start, work, finished) = (&start, &work, &finished);
             s.spawn(move || {
                 start.wait();
                 work(t);
+                // Release: everything this thread did to the map comes before the caller's
+                // Acquire load below.
+                finished.fetch_add(1, Ordering::Release);
             });
         }
     });
+    assert_eq!(finished.load(Ordering::Acquire), THREADS);
 }
 
 for_every_strategy! {
