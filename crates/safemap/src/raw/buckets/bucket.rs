@@ -352,11 +352,12 @@ impl<K, V> Bucket<K, V> {
                 .map(|(slot, _)| chain.remove(slot))
                 .collect()
         };
-        // SAFETY: each pointer was a published entry, made by `Box::into_raw` and now unlinked
-        // from the only table that held it (a moved chain's entries belong to the next table).
-        taken
-            .into_iter()
-            .map(|entry| unsafe { Box::from_raw(entry) })
+        taken.into_iter().map(|entry| {
+            // SAFETY: each pointer was a published entry, made by `Box::into_raw` and now
+            // unlinked from the only table that held it (a moved chain's entries belong to the
+            // next table).
+            unsafe { Box::from_raw(entry) }
+        })
     }
 }
 
