@@ -246,7 +246,8 @@ impl<K, V> Buckets<K, V> {
         let Some(pass) = self.gate.pass(deadline) else {
             return Err(payload);
         };
-        let guard = self.collector().enter();
+        let collector = self.collector();
+        let guard = collector.enter();
         let mut table = self.root_for_write(&guard);
         let (result, overflowed) = loop {
             let index = table.chain_at(position(hash));
@@ -269,7 +270,7 @@ impl<K, V> Buckets<K, V> {
                 chain,
                 table,
                 span: table.span(index),
-                collector: self.collector(),
+                collector,
                 pass: &pass,
                 overflowed: Cell::new(false),
             };
