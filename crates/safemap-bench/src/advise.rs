@@ -97,6 +97,7 @@ pub fn recommend<'a>(rows: &[&'a Row], mix: &Mix) -> Result<(&'a str, String), S
         let word = |w: WholeMap| match w {
             WholeMap::Atomic => "atomic",
             WholeMap::WeaklyConsistent => "weakly consistent",
+            WholeMap::Estimate => "an estimate",
         };
         reason += &format!(
             "; for_each {}, len {}, snapshot {:?}",

@@ -76,8 +76,7 @@ pub fn steps(
         | Op::Compute(k, _)
         | Op::Update(k, _)
         | Op::Upsert(k, _) => vec![Scope::Key(k)],
-        // Every strategy's snapshot is a point-in-time view.
-        Op::Snapshot => whole(WholeMap::Atomic),
+        Op::Snapshot => whole(declared.snapshot),
         Op::ForEach => whole(declared.for_each),
         Op::Iter => whole(declared.iter),
         Op::RetainEven => whole(declared.retain),
@@ -87,6 +86,11 @@ pub fn steps(
             (_, true) => vec![],
             (WholeMap::Atomic, false) => vec![Scope::Whole],
             (WholeMap::WeaklyConsistent, false) => vec![Scope::SizeAtMost, Scope::SizeAtLeast],
+            (WholeMap::Estimate, false) => {
+                panic!(
+                    "the checker cannot judge an estimated `len`; check such a map without `len`"
+                )
+            }
         },
     };
     scopes

@@ -1,7 +1,7 @@
 //! The checker accepts what is linearizable, rejects what is not, judges each strategy by what it
 //! declares, and catches every seeded bug with a counterexample that is itself a failure.
 
-use safemap::{Blocks, ConcurrentMap, Consistency, Cost, WholeMap};
+use safemap::{Blocks, ConcurrentMap, Consistency, Cost, Once, WholeMap};
 use safemap_check::check::check;
 use safemap_check::history::{Event, History, INIT_MARK, Op, Ret};
 use safemap_check::run::{Config, strategies};
@@ -29,12 +29,14 @@ fn declared(whole: WholeMap) -> Consistency {
         iter: whole,
         retain: whole,
         clear: whole,
+        snapshot: WholeMap::Atomic,
         snapshot_cost: Cost::Linear,
         update_in_place: true,
         reserves: true,
         maintenance: &[],
         closure_blocks_readers: Blocks::Map,
         closure_blocks_writers: Blocks::Map,
+        once: Once::Always,
     }
 }
 

@@ -178,6 +178,7 @@
 
 mod async_init;
 mod claims;
+pub mod fallible;
 mod front;
 /// Porting code from std, dashmap, papaya, scc, moka and Go's `sync.Map`, with every snippet
 /// compiled and run as a test.
@@ -209,7 +210,7 @@ pub use front::{IntoIter, Iter, SafeMap};
 pub use locked::LockedMap;
 pub use map::{
     Action, Blocks, ConcurrentMap, Consistency, Cost, DeadlineMap, DefaultHashBuilder, Maintenance,
-    MapSnapshot, TimedOut, WholeMap,
+    MapSnapshot, Once, TimedOut, WholeMap,
 };
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsObserver;

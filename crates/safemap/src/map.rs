@@ -72,6 +72,12 @@ pub enum WholeMap {
     /// largest size the map had during the call, and need not equal the size at any one instant.
     /// A key present throughout the call is still seen exactly once.
     WeaklyConsistent,
+    /// For `len` alone: each key is counted as it was at some instant within the call, so the
+    /// count lies between the number of keys present throughout the call and the number present
+    /// at any time during it, but, unlike a weakly consistent `len`, need not lie between the
+    /// smallest and largest size the map had (a key removed and another inserted during the call
+    /// may both be counted). What a map spread over several servers can count.
+    Estimate,
 }
 
 /// How long [`snapshot`](ConcurrentMap::snapshot) takes as the map grows.
@@ -102,8 +108,11 @@ pub struct Consistency {
     pub retain: WholeMap,
     /// [`clear`](ConcurrentMap::clear).
     pub clear: WholeMap,
-    /// What a [`snapshot`](ConcurrentMap::snapshot) costs to take. Snapshots are always a
-    /// point-in-time view, consistent with a single instant.
+    /// [`snapshot`](ConcurrentMap::snapshot): `Atomic` (a view of a single instant) in every
+    /// in-memory strategy. A map spread over several servers, where no instant can be read
+    /// whole, declares `WeaklyConsistent`: each key as it was at some instant of the call.
+    pub snapshot: WholeMap,
+    /// What a [`snapshot`](ConcurrentMap::snapshot) costs to take.
     pub snapshot_cost: Cost,
     /// Which readers wait while a closure of [`compute`](ConcurrentMap::compute) or
     /// [`remove_if`](ConcurrentMap::remove_if) runs on a key. (A
@@ -127,6 +136,23 @@ pub struct Consistency {
     /// whose closures run exactly once, since another writer of the key must wait to see the
     /// closure's result.
     pub closure_blocks_writers: Blocks,
+    /// How far the run-once rules of closures reach: `make` of
+    /// [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) at most once per value stored,
+    /// the closures of [`compute`](ConcurrentMap::compute) and
+    /// [`update`](ConcurrentMap::update) exactly once.
+    pub once: Once,
+}
+
+/// How far the run-once rules of a map's closures reach, declared in [`Consistency::once`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Once {
+    /// Always, for every caller of the map: every in-memory strategy.
+    Always,
+    /// For every client of a shared server, as long as each closure returns within the lease
+    /// its call took on the key. A closure that outlives its lease has its result refused (the
+    /// call returns an error and changes nothing), and once the lease has lapsed another client
+    /// may run its own closure for that key.
+    WithinLease,
 }
 
 /// How much of a map a running closure holds up.
@@ -134,6 +160,8 @@ pub struct Consistency {
 pub enum Blocks {
     /// No one waits.
     Nothing,
+    /// Those who write the closure's key.
+    Key,
     /// Those who touch any key of the closure's key's shard.
     Shard,
     /// Those who touch any key.

@@ -340,6 +340,7 @@ for_every_strategy! {
             for (blocks, write) in [(declared.closure_blocks_readers, false), (declared.closure_blocks_writers, true)] {
                 let blocked = match blocks {
                     Blocks::Nothing => false,
+                    Blocks::Key => key == 1,
                     Blocks::Shard => key == 1 || same_shard,
                     Blocks::Map => true,
                 };

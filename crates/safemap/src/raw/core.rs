@@ -20,7 +20,9 @@ use std::hash::{BuildHasher, Hash};
 use std::ops::Range;
 use std::time::Instant;
 
-use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut, WholeMap};
+use crate::map::{
+    Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, Once, TimedOut, WholeMap,
+};
 
 /// How long an operation may wait for a lock.
 #[derive(Clone, Copy, Debug)]
@@ -76,12 +78,14 @@ pub(crate) const ATOMIC: Consistency = Consistency {
     iter: WholeMap::Atomic,
     retain: WholeMap::Atomic,
     clear: WholeMap::Atomic,
+    snapshot: WholeMap::Atomic,
     snapshot_cost: Cost::Linear,
     update_in_place: true,
     reserves: true,
     maintenance: &[Maintenance::Resize],
     closure_blocks_readers: Blocks::Map,
     closure_blocks_writers: Blocks::Map,
+    once: Once::Always,
 };
 
 /// The result of an operation that may give up at a deadline, handing back `G`.
