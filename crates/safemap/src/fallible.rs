@@ -29,8 +29,11 @@
 
 use std::convert::Infallible;
 use std::hash::Hash;
+use std::ops::Deref;
 
+use crate::front::SafeMap;
 use crate::map::{Action, ConcurrentMap, Consistency, MapSnapshot};
+use crate::observe::Observed;
 
 /// A concurrent map whose operations can fail, each returning `Result<_, Self::Error>`.
 ///
@@ -139,8 +142,26 @@ pub trait TryConcurrentMap<K, V> {
         V: Clone;
 }
 
+mod sealed {
+    /// The in-memory maps of this crate: every strategy, any of them observed, and a pointer
+    /// (`&M`, `Arc<M>`, `Box<M>`) to one.
+    ///
+    /// The blanket impl below is bounded by this rather than by `ConcurrentMap` alone: another
+    /// crate may implement `ConcurrentMap<ItsOwnKey, V>` for any type, a remote map included, so
+    /// a blanket over every `ConcurrentMap` would leave no remote map room for its own impl.
+    pub trait InMemory {}
+}
+
+impl<C, S> sealed::InMemory for SafeMap<C, S> {}
+impl<M, O> sealed::InMemory for Observed<M, O> {}
+impl<P: Deref<Target: sealed::InMemory>> sealed::InMemory for P {}
+
 /// Every in-memory map is a `TryConcurrentMap` that never fails.
-impl<K: Hash + Eq, V, M: ConcurrentMap<K, V>> TryConcurrentMap<K, V> for M {
+impl<K, V, M> TryConcurrentMap<K, V> for M
+where
+    K: Hash + Eq,
+    M: sealed::InMemory + ConcurrentMap<K, V>,
+{
     type Error = Infallible;
     type Snapshot = M::Snapshot;
 

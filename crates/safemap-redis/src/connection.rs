@@ -1,0 +1,53 @@
+//! The connection pool: r2d2 over connections that time out, so a server that stops answering
+//! fails a call instead of hanging it.
+
+use std::time::Duration;
+
+use r2d2::{ManageConnection, Pool};
+use redis::{Client, Connection, ConnectionLike, RedisError};
+
+/// Opens connections to one server, each with the same timeout for connecting, reading and
+/// writing.
+#[derive(Debug)]
+pub(crate) struct Connector {
+    client: Client,
+    timeout: Duration,
+}
+
+impl ManageConnection for Connector {
+    type Connection = Connection;
+    type Error = RedisError;
+
+    fn connect(&self) -> Result<Connection, RedisError> {
+        let connection = self.client.get_connection_with_timeout(self.timeout)?;
+        connection.set_read_timeout(Some(self.timeout))?;
+        connection.set_write_timeout(Some(self.timeout))?;
+        Ok(connection)
+    }
+
+    fn is_valid(&self, connection: &mut Connection) -> Result<(), RedisError> {
+        redis::cmd("PING").query(connection)
+    }
+
+    fn has_broken(&self, connection: &mut Connection) -> bool {
+        !connection.is_open()
+    }
+}
+
+/// A pool of up to `connections` connections to the server at `url`, each failing a call after
+/// `timeout`. Connects once now, so a wrong address or a server that is down fails here.
+pub(crate) fn pool(
+    url: &str,
+    timeout: Duration,
+    connections: u32,
+) -> Result<Pool<Connector>, crate::Error> {
+    let client = Client::open(url)?;
+    Ok(Pool::builder()
+        .max_size(connections)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        // A broken connection shows as `has_broken` after its failed call, and that call
+        // reports the failure; a PING before every call would double the round trips.
+        .test_on_check_out(false)
+        .build(Connector { client, timeout })?)
+}
