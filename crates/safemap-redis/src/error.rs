@@ -27,6 +27,10 @@ pub enum Error {
         entry: String,
         /// What the decoder found.
         source: postcard::Error,
+        /// Whether the call's write took effect: `true` when the bad data was the value an
+        /// `insert` or `remove` displaced (it is gone now), `false` for a read, or a closure's
+        /// call, which stops before its closure runs.
+        applied: bool,
     },
     /// The call's closure ran longer than its lease, so its result was refused; nothing
     /// changed, and another client may have taken the key since.
@@ -46,10 +50,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the failed call may have changed the map: only a connection lost after the
-    /// request was written leaves that open.
+    /// Whether the failed call may have changed the map: a connection lost after the request
+    /// was written leaves that open, and a write whose displaced value did not decode did
+    /// change it.
     pub fn may_have_applied(&self) -> bool {
-        matches!(self, Error::Connection(_))
+        matches!(
+            self,
+            Error::Connection(_) | Error::Decode { applied: true, .. }
+        )
     }
 }
 
@@ -83,11 +91,19 @@ impl fmt::Display for Error {
             ),
             Error::Server(e) => write!(f, "safemap-redis: the server refused the call: {e}"),
             Error::Encode(e) => write!(f, "safemap-redis: cannot encode a key or value: {e}"),
-            Error::Decode { entry, source } => {
+            Error::Decode {
+                entry,
+                source,
+                applied,
+            } => {
                 write!(
                     f,
                     "safemap-redis: {entry} does not decode as this map's type: {source}"
-                )
+                )?;
+                if *applied {
+                    f.write_str(" (it was the value this write replaced; the write took effect)")?;
+                }
+                Ok(())
             }
             Error::LeaseExpired { entry } => write!(
                 f,

@@ -187,20 +187,23 @@ pub(crate) struct Reply {
 }
 
 impl<K: DeserializeOwned, V: DeserializeOwned> RedisMap<K, V> {
-    /// Decodes the value stored for encoded key `key`.
-    pub(crate) fn decode_value(&self, key: &[u8], bytes: &[u8]) -> Result<V, Error> {
+    /// Decodes `bytes`, found in the entry of encoded key `key`, naming the entry on failure.
+    fn decode<T: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<T, Error> {
         postcard::from_bytes(bytes).map_err(|source| Error::Decode {
             entry: self.names.describe(key),
             source,
+            applied: false,
         })
+    }
+
+    /// Decodes the value stored for encoded key `key`.
+    pub(crate) fn decode_value(&self, key: &[u8], bytes: &[u8]) -> Result<V, Error> {
+        self.decode(key, bytes)
     }
 
     /// Decodes an encoded key.
     pub(crate) fn decode_key(&self, key: &[u8]) -> Result<K, Error> {
-        postcard::from_bytes(key).map_err(|source| Error::Decode {
-            entry: self.names.describe(key),
-            source,
-        })
+        self.decode(key, key)
     }
 
     /// Runs `script` on the entry of encoded key `key` with the extra arguments `args`, asking
@@ -241,10 +244,16 @@ impl<K: DeserializeOwned, V: DeserializeOwned> RedisMap<K, V> {
             Some(value) => self.run(&self.scripts.write, key, &[b"set", value])?,
             None => self.run(&self.scripts.write, key, &[b"del"])?,
         };
-        reply
-            .value
-            .map(|old| self.decode_value(key, &old))
-            .transpose()
+        let displaced = reply.value.map(|old| self.decode_value(key, &old));
+        // The write happened whether or not what it displaced decodes.
+        displaced.transpose().map_err(|error| match error {
+            Error::Decode { entry, source, .. } => Error::Decode {
+                entry,
+                source,
+                applied: true,
+            },
+            other => other,
+        })
     }
 
     /// Takes the lease on encoded key `key`, waiting for other calls' leases. With `init`, a
