@@ -8,6 +8,8 @@ use std::collections::HashMap as StdHashMap;
 use std::sync::{Mutex, RwLock};
 
 use safemap::{Action, ConcurrentMap, Consistency, SafeMap};
+use safemap_redis::RedisMap;
+use safemap_redis::server::LocalServer;
 use serde::Serialize;
 
 use crate::iterate::{Iterable, IterationCost, measure_iteration};
@@ -314,6 +316,77 @@ impl SharedMap for scc::HashIndex<u64, u64, Hasher> {
     }
 }
 
+/// `RedisMap` (one-hash layout) on a `redis-server` of its own on loopback, started for each
+/// map the runner creates and stopped with it: the cost of going remote, beside the local maps.
+pub struct RedisContestant {
+    map: RedisMap<u64, u64>,
+    server: LocalServer,
+}
+
+/// A remote map's failure ends the run: a figure from a half-working server means nothing.
+fn remote<T>(result: Result<T, safemap_redis::Error>) -> T {
+    result.unwrap_or_else(|error| panic!("redis contestant: {error}"))
+}
+
+impl SharedMap for RedisContestant {
+    fn create() -> Self {
+        safemap_redis::server::install_if_missing()
+            .expect("redis contestant: installing redis-server");
+        let server = LocalServer::start().expect("redis contestant: starting redis-server");
+        let map = remote(RedisMap::builder(&server.url(), "bench").build());
+        RedisContestant { map, server }
+    }
+    /// Pipelined, a batch of writes per round trip: one by one, a million keys take minutes.
+    fn create_filled(n: u64) -> Self {
+        let filled = <Self as SharedMap>::create();
+        remote(filled.map.try_extend((0..n).map(|i| (key(i), i))));
+        filled
+    }
+    fn get(&self, k: u64) -> bool {
+        remote(safemap::fallible::TryConcurrentMap::get(&self.map, &k)).is_some()
+    }
+    fn insert(&self, k: u64, v: u64) {
+        remote(safemap::fallible::TryConcurrentMap::insert(&self.map, k, v));
+    }
+    fn remove(&self, k: u64) {
+        remote(safemap::fallible::TryConcurrentMap::remove(&self.map, &k));
+    }
+    fn update(&self, k: u64) {
+        remote(safemap::fallible::TryConcurrentMap::compute(
+            &self.map,
+            k,
+            |v| v.map_or(Action::Keep, |v| Action::Set(v + 1)),
+        ));
+    }
+    fn get_or_insert(&self, k: u64, make: impl FnOnce() -> u64) -> u64 {
+        remote(safemap::fallible::TryConcurrentMap::get_or_insert_with(
+            &self.map, k, make,
+        ))
+    }
+}
+
+/// Bytes per entry of a remote map: the server's own memory (`used_memory`), since the client
+/// keeps nothing per entry.
+fn remote_footprint(entries: usize) -> f64 {
+    let map = <RedisContestant as SharedMap>::create();
+    let used = || -> f64 {
+        let mut connection = redis::Client::open(map.server.url())
+            .and_then(|client| client.get_connection())
+            .expect("redis contestant: connecting");
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query(&mut connection)
+            .expect("redis contestant: INFO");
+        info.lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("redis contestant: used_memory in INFO")
+    };
+    let before = used();
+    remote(map.map.try_extend((0..entries as u64).map(|i| (key(i), i))));
+    (used() - before) / entries.max(1) as f64
+}
+
 /// The floor: hashbrown with no synchronization at all, run on one thread.
 pub struct Unsynchronized(hashbrown::HashMap<u64, u64, Hasher>);
 
@@ -360,6 +433,8 @@ pub enum Family {
     Peer,
     /// Go's maps, from bench/go.
     Go,
+    /// A map on a server (Redis over loopback): run only when named, since it starts a server.
+    Remote,
     /// The unsynchronized single-thread floor.
     Floor,
 }
@@ -440,6 +515,11 @@ pub fn contestants() -> Vec<Contestant> {
         Contestant::of::<scc::HashIndex<u64, u64, Hasher>>("scc-HashIndex", Peer)
             .iterating::<scc::HashIndex<u64, u64, Hasher>>(),
         Contestant::of::<Unsynchronized>("hashbrown-floor", Floor),
+        Contestant {
+            footprint: remote_footprint,
+            consistency: Some(safemap_redis::Layout::OneHash.consistency()),
+            ..Contestant::of::<RedisContestant>("redis", Remote)
+        },
     ]);
     all
 }

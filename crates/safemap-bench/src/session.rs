@@ -4,7 +4,7 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::RunArgs;
-use crate::contestants::{Contestant, contestants};
+use crate::contestants::{Contestant, Family, contestants};
 use crate::measure::{Cell, Measurement, SAMPLE_EVERY};
 use crate::report::{Document, Machine, Row, fill_ratios, table};
 use crate::workload::{Dist, Op, SNAPSHOTS, Shape, WORKLOADS, Workload, key, plan, workload};
@@ -37,11 +37,15 @@ fn positive(name: &str, value: usize) -> Result<usize, String> {
     }
 }
 
-/// The contestants named in `names` (all when empty), or an error naming the unknown one. The
-/// name `go` stands for the Go baseline, which is not a Rust contestant.
+/// The contestants named in `names` (all local ones when empty: a remote one starts a server, so
+/// it runs only when named), or an error naming the unknown one. The name `go` stands for the Go
+/// baseline, which is not a Rust contestant.
 pub fn pick_contestants(names: &[String]) -> Result<Vec<Contestant>, String> {
     if names.is_empty() {
-        return Ok(contestants());
+        return Ok(contestants()
+            .into_iter()
+            .filter(|c| c.family != Family::Remote)
+            .collect());
     }
     let names: Vec<&String> = names
         .iter()

@@ -340,7 +340,7 @@ impl<K: DeserializeOwned, V: DeserializeOwned> Drop for Lease<'_, K, V> {
 }
 
 /// Reads a script's reply: `{code}` or `{code, value or nil}`.
-fn parse(reply: Value) -> Result<Reply, Error> {
+pub(crate) fn parse(reply: Value) -> Result<Reply, Error> {
     let Value::Array(parts) = reply else {
         return Err(Error::Protocol(format!("expected an array, got {reply:?}")));
     };

@@ -87,6 +87,46 @@ where
         })
     }
 
+    /// Stores every entry, as [`insert`](TryConcurrentMap::insert) would one by one, but a
+    /// batch of writes per round trip (each still its own script, so each waits for its key's
+    /// lease and none is half-applied): the way to load a map. On an error, the entries of the
+    /// batches before it are stored, and those of its batch may be.
+    ///
+    /// ```no_run
+    /// use safemap_redis::RedisMap;
+    /// let map: RedisMap<u64, u64> = RedisMap::builder("redis://127.0.0.1:6379/", "ids").build()?;
+    /// map.try_extend((0..100_000).map(|i| (i, i * 2)))?;
+    /// # Ok::<(), safemap_redis::Error>(())
+    /// ```
+    pub fn try_extend(&self, entries: impl IntoIterator<Item = (K, V)>) -> Result<(), Error> {
+        const BATCH: usize = 1024;
+        let mut entries = entries.into_iter().peekable();
+        let mut connection = self.connection()?;
+        let sha = self.scripts.write.load(&mut *connection)?;
+        while entries.peek().is_some() {
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut pipe = redis::pipe();
+            for (key, value) in entries.by_ref().take(BATCH) {
+                let (key, value) = (encode(&key)?, encode(&value)?);
+                let place = self.names.place(&key);
+                pipe.cmd("EVALSHA")
+                    .arg(&sha)
+                    .arg(place.keys.len())
+                    .arg(&place.keys);
+                pipe.arg(&place.field).arg("set").arg(&value);
+                batch.push((key, value));
+            }
+            let replies: Vec<redis::Value> = pipe.query(&mut *connection)?;
+            for ((key, value), reply) in batch.iter().zip(replies) {
+                // A key another call holds leased is written once that lease is gone.
+                if crate::map::parse(reply)?.code == 0 {
+                    self.write(key, Some(value))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every entry of the one hash at one instant (`HGETALL`).
     fn whole_hash(&self) -> Result<HashMap<K, V>, Error> {
         let flat: Vec<Vec<u8>> = redis::cmd("HGETALL")

@@ -273,3 +273,28 @@ fn a_server_killed_mid_run_loses_no_acknowledged_write() {
         );
     }
 }
+
+#[test]
+fn a_bulk_load_stores_every_entry_and_waits_for_a_leased_key() {
+    let server = support::server();
+    for layout in LAYOUTS {
+        let map = with_lease(&server, layout, Duration::from_secs(10));
+        let (leased_tx, leased_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                map.compute(5, |_| {
+                    leased_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(300));
+                    Action::Set("from compute".into())
+                })
+                .unwrap();
+            });
+            leased_rx.recv().unwrap();
+            // Key 5 is leased: its write must land after the compute commits, not before.
+            map.try_extend((0..3000).map(|i| (i, format!("loaded {i}")))).unwrap();
+        });
+        assert_eq!(map.len().unwrap(), 3000, "{layout:?}");
+        assert_eq!(map.get(&5).unwrap().as_deref(), Some("loaded 5"), "{layout:?}");
+        assert_eq!(map.get(&2999).unwrap().as_deref(), Some("loaded 2999"));
+    }
+}

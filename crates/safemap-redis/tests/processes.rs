@@ -62,7 +62,12 @@ fn four_processes_of_eight_threads_run_one_make_per_key() {
         let children: Vec<_> = (0..PROCESSES)
             .map(|_| {
                 Command::new(std::env::current_exe().unwrap())
-                    .args(["--exact", "child_races_on_every_key", "--ignored", "--quiet"])
+                    .args([
+                        "--exact",
+                        "child_races_on_every_key",
+                        "--ignored",
+                        "--quiet",
+                    ])
                     .env("SAFEMAP_REDIS_CHILD_URL", server.url())
                     .env("SAFEMAP_REDIS_CHILD_LAYOUT", format!("{layout:?}"))
                     .spawn()
@@ -70,10 +75,16 @@ fn four_processes_of_eight_threads_run_one_make_per_key() {
             })
             .collect();
         for mut child in children {
-            assert!(child.wait().unwrap().success(), "{layout:?}: a child failed");
+            assert!(
+                child.wait().unwrap().success(),
+                "{layout:?}: a child failed"
+            );
         }
         let makes: u64 = raw.get("race:makes").unwrap();
-        assert_eq!(makes, KEYS as u64, "{layout:?}: makes counted on the server");
+        assert_eq!(
+            makes, KEYS as u64,
+            "{layout:?}: makes counted on the server"
+        );
         let map = support::open::<u32, String>(&server, layout, "race");
         assert_eq!(map.len().unwrap(), KEYS as usize);
         // Every stored value was made by exactly one `make`: the counts 1..=KEYS, once each.
