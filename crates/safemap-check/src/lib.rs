@@ -23,6 +23,7 @@
 
 pub mod check;
 pub mod history;
+pub mod remote;
 pub mod run;
 pub mod seeded;
 pub mod spec;

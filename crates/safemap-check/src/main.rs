@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use safemap_check::remote::{redis_contestants, redis_seeded_bug};
 use safemap_check::run::{Config, Contestant, strategies};
 use safemap_check::seeded::seeded_bugs;
 
@@ -11,7 +12,8 @@ use safemap_check::seeded::seeded_bugs;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
-    /// A strategy name, `all` (every strategy) or `seeded-bugs` (the deliberately broken maps).
+    /// A strategy name, `all` (every in-memory strategy), `seeded-bugs` (the deliberately broken
+    /// maps) or `redis` (RedisMap in both layouts, on a redis-server started for the run).
     #[arg(long, default_value = "all")]
     strategy: String,
     /// Histories per strategy.
@@ -45,17 +47,23 @@ fn main() -> ExitCode {
     }
     let chosen: Vec<Contestant> = match cli.strategy.as_str() {
         "all" => strategies(),
-        "seeded-bugs" => seeded_bugs(),
+        "seeded-bugs" => seeded_bugs()
+            .into_iter()
+            .chain([redis_seeded_bug()])
+            .collect(),
+        "redis" => redis_contestants(),
         name => {
             let found: Vec<_> = strategies()
                 .into_iter()
+                .chain(redis_contestants())
                 .chain(seeded_bugs())
+                .chain([redis_seeded_bug()])
                 .filter(|c| c.name.eq_ignore_ascii_case(name))
                 .collect();
             if found.is_empty() {
                 let known: Vec<_> = strategies().iter().map(|c| c.name).collect();
                 eprintln!(
-                    "safemap-check: unknown strategy {name:?}; expected all, seeded-bugs or one of {}",
+                    "safemap-check: unknown strategy {name:?}; expected all, seeded-bugs, redis or one of {}",
                     known.join(", ")
                 );
                 return ExitCode::from(2);
@@ -73,6 +81,11 @@ fn main() -> ExitCode {
             report.violations,
             100.0 * report.overlap_share()
         );
+        if report.len_unjudged {
+            println!(
+                "  len not judged: the map declares it an estimate, so its histories ask get instead"
+            );
+        }
         if let Some((index, violation)) = &report.first {
             any_violation = true;
             println!(

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use safemap::{ConcurrentMap, MapSnapshot};
+use safemap::fallible::TryConcurrentMap;
+use safemap::{MapSnapshot, WholeMap};
 
 use crate::check::{Violation, check};
 use crate::history::{Clock, Event, History, INIT_MARK, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
@@ -62,6 +63,8 @@ pub struct Report {
     pub overlapping: usize,
     /// The first violation, shrunk, and the index of the history it came from.
     pub first: Option<(usize, Violation)>,
+    /// Whether `len` went unjudged: a map that declares it an estimate is asked `get`s instead.
+    pub len_unjudged: bool,
 }
 
 impl Report {
@@ -80,10 +83,10 @@ pub struct Contestant {
 }
 
 impl Contestant {
-    /// The contestant for map type `M`.
+    /// The contestant for map type `M`, a fresh `M::default()` per history.
     pub fn of<M>(name: &'static str) -> Self
     where
-        M: ConcurrentMap<Key, Val> + Default + Sync,
+        M: TryConcurrentMap<Key, Val> + Default + Sync,
     {
         Contestant {
             name,
@@ -107,15 +110,26 @@ pub fn strategies() -> Vec<Contestant> {
 /// Checks `histories` fresh histories of map type `M`.
 pub fn check_many<M>(config: &Config, histories: usize) -> Report
 where
-    M: ConcurrentMap<Key, Val> + Default + Sync,
+    M: TryConcurrentMap<Key, Val> + Default + Sync,
+{
+    check_each(config, histories, |_| M::default())
+}
+
+/// Checks `histories` histories, each on the fresh map `fresh(index)` returns.
+pub fn check_each<M>(config: &Config, histories: usize, fresh: impl Fn(usize) -> M) -> Report
+where
+    M: TryConcurrentMap<Key, Val> + Sync,
 {
     let mut report = Report::default();
     for i in 0..histories {
-        let history = record::<M>(config, config.seed.wrapping_add(i as u64));
+        let map = fresh(i);
+        let declared = map.consistency();
+        report.len_unjudged |= declared.len == WholeMap::Estimate;
+        let history = record(&map, config, config.seed.wrapping_add(i as u64));
         report.histories += 1;
         report.ops += history.events.len();
         report.overlapping += history.overlapping();
-        if let Err(violation) = check(&history, &M::CONSISTENCY, config.keys) {
+        if let Err(violation) = check(&history, &declared, config.keys) {
             report.violations += 1;
             report.first.get_or_insert((i, violation));
         }
@@ -123,13 +137,24 @@ where
     report
 }
 
-/// Runs one random history on a fresh `M` and records it.
-pub fn record<M>(config: &Config, seed: u64) -> History
+/// Runs one random history on `map`, which must be empty, and records it. A map whose `len`
+/// is only an estimate (which the checker cannot judge) is asked `get`s instead.
+pub fn record<M>(map: &M, config: &Config, seed: u64) -> History
 where
-    M: ConcurrentMap<Key, Val> + Default + Sync,
+    M: TryConcurrentMap<Key, Val> + Sync,
 {
-    let plans: Vec<Vec<Op>> = (0..config.threads).map(|t| plan(config, seed, t)).collect();
-    let map = M::default();
+    let judge_len = map.consistency().len != WholeMap::Estimate;
+    let plans: Vec<Vec<Op>> = (0..config.threads)
+        .map(|t| {
+            let mut ops = plan(config, seed, t);
+            if !judge_len {
+                ops.iter_mut()
+                    .filter(|op| **op == Op::Len)
+                    .for_each(|op| *op = Op::Get(0));
+            }
+            ops
+        })
+        .collect();
     let clock = Clock::default();
     let start = SpinStart::new(config.threads);
     let logs = std::thread::scope(|s| {
@@ -137,7 +162,7 @@ where
             .into_iter()
             .enumerate()
             .map(|(thread, ops)| {
-                let (map, clock, start) = (&map, &clock, &start);
+                let (clock, start) = (&clock, &start);
                 s.spawn(move || {
                     start.wait();
                     play(map, clock, thread, ops)
@@ -156,7 +181,7 @@ where
 
 /// Runs thread `thread`'s operations on `map`, stamping each on `clock`; returns its log. Any
 /// threading runtime can drive it: OS threads here, shuttle's in the schedule tests.
-pub fn play<M: ConcurrentMap<Key, Val>>(
+pub fn play<M: TryConcurrentMap<Key, Val>>(
     map: &M,
     clock: &Clock,
     thread: usize,
@@ -232,54 +257,63 @@ pub fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
 }
 
 /// Calls `op` on `map` and returns its result in recorded form.
-fn perform<M: ConcurrentMap<Key, Val>>(map: &M, op: &Op) -> Ret {
+fn perform<M: TryConcurrentMap<Key, Val>>(map: &M, op: &Op) -> Ret {
     let sorted = |mut entries: Vec<(Key, Val)>| {
         entries.sort_unstable();
         Ret::Entries(entries)
     };
     match *op {
-        Op::Get(k) => Ret::Value(map.get(&k)),
-        Op::Insert(k, v) => Ret::Value(map.insert(k, v)),
-        Op::Remove(k) => Ret::Value(map.remove(&k)),
-        Op::RemoveIf(k, want) => Ret::Value(map.remove_if(&k, |_, v| *v == want)),
+        Op::Get(k) => Ret::Value(ok(map.get(&k))),
+        Op::Insert(k, v) => Ret::Value(ok(map.insert(k, v))),
+        Op::Remove(k) => Ret::Value(ok(map.remove(&k))),
+        Op::RemoveIf(k, want) => Ret::Value(ok(map.remove_if(&k, |_, v| *v == want))),
         Op::GetOrInsert(k, v) => {
             let mut ran = false;
-            let value = map.get_or_insert_with(k, || {
+            let value = ok(map.get_or_insert_with(k, || {
                 ran = true;
                 v
-            });
+            }));
             Ret::Inserted { value, ran }
         }
         Op::TryGetOrInsert(k, v) => {
             let mut ran = false;
-            let made = map.try_get_or_insert_with(k, || {
+            let made = ok(map.try_get_or_insert_with(k, || {
                 ran = true;
                 if v % 2 == 0 { Ok(v) } else { Err(()) }
-            });
+            }));
             made.map_or(Ret::Failed, |value| Ret::Inserted { value, ran })
         }
-        Op::Compute(k, v) => Ret::Value(map.compute(k, |old| compute_rule(old.copied(), v))),
-        Op::Update(k, v) => Ret::Value(map.update(&k, |cur| std::mem::replace(cur, v))),
-        Op::Upsert(k, v) => Ret::Value(Some(map.update_or_insert_with(
+        Op::Compute(k, v) => Ret::Value(ok(map.compute(k, |old| compute_rule(old.copied(), v)))),
+        Op::Update(k, v) => Ret::Value(ok(map.update(&k, |cur| std::mem::replace(cur, v)))),
+        Op::Upsert(k, v) => Ret::Value(Some(ok(map.update_or_insert_with(
             k,
             || v,
             |cur| std::mem::replace(cur, v),
-        ))),
-        Op::Len => Ret::Len(map.len()),
-        Op::Snapshot => sorted(map.snapshot().iter().map(|(k, v)| (*k, *v)).collect()),
+        )))),
+        Op::Len => Ret::Len(ok(map.len())),
+        Op::Snapshot => sorted(ok(map.snapshot()).iter().map(|(k, v)| (*k, *v)).collect()),
         Op::ForEach => {
             let mut entries = Vec::new();
-            map.for_each(|k, v| entries.push((*k, *v)));
+            ok(map.for_each(|k, v| entries.push((*k, *v))));
             sorted(entries)
         }
-        Op::Iter => sorted(map.iter().collect()),
+        Op::Iter => sorted(map.iter().map(ok).collect()),
         Op::RetainEven => {
-            map.retain(|_, v| v % 2 == 0);
+            ok(map.retain(|_, v| v % 2 == 0));
             Ret::Unit
         }
         Op::Clear => {
-            map.clear();
+            ok(map.clear());
             Ret::Unit
         }
     }
+}
+
+/// The result of a call that must not fail.
+///
+/// # Panics
+/// If it failed: a history with a failed call in it cannot be judged (a write that failed may or
+/// may not have happened), and a map that fails here has a broken server or network.
+fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|error| panic!("the map failed during a history: {error}"))
 }

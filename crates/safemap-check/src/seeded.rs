@@ -10,6 +10,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+use safemap::fallible::Local;
 use safemap::{Action, ConcurrentMap, Consistency, LockedMap, TableSnapshot, WholeMap};
 
 use crate::history::{Key, Val};
@@ -48,11 +49,11 @@ pub struct Seeded<const BUG: u8> {
 /// The five seeded bugs, by name.
 pub fn seeded_bugs() -> Vec<Contestant> {
     vec![
-        Contestant::of::<Seeded<{ bug::CHECK_THEN_ACT }>>("seeded:check-then-act"),
-        Contestant::of::<Seeded<{ bug::STALE_READ }>>("seeded:stale-read"),
-        Contestant::of::<Seeded<{ bug::LOST_UPDATE }>>("seeded:lost-update"),
-        Contestant::of::<Seeded<{ bug::OVERCOUNTING_LEN }>>("seeded:overcounting-len"),
-        Contestant::of::<Seeded<{ bug::UNCLAIMED_INIT }>>("seeded:unclaimed-init"),
+        Contestant::of::<Local<Seeded<{ bug::CHECK_THEN_ACT }>>>("seeded:check-then-act"),
+        Contestant::of::<Local<Seeded<{ bug::STALE_READ }>>>("seeded:stale-read"),
+        Contestant::of::<Local<Seeded<{ bug::LOST_UPDATE }>>>("seeded:lost-update"),
+        Contestant::of::<Local<Seeded<{ bug::OVERCOUNTING_LEN }>>>("seeded:overcounting-len"),
+        Contestant::of::<Local<Seeded<{ bug::UNCLAIMED_INIT }>>>("seeded:unclaimed-init"),
     ]
 }
 

@@ -373,3 +373,24 @@ fn bad_shapes_are_refused() {
     }
     assert!(Config::default().validate().is_ok());
 }
+
+#[test]
+fn redis_map_passes_in_both_layouts_and_a_lease_less_compute_does_not() {
+    let config = Config::default();
+    for contestant in safemap_check::remote::redis_contestants() {
+        let report = (contestant.check)(&config, 200);
+        assert_eq!(
+            report.violations, 0,
+            "{}: {:?}",
+            contestant.name, report.first
+        );
+        assert!(
+            report.overlap_share() > 0.5,
+            "{}: histories did not overlap",
+            contestant.name
+        );
+    }
+    let bug = safemap_check::remote::redis_seeded_bug();
+    let report = (bug.check)(&config, 1000);
+    assert!(report.violations > 0, "{} was not caught", bug.name);
+}

@@ -41,6 +41,7 @@ fn seeded_bugs_are_reported_and_exit_non_zero() {
         "lost-update",
         "overcounting-len",
         "unclaimed-init",
+        "redis-get-then-set",
     ] {
         let line = out
             .lines()
@@ -48,7 +49,7 @@ fn seeded_bugs_are_reported_and_exit_non_zero() {
             .unwrap_or_else(|| panic!("no line for {bug}: {out}"));
         assert!(!line.contains(" 0 violations"), "{line}");
     }
-    assert_eq!(out.matches("first counterexample").count(), 5, "{out}");
+    assert_eq!(out.matches("first counterexample").count(), 6, "{out}");
 }
 
 #[test]

@@ -291,10 +291,15 @@ fn a_bulk_load_stores_every_entry_and_waits_for_a_leased_key() {
             });
             leased_rx.recv().unwrap();
             // Key 5 is leased: its write must land after the compute commits, not before.
-            map.try_extend((0..3000).map(|i| (i, format!("loaded {i}")))).unwrap();
+            map.try_extend((0..3000).map(|i| (i, format!("loaded {i}"))))
+                .unwrap();
         });
         assert_eq!(map.len().unwrap(), 3000, "{layout:?}");
-        assert_eq!(map.get(&5).unwrap().as_deref(), Some("loaded 5"), "{layout:?}");
+        assert_eq!(
+            map.get(&5).unwrap().as_deref(),
+            Some("loaded 5"),
+            "{layout:?}"
+        );
         assert_eq!(map.get(&2999).unwrap().as_deref(), Some("loaded 2999"));
     }
 }

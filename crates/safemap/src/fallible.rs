@@ -143,8 +143,8 @@ pub trait TryConcurrentMap<K, V> {
 }
 
 mod sealed {
-    /// The in-memory maps of this crate: every strategy, any of them observed, and a pointer
-    /// (`&M`, `Arc<M>`, `Box<M>`) to one.
+    /// The in-memory maps: every strategy, any of them observed, any map wrapped in
+    /// [`Local`](super::Local), and a pointer (`&M`, `Arc<M>`, `Box<M>`) to one.
     ///
     /// The blanket impl below is bounded by this rather than by `ConcurrentMap` alone: another
     /// crate may implement `ConcurrentMap<ItsOwnKey, V>` for any type, a remote map included, so
@@ -154,7 +154,36 @@ mod sealed {
 
 impl<C, S> sealed::InMemory for SafeMap<C, S> {}
 impl<M, O> sealed::InMemory for Observed<M, O> {}
-impl<P: Deref<Target: sealed::InMemory>> sealed::InMemory for P {}
+impl<M> sealed::InMemory for Local<M> {}
+impl<M: sealed::InMemory + ?Sized> sealed::InMemory for &M {}
+impl<M: sealed::InMemory + ?Sized> sealed::InMemory for std::sync::Arc<M> {}
+impl<M: sealed::InMemory + ?Sized> sealed::InMemory for Box<M> {}
+
+/// Any other in-memory [`ConcurrentMap`] (one of your own, say) as a [`TryConcurrentMap`] that
+/// never fails. This crate's maps need no wrapper.
+///
+/// ```
+/// use safemap::fallible::{Local, TryConcurrentMap};
+/// use safemap::{ConcurrentMap, ShardedMap};
+///
+/// fn stored<M: TryConcurrentMap<u32, u32>>(map: &M) -> Result<usize, M::Error> {
+///     map.len()
+/// }
+/// // `ShardedMap` stands in for a map type of your own here.
+/// let map = Local(ShardedMap::<u32, u32>::new());
+/// ConcurrentMap::insert(&*map, 1, 1);
+/// assert_eq!(stored(&map), Ok(1));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Local<M>(pub M);
+
+impl<M> Deref for Local<M> {
+    type Target = M;
+
+    fn deref(&self) -> &M {
+        &self.0
+    }
+}
 
 /// Every in-memory map is a `TryConcurrentMap` that never fails.
 impl<K, V, M> TryConcurrentMap<K, V> for M

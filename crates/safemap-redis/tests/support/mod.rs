@@ -1,7 +1,7 @@
 //! Shared by the test files: a server per test, maps opened on it, and the expansion of the
 //! local strategy list, so that each body written against `TryConcurrentMap` runs on every
 //! in-memory strategy and on `RedisMap` in both layouts.
-#![allow(dead_code, unused_macros)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::time::Duration;
 
