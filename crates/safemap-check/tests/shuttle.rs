@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use safemap::ConcurrentMap;
+use safemap::fallible::{Local, TryConcurrentMap};
 use safemap_check::check::check;
 use safemap_check::history::{Clock, History, INIT_MARK, Key, Op, Val};
 use safemap_check::run::{Config, plan, play};
@@ -22,9 +22,10 @@ const PCT_DEPTH: usize = 3;
 /// Runs `plans` on a fresh `M` on shuttle threads and checks the history.
 fn linearizable_run<M>(plans: Vec<Vec<Op>>, keys: Key)
 where
-    M: ConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
+    M: TryConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
 {
     let map = Arc::new(M::default());
+    let declared = map.consistency();
     let clock = Arc::new(Clock::default());
     let handles: Vec<_> = plans
         .into_iter()
@@ -38,7 +39,7 @@ where
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect();
-    if let Err(violation) = check(&History { events }, &M::CONSISTENCY, keys) {
+    if let Err(violation) = check(&History { events }, &declared, keys) {
         panic!("{violation}");
     }
 }
@@ -98,7 +99,7 @@ fn init_race() -> (Vec<Vec<Op>>, Key) {
 
 fn explore<M>()
 where
-    M: ConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
+    M: TryConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
 {
     for (plans, keys) in [
         random_plans(1),
@@ -141,7 +142,7 @@ safemap::strategies!(schedules!());
 /// closure ran where it must not have (`bug` names the bug for the failure message).
 fn assert_shuttle_finds_a_double_init<M>(bug: &str)
 where
-    M: ConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
+    M: TryConcurrentMap<Key, Val> + Default + Send + Sync + 'static,
 {
     let racer = |v| vec![Op::GetOrInsert(0, v | INIT_MARK), Op::Get(0)];
     let plans = vec![racer(2), racer(4)];
@@ -162,12 +163,14 @@ where
 /// The check-then-act map runs both closures and stores both values.
 #[test]
 fn shuttle_catches_check_then_act() {
-    assert_shuttle_finds_a_double_init::<Seeded<{ bug::CHECK_THEN_ACT }>>("check-then-act race");
+    assert_shuttle_finds_a_double_init::<Local<Seeded<{ bug::CHECK_THEN_ACT }>>>(
+        "check-then-act race",
+    );
 }
 
 /// The unclaimed init makes values outside the lock without claiming the key: both closures
 /// run and one value is thrown away.
 #[test]
 fn shuttle_catches_an_unclaimed_init() {
-    assert_shuttle_finds_a_double_init::<Seeded<{ bug::UNCLAIMED_INIT }>>("unclaimed init");
+    assert_shuttle_finds_a_double_init::<Local<Seeded<{ bug::UNCLAIMED_INIT }>>>("unclaimed init");
 }
