@@ -6,9 +6,12 @@
 //! after an operation releases its effects, and any stamp that reads a later counter value
 //! acquires them. So if operation A's return stamp is below B's invoke stamp, A happens-before B,
 //! which is exactly the real-time order linearizability needs. All read-modify-writes of one
-//! atomic are totally ordered, so stamps are unique.
+//! atomic are totally ordered, so stamps are unique. Histories run by several processes take their
+//! stamps from a counter on the server instead (see `remote.rs`), which orders them the same way.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Keys are drawn from a small space so that operations keep meeting.
@@ -26,7 +29,7 @@ pub const MAX_KEYS: usize = 8;
 
 /// One operation, with its arguments. The closures of `remove_if`, `compute` and `retain` are
 /// fixed rules, so the model can replay them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// `get(k)`.
     Get(Key),
@@ -74,7 +77,7 @@ pub fn compute_rule(old: Option<Val>, new: Val) -> safemap::Action<Val> {
 }
 
 /// The result an operation returned.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ret {
     /// The value returned by get, insert, remove, remove_if, or displaced by compute.
     Value(Option<Val>),
@@ -96,7 +99,7 @@ pub enum Ret {
 }
 
 /// One completed operation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The thread that ran it.
     pub thread: usize,
@@ -138,17 +141,18 @@ impl History {
     }
 }
 
-/// The shared clock for one history.
-#[derive(Debug, Default)]
-pub struct Clock(AtomicU64);
+/// Where a history's stamps come from: a counter every thread of the history shares, read and
+/// advanced in one step, so that a stamp taken after one call returned is above every stamp taken
+/// before it.
+pub trait Stamps {
+    /// The next stamp.
+    fn stamp(&self) -> u64;
 
-impl Clock {
     /// Runs `call` and records it on `log` with invoke and response stamps.
-    pub fn record(&self, log: &mut Vec<Event>, thread: usize, op: Op, call: impl FnOnce() -> Ret) {
-        // AcqRel: see the module's Orderings section.
-        let invoke = self.0.fetch_add(1, Ordering::AcqRel);
+    fn record(&self, log: &mut Vec<Event>, thread: usize, op: Op, call: impl FnOnce() -> Ret) {
+        let invoke = self.stamp();
         let ret = call();
-        let response = self.0.fetch_add(1, Ordering::AcqRel);
+        let response = self.stamp();
         log.push(Event {
             thread,
             op,
@@ -156,6 +160,17 @@ impl Clock {
             invoke,
             response,
         });
+    }
+}
+
+/// The shared clock for one history run by the threads of one process.
+#[derive(Debug, Default)]
+pub struct Clock(AtomicU64);
+
+impl Stamps for Clock {
+    fn stamp(&self) -> u64 {
+        // AcqRel: see the module's Orderings section.
+        self.0.fetch_add(1, Ordering::AcqRel)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use safemap_check::remote::{redis_contestants, redis_seeded_bug};
+use safemap_check::remote::{CHILD_FLAG, child_main, redis_contestants, redis_seeded_bug};
 use safemap_check::run::{Config, Contestant, strategies};
 use safemap_check::seeded::seeded_bugs;
 
@@ -34,6 +34,16 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(CHILD_FLAG) {
+        return match child_main(&args[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("safemap-check: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = Cli::parse();
     let config = Config {
         threads: cli.threads,

@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use safemap::fallible::TryConcurrentMap;
-use safemap::{MapSnapshot, WholeMap};
+use safemap::{Consistency, MapSnapshot, WholeMap};
 
 use crate::check::{Violation, check};
-use crate::history::{Clock, Event, History, INIT_MARK, Key, MAX_KEYS, Op, Ret, Val, compute_rule};
+use crate::history::{
+    Clock, Event, History, INIT_MARK, Key, MAX_KEYS, Op, Ret, Stamps, Val, compute_rule,
+};
 
 /// The shape of the histories to generate.
 #[derive(Clone, Copy, Debug)]
@@ -120,12 +122,23 @@ pub fn check_each<M>(config: &Config, histories: usize, fresh: impl Fn(usize) ->
 where
     M: TryConcurrentMap<Key, Val> + Sync,
 {
+    check_recorded(config, histories, |i, seed| {
+        let map = fresh(i);
+        (record(&map, config, seed), map.consistency())
+    })
+}
+
+/// Checks `histories` histories, history `i` recorded by `run(i, seed)`, which returns it with
+/// the contract of the map it ran on.
+pub fn check_recorded(
+    config: &Config,
+    histories: usize,
+    run: impl Fn(usize, u64) -> (History, Consistency),
+) -> Report {
     let mut report = Report::default();
     for i in 0..histories {
-        let map = fresh(i);
-        let declared = map.consistency();
+        let (history, declared) = run(i, config.seed.wrapping_add(i as u64));
         report.len_unjudged |= declared.len == WholeMap::Estimate;
-        let history = record(&map, config, config.seed.wrapping_add(i as u64));
         report.histories += 1;
         report.ops += history.events.len();
         report.overlapping += history.overlapping();
@@ -137,24 +150,28 @@ where
     report
 }
 
-/// Runs one random history on `map`, which must be empty, and records it. A map whose `len`
-/// is only an estimate (which the checker cannot judge) is asked `get`s instead.
-pub fn record<M>(map: &M, config: &Config, seed: u64) -> History
-where
-    M: TryConcurrentMap<Key, Val> + Sync,
-{
-    let judge_len = map.consistency().len != WholeMap::Estimate;
-    let plans: Vec<Vec<Op>> = (0..config.threads)
+/// The operations of every thread of history `seed`, for a map that declared `declared`: a map
+/// whose `len` is only an estimate (which the checker cannot judge) is asked `get`s instead.
+pub fn plans(config: &Config, seed: u64, declared: &Consistency) -> Vec<Vec<Op>> {
+    (0..config.threads)
         .map(|t| {
             let mut ops = plan(config, seed, t);
-            if !judge_len {
+            if declared.len == WholeMap::Estimate {
                 ops.iter_mut()
                     .filter(|op| **op == Op::Len)
                     .for_each(|op| *op = Op::Get(0));
             }
             ops
         })
-        .collect();
+        .collect()
+}
+
+/// Runs one random history on `map`, which must be empty, and records it.
+pub fn record<M>(map: &M, config: &Config, seed: u64) -> History
+where
+    M: TryConcurrentMap<Key, Val> + Sync,
+{
+    let plans = plans(config, seed, &map.consistency());
     let clock = Clock::default();
     let start = SpinStart::new(config.threads);
     let logs = std::thread::scope(|s| {
@@ -183,7 +200,7 @@ where
 /// threading runtime can drive it: OS threads here, shuttle's in the schedule tests.
 pub fn play<M: TryConcurrentMap<Key, Val>>(
     map: &M,
-    clock: &Clock,
+    clock: &impl Stamps,
     thread: usize,
     ops: Vec<Op>,
 ) -> Vec<Event> {

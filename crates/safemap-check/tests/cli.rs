@@ -53,6 +53,23 @@ fn seeded_bugs_are_reported_and_exit_non_zero() {
 }
 
 #[test]
+fn redis_map_is_linearizable_in_one_process_and_across_two() {
+    let (code, out, _) = run(&["--strategy", "redis", "--histories", "100"]);
+    assert_eq!(code, 0, "{out}");
+    for name in [
+        "redis:one-hash",
+        "redis:key-per-entry",
+        "redis:one-hash:two-processes",
+        "redis:key-per-entry:two-processes",
+    ] {
+        assert!(
+            out.contains(&format!("{name}: 100 histories, 0 violations")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
 fn bad_input_is_refused_with_a_reason() {
     let (code, _, err) = run(&["--keys", "9"]);
     assert_eq!(code, 2);
