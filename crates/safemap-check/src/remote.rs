@@ -153,8 +153,8 @@ fn check_split<const KEY_PER_ENTRY: bool, const SEEDED: bool>(
     })
 }
 
-/// The second process: plays threads `from..threads` of the history the arguments name (as
-/// [`check_two_processes`] passes them) and prints their events as JSON.
+/// The second process: plays threads `from..threads` of the history the arguments name (as the
+/// two-process check passes them) and prints their events as JSON.
 pub fn child_main(args: &[String]) -> Result<(), String> {
     let [
         url,
