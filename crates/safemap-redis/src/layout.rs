@@ -8,6 +8,10 @@
 //! - [`Layout::KeyPerEntry`]: an entry is the string `safemap:users:{<hex of the encoded key>}`,
 //!   its lease `safemap:users:{<hex>}:lease`. The hash tag is the entry's own, so entries spread
 //!   over a cluster's nodes, and no script ever sees more than one entry.
+//!
+//! This version connects to one server (or a proxy in front of a cluster). The key-per-entry
+//! layout is the one a cluster client will need, since every script stays within one hash slot,
+//! and it is checked here on a single server; a cluster client is not built yet.
 
 use safemap::{Blocks, Consistency, Cost, Once, WholeMap};
 
@@ -17,7 +21,8 @@ pub enum Layout {
     /// One Redis hash holds the whole map: `len`, `clear`, `for_each` and `snapshot` are atomic,
     /// and the whole map lives on one node.
     OneHash,
-    /// One Redis key per entry: the map can spread over a Redis Cluster, and whole-map operations
+    /// One Redis key per entry, laid out so that it can spread over a Redis Cluster (this version
+    /// still talks to one server), and whole-map operations
     /// go key by key (`SCAN`), so they are weakly consistent and `len` is an estimate.
     KeyPerEntry,
 }

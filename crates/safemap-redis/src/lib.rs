@@ -39,7 +39,7 @@
 //! | `clear` | atomic, once no lease is live | key by key |
 //! | `for_each`, `snapshot` | atomic (`HGETALL`) | key by key |
 //! | `iter`, `retain` | batch by batch (`HSCAN`), weakly consistent | batch by batch (`SCAN`) |
-//! | scales | one node holds the map | a Redis Cluster spreads it (each entry and its lease share a hash tag) |
+//! | scales | one node holds the map | laid out for a Redis Cluster (each entry and its lease share a hash tag); this version talks to one server |
 //!
 //! Every client of one map must open it with the same name and layout.
 //!

@@ -303,3 +303,54 @@ fn a_bulk_load_stores_every_entry_and_waits_for_a_leased_key() {
         assert_eq!(map.get(&2999).unwrap().as_deref(), Some("loaded 2999"));
     }
 }
+
+/// A process that opens a map per task must not pile up connections or threads.
+#[test]
+fn a_dropped_map_closes_its_connections() {
+    let server = support::server();
+    let mut raw = support::raw(&server);
+    let clients = |raw: &mut redis::Connection| -> usize {
+        let info: String = redis::cmd("INFO").arg("clients").query(raw).unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix("connected_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    let threads = || -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    };
+    // The first map starts the process's one pool helper thread.
+    drop(support::open::<u32, u32>(&server, Layout::OneHash, "first"));
+    let (before, threads_before) = (clients(&mut raw), threads());
+    for i in 0..50 {
+        let map = support::open::<u32, u32>(&server, Layout::OneHash, &format!("m{i}"));
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let map = &map;
+                s.spawn(move || map.insert(t, t).unwrap());
+            }
+        });
+    }
+    // The server notices closed sockets at once, but give it a moment on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while clients(&mut raw) > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let open = clients(&mut raw);
+    assert!(
+        open <= before,
+        "{open} connections open, {before} before: dropped maps left some"
+    );
+    // Other tests of this binary run threads meanwhile, so allow some; the three helper threads
+    // per pool that r2d2 starts by default would add 150.
+    let now = threads();
+    assert!(
+        now <= threads_before + 8,
+        "{now} threads, {threads_before} before"
+    );
+}
