@@ -32,7 +32,7 @@ where
         .enumerate()
         .map(|(thread, ops)| {
             let (map, clock) = (Arc::clone(&map), Arc::clone(&clock));
-            shuttle::thread::spawn(move || play(&*map, &clock, thread, ops))
+            shuttle::thread::spawn(move || play(&*map, &*clock, thread, ops))
         })
         .collect();
     let events = handles
