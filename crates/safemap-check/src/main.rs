@@ -13,7 +13,8 @@ use safemap_check::seeded::seeded_bugs;
 #[command(version)]
 struct Cli {
     /// A strategy name, `all` (every in-memory strategy), `seeded-bugs` (the deliberately broken
-    /// maps) or `redis` (RedisMap in both layouts, on a redis-server started for the run).
+    /// in-memory maps) or `redis` (RedisMap in both layouts, on a redis-server started for the
+    /// run; its seeded bug is `seeded:redis-get-then-set`).
     #[arg(long, default_value = "all")]
     strategy: String,
     /// Histories per strategy.
