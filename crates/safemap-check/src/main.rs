@@ -58,10 +58,7 @@ fn main() -> ExitCode {
     }
     let chosen: Vec<Contestant> = match cli.strategy.as_str() {
         "all" => strategies(),
-        "seeded-bugs" => seeded_bugs()
-            .into_iter()
-            .chain([redis_seeded_bug()])
-            .collect(),
+        "seeded-bugs" => seeded_bugs(),
         "redis" => redis_contestants(),
         name => {
             let found: Vec<_> = strategies()
