@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod alloc;
+pub mod model_steps;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
