@@ -126,6 +126,28 @@ impl LocalServer {
         Ok(())
     }
 
+    /// Stops the server in its tracks (`SIGSTOP`), as a host that freezes would: connections
+    /// stay open and nothing is answered until [`resume`](Self::resume).
+    pub fn pause(&self) -> io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a [paused](Self::pause) server go on (`SIGCONT`); it then answers what it was sent.
+    pub fn resume(&self) -> io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> io::Result<()> {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill {signal} failed: {status}")))
+        }
+    }
+
     /// Starts the server again on the same port, directory and configuration, after
     /// [`kill`](Self::kill); with `--appendonly yes` it reloads what it had written.
     pub fn restart(&mut self) -> io::Result<()> {
@@ -149,6 +171,7 @@ impl LocalServer {
 
 impl Drop for LocalServer {
     fn drop(&mut self) {
+        // SIGKILL ends a paused server too.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

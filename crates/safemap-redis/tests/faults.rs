@@ -354,3 +354,46 @@ fn a_dropped_map_closes_its_connections() {
         "{now} threads, {threads_before} before"
     );
 }
+
+/// A server that stops answering fails calls at the timeout; a write that timed out may still
+/// happen once the server goes on, which the error says; the connection then serves later calls
+/// with their own replies, not the late ones.
+#[test]
+fn a_frozen_server_times_calls_out_and_says_a_write_may_have_happened() {
+    let server = support::server();
+    for layout in LAYOUTS {
+        let map: RedisMap<u32, String> = RedisMap::builder(&server.url(), "frozen")
+            .layout(layout)
+            .timeout(Duration::from_millis(300))
+            .connections(1)
+            .build()
+            .unwrap();
+        map.insert(1, "before".into()).unwrap();
+        server.pause().unwrap();
+        let started = Instant::now();
+        let read = map.get(&1);
+        let write = map.insert(2, "sent while frozen".into());
+        let waited = started.elapsed();
+        server.resume().unwrap();
+        assert!(
+            matches!(read, Err(Error::Connection(_))),
+            "{layout:?}: {read:?}"
+        );
+        let Err(write) = write else {
+            panic!("{layout:?}: a write to a frozen server succeeded");
+        };
+        assert!(write.may_have_applied(), "{layout:?}: {write:?}");
+        assert!(
+            waited < Duration::from_secs(3),
+            "{layout:?}: two calls took {waited:?}"
+        );
+        // The write was sent, so it runs once the server goes on.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while map.get(&2).unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(map.get(&2).unwrap().as_deref(), Some("sent while frozen"));
+        assert_eq!(map.get(&1).unwrap().as_deref(), Some("before"));
+        assert_eq!(map.get(&3).unwrap(), None);
+    }
+}
