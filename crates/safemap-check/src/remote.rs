@@ -264,7 +264,12 @@ impl ServerClock {
     }
 
     /// Counts this thread ready, then waits until `total` threads are.
+    ///
+    /// # Panics
+    /// After 30 s without them: the other process is gone (a second process whose parent died
+    /// must not spin on the server for ever).
     fn wait_for(&self, total: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let key = format!("history-{}:ready", self.history);
         let mut connection = self.connection.borrow_mut();
         let mut ready: usize = redis::cmd("INCR")
@@ -272,6 +277,10 @@ impl ServerClock {
             .query(&mut *connection)
             .expect("safemap-check: counting ready threads");
         while ready < total {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "safemap-check: the other process's threads never came ({ready} of {total} ready)"
+            );
             std::thread::yield_now();
             ready = redis::cmd("GET")
                 .arg(&key)
