@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -141,12 +141,8 @@ fn a_panicking_closure_frees_its_key_at_once() {
 #[test]
 #[ignore = "run as a child process by the test below"]
 fn child_holds_a_lease_forever() {
-    let Ok(url) = std::env::var("SAFEMAP_REDIS_CHILD_URL") else {
+    let Some((url, layout)) = support::child_setting() else {
         return;
-    };
-    let layout = match std::env::var("SAFEMAP_REDIS_CHILD_LAYOUT").as_deref() {
-        Ok("OneHash") => Layout::OneHash,
-        _ => Layout::KeyPerEntry,
     };
     let map: RedisMap<u32, String> = RedisMap::builder(&url, "faults")
         .layout(layout)
@@ -167,15 +163,7 @@ fn a_client_killed_holding_a_lease_holds_its_key_until_the_lease_lapses() {
     for layout in LAYOUTS {
         let map = with_lease(&server, layout, Duration::from_millis(1500));
         map.insert(1, "before".into()).unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_holds_a_lease_forever",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env("SAFEMAP_REDIS_CHILD_URL", server.url())
-            .env("SAFEMAP_REDIS_CHILD_LAYOUT", format!("{layout:?}"))
+        let mut child = support::child_process("child_holds_a_lease_forever", &server, layout)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use redis::Commands;
@@ -18,12 +17,8 @@ const KEYS: u32 = 1000;
 #[test]
 #[ignore = "run as a child process by the test below"]
 fn child_races_on_every_key() {
-    let Ok(url) = std::env::var("SAFEMAP_REDIS_CHILD_URL") else {
+    let Some((url, layout)) = support::child_setting() else {
         return;
-    };
-    let layout = match std::env::var("SAFEMAP_REDIS_CHILD_LAYOUT").as_deref() {
-        Ok("OneHash") => Layout::OneHash,
-        _ => Layout::KeyPerEntry,
     };
     let map: RedisMap<u32, String> = RedisMap::builder(&url, "race")
         .layout(layout)
@@ -61,15 +56,7 @@ fn four_processes_of_eight_threads_run_one_make_per_key() {
         raw.del::<_, ()>("race:makes").unwrap();
         let children: Vec<_> = (0..PROCESSES)
             .map(|_| {
-                Command::new(std::env::current_exe().unwrap())
-                    .args([
-                        "--exact",
-                        "child_races_on_every_key",
-                        "--ignored",
-                        "--quiet",
-                    ])
-                    .env("SAFEMAP_REDIS_CHILD_URL", server.url())
-                    .env("SAFEMAP_REDIS_CHILD_LAYOUT", format!("{layout:?}"))
+                support::child_process("child_races_on_every_key", &server, layout)
                     .spawn()
                     .unwrap()
             })

@@ -31,6 +31,28 @@ pub fn raw(server: &LocalServer) -> redis::Connection {
         .expect("connecting")
 }
 
+/// The test binary again, running only the ignored test `test`, as a client in a process of its
+/// own against `server`'s map in `layout` (which [`child_setting`] reads back).
+pub fn child_process(test: &str, server: &LocalServer, layout: Layout) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--ignored", "--nocapture", "--quiet"])
+        .env("SAFEMAP_REDIS_CHILD_URL", server.url())
+        .env("SAFEMAP_REDIS_CHILD_LAYOUT", format!("{layout:?}"));
+    command
+}
+
+/// In a process [`child_process`] started, the server's URL and the layout; `None` otherwise
+/// (the ignored test was run by hand and should do nothing).
+pub fn child_setting() -> Option<(String, Layout)> {
+    let url = std::env::var("SAFEMAP_REDIS_CHILD_URL").ok()?;
+    let layout = match std::env::var("SAFEMAP_REDIS_CHILD_LAYOUT").ok()?.as_str() {
+        "OneHash" => Layout::OneHash,
+        _ => Layout::KeyPerEntry,
+    };
+    Some((url, layout))
+}
+
 /// Expands `$body` (items using `open_map::<K, V>()`) once per local strategy and once per
 /// Redis layout, each in a module of its own.
 macro_rules! for_every_map {
