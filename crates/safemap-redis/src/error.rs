@@ -38,6 +38,12 @@ pub enum Error {
         /// The entry.
         entry: String,
     },
+    /// A closure called back into its map for its own key, whose lease its own call holds:
+    /// waiting could only end at the wait limit. Nothing changed.
+    Reentrant {
+        /// The entry.
+        entry: String,
+    },
     /// Other calls' leases held the key for longer than the map's wait limit.
     Busy {
         /// The entry.
@@ -113,6 +119,11 @@ impl fmt::Display for Error {
             Error::Busy { entry, waited } => write!(
                 f,
                 "safemap-redis: {entry} stayed leased by other calls for {waited:?}; nothing changed"
+            ),
+            Error::Reentrant { entry } => write!(
+                f,
+                "safemap-redis: a closure called back into its map for {entry}, which its own \
+                 call holds leased; nothing changed"
             ),
             Error::Protocol(what) => write!(f, "safemap-redis: unexpected reply: {what}"),
         }

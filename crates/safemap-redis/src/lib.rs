@@ -29,6 +29,8 @@
 //!   next writer proceeds. Nothing is ever half-applied. This is declared as
 //!   [`Once::WithinLease`](safemap::Once::WithinLease) in the map's
 //!   [`consistency`](safemap::fallible::TryConcurrentMap::consistency).
+//! - A closure may use the map for other keys; one that calls back for its own key (which its
+//!   own call holds leased) gets [`Error::Reentrant`] at once rather than waiting for itself.
 //! - Values are changed on this client and written back, so `update` copies.
 //!
 //! # Two layouts

@@ -1,7 +1,9 @@
 //! [`RedisMap`] and its builder: encoding, one round trip per plain operation, and the waits for
 //! other calls' leases.
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,8 @@ use crate::scripts::Scripts;
 pub struct RedisMap<K, V> {
     pub(crate) pool: Pool<Connector>,
     pub(crate) names: Names,
+    /// The server and map this handle reaches, to recognise a closure calling back into it.
+    identity: Arc<str>,
     pub(crate) scripts: Scripts,
     lease: Duration,
     wait: Duration,
@@ -112,6 +116,7 @@ impl<K, V> Builder<K, V> {
         Ok(RedisMap {
             pool: pool(&self.url, self.timeout, self.connections)?,
             scripts: Scripts::new(self.layout),
+            identity: format!("{}|{:?}|{}", self.url, self.layout, self.name).into(),
             names,
             lease: self.lease,
             wait: self.wait,
@@ -155,6 +160,7 @@ impl<K, V> Clone for RedisMap<K, V> {
         RedisMap {
             pool: self.pool.clone(),
             names: self.names.clone(),
+            identity: Arc::clone(&self.identity),
             scripts: Scripts::new(self.names.layout()),
             lease: self.lease,
             wait: self.wait,
@@ -240,6 +246,7 @@ impl<K: DeserializeOwned, V: DeserializeOwned> RedisMap<K, V> {
     /// A plain write: stores `value` (or removes the key, for `None`) once no lease holds it;
     /// returns the value it displaced.
     pub(crate) fn write(&self, key: &[u8], value: Option<&[u8]>) -> Result<Option<V>, Error> {
+        self.refuse_reentry(key)?;
         let reply = match value {
             Some(value) => self.run(&self.scripts.write, key, &[b"set", value])?,
             None => self.run(&self.scripts.write, key, &[b"del"])?,
@@ -256,9 +263,25 @@ impl<K: DeserializeOwned, V: DeserializeOwned> RedisMap<K, V> {
         })
     }
 
+    /// Fails with [`Error::Reentrant`] if this thread holds the lease on encoded key `key` (a
+    /// closure calling back for its own key), which waiting would never see released.
+    pub(crate) fn refuse_reentry(&self, key: &[u8]) -> Result<(), Error> {
+        let held = HELD.with_borrow(|held| {
+            held.iter()
+                .any(|(map, k)| **map == *self.identity && k.as_slice() == key)
+        });
+        if held {
+            return Err(Error::Reentrant {
+                entry: self.names.describe(key),
+            });
+        }
+        Ok(())
+    }
+
     /// Takes the lease on encoded key `key`, waiting for other calls' leases. With `init`, a
     /// present value is returned instead (no lease taken).
     pub(crate) fn claim(&self, key: &[u8], init: bool) -> Result<Claimed<'_, K, V>, Error> {
+        self.refuse_reentry(key)?;
         let token = self.tokens.next();
         let lease_ms = self.lease.as_millis().to_string();
         let mode: &[u8] = if init { b"absent" } else { b"any" };
@@ -268,6 +291,7 @@ impl<K: DeserializeOwned, V: DeserializeOwned> RedisMap<K, V> {
             &[&token, lease_ms.as_bytes(), mode],
         )?;
         let seen = reply.value.map(|v| self.decode_value(key, &v));
+        HELD.with_borrow_mut(|held| held.push((Arc::clone(&self.identity), key.to_vec())));
         let lease = Lease {
             map: self,
             key: key.to_vec(),
@@ -336,7 +360,14 @@ impl<K: DeserializeOwned, V: DeserializeOwned> Drop for Lease<'_, K, V> {
                 .map
                 .run(&self.map.scripts.release, &self.key, &[&self.token]);
         }
+        // Leases nest (a closure may take another key's), so this one is the last pushed.
+        HELD.with_borrow_mut(|held| held.pop());
     }
+}
+
+thread_local! {
+    /// The leases this thread holds, by map identity and encoded key, innermost last.
+    static HELD: RefCell<Vec<(Arc<str>, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Reads a script's reply: `{code}` or `{code, value or nil}`.

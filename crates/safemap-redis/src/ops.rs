@@ -278,6 +278,7 @@ where
                 if keep(&decoded, &self.decode_value(&key, &stored)?) {
                     break;
                 }
+                self.refuse_reentry(&key)?;
                 let reply = self.run(&self.scripts.remove_if_unchanged, &key, &[&stored])?;
                 match (reply.code, reply.value) {
                     (2, Some(changed)) => stored = changed,

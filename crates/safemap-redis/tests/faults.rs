@@ -385,3 +385,34 @@ fn a_frozen_server_times_calls_out_and_says_a_write_may_have_happened() {
         assert_eq!(map.get(&3).unwrap(), None);
     }
 }
+
+#[test]
+fn a_closure_calling_back_for_its_own_key_fails_at_once() {
+    let server = support::server();
+    for layout in LAYOUTS {
+        let map = with_lease(&server, layout, Duration::from_secs(10));
+        let other = map.clone();
+        let started = Instant::now();
+        let outcome = map.compute(1, |_| {
+            let write = map.insert(1, "inner".into());
+            assert!(matches!(write, Err(Error::Reentrant { .. })), "{write:?}");
+            let nested = other.compute(1, |_| unreachable!("the key is this call's"));
+            assert!(matches!(nested, Err(Error::Reentrant { .. })), "{nested:?}");
+            let init = map.get_or_insert_with(1, || unreachable!("the key is this call's"));
+            assert!(matches!(init, Err(Error::Reentrant { .. })), "{init:?}");
+            // Other keys and plain reads work from inside the closure.
+            map.insert(2, "fine".into()).unwrap();
+            assert_eq!(map.get(&1).unwrap(), None);
+            Action::Set("outer".into())
+        });
+        assert!(outcome.is_ok(), "{layout:?}: {outcome:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{layout:?}: waited for itself"
+        );
+        assert_eq!(map.get(&1).unwrap().as_deref(), Some("outer"));
+        assert_eq!(map.get(&2).unwrap().as_deref(), Some("fine"));
+        // Released: the key can be written again from this thread.
+        map.insert(1, "after".into()).unwrap();
+    }
+}
