@@ -78,6 +78,29 @@ where
         }
     }
 
+    /// One read of the entry of encoded key `key`: `in_hash` on the one hash's field, or
+    /// `on_key` on the entry's own key.
+    fn ask_entry<T: redis::FromRedisValue>(
+        &self,
+        key: &[u8],
+        in_hash: &str,
+        on_key: &str,
+    ) -> Result<T, Error> {
+        let command = match self.layout() {
+            Layout::OneHash => {
+                let mut command = redis::cmd(in_hash);
+                command.arg(self.names.data()).arg(key);
+                command
+            }
+            Layout::KeyPerEntry => {
+                let mut command = redis::cmd(on_key);
+                command.arg(&self.names.place(key).keys[0]);
+                command
+            }
+        };
+        Ok(command.query(&mut *self.connection()?)?)
+    }
+
     /// The entries, decoded, batch by batch.
     fn entries(&self) -> impl Iterator<Item = Result<(K, V), Error>> + '_ {
         let mut scan = Scan::new(self);
@@ -160,31 +183,12 @@ where
         V: Clone,
     {
         let key = encode(key)?;
-        let mut connection = self.connection()?;
-        let stored: Option<Vec<u8>> = match self.layout() {
-            Layout::OneHash => redis::cmd("HGET")
-                .arg(self.names.data())
-                .arg(&key)
-                .query(&mut *connection)?,
-            Layout::KeyPerEntry => redis::cmd("GET")
-                .arg(&self.names.place(&key).keys[0])
-                .query(&mut *connection)?,
-        };
+        let stored: Option<Vec<u8>> = self.ask_entry(&key, "HGET", "GET")?;
         stored.map(|v| self.decode_value(&key, &v)).transpose()
     }
 
     fn contains_key(&self, key: &K) -> Result<bool, Error> {
-        let key = encode(key)?;
-        let mut connection = self.connection()?;
-        Ok(match self.layout() {
-            Layout::OneHash => redis::cmd("HEXISTS")
-                .arg(self.names.data())
-                .arg(&key)
-                .query(&mut *connection)?,
-            Layout::KeyPerEntry => redis::cmd("EXISTS")
-                .arg(&self.names.place(&key).keys[0])
-                .query(&mut *connection)?,
-        })
+        self.ask_entry(&encode(key)?, "HEXISTS", "EXISTS")
     }
 
     fn insert(&self, key: K, value: V) -> Result<Option<V>, Error> {
