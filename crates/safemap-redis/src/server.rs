@@ -37,15 +37,47 @@ pub fn installed() -> bool {
 
 /// Installs Debian's `redis-server` package with `apt-get` when [`program`] does not run, as
 /// `.ci/run` and the tests do on a fresh machine. Needs root and Debian's package index.
+///
+/// Safe to call from many threads and processes at once (parallel tests on a fresh machine do):
+/// threads of one process take turns, and a process whose `apt-get` fails because another holds
+/// apt's locks looks again, so one installs and the others find the program there.
 pub fn install_if_missing() -> io::Result<()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut failure = None;
+    for attempt in 0..3 {
+        if installed() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        match apt_install() {
+            Ok(()) if installed() => return Ok(()),
+            Ok(()) => {
+                return Err(io::Error::other(
+                    "apt-get installed redis-server, but it does not run",
+                ));
+            }
+            Err(error) => failure = Some(error),
+        }
+    }
     if installed() {
         return Ok(());
     }
+    Err(failure.expect("a failed attempt"))
+}
+
+fn apt_install() -> io::Result<()> {
     for args in [
         &["update", "-qq"][..],
         &["install", "-y", "-qq", "redis-server"],
     ] {
         let status = Command::new("apt-get")
+            // Another process's install may hold dpkg's lock for a while; wait for it.
+            .args(["-o", "DPkg::Lock::Timeout=300"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdout(Stdio::null())
@@ -57,13 +89,7 @@ pub fn install_if_missing() -> io::Result<()> {
             )));
         }
     }
-    if installed() {
-        Ok(())
-    } else {
-        Err(io::Error::other(
-            "apt-get installed redis-server, but it does not run",
-        ))
-    }
+    Ok(())
 }
 
 /// A running `redis-server` this value owns.

@@ -1,6 +1,5 @@
-//! Shared by the test files: a server per test, maps opened on it, and the expansion of the
-//! local strategy list, so that each body written against `TryConcurrentMap` runs on every
-//! in-memory strategy and on `RedisMap` in both layouts.
+//! Shared by the test files: a server per test, maps opened on it, raw connections, and child
+//! client processes.
 #![allow(dead_code, unused_macros, unused_imports)]
 
 use std::time::Duration;
@@ -52,50 +51,3 @@ pub fn child_setting() -> Option<(String, Layout)> {
     };
     Some((url, layout))
 }
-
-/// Expands `$body` (items using `open_map::<K, V>()`) once per local strategy and once per
-/// Redis layout, each in a module of its own.
-macro_rules! for_every_map {
-    ($($body:tt)*) => {
-        safemap::strategies!(crate::support::local_maps!({ $($body)* }));
-        mod redis_one_hash {
-            #[allow(unused_imports)]
-            use super::*;
-            fn open_map<K, V>() -> (Option<safemap_redis::server::LocalServer>, safemap_redis::RedisMap<K, V>) {
-                let server = crate::support::server();
-                let map = crate::support::open(&server, safemap_redis::Layout::OneHash, "test");
-                (Some(server), map)
-            }
-            $($body)*
-        }
-        mod redis_key_per_entry {
-            #[allow(unused_imports)]
-            use super::*;
-            fn open_map<K, V>() -> (Option<safemap_redis::server::LocalServer>, safemap_redis::RedisMap<K, V>) {
-                let server = crate::support::server();
-                let map = crate::support::open(&server, safemap_redis::Layout::KeyPerEntry, "test");
-                (Some(server), map)
-            }
-            $($body)*
-        }
-    };
-}
-pub(crate) use for_every_map;
-
-/// One module per `(module, Strategy, [capabilities])` entry of `safemap::strategies!`.
-macro_rules! local_maps {
-    ([] $body:tt) => {};
-    ([($name:ident, $map:ident, [$($cap:ident),*]) $(, $($rest:tt)*)?] { $($body:tt)* }) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn open_map<K: std::hash::Hash + Eq + Clone, V: Clone>()
-                -> (Option<safemap_redis::server::LocalServer>, safemap::$map<K, V>) {
-                (None, safemap::$map::new())
-            }
-            $($body)*
-        }
-        crate::support::local_maps!([$($($rest)*)?] { $($body)* });
-    };
-}
-pub(crate) use local_maps;

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod alloc;
+pub mod contract_steps;
 pub mod model_steps;
 
 use std::collections::HashSet;
