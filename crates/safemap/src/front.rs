@@ -481,7 +481,7 @@ where
             map: self.enter(),
             cursor: self.core.cursor(),
             core: &self.core,
-            chunk: Vec::new().into_iter(),
+            chunk: Vec::new(),
         }
     }
 }
@@ -492,7 +492,9 @@ pub struct Iter<'a, C: Core> {
     core: &'a C,
     map: MapId,
     cursor: C::Cursor,
-    chunk: std::vec::IntoIter<(C::Key, C::Value)>,
+    /// The copies of the current part not yet handed out. Its buffer is kept for the next part,
+    /// so a copy taken under a lock seldom allocates (and never faults in fresh pages) there.
+    chunk: Vec<(C::Key, C::Value)>,
 }
 
 impl<C: Core> Iterator for Iter<'_, C>
@@ -504,12 +506,15 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(entry) = self.chunk.next() {
+            // From the back: a part's entries come in no promised order.
+            if let Some(entry) = self.chunk.pop() {
                 return Some(entry);
             }
             // Copying the next part takes a lock: refuse it inside a closure of this map.
             reentry::check(self.map);
-            self.chunk = self.core.next_chunk(&mut self.cursor)?.into_iter();
+            if !self.core.next_chunk(&mut self.cursor, &mut self.chunk) {
+                return None;
+            }
         }
     }
 }

@@ -204,7 +204,8 @@ where
     C::Value: Clone,
 {
     reentry::check(map);
-    core.next_chunk(cursor)
+    let mut chunk = Vec::new();
+    core.next_chunk(cursor, &mut chunk).then_some(chunk)
 }
 
 impl<C: Core + Sync> UnindexedProducer for Parts<'_, C>

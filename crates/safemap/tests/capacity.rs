@@ -126,4 +126,26 @@ for_every_strategy! {
         assert!(read <= 0, "{read}");
         drop(map);
     }
+
+    /// An iteration copies one part at a time into one buffer it keeps: all of it allocates
+    /// a few times what the largest part holds (the buffer doubles as it meets larger parts), not
+    /// what the map holds, so a copy taken under a lock seldom allocates there. (Where the map is
+    /// one part, the two are the same.)
+    #[test]
+    fn iteration_reuses_one_buffer_for_every_part() {
+        let m: Map<u64, u64, Fixed> = Map::with_hasher(fixed());
+        (0..ENTRIES).for_each(|k| { m.insert(k, k); });
+        let largest = m.shard_lengths().into_iter().max().unwrap() * size_of::<(u64, u64)>();
+        // A `for_each` stronger than `iter` visits a snapshot instead, whose copy is its
+        // declared cost.
+        let passes: &[&str] = if declared().for_each == declared().iter { &["iter", "for_each"] } else { &["iter"] };
+        for &pass in passes {
+            let (seen, allocated) = allocated_by(|| match pass {
+                "iter" => m.iter().count(),
+                _ => { let mut n = 0; m.for_each(|_, _| n += 1); n }
+            });
+            assert_eq!(seen, ENTRIES as usize);
+            assert!(allocated <= 4 * largest + 4096, "{pass} allocated {allocated} bytes; the largest part holds {largest}");
+        }
+    }
 }

@@ -220,9 +220,10 @@ pub trait Core: Default {
         Self::Key: Clone,
         Self::Value: Clone,
     {
-        let mut cursor = self.cursor();
-        while let Some(chunk) = self.next_chunk(&mut cursor) {
+        let (mut cursor, mut chunk) = (self.cursor(), Vec::new());
+        while self.next_chunk(&mut cursor, &mut chunk) {
             chunk.iter().for_each(|(k, v)| visit(k, v));
+            chunk.clear();
         }
     }
 
@@ -255,9 +256,15 @@ pub trait Core: Default {
     /// none left. The two cursors together visit what `cursor` would have.
     fn split_cursor(&self, cursor: &mut Self::Cursor) -> Option<Self::Cursor>;
 
-    /// Copies of the entries of the next part of the map (a shard, a trie leaf), advancing
-    /// `cursor`; `None` past the last. Holds a lock, if any, only while it copies.
-    fn next_chunk(&self, cursor: &mut Self::Cursor) -> Option<Vec<(Self::Key, Self::Value)>>
+    /// Appends copies of the entries of the next part of the map (a shard, a trie leaf) to
+    /// `chunk`, advancing `cursor`; `false`, appending nothing, past the last part. Holds a lock,
+    /// if any, only while it copies. Callers pass one buffer again and again, emptied, so that
+    /// after the first parts a copy allocates nothing while it holds a lock.
+    fn next_chunk(
+        &self,
+        cursor: &mut Self::Cursor,
+        chunk: &mut Vec<(Self::Key, Self::Value)>,
+    ) -> bool
     where
         Self::Key: Clone,
         Self::Value: Clone;

@@ -79,9 +79,11 @@ pub(crate) fn shrink_to_fit<K, V>(
     hint.learn(table);
 }
 
-/// Clones of every entry of `table`, in a vector: a chunk of an iteration.
-pub(crate) fn cloned<K: Clone, V: Clone>(table: &Table<K, V>) -> Vec<(K, V)> {
-    table.iter().cloned().collect()
+/// Appends clones of every entry of `table` to `out` (a chunk of an iteration), growing it at
+/// most once.
+pub(crate) fn clone_into<K: Clone, V: Clone>(table: &Table<K, V>, out: &mut Vec<(K, V)>) {
+    out.reserve(table.len());
+    out.extend(table.iter().cloned());
 }
 
 /// Runs `read` on the value of the entry `probe` finds.

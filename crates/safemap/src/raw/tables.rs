@@ -375,14 +375,17 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     /// One shard at a time, copied under its shared lock: with one table, the whole map at once.
-    fn next_chunk(&self, shards: &mut Range<usize>) -> Option<Vec<(K, V)>>
+    fn next_chunk(&self, shards: &mut Range<usize>, chunk: &mut Vec<(K, V)>) -> bool
     where
         K: Clone,
         V: Clone,
     {
         // Shards not made hold nothing: on to the next made one.
-        let shard = shards.find_map(|i| self.shards.get(i))?;
-        Some(table::cloned(&shard.read_now()))
+        let Some(shard) = shards.find_map(|i| self.shards.get(i)) else {
+            return false;
+        };
+        table::clone_into(&shard.read_now(), chunk);
+        true
     }
 
     /// Copied as for a snapshot; the shards this map has not made, the copy does not either.

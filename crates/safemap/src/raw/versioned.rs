@@ -288,8 +288,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     }
 
     /// One leaf (at most about `LEAF_MAX` entries) at a time, all from one version: no lock.
-    fn next_chunk(&self, leaves: &mut Leaves<K, V>) -> Option<Vec<(K, V)>> {
-        Some(leaves.next_leaf()?.entries().cloned().collect())
+    fn next_chunk(&self, leaves: &mut Leaves<K, V>, chunk: &mut Vec<(K, V)>) -> bool {
+        let Some(leaf) = leaves.next_leaf() else {
+            return false;
+        };
+        chunk.extend(leaf.entries().cloned());
+        true
     }
 
     /// O(1): the new map starts from the current version, sharing every node.

@@ -341,13 +341,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
     }
 
     /// Chain by chain of the root, until there are enough entries to hand out.
-    fn next_chunk(&self, cursor: &mut Range<u128>) -> Option<Vec<(K, V)>> {
+    fn next_chunk(&self, cursor: &mut Range<u128>, chunk: &mut Vec<(K, V)>) -> bool {
         let Some(guard) = self.reading() else {
             cursor.start = cursor.end;
-            return None;
+            return false;
         };
-        let mut chunk = Vec::new();
-        while chunk.is_empty() || chunk.len() < CHUNK_ENTRIES {
+        let before = chunk.len();
+        while chunk.len() - before < CHUNK_ENTRIES {
             if cursor.is_empty() {
                 break;
             }
@@ -361,7 +361,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
             });
             cursor.start = end;
         }
-        (!chunk.is_empty()).then_some(chunk)
+        chunk.len() > before
     }
 
     fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)

@@ -347,9 +347,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
 
     /// One made shard at a time, copied as a reader (its writers wait for the copy; no one else
     /// does).
-    fn next_chunk(&self, shards: &mut Range<usize>) -> Option<Vec<(K, V)>> {
-        let shard = shards.find(|&i| self.is_made(i))?;
-        Some(self.read(shard, table::cloned))
+    fn next_chunk(&self, shards: &mut Range<usize>, chunk: &mut Vec<(K, V)>) -> bool {
+        let Some(shard) = shards.find(|&i| self.is_made(i)) else {
+            return false;
+        };
+        self.read(shard, |table| table::clone_into(table, chunk));
+        true
     }
 
     /// Copies of every shard, taken with every writer lock held, become both copies of the new
