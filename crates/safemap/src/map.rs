@@ -389,8 +389,8 @@ pub trait ConcurrentMap<K, V> {
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool);
 
     /// Removes every entry. Values are dropped after the map's locks are released; in a
-    /// `SnapshotMap`, once no version holds them (a thread's cached version keeps its values
-    /// alive until that thread reads the map again).
+    /// `SnapshotMap`, once no version holds them (a reader still in the old version, or a
+    /// snapshot of it, keeps them alive until it leaves it).
     fn clear(&self);
 
     /// The number of entries. See [`Consistency::len`] for whether it is exact.

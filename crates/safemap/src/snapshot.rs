@@ -2,8 +2,10 @@
 //! publish a new version that shares all but one path with the old.
 //!
 //! The version is a persistent hash trie (`raw::trie`) with flat hashbrown leaves, published
-//! through `raw::published`, whose per-thread cache makes a read cost one uncontended atomic load
-//! plus a lookup; `raw::versioned` is the core that writes and publishes. A write takes the writer lock,
+//! through `raw::published`: a read enters a reclamation guard (a store to its own thread's slot),
+//! loads the version's pointer and probes it, touching no reference count, so readers on
+//! different cores write nothing the others write, even right after a publish. `raw::versioned`
+//! is the core that writes and publishes. A write takes the writer lock,
 //! copies the path to one leaf, changes the copy and publishes it: no update is lost (there is no
 //! load-copy-store race), and no write copies the whole map. [`SnapshotMap::write_batch`]
 //! publishes many changes as one version. A snapshot is the current version itself: O(1), and
@@ -31,9 +33,12 @@ use crate::reentry;
 /// Keys and values are cloned when a write copies the leaf they share with older versions, so
 /// both must be `Clone` for writes; cheap clones (integers, `Arc`s, short strings) suit it best.
 ///
-/// A removed or cleared value is dropped once no version holds it: a thread's cached version
-/// (the one it last read) keeps its values alive until that thread reads this map again, and a
-/// [`TrieSnapshot`](crate::TrieSnapshot) until it is dropped. Values whose drop releases something that matters (a
+/// A removed or cleared value is dropped once no version holds it. A displaced version is freed
+/// once no reader can still be in it, in batches of up to 64 per writing thread (one heavy
+/// barrier each), so the values only it held outlive the write by up to 63 more writes of that
+/// thread; `clear`, `retain` and `shrink_to_fit` free theirs at once where no reader holds them.
+/// A [`TrieSnapshot`](crate::TrieSnapshot) keeps its version until it is dropped. The first
+/// write makes the map's reclamation slots (about 16 KiB); an empty map holds a few cache lines. Values whose drop releases something that matters (a
 /// file, a connection) should be released by the caller, not by the map's drop of the value.
 ///
 /// ```

@@ -8,11 +8,6 @@
 //!   where one thread can wait for another. Shuttle's locks poison like std's; the wrapper ignores
 //!   poison, as `parking_lot` does, so both builds behave alike.
 
-/// The published-pointer cell of `SnapshotMap`. Shuttle does not model it: its loads and swaps
-/// never wait, so they are no point where one thread waits for another; the `seq` stamp around
-/// it is a shuttle atomic, so schedules still interleave at every publish step.
-pub(crate) use arc_swap::ArcSwap;
-
 /// A lock that schedule explorers leave alone, for bookkeeping held only for a push or a pop and
 /// never while waiting on anything else. `parking_lot`, so TSAN sees it.
 pub(crate) use parking_lot::Mutex as BookkeepingMutex;

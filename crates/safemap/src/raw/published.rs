@@ -1,90 +1,70 @@
-//! One immutable value at a time, published by serialized writers and read, on the fast path,
-//! with one uncontended atomic load.
+//! One immutable value at a time, published by serialized writers and read with no lock and no
+//! shared write: a reader enters a reclamation guard (a store to its own thread's slot) and loads
+//! one pointer.
 //!
 //! # Algorithm
-//! The current version sits in an `ArcSwap`, stamped with an even sequence number that is also
-//! kept in the atomic `seq`. Every thread owns a per-map slot (by a small thread index, see
-//! below) caching the `Arc` of the version it last read. A read loads `seq`; if the cached
-//! version carries that stamp, the read uses it and touches no shared cache line for writing.
-//! Otherwise it loads the current version from the `ArcSwap` (a reference-count increment),
-//! caches it, and uses it. Threads beyond the slot count, or a read nested inside another read of
-//! the same map on the same thread (a `Hash`, `Eq` or `Drop` impl calling back), skip the cache
-//! and use the `ArcSwap` directly.
+//! The current version is an `Arc<T>` whose strong count is owned by the atomic pointer `current`
+//! (`Arc::into_raw`). A read enters a [`Guard`] of the map's [`Collector`], loads `current` and
+//! reads the version it points to; it touches no reference count, so two threads reading the
+//! same map write nothing the other writes, even right after a publish.
 //!
 //! A writer holds the writer lock for the whole read-modify-publish, so no update is lost. It
-//! publishes in three steps: `seq` becomes odd, the new version is swapped in, `seq` becomes the
-//! new even stamp.
+//! publishes by swapping the new version's pointer into `current`, then, after releasing the
+//! lock, retires the old pointer: its strong count is dropped once no guard that could have
+//! loaded it remains. A snapshot (`load`) takes a strong count of its own, under a guard, so it
+//! outlives any retirement.
 //!
 //! # Why that is linearizable
-//! A read returns the version whose stamp equals the `seq` it loaded, or a version it loaded from
-//! the `ArcSwap` after that. Suppose reader X returned the new version (via the `ArcSwap`) while
-//! the writer was between its steps, and reader Y started after X returned. The odd store comes
-//! before the swap in the writer's program order, and the swap is a release that X's load
-//! acquired, so Y's load of `seq` sees the odd value or a later one: Y misses its cache and also
-//! reads the new version. Without the odd step, Y could see the old even stamp and return the old
-//! version after X returned the new one.
+//! Every read and every publish is one atomic access to `current`: a read takes effect at its
+//! load, a publish at its swap, and the swap is a release that the load acquires, so a read that
+//! sees a version sees everything written into it. Writers are serialized by the lock, so each
+//! publish builds on the one before.
 //!
-//! # Slots
-//! Slot `i` is only ever touched by the live thread holding index `i` of
-//! [`thread_index`](super::thread_index) (and by the map's own drop), which is what makes the
-//! unsynchronized slot sound. A cached version stays alive until its slot's thread reads this map again, or the
-//! map is dropped: at most one stale version per slot.
+//! # Lazily made collector
+//! A collector costs about 16 KiB of per-thread slots, too much for an empty map. A map made with
+//! [`Published::starting_with`] has none until its first publish: until then `current` is null
+//! and readers read `first`, which lives as long as the map and so needs no guard. The first
+//! publish makes the collector before it stores a pointer, and a reader that loads a pointer
+//! (Acquire, against the publish's Release) finds the collector made.
+//!
+//! # Reclamation
+//! Retired versions are freed in batches of [`BATCH`] per writing thread (each batch pays one
+//! heavy barrier, see `raw::reclaim`), so up to that many displaced versions, and the values only
+//! they hold, outlive their replacement for a while. A whole-map change (`clear`, `retain`,
+//! `shrink_to_fit`) displaces a version that may hold every entry, so it frees at once what no
+//! reader holds ([`Displaced::free_soon`]). Everything left is freed when the map is dropped.
 
-use crossbeam_utils::CachePadded;
-use std::cell::{Cell, UnsafeCell};
-use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use super::core::Wait;
-use super::thread_index;
-use crate::sync::{ArcSwap, AtomicU64, Mutex, MutexGuard};
+use super::reclaim::Collector;
+use crate::sync::{AtomicPtr, Mutex, MutexGuard};
 use crate::tally::acquire_timed;
 
-/// A published value and the stamp it was published under.
-pub(crate) struct Stamped<T> {
-    /// Even; 0 for the first value, then +2 per publish.
-    seq: u64,
-    value: T,
-}
+/// Displaced versions per batch of reclamation. Small, because a version can hold values no
+/// other version shares; large enough that the barrier a batch pays is a small part of the
+/// writes that filled it (each write already copies a path of the trie).
+const BATCH: usize = 64;
 
-impl<T> Stamped<T> {
-    /// The value.
-    pub(crate) fn into_value(self) -> T {
-        self.value
-    }
-}
-
-impl<T> Deref for Stamped<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.value
-    }
-}
-
-/// One thread's cache of the version it last read.
-struct Slot<T> {
-    cached: UnsafeCell<Option<Arc<Stamped<T>>>>,
-    /// Set while the owning thread reads through `cached`, so a nested read leaves it alone.
-    busy: Cell<bool>,
-}
-
-/// The published value, its writer lock and the readers' caches. `Send` when `T: Send + Sync`, as
-/// the `Arc`s it holds are.
+/// The published value, its writer lock and the collector that frees displaced versions. `Send`
+/// and `Sync` when `T: Send + Sync`, as the `Arc`s it holds are.
 pub(crate) struct Published<T> {
-    /// The stamp of the current version; odd while a new one is being swapped in.
-    seq: AtomicU64,
-    current: ArcSwap<Stamped<T>>,
+    /// `Arc::into_raw` of the current version, or null while `first` is current.
+    current: AtomicPtr<T>,
+    /// The version a [`Published::starting_with`] map began with, current until the first
+    /// publish and kept, unchanged, until the map is dropped.
+    first: Option<Arc<T>>,
     writer: Mutex<()>,
-    slots: Box<[CachePadded<Slot<T>>]>,
+    /// Made by the first publish, or by [`Published::new`].
+    collector: OnceLock<Collector>,
 }
 
-// SAFETY: the only fields that are not `Sync` are the slots' `UnsafeCell` and `Cell`. Slot `i` is
-// accessed only by the one live thread holding index `i` (`thread_index` hands each index to one
-// live thread at a time, through a mutex that orders the old holder's accesses before the new
-// holder's), and by `drop`, which has `&mut self`. The slots hold
-// `Arc<Stamped<T>>`s that another thread may drop or read, hence `T: Send + Sync`.
+// SAFETY: `current` owns one strong count of an `Arc<T>`, which any thread may read (through a
+// guard) or drop (by retiring it), hence `T: Send + Sync`, the bounds under which `Arc<T>` is
+// `Send` and `Sync`. The collector and the lock are both.
+unsafe impl<T: Send + Sync> Send for Published<T> {}
+// SAFETY: as for `Send`: shared access reads versions through guards and publishes under the lock.
 unsafe impl<T: Send + Sync> Sync for Published<T> {}
 
 /// Exclusive write access: the writer lock, held until this is dropped.
@@ -93,56 +73,92 @@ pub(crate) struct Writer<'a, T> {
     _lock: MutexGuard<'a, ()>,
 }
 
+/// A version a publish replaced, retired when dropped. Drop it after releasing the writer lock:
+/// retiring may free older versions, and with them user values, whose `Drop` may call the map.
+#[must_use = "dropping it retires the displaced version"]
+pub(crate) struct Displaced<'a, T> {
+    collector: &'a Collector,
+    /// Null when the displaced version is `first`, which is not retired.
+    version: *const T,
+}
+
 impl<T> Published<T> {
+    /// Publishes `value` at once, with its collector made now: for a first version that holds
+    /// entries, which should be freed when it is replaced.
     pub(crate) fn new(value: T) -> Self {
-        let slots = (0..slot_count())
-            .map(|_| {
-                CachePadded::new(Slot {
-                    cached: UnsafeCell::new(None),
-                    busy: Cell::new(false),
-                })
-            })
-            .collect();
         Published {
-            seq: AtomicU64::new(0),
-            current: ArcSwap::from_pointee(Stamped { seq: 0, value }),
+            current: AtomicPtr::new(Arc::into_raw(Arc::new(value)).cast_mut()),
+            first: None,
             writer: Mutex::new(()),
-            slots,
+            collector: OnceLock::from(Collector::with_batch(BATCH)),
         }
+    }
+
+    /// Starts from `first`, kept until the map is dropped, with no collector until the first
+    /// publish: for an empty first version, so that an empty map stays small.
+    pub(crate) fn starting_with(first: T) -> Self {
+        Published {
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            first: Some(Arc::new(first)),
+            writer: Mutex::new(()),
+            collector: OnceLock::new(),
+        }
+    }
+
+    /// The map's collector; only called once `current` has held a pointer.
+    fn collector(&self) -> &Collector {
+        self.collector
+            .get()
+            .expect("made before the first pointer was stored")
+    }
+
+    /// `first`; only called while `current` is null, which only a `starting_with` map allows.
+    fn first(&self) -> &Arc<T> {
+        self.first.as_ref().expect("a null version means `first`")
     }
 
     /// Runs `read` on the current version.
     #[inline]
     pub(crate) fn read<R>(&self, read: impl FnOnce(&T) -> R) -> R {
-        // Acquire: pairs with the writer's release store of the even stamp, so that a miss below
-        // loads that version or a later one.
-        let seq = self.seq.load(Ordering::Acquire);
-        if let Some(slot) = thread_index::current().and_then(|index| self.slots.get(index)) {
-            if !slot.busy.replace(true) {
-                let _free = Free(&slot.busy);
-                // SAFETY: this thread holds the slot's index (see the `Sync` impl), and `busy` was
-                // false, so no other reference into `cached` is live on this thread either.
-                let cached = unsafe { &mut *slot.cached.get() };
-                if cached.as_ref().is_none_or(|version| version.seq != seq) {
-                    *cached = Some(self.current.load_full());
-                }
-                let version = cached.as_ref().expect("filled above");
-                return read(version);
-            }
+        // Acquire: a pointer seen here was stored after the collector was made (module docs).
+        if self.current.load(Ordering::Acquire).is_null() {
+            return read(self.first());
         }
-        read(&self.current.load_full())
-    }
-
-    /// The current version, the readers' caches dropped first, so that the version is owned
-    /// here alone unless something else (a snapshot) still holds it.
-    pub(crate) fn into_current(self) -> Arc<Stamped<T>> {
-        drop(self.slots);
-        self.current.into_inner()
+        let guard = self.collector().enter();
+        // SAFETY: once non-null, `current` stays non-null while the map is borrowed and points to
+        // a live version: one is retired only after it has been swapped out, and the guard,
+        // entered before this load, keeps a version loaded through it alive until the guard is
+        // dropped, after `read` returns.
+        read(unsafe { &*guard.load(&self.current) })
     }
 
     /// The current version, to keep.
-    pub(crate) fn load(&self) -> Arc<Stamped<T>> {
-        self.current.load_full()
+    pub(crate) fn load(&self) -> Arc<T> {
+        // Acquire: as in `read`.
+        if self.current.load(Ordering::Acquire).is_null() {
+            return Arc::clone(self.first());
+        }
+        let guard = self.collector().enter();
+        let version = guard.load(&self.current);
+        // SAFETY: as in `read`, the version is alive while the guard lives; the count taken here
+        // is the snapshot's own, given back by the `Arc` made from it.
+        unsafe {
+            Arc::increment_strong_count(version);
+            Arc::from_raw(version)
+        }
+    }
+
+    /// The current version, the map consumed: no guard or retirement can still refer to it, and
+    /// the displaced versions are freed with the collector.
+    pub(crate) fn into_current(self) -> Arc<T> {
+        // Relaxed: `self` is owned, so no other thread accesses it. Null tells `drop` that the
+        // count is taken.
+        let version = self.current.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if version.is_null() {
+            return Arc::clone(self.first());
+        }
+        // SAFETY: `current` owned this strong count, and now hands it over.
+        unsafe { Arc::from_raw(version) }
     }
 
     /// Takes the writer lock, or gives up (`None`) at the deadline `wait` names.
@@ -158,47 +174,144 @@ impl<T> Published<T> {
     }
 }
 
-impl<T> Writer<'_, T> {
-    /// The current version. No other writer can publish while this one holds the lock.
-    pub(crate) fn current(&self) -> Arc<Stamped<T>> {
-        self.published.current.load_full()
-    }
-
-    /// Makes `value` the current version and returns the one it replaced, for the caller to drop
-    /// after releasing the lock (dropping it may drop user values).
-    pub(crate) fn publish(&mut self, value: T) -> Arc<Stamped<T>> {
-        let published = self.published;
-        // Relaxed: only writers store `seq`, and they are serialized by the lock.
-        let next = published.seq.load(Ordering::Relaxed) + 2;
-        // Relaxed: the swap below is a release, which orders this store before it for any reader
-        // that sees the new version (see the module docs).
-        published.seq.store(next - 1, Ordering::Relaxed);
-        let old = published
-            .current
-            .swap(Arc::new(Stamped { seq: next, value }));
-        // Release: a reader that sees this stamp must also see the version swapped in above.
-        published.seq.store(next, Ordering::Release);
-        old
-    }
-}
-
-/// Clears a slot's `busy` flag, also on unwind.
-struct Free<'a>(&'a Cell<bool>);
-
-impl Drop for Free<'_> {
+impl<T> Drop for Published<T> {
     fn drop(&mut self) {
-        self.0.set(false);
+        // Relaxed: `&mut self` excludes every other access.
+        let version = self.current.load(Ordering::Relaxed);
+        if !version.is_null() {
+            // SAFETY: `current` owns one strong count (see the `Send` impl), given back once
+            // here; no guard can be live, since `&mut self` excludes every reader.
+            drop(unsafe { Arc::from_raw(version) });
+        }
     }
 }
 
-/// Enough slots for every thread of a program that runs a few threads per core; later threads
-/// read through the `ArcSwap`, which is correct, only slower.
-///
-/// Under `--cfg safemap_stress` there is one slot, so all but one thread take the slotless path.
-fn slot_count() -> usize {
-    if cfg!(safemap_stress) {
-        return 1;
+impl<'a, T> Writer<'a, T> {
+    /// The current version. No other writer can publish while this one holds the lock.
+    pub(crate) fn current(&self) -> &T {
+        // Relaxed: only writers store `current`, and they are serialized by the lock, whose
+        // acquisition ordered the last publish before this load.
+        let version = self.published.current.load(Ordering::Relaxed);
+        if version.is_null() {
+            return self.published.first();
+        }
+        // SAFETY: the current version is retired only after a publish replaces it, which needs
+        // the lock this writer holds, so it lives as long as `self` borrows the lock.
+        unsafe { &*version }
     }
-    let cores = std::thread::available_parallelism().map_or(4, usize::from);
-    (cores * 4).clamp(16, 256)
+
+    /// Makes `value` the current version; the one it replaced is retired when the returned
+    /// value is dropped, which must happen after this writer is dropped.
+    pub(crate) fn publish(&mut self, value: T) -> Displaced<'a, T> {
+        let published = self.published;
+        let collector = published
+            .collector
+            .get_or_init(|| Collector::with_batch(BATCH));
+        let next = Arc::into_raw(Arc::new(value)).cast_mut();
+        // Release: a reader that loads the new pointer sees the version built before it, and the
+        // collector made above. Acquire is not needed: the old pointer was stored by a writer
+        // this lock ordered before us.
+        let version = published.current.swap(next, Ordering::Release);
+        Displaced { collector, version }
+    }
+}
+
+impl<T> Displaced<'_, T> {
+    /// Retires the version now and starts freeing this thread's retired versions without
+    /// waiting for a full batch: they are freed once the guards active now are gone.
+    pub(crate) fn free_soon(self) {
+        let collector = self.collector;
+        drop(self);
+        collector.flush();
+    }
+}
+
+impl<T> Drop for Displaced<'_, T> {
+    fn drop(&mut self) {
+        if self.version.is_null() {
+            return;
+        }
+        // SAFETY: the pointer came from `Arc::into_raw` in `publish` (or `new`) and carried the
+        // strong count `current` owned; the swap made it unreachable from `current`, so a guard
+        // entered from now on cannot load it, and this `Displaced` is its only owner.
+        unsafe { self.collector.retire_arc(self.version) };
+    }
+}
+
+#[cfg(all(test, not(shuttle)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A version that counts its drops.
+    struct Counted<'a>(u64, &'a AtomicUsize);
+
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn publish<T>(published: &Published<T>, value: T) -> Displaced<'_, T> {
+        let mut writer = published.write(Wait::Forever).expect("waits forever");
+        writer.publish(value)
+    }
+
+    /// Readers on many threads, before and after a publish, hold no count of the version: only
+    /// `current` and the snapshot taken here do.
+    #[test]
+    fn readers_take_no_count_of_the_version() {
+        for published in [Published::new(7u64), Published::starting_with(7u64)] {
+            let read_on_threads = |want: u64| {
+                std::thread::scope(|s| {
+                    for _ in 0..4 {
+                        s.spawn(|| assert_eq!(published.read(|v| *v), want));
+                    }
+                });
+            };
+            read_on_threads(7);
+            drop(publish(&published, 8));
+            read_on_threads(8);
+            let held = published.load();
+            assert_eq!((*held, Arc::strong_count(&held)), (8, 2));
+        }
+    }
+
+    /// `free_soon` frees a displaced version no reader holds before it returns; one a snapshot
+    /// holds lives on with the snapshot; and every version is dropped exactly once.
+    #[test]
+    fn displaced_versions_are_freed_once_and_soon_when_asked() {
+        let drops = AtomicUsize::new(0);
+        let published = Published::starting_with(Counted(0, &drops));
+        publish(&published, Counted(1, &drops)).free_soon();
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            0,
+            "the first version lives with the map"
+        );
+        let snapshot = published.load();
+        publish(&published, Counted(2, &drops)).free_soon();
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            0,
+            "the snapshot holds version 1"
+        );
+        drop(snapshot);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        publish(&published, Counted(3, &drops)).free_soon();
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            2,
+            "version 2 was freed at once"
+        );
+        assert_eq!(published.read(|v| v.0), 3);
+        drop(publish(&published, Counted(4, &drops)));
+        drop(published);
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            5,
+            "each version dropped once"
+        );
+    }
 }

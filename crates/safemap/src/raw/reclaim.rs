@@ -31,7 +31,12 @@ mod seized {
         /// ShardedMap's rate on one thread and 0.13 on two (64k keys); with 1,024, at 0.44 and
         /// 0.49. A thread holds up to a batch of retired entries before they can be freed.
         pub(crate) fn new() -> Self {
-            Collector(seize::Collector::new().batch_size(1024))
+            Self::with_batch(1024)
+        }
+
+        /// A collector that frees in batches of `size` retired objects.
+        pub(crate) fn with_batch(size: usize) -> Self {
+            Collector(seize::Collector::new().batch_size(size))
         }
 
         #[inline]
@@ -48,6 +53,23 @@ mod seized {
             // SAFETY: the caller's promise is seize's contract for `retire`, and `boxed` frees
             // with `Box::from_raw`, which matches how the object was made.
             unsafe { self.0.retire(object, seize::reclaim::boxed) };
+        }
+
+        /// Drops the strong count `object` carries once no guard that may have loaded it remains.
+        ///
+        /// # Safety
+        /// `object` came from `Arc::into_raw`, carries one strong count that is retired once, and
+        /// is unreachable from every pointer a guard entered from now on could load.
+        pub(crate) unsafe fn retire_arc<T>(&self, object: *const T) {
+            /// # Safety
+            /// `object` came from `Arc::into_raw` and its count is dropped once.
+            unsafe fn drop_count<T>(object: *mut T, _: &seize::Collector) {
+                // SAFETY: as the caller of `retire_arc` promised.
+                drop(unsafe { std::sync::Arc::from_raw(object.cast_const()) });
+            }
+            // SAFETY: the caller's promise is seize's contract for `retire`, and `drop_count`
+            // gives back the one strong count the pointer carries, as it was made.
+            unsafe { self.0.retire(object.cast_mut(), drop_count::<T>) };
         }
 
         /// Starts freeing what this thread has retired without waiting for a full batch, for
@@ -98,9 +120,21 @@ mod deferred {
         drop(unsafe { Box::from_raw(object.cast::<T>()) });
     }
 
+    /// # Safety
+    /// `object` came from `Arc::<T>::into_raw` and its strong count is dropped once.
+    unsafe fn drop_count<T>(object: *mut ()) {
+        // SAFETY: as the caller promises.
+        drop(unsafe { std::sync::Arc::from_raw(object.cast::<T>().cast_const()) });
+    }
+
     impl Collector {
         pub(crate) fn new() -> Self {
             Collector(BookkeepingMutex::new(Vec::new()))
+        }
+
+        /// Batches mean nothing here: everything is kept until the collector drops.
+        pub(crate) fn with_batch(_: usize) -> Self {
+            Self::new()
         }
 
         pub(crate) fn enter(&self) -> Guard<'_> {
@@ -113,6 +147,15 @@ mod deferred {
             self.0.lock().push(Retired {
                 object: object.cast(),
                 free: free_box::<T>,
+            });
+        }
+
+        /// # Safety
+        /// As for the seize collector.
+        pub(crate) unsafe fn retire_arc<T>(&self, object: *const T) {
+            self.0.lock().push(Retired {
+                object: object.cast_mut().cast(),
+                free: drop_count::<T>,
             });
         }
 

@@ -6,8 +6,8 @@
 //! the clone, which copies the one path it touches, and publishes it if anything changed. The
 //! lock spans the whole read-modify-publish, so no update is lost, and a user closure sees the
 //! version it changes. The displaced version, and with it any value no other version holds, is
-//! dropped after the lock is released; readers that cached it keep it alive until they read
-//! this map again (`raw::published`).
+//! retired after the lock is released and freed once no reader can still hold it
+//! (`raw::published`).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -15,7 +15,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use super::core::{ATOMIC, BoundedWait, Core, Inserted, Lookup, Probe, Timed, Wait};
-use super::published::{Published, Stamped, Writer};
+use super::published::{Published, Writer};
 use super::trie::{Iter as TrieSnapshotIter, Leaves, Trie};
 use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
 use crate::tally;
@@ -28,14 +28,14 @@ pub struct Versioned<K, V> {
 impl<K, V> Default for Versioned<K, V> {
     fn default() -> Self {
         Versioned {
-            published: Published::new(Trie::default()),
+            published: Published::starting_with(Trie::default()),
         }
     }
 }
 
 impl<K, V> Versioned<K, V> {
     /// The current version, to keep.
-    pub(crate) fn current(&self) -> Arc<Stamped<Trie<K, V>>> {
+    pub(crate) fn current(&self) -> Arc<Trie<K, V>> {
         self.published.load()
     }
 }
@@ -49,23 +49,43 @@ impl<K: Hash + Eq + Clone, V: Clone> Versioned<K, V> {
     /// [`rewrite`] under the writer lock, waiting for it as long as it takes.
     pub(crate) fn write<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
         let writer = self.writer(Wait::Forever).expect("waits forever");
-        rewrite(writer, change)
+        rewrite(writer, Reclaim::InBatch, change)
+    }
+
+    /// [`Self::write`] for a change that may displace every entry (`clear`, `retain`,
+    /// `shrink_to_fit`): what no reader holds is freed at once rather than with a later batch.
+    fn write_whole_map<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
+        let writer = self.writer(Wait::Forever).expect("waits forever");
+        rewrite(writer, Reclaim::Soon, change)
     }
 }
 
+/// When a displaced version is freed.
+#[derive(Clone, Copy, PartialEq)]
+enum Reclaim {
+    /// With this thread's next batch of retired versions.
+    InBatch,
+    /// Once the readers active now are gone.
+    Soon,
+}
+
 /// The writer's read-modify-publish under `writer`: `change` edits a copy of the current version
-/// and says whether to publish it. The displaced version is dropped after the lock is released.
+/// and says whether to publish it. The displaced version is retired after the lock is released.
 fn rewrite<K: Clone, V: Clone, R>(
     mut writer: Writer<'_, Trie<K, V>>,
+    reclaim: Reclaim,
     change: impl FnOnce(&mut Trie<K, V>) -> (R, bool),
 ) -> R {
     let (result, displaced) = tally::maintain(Maintenance::Publish, || {
-        let mut next = Trie::clone(&writer.current());
+        let mut next = Trie::clone(writer.current());
         let (result, changed) = change(&mut next);
         ((result, changed.then(|| writer.publish(next))), changed)
     });
     drop(writer);
-    drop(displaced);
+    match displaced {
+        Some(displaced) if reclaim == Reclaim::Soon => displaced.free_soon(),
+        displaced => drop(displaced),
+    }
     result
 }
 
@@ -118,7 +138,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     /// Publishes a version whose leaves are shrunk to their entries: it copies every leaf that
     /// has room to give back. Older versions, and their memory, live on while readers hold them.
     fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
-        self.write(|trie| ((), trie.shrink_to_fit(hasher)));
+        self.write_whole_map(|trie| ((), trie.shrink_to_fit(hasher)));
     }
 
     /// Never waits: reads take no lock.
@@ -145,7 +165,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         let Some(writer) = self.writer(wait) else {
             return Err(TimedOut((key, value)));
         };
-        Ok(rewrite(writer, |trie| {
+        Ok(rewrite(writer, Reclaim::InBatch, |trie| {
             (trie.insert(hash, key, value, hasher), true)
         }))
     }
@@ -158,7 +178,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         hasher: &S,
     ) -> Timed<Option<V>, ()> {
         let writer = self.writer(wait).ok_or(TimedOut(()))?;
-        Ok(rewrite(writer, |trie| {
+        Ok(rewrite(writer, Reclaim::InBatch, |trie| {
             remove_from(trie, probe, remove, hasher)
         }))
     }
@@ -174,7 +194,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         let Some(writer) = self.writer(wait) else {
             return Err(TimedOut(key));
         };
-        Ok(rewrite(writer, |trie| {
+        Ok(rewrite(writer, Reclaim::InBatch, |trie| {
             let current = trie.get(Lookup { hash, key: &key }).map(|(_, v)| v);
             match update(current) {
                 Action::Keep => (None, false),
@@ -232,7 +252,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     }
 
     fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, _: &S) {
-        let removed = self.write(|trie| {
+        let removed = self.write_whole_map(|trie| {
             let removed = trie.retain(keep);
             let changed = !removed.is_empty();
             (removed, changed)
@@ -241,7 +261,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     }
 
     fn clear(&self) {
-        let emptied = self.write(|trie| {
+        let emptied = self.write_whole_map(|trie| {
             let changed = trie.len() != 0;
             (std::mem::take(trie), changed)
         });
@@ -269,7 +289,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     /// The current version's entries, moved out of the nodes no snapshot still shares.
     fn into_entries(self) -> Self::IntoIter {
         let trie = match Arc::try_unwrap(self.published.into_current()) {
-            Ok(version) => version.into_value(),
+            Ok(version) => version,
             // A snapshot still holds the version: share its nodes (O(1)).
             Err(shared) => Trie::clone(&shared),
         };
@@ -318,7 +338,7 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedWait for Versioned<K, V> {}
 /// A [`SnapshotMap`](crate::SnapshotMap)'s point-in-time view: the version that was current when
 /// it was taken, shared, not copied.
 pub struct TrieSnapshot<K, V, S> {
-    version: Arc<Stamped<Trie<K, V>>>,
+    version: Arc<Trie<K, V>>,
     hasher: S,
 }
 
