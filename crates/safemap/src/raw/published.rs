@@ -265,9 +265,14 @@ mod tests {
         for published in [Published::new(7u64), Published::starting_with(7u64)] {
             let read_on_threads = |want: u64| {
                 std::thread::scope(|s| {
-                    for _ in 0..4 {
-                        s.spawn(|| assert_eq!(published.read(|v| *v), want));
-                    }
+                    let readers: Vec<_> = (0..4)
+                        .map(|_| s.spawn(|| assert_eq!(published.read(|v| *v), want)))
+                        .collect();
+                    // Joined by hand: the scope's own wait is uninstrumented std, which TSAN
+                    // cannot see order the readers before what follows; `pthread_join` it sees.
+                    readers
+                        .into_iter()
+                        .for_each(|reader| reader.join().unwrap());
                 });
             };
             read_on_threads(7);
