@@ -33,6 +33,18 @@ fn entries(map: &impl ContractMap) -> Entries {
     all
 }
 
+/// Runs `work` on `threads` threads at once and waits for them. Each is joined by hand: the
+/// scope's own wait is uninstrumented std, which TSAN cannot see order the threads' accesses
+/// before the caller's next ones; `pthread_join` it sees.
+fn on_threads(threads: usize, work: impl Fn() + Sync) {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = (0..threads).map(|_| scope.spawn(&work)).collect();
+        running
+            .into_iter()
+            .for_each(|thread| thread.join().unwrap());
+    });
+}
+
 /// Runs `work` on a thread of its own and fails if it has not finished within `seconds` (a
 /// deadlock then fails the test instead of hanging it; the stuck thread is left behind).
 fn finishes_within<T: Send + 'static>(
@@ -268,18 +280,14 @@ pub fn compute_is_atomic_across_threads(map: &impl ContractMap) {
     const THREADS: usize = 8;
     const EACH: usize = 60;
     let runs = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..THREADS {
-            scope.spawn(|| {
-                for _ in 0..EACH {
-                    map.compute(0, |n| {
-                        runs.fetch_add(1, Ordering::Relaxed);
-                        let n: usize = n.map_or(0, |n| n.parse().unwrap());
-                        Action::Set((n + 1).to_string())
-                    })
-                    .unwrap();
-                }
-            });
+    on_threads(THREADS, || {
+        for _ in 0..EACH {
+            map.compute(0, |n| {
+                runs.fetch_add(1, Ordering::Relaxed);
+                let n: usize = n.map_or(0, |n| n.parse().unwrap());
+                Action::Set((n + 1).to_string())
+            })
+            .unwrap();
         }
     });
     assert_eq!(map.get(&0).unwrap(), Some((THREADS * EACH).to_string()));
@@ -291,20 +299,16 @@ pub fn compute_is_atomic_across_threads(map: &impl ContractMap) {
 pub fn init_runs_once_per_key(map: &impl ContractMap) {
     const KEYS: u32 = 50;
     let makes = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..6 {
-            scope.spawn(|| {
-                for key in 0..KEYS {
-                    let value = map
-                        .get_or_insert_with(key, || {
-                            makes.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_micros(200));
-                            format!("made-{key}")
-                        })
-                        .unwrap();
-                    assert_eq!(value, format!("made-{key}"));
-                }
-            });
+    on_threads(6, || {
+        for key in 0..KEYS {
+            let value = map
+                .get_or_insert_with(key, || {
+                    makes.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_micros(200));
+                    format!("made-{key}")
+                })
+                .unwrap();
+            assert_eq!(value, format!("made-{key}"));
         }
     });
     assert_eq!(makes.load(Ordering::Relaxed), KEYS as usize);
