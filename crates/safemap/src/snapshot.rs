@@ -38,7 +38,10 @@ use crate::reentry;
 /// barrier each), so the values only it held outlive the write by up to 63 more writes of that
 /// thread; `clear`, `retain` and `shrink_to_fit` free theirs at once where no reader holds them.
 /// A [`TrieSnapshot`](crate::TrieSnapshot) keeps its version until it is dropped. The first
-/// write makes the map's reclamation slots (about 16 KiB); an empty map holds a few cache lines. Values whose drop releases something that matters (a
+/// write makes the map's reclamation slots (about 16 KiB); an empty map holds a few cache lines.
+/// The first map of this kind or a [`ScalableMap`](crate::ScalableMap) that a process makes
+/// registers the process for the reclamation's heavy barrier (`membarrier`; 12-20 ms where we
+/// measured), so that no write pays it. Values whose drop releases something that matters (a
 /// file, a connection) should be released by the caller, not by the map's drop of the value.
 ///
 /// ```

@@ -97,6 +97,7 @@ impl<T> Published<T> {
     /// Starts from `first`, kept until the map is dropped, with no collector until the first
     /// publish: for an empty first version, so that an empty map stays small.
     pub(crate) fn starting_with(first: T) -> Self {
+        super::reclaim::register_process();
         Published {
             current: AtomicPtr::new(std::ptr::null_mut()),
             first: Some(Arc::new(first)),

@@ -25,6 +25,15 @@ mod seized {
     /// stays allocated until the guard is dropped.
     pub(crate) struct Guard<'a>(seize::LocalGuard<'a>);
 
+    /// Registers the process for the heavy barrier seize uses (`membarrier`), once per process,
+    /// by making and dropping a collector. Registration took 12-20 ms here (the kernel waits for
+    /// every CPU), and seize does it inside the first `Collector::new`; maps call this when they
+    /// are made, so that no write pays it, and make their own collectors lazily.
+    pub(crate) fn register_process() {
+        static REGISTERED: std::sync::Once = std::sync::Once::new();
+        REGISTERED.call_once(|| drop(seize::Collector::new()));
+    }
+
     impl Collector {
         /// Batches of 1,024 retired objects rather than seize's 32: each batch pays a heavy
         /// barrier (a `membarrier` call), and with 32, ScalableMap's Exchange mix ran at 0.25 of
@@ -127,6 +136,9 @@ mod deferred {
         drop(unsafe { std::sync::Arc::from_raw(object.cast::<T>().cast_const()) });
     }
 
+    /// Nothing to register without seize.
+    pub(crate) fn register_process() {}
+
     impl Collector {
         pub(crate) fn new() -> Self {
             Collector(BookkeepingMutex::new(Vec::new()))
@@ -182,6 +194,6 @@ mod deferred {
 }
 
 #[cfg(shuttle)]
-pub(crate) use deferred::{Collector, Guard};
+pub(crate) use deferred::{Collector, Guard, register_process};
 #[cfg(not(shuttle))]
-pub(crate) use seized::{Collector, Guard};
+pub(crate) use seized::{Collector, Guard, register_process};

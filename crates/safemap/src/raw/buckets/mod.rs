@@ -63,6 +63,7 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Buckets<K, V> {}
 
 impl<K, V> Default for Buckets<K, V> {
     fn default() -> Self {
+        super::reclaim::register_process();
         Buckets {
             root: AtomicPtr::new(ptr::null_mut()),
             gate: Gate::new(),
