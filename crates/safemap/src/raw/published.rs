@@ -126,11 +126,12 @@ impl<T> Published<T> {
             return read(self.first());
         }
         let guard = self.collector().enter();
-        // SAFETY: once non-null, `current` stays non-null while the map is borrowed and points to
-        // a live version: one is retired only after it has been swapped out, and the guard,
-        // entered before this load, keeps a version loaded through it alive until the guard is
-        // dropped, after `read` returns.
-        read(unsafe { &*guard.load(&self.current) })
+        let version = guard.load(&self.current);
+        // A version is retired only after it has been swapped out, and the guard, entered before
+        // the load, keeps one loaded through it alive until the guard is dropped, after `read`
+        // returns; once non-null, `current` stays non-null while the map is borrowed.
+        // SAFETY: so `version` points to a live version for as long as `read` runs.
+        read(unsafe { &*version })
     }
 
     /// The current version, to keep.
