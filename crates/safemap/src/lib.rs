@@ -37,6 +37,7 @@
 //! | [`SnapshotMap`] | no lock: one atomic load, then a persistent trie | serialized, one path copied; [`SnapshotMap::write_batch`] | atomic, on a snapshot | O(1) | configuration and routing tables: rare writes, consistent views |
 //! | [`ReadMostlyMap`] | no lock, no shared write: one of two table copies | per-shard lock, applied to both copies | `for_each` atomic, on a copy; `retain` shard by shard | O(n) copy | `sync.Map` users: read-mostly caches |
 //! | [`ScalableMap`] | no lock, no shared write: a guard in the thread's own slot, then a cache-line bucket of pointers to immutable entries | one bucket chain locked; growth moves a few chains per write | chain by chain | O(n) copy, writers held back | hot maps read from many cores; keys and values `Clone` |
+//! | [`ScalablePodMap`] | no lock, no shared write: a guard in the thread's own slot, then one cache-line bucket holding the entries, copied and validated by its version | as `ScalableMap`, storing words in place: no allocation | chain by chain | O(n) copy, writers held back | `ScalableMap` for plain-old-data keys and values (`u64 -> u64`) |
 //!
 //! Each strategy declares its [`Consistency`].
 //!
@@ -227,7 +228,7 @@ pub use raw::versioned::TrieSnapshot;
 #[cfg(feature = "rayon")]
 pub use rayon_impls::ParIter;
 pub use read_mostly::ReadMostlyMap;
-pub use scalable::ScalableMap;
+pub use scalable::{ScalableMap, ScalablePodMap};
 pub use sharded::ShardedMap;
 pub use snapshot::{Batch, SnapshotMap};
 
@@ -236,7 +237,8 @@ pub use snapshot::{Batch, SnapshotMap};
 /// schedules, the benchmark's contestants and the docs test all read it, so a strategy added here
 /// is tested, checked, explored, measured and required in the docs.
 ///
-/// Capabilities: `deadline`, the strategy implements [`DeadlineMap`].
+/// Capabilities: `deadline`, the strategy implements [`DeadlineMap`]; `pod`, its keys and values
+/// must be plain old data (`bytemuck::Pod`), so suites whose types are not run without it.
 ///
 /// ```
 /// macro_rules! names {
@@ -268,6 +270,7 @@ macro_rules! strategies {
                 (snapshot, SnapshotMap, [deadline]),
                 (read_mostly, ReadMostlyMap, []),
                 (scalable, ScalableMap, [deadline]),
+                (scalable_pod, ScalablePodMap, [deadline, pod]),
             ]
             $($rest)*
         }

@@ -9,7 +9,7 @@
 
 use crate::front::SafeMap;
 use crate::map::DefaultHashBuilder;
-use crate::raw::buckets::Buckets;
+use crate::raw::buckets::{Buckets, Inline};
 
 /// A map whose reads scale with cores: they take no lock and write no cache line that another
 /// thread writes, so readers of one hot key never slow each other down, and a reader preempted
@@ -55,3 +55,35 @@ use crate::raw::buckets::Buckets;
 /// assert_eq!(hits.get("/index"), Some(400));
 /// ```
 pub type ScalableMap<K, V, S = DefaultHashBuilder> = SafeMap<Buckets<K, V>, S>;
+
+/// [`ScalableMap`] for keys and values that are plain old data ([`bytemuck::Pod`]: integers,
+/// floats, arrays and `#[repr(C)]` structs of them, with no padding), stored in the buckets
+/// themselves: a read touches one cache line and no entry, and a write allocates nothing.
+///
+/// The protocol, consistency and growth are [`ScalableMap`]'s, with one difference in how a read
+/// stays safe without a lock: it copies its bucket's words with atomic loads and keeps the copy
+/// only if the bucket's sequence word did not change meanwhile (a version-validated read, sound
+/// because every word is an atomic). A read so stores nothing, and retries only if a writer
+/// changed that bucket during it; it waits only while a writer is between the two stores of the
+/// sequence word, which bracket a few word stores and never a closure.
+///
+/// A key and its value take at most 40 bytes together (each rounded up to 8-byte words, plus a
+/// word of hash): `u64 -> u64` entries sit two to a 64-byte bucket. Larger types fail to compile.
+///
+/// ```
+/// use safemap::{Action, ConcurrentMap, ScalablePodMap};
+///
+/// let hits: ScalablePodMap<u64, u64> = ScalablePodMap::new();
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| {
+///             for _ in 0..100 {
+///                 hits.compute(80, |n| Action::Set(n.copied().unwrap_or(0) + 1));
+///                 assert!(hits.get(&80).is_some());
+///             }
+///         });
+///     }
+/// });
+/// assert_eq!(hits.get(&80), Some(400));
+/// ```
+pub type ScalablePodMap<K, V, S = DefaultHashBuilder> = SafeMap<Buckets<K, V, Inline<K, V>>, S>;

@@ -19,12 +19,16 @@ pub(crate) use std::sync::atomic::AtomicUsize as HintCell;
 #[cfg(not(shuttle))]
 pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(shuttle))]
-pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{
+    AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
+};
 #[cfg(not(shuttle))]
 pub(crate) use std::thread_local;
 
 #[cfg(shuttle)]
-pub(crate) use shuttle::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use shuttle::sync::atomic::{
+    AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
+};
 #[cfg(shuttle)]
 pub(crate) use shuttle::thread_local;
 #[cfg(shuttle)]

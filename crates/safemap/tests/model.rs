@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::for_every_strategy;
+use common::for_every_strategy_on_plain_data;
 use common::model_steps::{matches_the_model, op};
 use proptest::prelude::*;
 
-for_every_strategy! {
+for_every_strategy_on_plain_data! {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use common::for_every_strategy;
+use common::for_every_strategy_on_plain_data;
 use safemap::{Action, ConcurrentMap, MapSnapshot};
 
 /// Threads per test: well above the 2 cores CI has, so threads are preempted mid-operation.
@@ -48,7 +48,7 @@ fn on_all_threads(work: impl Fn(usize) + Sync) {
     assert_eq!(finished.load(Ordering::Acquire), THREADS);
 }
 
-for_every_strategy! {
+for_every_strategy_on_plain_data! {
     /// Each thread owns a key range and runs a fixed script on it, while reading everyone's
     /// keys. The final map is known exactly.
     #[test]

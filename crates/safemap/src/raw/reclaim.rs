@@ -19,11 +19,11 @@ mod seized {
     use seize::Guard as _;
 
     /// The objects a map has retired and the guards that keep them alive.
-    pub(crate) struct Collector(seize::Collector);
+    pub struct Collector(seize::Collector);
 
     /// Proof that the current thread is inside a read: what it loads through [`Guard::load`]
     /// stays allocated until the guard is dropped.
-    pub(crate) struct Guard<'a>(seize::LocalGuard<'a>);
+    pub struct Guard<'a>(seize::LocalGuard<'a>);
 
     /// Registers the process for the heavy barrier seize uses (`membarrier`), once per process,
     /// by making and dropping a collector. Registration took 12-20 ms here (the kernel waits for
@@ -117,10 +117,10 @@ mod deferred {
     unsafe impl Send for Retired {}
 
     /// Keeps every retired object until it is dropped itself.
-    pub(crate) struct Collector(BookkeepingMutex<Vec<Retired>>);
+    pub struct Collector(BookkeepingMutex<Vec<Retired>>);
 
     /// Nothing to record: no object is freed while the collector lives.
-    pub(crate) struct Guard<'a>(PhantomData<&'a Collector>);
+    pub struct Guard<'a>(PhantomData<&'a Collector>);
 
     /// # Safety
     /// `object` came from `Box::<T>::into_raw` and is freed once.

@@ -14,14 +14,24 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 // parking_lot rather than std: it is compiled with the tests, so TSAN sees its synchronization.
 use parking_lot::Mutex;
 
-/// Expands the test items it is given once per strategy in `safemap::strategies!`, in a module
-/// named after it where `Map<K, V>` (and `Map<K, V, S>`) is that strategy.
+/// Expands the test items it is given once per strategy in `safemap::strategies!` that takes any
+/// key and value types (not those with the `pod` capability), in a module named after it where
+/// `Map<K, V>` (and `Map<K, V, S>`) is that strategy.
 macro_rules! for_every_strategy {
+    ($($body:tt)*) => {
+        safemap::strategies!(crate::common::for_generic_strategies!({ $($body)* }));
+    };
+}
+pub(crate) use for_every_strategy;
+
+/// [`for_every_strategy`] with the `pod` strategies too: for test items whose keys and values are
+/// plain old data.
+macro_rules! for_every_strategy_on_plain_data {
     ($($body:tt)*) => {
         safemap::strategies!(crate::common::for_strategies!({ $($body)* }));
     };
 }
-pub(crate) use for_every_strategy;
+pub(crate) use for_every_strategy_on_plain_data;
 
 /// [`for_every_strategy`] for the strategies with the `deadline` capability: those that
 /// implement `DeadlineMap`.
@@ -47,6 +57,26 @@ macro_rules! for_strategies {
     };
 }
 pub(crate) use for_strategies;
+
+/// [`for_strategies`] for the entries without the `pod` capability.
+macro_rules! for_generic_strategies {
+    ([] $body:tt) => {};
+    ([($name:ident, $map:ident, [$($cap:ident),*]) $(, $($rest:tt)*)?] $body:tt) => {
+        crate::common::unless_pod!([$($cap),*] {
+            crate::common::for_strategies!([($name, $map, [$($cap),*])] $body);
+        });
+        crate::common::for_generic_strategies!([$($($rest)*)?] $body);
+    };
+}
+pub(crate) use for_generic_strategies;
+
+/// Expands its items unless the capabilities name `pod`.
+macro_rules! unless_pod {
+    ([] { $($items:tt)* }) => { $($items)* };
+    ([deadline] { $($items:tt)* }) => { $($items)* };
+    ([$($cap:ident),*] $items:tt) => {};
+}
+pub(crate) use unless_pod;
 
 /// [`for_strategies`] for the entries whose capabilities are `[deadline]`.
 macro_rules! for_deadline_strategies {

@@ -16,10 +16,10 @@
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use crate::raw::reclaim::Guard;
+use super::line::{Chain, Entry, Found, Line, Located, Slot};
+use crate::raw::reclaim::{Collector, Guard};
 use crate::raw::routing::TAG_BITS;
-use crate::sync::{AtomicPtr, AtomicU64, Mutex, MutexGuard};
-use crate::tally::acquire_timed;
+use crate::sync::{AtomicPtr, AtomicU64, Mutex};
 
 /// Entry pointers per bucket: with the lock, the meta word and the link, one 64-byte line.
 pub(crate) const SLOTS: usize = 5;
@@ -27,13 +27,6 @@ pub(crate) const SLOTS: usize = 5;
 /// Set in a head bucket's meta word once its chain has been copied to the next table; from then
 /// on the chain is frozen and every operation on its keys goes to the next table.
 const MOVED: u64 = 1 << 63;
-
-/// A key, its value and its hash, immutable once published.
-pub(crate) struct Entry<K, V> {
-    pub(crate) hash: u64,
-    pub(crate) key: K,
-    pub(crate) value: V,
-}
 
 /// The tag a key's entry carries in its bucket: the hash's top bits (which the table index does
 /// not use), with the high bit set so that a tag is never the empty byte.
@@ -71,45 +64,66 @@ fn with_tag(meta: u64, slot: usize, tag: u8) -> u64 {
     (meta & !(0xff << (8 * slot))) | (u64::from(tag) << (8 * slot))
 }
 
-/// One line of a chain. The head bucket of each chain lives in the table's array; overflow buckets
-/// come from the table's spare blocks and are freed with the table.
+/// One line of a chain of pointers to boxed entries.
 #[repr(align(64))]
-pub(crate) struct Bucket<K, V> {
+pub struct Bucket<K, V> {
     lock: Mutex<()>,
     meta: AtomicU64,
     slots: [AtomicPtr<Entry<K, V>>; SLOTS],
     next: AtomicPtr<Bucket<K, V>>,
 }
 
-/// What a reader found for a key in one table.
-pub(crate) enum Found<'g, K, V> {
-    /// The key's entry.
-    Entry(&'g Entry<K, V>),
-    /// The key is not in this table.
-    Absent,
-    /// The chain has moved; look in the next table.
-    Moved,
-}
+impl<K, V> Bucket<K, V> {
+    /// The buckets of the chain, head first, for its lock holder.
+    fn buckets(chain: Chain<'_, Self>) -> impl Iterator<Item = &Self> {
+        std::iter::successors(Some(chain.head), |bucket| {
+            // SAFETY: overflow buckets live as long as the table, which outlives the lock.
+            unsafe { bucket.next.load(Relaxed).as_ref() }
+        })
+    }
 
-/// An entry a writer found, and where it sits.
-pub(crate) type Located<'a, K, V> = (Slot<'a, K, V>, &'a Entry<K, V>);
-
-/// Where an entry sits in a chain.
-pub(crate) struct Slot<'a, K, V> {
-    bucket: &'a Bucket<K, V>,
-    index: usize,
-}
-
-impl<K, V> Clone for Slot<'_, K, V> {
-    fn clone(&self) -> Self {
-        *self
+    /// Adds the entry behind `entry` in the first free slot; see [`Line::add`].
+    fn add_pointer<'a>(
+        chain: Chain<'a, Self>,
+        entry: *mut Entry<K, V>,
+        hash: u64,
+        spare: impl FnOnce() -> &'a Self,
+    ) -> bool {
+        let tag = tag_of(hash);
+        let mut last = chain.head;
+        for bucket in Self::buckets(chain) {
+            let meta = bucket.meta.load(Relaxed);
+            if let Some(index) = (0..SLOTS).find(|&index| tag_at(meta, index) == 0) {
+                // Release: a reader that loads the pointer sees the entry's contents.
+                bucket.slots[index].store(entry, Release);
+                // Release: a reader that sees the tag sees the slot.
+                bucket.meta.store(with_tag(meta, index, tag), Release);
+                return false;
+            }
+            last = bucket;
+        }
+        let overflow = spare();
+        overflow.slots[0].store(entry, Relaxed);
+        overflow.meta.store(u64::from(tag), Relaxed);
+        // Release: a reader that follows the link sees the bucket as built.
+        last.next.store(ptr::from_ref(overflow).cast_mut(), Release);
+        true
     }
 }
 
-impl<K, V> Copy for Slot<'_, K, V> {}
+impl<K, V> Line<K, V> for Bucket<K, V> {
+    const SLOTS: usize = SLOTS;
 
-impl<K, V> Bucket<K, V> {
-    pub(crate) fn new() -> Self {
+    type Item = Box<Entry<K, V>>;
+
+    type View<'a>
+        = &'a Entry<K, V>
+    where
+        Self: 'a;
+
+    type Unlinked = *mut Entry<K, V>;
+
+    fn new() -> Self {
         Bucket {
             lock: Mutex::new(()),
             meta: AtomicU64::new(0),
@@ -118,27 +132,28 @@ impl<K, V> Bucket<K, V> {
         }
     }
 
-    /// Whether a fresh bucket is all zero bytes, so that zeroed memory is an array of fresh
-    /// buckets. The atomics are zero when null or 0 by their documented representation; the
-    /// lock is asked.
+    /// The atomics are zero when null or 0 by their documented representation; the lock is
+    /// asked.
     #[cfg(not(shuttle))]
-    pub(crate) fn zero_is_fresh() -> bool {
-        let lock = Mutex::new(());
-        size_of::<Mutex<()>>() == 1
-            // SAFETY: the lock is one initialized byte (its state, an atomic no one else can
-            // reach), read while nothing writes it.
-            && unsafe { ptr::from_ref(&lock).cast::<u8>().read() } == 0
+    fn zero_is_fresh() -> bool {
+        super::line::lock_is_zero()
     }
 
-    /// The entry for the key `matches` recognises among those with hash `hash`, as of a moment
-    /// within this call; this bucket must be a chain's head.
+    fn item(entry: Entry<K, V>) -> Box<Entry<K, V>> {
+        Box::new(entry)
+    }
+
+    fn into_entry(item: Box<Entry<K, V>>) -> Entry<K, V> {
+        *item
+    }
+
     #[inline(always)]
-    pub(crate) fn find<'g>(
+    fn find<'g>(
         &'g self,
         guard: &'g Guard<'_>,
         hash: u64,
         matches: impl Fn(&K) -> bool,
-    ) -> Found<'g, K, V> {
+    ) -> Found<&'g Entry<K, V>> {
         // Acquire: seeing a tag (or MOVED) makes the slot (or the next table's copy) visible.
         let mut meta = self.meta.load(Acquire);
         if meta & MOVED != 0 {
@@ -174,9 +189,7 @@ impl<K, V> Bucket<K, V> {
         }
     }
 
-    /// Calls `visit` on every entry of the chain, as readers see it; this bucket must be a chain's
-    /// head. `Err(())` if the chain has moved.
-    pub(crate) fn read_all<'g>(
+    fn read_all<'g>(
         &'g self,
         guard: &'g Guard<'_>,
         mut visit: impl FnMut(&'g Entry<K, V>),
@@ -206,99 +219,57 @@ impl<K, V> Bucket<K, V> {
         }
     }
 
-    /// Takes the chain's lock: a writer's right to change it.
-    #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
-        acquire_timed(|| self.lock.try_lock(), || self.lock.lock())
+    fn lock_word(&self) -> &Mutex<()> {
+        &self.lock
     }
 
-    /// As [`Self::lock`], giving up at `deadline`.
-    pub(crate) fn try_lock_until(
-        &self,
-        deadline: std::time::Instant,
-    ) -> Option<MutexGuard<'_, ()>> {
-        self.lock.try_lock_until(deadline)
-    }
-}
-
-/// A chain while its head's lock is held: every change to it goes through here.
-pub(crate) struct Chain<'a, K, V> {
-    head: &'a Bucket<K, V>,
-}
-
-impl<K, V> Clone for Chain<'_, K, V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<K, V> Copy for Chain<'_, K, V> {}
-
-impl<'a, K, V> Chain<'a, K, V> {
-    /// # Safety
-    /// The caller holds `head`'s lock for as long as it uses the chain, and `head` is the first
-    /// bucket of a chain.
-    pub(crate) unsafe fn locked(head: &'a Bucket<K, V>) -> Self {
-        Chain { head }
-    }
-
-    pub(crate) fn is_moved(self) -> bool {
+    fn is_moved(chain: Chain<'_, Self>) -> bool {
         // Relaxed: MOVED is set under the lock this writer holds.
-        self.head.meta.load(Relaxed) & MOVED != 0
+        chain.head.meta.load(Relaxed) & MOVED != 0
     }
 
-    /// Marks the chain as copied to the next table: readers and writers go there from now on.
-    pub(crate) fn mark_moved(self) {
-        let meta = self.head.meta.load(Relaxed);
+    fn mark_moved(chain: Chain<'_, Self>) {
+        let meta = chain.head.meta.load(Relaxed);
         // Release: whoever sees MOVED sees every entry already placed in the next table.
-        self.head.meta.store(meta | MOVED, Release);
+        chain.head.meta.store(meta | MOVED, Release);
     }
 
-    /// The buckets of the chain, head first.
-    fn buckets(self) -> impl Iterator<Item = &'a Bucket<K, V>> {
-        std::iter::successors(Some(self.head), |bucket| {
-            // SAFETY: overflow buckets live as long as the table, which outlives the lock.
-            unsafe { bucket.next.load(Relaxed).as_ref() }
-        })
-    }
-
-    /// Every occupied slot and its entry.
-    pub(crate) fn occupied(self) -> impl Iterator<Item = (Slot<'a, K, V>, &'a Entry<K, V>)> {
-        self.buckets().flat_map(|bucket| {
-            let meta = bucket.meta.load(Relaxed);
-            slots_of(occupied(meta)).map(move |index| {
-                // SAFETY: a tagged slot holds a published entry; only lock holders unlink and
-                // retire entries, and this writer holds the lock.
-                let entry = unsafe { &*bucket.slots[index].load(Relaxed) };
-                (Slot { bucket, index }, entry)
-            })
-        })
-    }
-
-    /// The slot of the entry with hash `hash` whose key `matches` approves.
+    /// Compares tags first, so that only a matching entry is loaded.
     #[inline]
-    pub(crate) fn locate(
-        self,
+    fn locate<'a>(
+        chain: Chain<'a, Self>,
         hash: u64,
         matches: impl Fn(&K) -> bool,
-    ) -> Option<Located<'a, K, V>> {
+    ) -> Option<Located<'a, K, V, Self>> {
         let tag = tag_of(hash);
-        self.occupied().find(|(slot, entry)| {
-            tag_at(slot.bucket.meta.load(Relaxed), slot.index) == tag
+        Self::occupied(chain).find(|(slot, entry)| {
+            tag_at(slot.line.meta.load(Relaxed), slot.index) == tag
                 && entry.hash == hash
                 && matches(&entry.key)
         })
     }
 
-    /// Puts `entry` in `slot` in place of the one there; returns the old one, to be retired.
-    pub(crate) fn replace(self, slot: Slot<'a, K, V>, entry: Box<Entry<K, V>>) -> *mut Entry<K, V> {
-        // Release: a reader that loads the pointer sees the entry's contents.
-        slot.bucket.slots[slot.index].swap(Box::into_raw(entry), Release)
+    fn occupied<'a>(
+        chain: Chain<'a, Self>,
+    ) -> impl Iterator<Item = (Slot<'a, Self>, &'a Entry<K, V>)> {
+        Self::buckets(chain).flat_map(|line| {
+            let meta = line.meta.load(Relaxed);
+            slots_of(occupied(meta)).map(move |index| {
+                // SAFETY: a tagged slot holds a published entry; only lock holders unlink and
+                // retire entries, and this writer holds the lock.
+                let entry = unsafe { &*line.slots[index].load(Relaxed) };
+                (Slot { line, index }, entry)
+            })
+        })
     }
 
-    /// Empties `slot`; returns its entry, to be retired.
-    pub(crate) fn remove(self, slot: Slot<'a, K, V>) -> *mut Entry<K, V> {
-        let bucket = slot.bucket;
+    fn replace(slot: Slot<'_, Self>, item: Box<Entry<K, V>>) -> *mut Entry<K, V> {
+        // Release: a reader that loads the pointer sees the entry's contents.
+        slot.line.slots[slot.index].swap(Box::into_raw(item), Release)
+    }
+
+    fn remove(slot: Slot<'_, Self>) -> *mut Entry<K, V> {
+        let bucket = slot.line;
         // Relaxed: a reader that still sees the tag finds the entry or a null slot, either
         // of which is a valid answer from before or after the removal; the retire that follows
         // orders the unlink before the entry can be freed.
@@ -307,57 +278,46 @@ impl<'a, K, V> Chain<'a, K, V> {
         bucket.slots[slot.index].swap(ptr::null_mut(), Relaxed)
     }
 
-    /// Adds `entry` (whose key is not in the chain) in the first free slot, linking `spare()`, a
-    /// fresh bucket that lives as long as the chain, if there is none; returns whether it did.
-    pub(crate) fn add(
-        self,
-        entry: *mut Entry<K, V>,
-        hash: u64,
-        spare: impl FnOnce() -> &'a Bucket<K, V>,
+    fn add<'a>(
+        chain: Chain<'a, Self>,
+        item: Box<Entry<K, V>>,
+        spare: impl FnOnce() -> &'a Self,
     ) -> bool {
-        let tag = tag_of(hash);
-        let mut last = self.head;
-        for bucket in self.buckets() {
-            let meta = bucket.meta.load(Relaxed);
-            if let Some(index) = (0..SLOTS).find(|&index| tag_at(meta, index) == 0) {
-                // Release: a reader that loads the pointer sees the entry's contents.
-                bucket.slots[index].store(entry, Release);
-                // Release: a reader that sees the tag sees the slot.
-                bucket.meta.store(with_tag(meta, index, tag), Release);
-                return false;
-            }
-            last = bucket;
-        }
-        let overflow = spare();
-        overflow.slots[0].store(entry, Relaxed);
-        overflow.meta.store(u64::from(tag), Relaxed);
-        // Release: a reader that follows the link sees the bucket as built.
-        last.next.store(ptr::from_ref(overflow).cast_mut(), Release);
-        true
+        let hash = item.hash;
+        Self::add_pointer(chain, Box::into_raw(item), hash, spare)
     }
-}
 
-impl<K, V> Bucket<K, V> {
-    /// Every entry of this chain, if it has not moved, with its slot emptied; for owners of the
-    /// whole table (no reader or writer left), to move or free them. This bucket must be a head.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Box<Entry<K, V>>> + '_ {
-        let moved = self.meta.load(Relaxed) & MOVED != 0;
+    /// The pointer, not a copy: the entry is reachable from both chains until the old table goes.
+    fn carry<'a>(chain: Chain<'a, Self>, entry: &&Entry<K, V>, spare: impl FnOnce() -> &'a Self) {
+        let pointer = ptr::from_ref(*entry).cast_mut();
+        Self::add_pointer(chain, pointer, entry.hash, spare);
+    }
+
+    fn drain(&mut self) -> Vec<Box<Entry<K, V>>> {
         // SAFETY: `&mut self` excludes every other writer, as the lock would.
-        let chain = unsafe { Chain::locked(self) };
-        let taken: Vec<_> = if moved {
-            Vec::new()
-        } else {
-            chain
-                .occupied()
-                .map(|(slot, _)| chain.remove(slot))
-                .collect()
-        };
-        taken.into_iter().map(|entry| {
-            // SAFETY: each pointer was a published entry, made by `Box::into_raw` and now
-            // unlinked from the only table that held it (a moved chain's entries belong to the
-            // next table).
-            unsafe { Box::from_raw(entry) }
-        })
+        let chain = unsafe { Chain::locked(&*self) };
+        if Self::is_moved(chain) {
+            return Vec::new();
+        }
+        let taken: Vec<_> = Self::occupied(chain)
+            .map(|(slot, _)| Self::remove(slot))
+            .collect();
+        taken
+            .into_iter()
+            .map(|entry| {
+                // SAFETY: each pointer was a published entry, made by `Box::into_raw` and now
+                // unlinked from the only table that held it (a moved chain's entries belong to
+                // the next table).
+                unsafe { Box::from_raw(entry) }
+            })
+            .collect()
+    }
+
+    unsafe fn retire(collector: &Collector, unlinked: *mut Entry<K, V>) {
+        // SAFETY: an unlinked entry is unreachable for guards entered from now on: its chain was
+        // the only place it was reachable from (a frozen copy of the chain is read only by guards
+        // entered before it froze, see `resize.rs`). Freeing waits for the writer's guard too.
+        unsafe { collector.retire(unlinked) };
     }
 }
 
@@ -368,7 +328,7 @@ mod tests {
     /// Tables are allocated zeroed, with no pass over their buckets (`table.rs`).
     #[test]
     fn a_fresh_bucket_is_zeroed_memory() {
-        assert!(Bucket::<u64, u64>::zero_is_fresh());
+        assert!(<Bucket<u64, u64> as Line<u64, u64>>::zero_is_fresh());
     }
 
     /// `occupied` lists exactly the slots with a tag, whatever the tags and the MOVED bit.

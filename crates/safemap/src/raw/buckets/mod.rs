@@ -1,14 +1,17 @@
-//! [`Buckets`]: chains of cache-line buckets holding pointers to immutable entries, read with no
-//! lock, written under one chain's lock: the core of `ScalableMap`.
+//! [`Buckets`]: chains of cache-line buckets, read with no lock, written under one chain's lock:
+//! the core of `ScalableMap` (buckets of pointers to immutable entries, `bucket.rs`) and of
+//! `ScalablePodMap` (buckets holding plain-old-data entries as atomic words, `inline.rs`). What
+//! the core asks of a bucket line is the trait in `line.rs`; everything below is written once.
 //!
 //! # Algorithm
 //! The design of CLHT-LB and Go's xsync map, with Java's `ConcurrentHashMap` resize:
 //! - **Reads** enter a reclamation guard (a store to the thread's own slot, `raw/reclaim.rs`),
-//!   load the root table, load the key's head bucket's tag word, and follow the matching slots
-//!   to their entries (`bucket.rs`). Nothing another thread writes is written.
+//!   load the root table, and look in the key's head bucket: follow the slots whose tags match
+//!   to their entries (`bucket.rs`), or copy the line and validate the copy against its version
+//!   word (`inline.rs`). Nothing another thread writes is written.
 //! - **Writes** pass the gate (`gate.rs`, a stripe of it per few threads), lock the key's chain and
-//!   change it: an insert or a `compute` builds a new entry and swaps it in, a removal empties the
-//!   slot, and either retires the entry it displaced. Closures run under the chain's lock, so
+//!   change it: an insert or a `compute` builds a new entry and swaps it in (or stores its words,
+//!   inline), a removal empties the slot, and a pointer line retires the entry it displaced. Closures run under the chain's lock, so
 //!   each runs exactly once and writers of other chains never wait for it. The value a write
 //!   displaces is returned as a clone, since readers may still hold the stored one.
 //! - **Resizes** move a few chains per write (`resize.rs`), so no write waits for the whole table
@@ -22,18 +25,23 @@
 
 mod bucket;
 mod gate;
+mod inline;
+mod line;
 mod ops;
 mod resize;
 mod table;
 
+use std::borrow::Borrow;
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use bucket::{Chain, Entry, Found, Located, Slot};
+pub use bucket::Bucket;
 use gate::{Gate, Pass};
+pub use inline::Inline;
+use line::{Chain, Entry, Found, Line, Located, Slot};
 use resize::MIN_BITS;
 use table::{ALL, Detached, Table, position};
 
@@ -41,27 +49,27 @@ use super::core::{Probe, Wait};
 use super::reclaim::{Collector, Guard};
 use crate::sync::{AtomicPtr, Mutex};
 
-/// The core of `ScalableMap`. Keys and values are cloned where a reader may still hold the
-/// stored ones: a displaced value, an updated value.
-pub struct Buckets<K, V> {
+/// The core of `ScalableMap` and `ScalablePodMap`, over lines of kind `L`. Keys and values are
+/// cloned where a reader may still hold the stored ones: a displaced value, an updated value.
+pub struct Buckets<K, V, L: Line<K, V> = Bucket<K, V>> {
     /// The oldest live table, null while the map has none.
-    root: AtomicPtr<Table<K, V>>,
+    root: AtomicPtr<Table<K, V, L>>,
     gate: Gate,
     /// Held by the writer linking a next table.
     resizing: Mutex<()>,
     /// Made by the first write (it holds a few KiB of per-thread slots), so an empty map stays
     /// small; null until then. Dropped (in `drop`) after the tables' entries are freed.
     collector: AtomicPtr<Collector>,
-    owns: PhantomData<Box<Entry<K, V>>>,
+    owns: PhantomData<(Entry<K, V>, L)>,
 }
 
 // SAFETY: the map owns its entries (`Box`es behind the table pointers); sending it sends them.
-unsafe impl<K: Send, V: Send> Send for Buckets<K, V> {}
+unsafe impl<K: Send, V: Send, L: Line<K, V>> Send for Buckets<K, V, L> {}
 // SAFETY: shared use reads `K` and `V` from several threads at once (`Sync`) and drops retired
 // entries on whichever thread reclaims them (`Send`).
-unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Buckets<K, V> {}
+unsafe impl<K: Send + Sync, V: Send + Sync, L: Line<K, V>> Sync for Buckets<K, V, L> {}
 
-impl<K, V> Default for Buckets<K, V> {
+impl<K, V, L: Line<K, V>> Default for Buckets<K, V, L> {
     fn default() -> Self {
         super::reclaim::register_process();
         Buckets {
@@ -74,7 +82,7 @@ impl<K, V> Default for Buckets<K, V> {
     }
 }
 
-impl<K, V> Drop for Buckets<K, V> {
+impl<K, V, L: Line<K, V>> Drop for Buckets<K, V, L> {
     fn drop(&mut self) {
         let root = self.root.swap(ptr::null_mut(), Relaxed);
         // SAFETY: the root came from `Box::into_raw`; with `&mut self` no guard is left.
@@ -92,9 +100,9 @@ impl<K, V> Drop for Buckets<K, V> {
 
 /// A chain whose lock a write holds: what the write may change, the positions it covers, where
 /// displaced entries go and where entries are counted.
-struct Locked<'a, K, V> {
-    chain: Chain<'a, K, V>,
-    table: &'a Table<K, V>,
+struct Locked<'a, K, V, L: Line<K, V>> {
+    chain: Chain<'a, L>,
+    table: &'a Table<K, V, L>,
     span: Range<u128>,
     collector: &'a Collector,
     pass: &'a Pass<'a>,
@@ -102,52 +110,39 @@ struct Locked<'a, K, V> {
     overflowed: Cell<bool>,
 }
 
-impl<'a, K, V> Locked<'a, K, V> {
+impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
     /// The entry for `probe`, and its slot.
     #[inline]
-    fn locate(&self, probe: &impl Probe<K>) -> Option<Located<'a, K, V>> {
-        self.chain.locate(probe.hash(), |k| probe.matches(k))
+    fn locate(&self, probe: &impl Probe<K>) -> Option<Located<'a, K, V, L>> {
+        L::locate(self.chain, probe.hash(), |k| probe.matches(k))
     }
 
     /// Adds `entry`, whose key is not in the chain.
-    fn add(&self, entry: Box<Entry<K, V>>) {
-        let hash = entry.hash;
-        if self
-            .chain
-            .add(Box::into_raw(entry), hash, || self.table.spare())
-        {
+    fn add(&self, entry: L::Item) {
+        if L::add(self.chain, entry, || self.table.spare()) {
             self.overflowed.set(true);
         }
         self.pass.count(1);
     }
 
     /// Puts `entry` in `slot` in place of the one there, which is retired.
-    fn replace(&self, slot: Slot<'a, K, V>, entry: Box<Entry<K, V>>) {
-        let old = self.chain.replace(slot, entry);
+    fn replace(&self, slot: Slot<'a, L>, entry: L::Item) {
+        let old = L::replace(slot, entry);
         // SAFETY: unlinked just now, by this write, so retired once.
-        unsafe { self.retire(old) };
+        unsafe { L::retire(self.collector, old) };
     }
 
     /// Empties `slot` and retires its entry. The entry stays readable while this write's guard
     /// lives.
-    fn remove(&self, slot: Slot<'a, K, V>) {
-        let old = self.chain.remove(slot);
+    fn remove(&self, slot: Slot<'a, L>) {
+        let old = L::remove(slot);
         // SAFETY: as in `replace`.
-        unsafe { self.retire(old) };
+        unsafe { L::retire(self.collector, old) };
         self.pass.count(-1);
-    }
-
-    /// # Safety
-    /// `entry` was unlinked from this chain by this write, and is retired once.
-    unsafe fn retire(&self, entry: *mut Entry<K, V>) {
-        // SAFETY: an unlinked entry is unreachable for guards entered from now on: its chain was
-        // the only place it was reachable from (a frozen copy of the chain is read only by guards
-        // entered before it froze, see `resize.rs`). Freeing waits for this write's guard too.
-        unsafe { self.collector.retire(entry) };
     }
 }
 
-impl<K, V> Buckets<K, V> {
+impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// The reclamation, made first if need be: for writes and whole-map work.
     #[inline]
     fn collector(&self) -> &Collector {
@@ -187,12 +182,12 @@ impl<K, V> Buckets<K, V> {
     }
 
     #[inline(always)]
-    fn root(&self, guard: &Guard<'_>) -> *const Table<K, V> {
+    fn root(&self, guard: &Guard<'_>) -> *const Table<K, V, L> {
         guard.load(&self.root)
     }
 
     #[inline(always)]
-    fn root_table<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g Table<K, V>> {
+    fn root_table<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g Table<K, V, L>> {
         // SAFETY: a root is retired only after it stops being the root, so one loaded under
         // `guard` stays allocated while the guard lives.
         unsafe { self.root(guard).as_ref() }
@@ -208,7 +203,7 @@ impl<K, V> Buckets<K, V> {
     }
 
     /// The root, made first if the map has none.
-    fn root_for_write<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V> {
+    fn root_for_write<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V, L> {
         loop {
             if let Some(root) = self.root_table(guard) {
                 return root;
@@ -219,7 +214,12 @@ impl<K, V> Buckets<K, V> {
 
     /// The entry for `probe`, as of a moment within the call.
     #[inline(always)]
-    fn find<'g>(&self, guard: &'g Guard<'_>, probe: &impl Probe<K>) -> Option<&'g Entry<K, V>> {
+    fn find<'g>(&self, guard: &'g Guard<'_>, probe: &impl Probe<K>) -> Option<L::View<'g>>
+    where
+        K: 'g,
+        V: 'g,
+        L: 'g,
+    {
         let hash = probe.hash();
         let mut table = self.root_table(guard)?;
         loop {
@@ -238,7 +238,7 @@ impl<K, V> Buckets<K, V> {
         wait: Wait,
         hash: u64,
         payload: P,
-        change: impl FnOnce(&Locked<'_, K, V>, P) -> R,
+        change: impl FnOnce(&Locked<'_, K, V, L>, P) -> R,
     ) -> Result<R, P> {
         let deadline = match wait {
             Wait::Forever => None,
@@ -254,15 +254,15 @@ impl<K, V> Buckets<K, V> {
             let index = table.chain_at(position(hash));
             let head = table.head(index);
             let lock = match deadline {
-                None => head.lock(),
-                Some(deadline) => match head.try_lock_until(deadline) {
+                None => line::lock(head),
+                Some(deadline) => match line::try_lock_until(head, deadline) {
                     Some(lock) => lock,
                     None => return Err(payload),
                 },
             };
             // SAFETY: the lock is held until `lock` drops, after `change` returns.
             let chain = unsafe { Chain::locked(head) };
-            if chain.is_moved() {
+            if L::is_moved(chain) {
                 drop(lock);
                 table = table.next().expect("a moved chain has a next table");
                 continue;
@@ -293,12 +293,13 @@ impl<K, V> Buckets<K, V> {
     /// Calls `visit` on every entry whose position is in `span`, chain by chain, with no lock.
     fn read_span<'g>(
         guard: &'g Guard<'_>,
-        table: &'g Table<K, V>,
+        table: &'g Table<K, V, L>,
         span: Range<u128>,
-        visit: &mut impl FnMut(&'g Entry<K, V>),
+        visit: &mut impl FnMut(L::View<'g>),
     ) where
         K: 'g,
         V: 'g,
+        L: 'g,
     {
         let mut at = span.start;
         while at < span.end {
@@ -307,7 +308,7 @@ impl<K, V> Buckets<K, V> {
             let end = chain.end.min(span.end);
             let inside = |entry: &Entry<K, V>| (at..end).contains(&position(entry.hash));
             let read = table.head(index).read_all(guard, |entry| {
-                if inside(entry) {
+                if inside(entry.borrow()) {
                     visit(entry);
                 }
             });
@@ -320,10 +321,11 @@ impl<K, V> Buckets<K, V> {
     }
 
     /// Calls `visit` on every entry, for the holder of the closed gate or of `&mut self`.
-    fn read_all<'g>(&self, guard: &'g Guard<'_>, visit: &mut impl FnMut(&'g Entry<K, V>))
+    fn read_all<'g>(&self, guard: &'g Guard<'_>, visit: &mut impl FnMut(L::View<'g>))
     where
         K: 'g,
         V: 'g,
+        L: 'g,
     {
         if let Some(root) = self.root_table(guard) {
             Self::read_span(guard, root, ALL, visit);
@@ -336,7 +338,8 @@ impl<K, V> Buckets<K, V> {
         // A hash at position `at`: the position is the hash without its tag bits.
         let hash = (at >> super::routing::TAG_BITS) as u64;
         let retained = self.write(Wait::Forever, hash, (), |locked, ()| {
-            for (slot, entry) in locked.chain.occupied() {
+            for (slot, entry) in L::occupied(locked.chain) {
+                let entry = entry.borrow();
                 if (at..end).contains(&position(entry.hash)) && !keep(&entry.key, &entry.value) {
                     locked.remove(slot);
                 }

@@ -1,6 +1,7 @@
 //! The [`Core`] operations of [`Buckets`], each a read with no lock or a write on one locked chain
 //! (`mod.rs`), and the whole-map ones over the gate.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::Range;
@@ -8,8 +9,7 @@ use std::ptr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::Buckets;
-use super::bucket::{Entry, SLOTS};
-use super::resize::bits_for;
+use super::line::{Entry, Line};
 use super::table::{ALL, Detached, Table};
 use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
 use crate::raw::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait};
@@ -20,21 +20,22 @@ use crate::raw::table::{Table as FrozenTable, TableAlloc};
 /// Entries an iteration copies at a time, at least (a chain is never split).
 const CHUNK_ENTRIES: usize = 64;
 
-fn entry<K, V>(hash: u64, key: K, value: V) -> Box<Entry<K, V>> {
-    Box::new(Entry { hash, key, value })
-}
+impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Buckets<K, V, L> {
+    fn entry(hash: u64, key: K, value: V) -> L::Item {
+        L::item(Entry { hash, key, value })
+    }
 
-impl<K: Hash + Eq + Clone, V: Clone> Buckets<K, V> {
     /// Stores `entry`, whose key is absent: for building a map from known-distinct entries.
-    fn add_new(&self, entry: Box<Entry<K, V>>) {
-        let stored = self.write(Wait::Forever, entry.hash, entry, |locked, entry| {
+    fn add_new(&self, entry: L::Item) {
+        let hash = entry.borrow().hash;
+        let stored = self.write(Wait::Forever, hash, entry, |locked, entry| {
             locked.add(entry);
         });
         debug_assert!(stored.is_ok(), "a write that waits forever completes");
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
     type Key = K;
     type Value = V;
     type Snapshot<S: BuildHasher> = TableSnapshot<K, V, S>;
@@ -59,7 +60,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         if capacity > 0 {
             core.collector();
             core.root
-                .store(Box::into_raw(Table::new(bits_for(capacity))), Relaxed);
+                .store(Box::into_raw(Table::new(Self::bits_for(capacity))), Relaxed);
         }
         core
     }
@@ -69,7 +70,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
             return 0;
         };
         self.root_table(&guard)
-            .map_or(0, |root| root.chains() * SLOTS)
+            .map_or(0, |root| root.chains() * L::SLOTS)
     }
 
     /// Grows to the size `additional` more entries need, moving the chains alongside the writes
@@ -80,7 +81,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         };
         let guard = self.collector().enter();
         self.finish_resize(&guard);
-        let wanted = bits_for(self.gate.approximate_count().saturating_add(additional));
+        let wanted = Self::bits_for(self.gate.approximate_count().saturating_add(additional));
         match self.root_table(&guard) {
             None => self.install_root(&guard, wanted),
             Some(root) if root.bits() < wanted => {
@@ -101,9 +102,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         if closed.count() == 0 {
             self.detach_root();
         } else if let Some(root) = self.root_table(&guard)
-            && bits_for(closed.count()) < root.bits()
+            && Self::bits_for(closed.count()) < root.bits()
         {
-            self.link_next_once(root, bits_for(closed.count()));
+            self.link_next_once(root, Self::bits_for(closed.count()));
             self.finish_resize(&guard);
         }
     }
@@ -118,7 +119,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         let Some(guard) = self.reading() else {
             return Ok(None);
         };
-        Ok(self.find(&guard, &probe).map(|entry| read(&entry.value)))
+        Ok(self
+            .find(&guard, &probe)
+            .map(|entry| read(&entry.borrow().value)))
     }
 
     #[inline]
@@ -130,23 +133,27 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         value: V,
         _hasher: &S,
     ) -> Inserted<K, V> {
-        let written = self.write(
-            wait,
-            hash,
-            entry(hash, key, value),
-            |locked, new| match locked.chain.locate(hash, |k| *k == new.key) {
-                Some((slot, old)) => {
-                    let displaced = old.value.clone();
-                    locked.replace(slot, new);
-                    Some(displaced)
-                }
-                None => {
-                    locked.add(new);
-                    None
-                }
-            },
-        );
-        written.map_err(|new| TimedOut((new.key, new.value)))
+        let written =
+            self.write(
+                wait,
+                hash,
+                Self::entry(hash, key, value),
+                |locked, new| match L::locate(locked.chain, hash, |k| *k == new.borrow().key) {
+                    Some((slot, old)) => {
+                        let displaced = old.borrow().value.clone();
+                        locked.replace(slot, new);
+                        Some(displaced)
+                    }
+                    None => {
+                        locked.add(new);
+                        None
+                    }
+                },
+            );
+        written.map_err(|new| {
+            let new = L::into_entry(new);
+            TimedOut((new.key, new.value))
+        })
     }
 
     fn remove_if<S: BuildHasher>(
@@ -158,6 +165,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
     ) -> Timed<Option<V>, ()> {
         let written = self.write(wait, probe.hash(), (), |locked, ()| {
             let (slot, old) = locked.locate(&probe)?;
+            let old = old.borrow();
             if !remove(&old.key, &old.value) {
                 return None;
             }
@@ -176,9 +184,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
     ) -> Option<R> {
         let written = self.write(Wait::Forever, probe.hash(), (), |locked, ()| {
             let (slot, old) = locked.locate(&probe)?;
+            let old = old.borrow();
             let mut value = old.value.clone();
             let result = change(&mut value);
-            locked.replace(slot, entry(old.hash, old.key.clone(), value));
+            locked.replace(slot, Self::entry(old.hash, old.key.clone(), value));
             Some(result)
         });
         written.unwrap_or_else(|()| unreachable!("a write that waits forever completes"))
@@ -193,15 +202,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         _hasher: &S,
     ) -> R {
         let written = self.write(Wait::Forever, hash, key, |locked, key| {
-            let found = locked.chain.locate(hash, |k| *k == key);
-            let mut value = match found {
-                Some((_, old)) => old.value.clone(),
+            let found = L::locate(locked.chain, hash, |k| *k == key);
+            let mut value = match &found {
+                Some((_, old)) => old.borrow().value.clone(),
                 None => make(),
             };
             let result = change(&mut value);
             match found {
-                Some((slot, _)) => locked.replace(slot, entry(hash, key, value)),
-                None => locked.add(entry(hash, key, value)),
+                Some((slot, _)) => locked.replace(slot, Self::entry(hash, key, value)),
+                None => locked.add(Self::entry(hash, key, value)),
             }
             result
         });
@@ -217,21 +226,21 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         _hasher: &S,
     ) -> Timed<Option<V>, K> {
         let written = self.write(wait, hash, key, |locked, key| {
-            let found = locked.chain.locate(hash, |k| *k == key);
-            let current = found.map(|(_, old)| &old.value);
+            let found = L::locate(locked.chain, hash, |k| *k == key);
+            let current = found.as_ref().map(|(_, old)| &old.borrow().value);
             match (update(current), found) {
                 (Action::Keep, _) | (Action::Remove, None) => None,
                 (Action::Set(value), None) => {
-                    locked.add(entry(hash, key, value));
+                    locked.add(Self::entry(hash, key, value));
                     None
                 }
                 (Action::Set(value), Some((slot, old))) => {
-                    let displaced = old.value.clone();
-                    locked.replace(slot, entry(hash, key, value));
+                    let displaced = old.borrow().value.clone();
+                    locked.replace(slot, Self::entry(hash, key, value));
                     Some(displaced)
                 }
                 (Action::Remove, Some((slot, old))) => {
-                    let displaced = old.value.clone();
+                    let displaced = old.borrow().value.clone();
                     locked.remove(slot);
                     Some(displaced)
                 }
@@ -284,6 +293,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         let guard = self.collector().enter();
         let mut table = FrozenTable::with_capacity_in(closed.count(), TableAlloc);
         self.read_all(&guard, &mut |entry| {
+            let entry = entry.borrow();
             table.insert_unique(
                 entry.hash,
                 (entry.key.clone(), entry.value.clone()),
@@ -298,7 +308,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         let guard = self.collector().enter();
         let copy = Self::with_capacity(closed.count());
         self.read_all(&guard, &mut |e| {
-            copy.add_new(entry(e.hash, e.key.clone(), e.value.clone()));
+            let e = e.borrow();
+            copy.add_new(Self::entry(e.hash, e.key.clone(), e.value.clone()));
         });
         copy
     }
@@ -315,7 +326,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
         let entries: Vec<_> = table
             .drain()
             .into_iter()
-            .map(|e| (e.key, e.value))
+            .map(|item| {
+                let e = L::into_entry(item);
+                (e.key, e.value)
+            })
             .collect();
         entries.into_iter()
     }
@@ -357,6 +371,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
             };
             let end = root.span(root.chain_at(cursor.start)).end.min(cursor.end);
             Self::read_span(&guard, root, cursor.start..end, &mut |e| {
+                let e = e.borrow();
                 chunk.push((e.key.clone(), e.value.clone()));
             });
             cursor.start = end;
@@ -373,15 +388,16 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Buckets<K, V> {
             return;
         };
         self.read_all(&guard, &mut |entry| {
+            let entry = entry.borrow();
             out.entry(&entry.key, &entry.value);
         });
     }
 }
 
 /// Every wait is for the gate or a chain's lock, and a write with a deadline moves no chains.
-impl<K: Hash + Eq + Clone, V: Clone> BoundedWait for Buckets<K, V> {}
+impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> BoundedWait for Buckets<K, V, L> {}
 
-impl<K, V> Buckets<K, V> {
+impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// Takes the root out (the map reads as empty) and retires it with its entries; with the gate
     /// closed, so no resize or write is under way.
     fn detach_root(&self) {

@@ -3,7 +3,7 @@
 //! # Protocol
 //! A resize links a new table as the root's `next`. From then on every write that passes, after
 //! its own change, moves the next [`CHUNK`] chains: it claims them from `claimed`, and for each one
-//! takes the chain's lock, places the chain's entries (pointers; nothing is copied) in the new
+//! takes the chain's lock, places the chain's entries (pointers, or copies of inline entries) in the new
 //! table's chains, marks the chain `MOVED` and lets go. The mover that brings `moved` to the chain
 //! count makes the new table the root and retires the old one.
 //!
@@ -25,7 +25,9 @@
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
 
 use super::Buckets;
-use super::bucket::Chain;
+use std::borrow::Borrow;
+
+use super::line::{self, Chain, Line};
 use super::table::Table;
 use crate::raw::reclaim::Guard;
 use crate::sync::Spin;
@@ -39,24 +41,24 @@ pub(super) const STRESS: bool = cfg!(any(safemap_stress, shuttle));
 /// the microseconds, so no write stalls the way a table-wide rehash does.
 const CHUNK: usize = if STRESS { 1 } else { 4 };
 
-/// Entries per chain past which a table grows.
-const GROW_PAST: usize = if STRESS { 1 } else { super::bucket::SLOTS };
-
 /// The smallest table: two chains.
 pub(crate) const MIN_BITS: u32 = 1;
 
-/// How many chains `entries` fill to one entry per slot, rounded up to a power of two.
-pub(crate) fn bits_for(entries: usize) -> u32 {
-    let chains = entries.div_ceil(super::bucket::SLOTS).max(1);
-    chains.next_power_of_two().trailing_zeros().max(MIN_BITS)
-}
+impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
+    /// Entries per chain past which a table grows: one line's worth.
+    const GROW_PAST: usize = if STRESS { 1 } else { L::SLOTS };
 
-impl<K, V> Buckets<K, V> {
+    /// How many chains `entries` fill to one entry per slot, rounded up to a power of two.
+    pub(super) fn bits_for(entries: usize) -> u32 {
+        let chains = entries.div_ceil(L::SLOTS).max(1);
+        chains.next_power_of_two().trailing_zeros().max(MIN_BITS)
+    }
+
     /// Starts growing `table`, which just had to link an overflow bucket, if it is the root, no
     /// resize is under way, and its entries outnumber its slots. Never waits: if another writer is
     /// starting one, that is enough.
-    pub(super) fn consider_growing(&self, guard: &Guard<'_>, table: &Table<K, V>) {
-        let full = table.chains() * GROW_PAST;
+    pub(super) fn consider_growing(&self, guard: &Guard<'_>, table: &Table<K, V, L>) {
+        let full = table.chains() * Self::GROW_PAST;
         if self.gate.approximate_count() <= full || !std::ptr::eq(self.root(guard), table) {
             return;
         }
@@ -66,13 +68,13 @@ impl<K, V> Buckets<K, V> {
     }
 
     /// Links a next table of `2^bits` chains to `table` unless it has one.
-    pub(super) fn link_next_once(&self, table: &Table<K, V>, bits: u32) {
+    pub(super) fn link_next_once(&self, table: &Table<K, V, L>, bits: u32) {
         let _starting = self.resizing.lock();
         self.link_next(table, bits);
     }
 
     /// With `resizing` held.
-    fn link_next(&self, table: &Table<K, V>, bits: u32) {
+    fn link_next(&self, table: &Table<K, V, L>, bits: u32) {
         if table.next().is_none() {
             // Release: movers and readers that follow the link see the new table as built.
             table.next.store(Box::into_raw(Table::new(bits)), Release);
@@ -99,26 +101,24 @@ impl<K, V> Buckets<K, V> {
     }
 
     /// Moves chain `index` of `table` into `next`.
-    fn move_chain(table: &Table<K, V>, index: usize, next: &Table<K, V>) {
+    fn move_chain(table: &Table<K, V, L>, index: usize, next: &Table<K, V, L>) {
         let head = table.head(index);
-        let _lock = head.lock();
+        let _lock = line::lock(head);
         // SAFETY: the lock is held until the end of this function, and `head` heads its chain.
         let chain = unsafe { Chain::locked(head) };
-        for (_, entry) in chain.occupied() {
-            let to = next.head_for(entry.hash);
-            let _to_lock = to.lock();
+        for (_, entry) in L::occupied(chain) {
+            let to = next.head_for(entry.borrow().hash);
+            let _to_lock = line::lock(to);
             // SAFETY: as above, for the new chain.
             let to_chain = unsafe { Chain::locked(to) };
-            to_chain.add(std::ptr::from_ref(entry).cast_mut(), entry.hash, || {
-                next.spare()
-            });
+            L::carry(to_chain, &entry, || next.spare());
         }
-        chain.mark_moved();
+        L::mark_moved(chain);
     }
 
     /// Records `chains` more moved chains of `root`; the mover of the last one makes `next` the
     /// root and retires `root`.
-    fn count_moved(&self, root: &Table<K, V>, next: &Table<K, V>, chains: usize) {
+    fn count_moved(&self, root: &Table<K, V, L>, next: &Table<K, V, L>, chains: usize) {
         // AcqRel: the last mover sees every other mover's chains placed in `next`, and publishes
         // them all with the root.
         let moved = root.moved.fetch_add(chains, AcqRel) + chains;

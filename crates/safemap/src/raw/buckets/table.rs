@@ -10,11 +10,12 @@
 //! ones to move and `moved` counts those done.
 
 use std::alloc::{self, Layout};
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-use super::bucket::{Bucket, Entry};
+use super::line::{Entry, Line};
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicPtr, AtomicUsize, BookkeepingMutex};
 
@@ -27,13 +28,13 @@ pub(crate) fn position(hash: u64) -> u128 {
 /// Every position.
 pub(crate) const ALL: Range<u128> = 0..1 << 64;
 
-pub(crate) struct Table<K, V> {
+pub(crate) struct Table<K, V, L> {
     /// The allocation, and the first bucket in it (the first 64-byte boundary).
     memory: NonNull<u8>,
-    buckets: NonNull<Bucket<K, V>>,
+    buckets: NonNull<L>,
     bits: u32,
     /// The table this one's chains are moving into; null unless a resize is under way.
-    pub(crate) next: AtomicPtr<Table<K, V>>,
+    pub(crate) next: AtomicPtr<Table<K, V, L>>,
     /// How many chains, from the first, have been handed to a mover.
     pub(crate) claimed: AtomicUsize,
     /// How many chains have been moved.
@@ -41,23 +42,24 @@ pub(crate) struct Table<K, V> {
     /// Overflow buckets, made a block at a time and freed with the table, so that freeing a table
     /// never walks its chains (a walk of a 4M-entry table's chains took 80 ms). With how many of
     /// the last block's buckets are taken.
-    spares: BookkeepingMutex<Spares<K, V>>,
+    spares: BookkeepingMutex<Spares<L>>,
+    holds: PhantomData<Entry<K, V>>,
 }
 
 /// Blocks of overflow buckets, and how many of the last one's are taken.
-type Spares<K, V> = (Vec<Box<[Bucket<K, V>]>>, usize);
+type Spares<L> = (Vec<Box<[L]>>, usize);
 
 /// Overflow buckets per spare block: 4 KiB.
 const SPARE_BLOCK: usize = 64;
 
 // SAFETY: a table owns its buckets and the entries they point to, like a `Box<[Bucket]>`; moving
 // or sharing it across threads moves or shares `K`s and `V`s, which the bounds require.
-unsafe impl<K: Send, V: Send> Send for Table<K, V> {}
+unsafe impl<K: Send, V: Send, L> Send for Table<K, V, L> {}
 // SAFETY: shared access reads entries from several threads and drops displaced ones on whichever
 // thread reclaims them.
-unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Table<K, V> {}
+unsafe impl<K: Send + Sync, V: Send + Sync, L> Sync for Table<K, V, L> {}
 
-impl<K, V> Table<K, V> {
+impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// A table of `2^bits` empty chains. Zeroed memory where that is a fresh bucket, from the
     /// allocator's zeroing path (`calloc`), so that the pages are mapped by the moves that fill
     /// them, not all at once here: asking for the buckets' 64-byte alignment instead would make
@@ -65,7 +67,7 @@ impl<K, V> Table<K, V> {
     pub(crate) fn new(bits: u32) -> Box<Self> {
         let layout = Self::layout(bits);
         #[cfg(not(shuttle))]
-        let zeroed = Bucket::<K, V>::zero_is_fresh();
+        let zeroed = L::zero_is_fresh();
         #[cfg(shuttle)]
         let zeroed = false;
         // SAFETY: the layout is non-zero in size (at least one bucket).
@@ -79,13 +81,13 @@ impl<K, V> Table<K, V> {
         let Some(memory) = NonNull::new(memory) else {
             alloc::handle_alloc_error(layout)
         };
-        let skip = memory.align_offset(align_of::<Bucket<K, V>>());
+        let skip = memory.align_offset(align_of::<L>());
         // SAFETY: the layout has room for the buckets after up to one alignment's worth of bytes.
-        let buckets = unsafe { memory.add(skip) }.cast::<Bucket<K, V>>();
+        let buckets = unsafe { memory.add(skip) }.cast::<L>();
         if !zeroed {
             for index in 0..1 << bits {
                 // SAFETY: `index` is inside the allocation, which is aligned for buckets.
-                unsafe { buckets.add(index).write(Bucket::new()) };
+                unsafe { buckets.add(index).write(L::new()) };
             }
         }
         Box::new(Table {
@@ -96,14 +98,17 @@ impl<K, V> Table<K, V> {
             claimed: AtomicUsize::new(0),
             moved: AtomicUsize::new(0),
             spares: BookkeepingMutex::new((Vec::new(), 0)),
+            holds: PhantomData,
         })
     }
+}
 
+impl<K, V, L> Table<K, V, L> {
     /// The chains' memory, with room to align them: at the allocator's own alignment, which
     /// `calloc` serves.
     fn layout(bits: u32) -> Layout {
-        let bytes = size_of::<Bucket<K, V>>() << bits;
-        Layout::from_size_align(bytes + align_of::<Bucket<K, V>>(), align_of::<usize>() * 2)
+        let bytes = size_of::<L>() << bits;
+        Layout::from_size_align(bytes + align_of::<L>(), align_of::<usize>() * 2)
             .expect("a table fits in memory")
     }
 
@@ -131,7 +136,7 @@ impl<K, V> Table<K, V> {
 
     /// The head of chain `index`.
     #[inline(always)]
-    pub(crate) fn head(&self, index: usize) -> &Bucket<K, V> {
+    pub(crate) fn head(&self, index: usize) -> &L {
         debug_assert!(index < self.chains());
         // SAFETY: `index` is below the chain count, and the buckets live as long as the table.
         unsafe { self.buckets.add(index).as_ref() }
@@ -139,16 +144,27 @@ impl<K, V> Table<K, V> {
 
     /// The head of the chain for `hash`.
     #[inline(always)]
-    pub(crate) fn head_for(&self, hash: u64) -> &Bucket<K, V> {
+    pub(crate) fn head_for(&self, hash: u64) -> &L {
         self.head(self.chain_at(position(hash)))
     }
 
-    /// A fresh bucket for a chain that has outgrown its slots, living as long as the table.
-    pub(crate) fn spare(&self) -> &Bucket<K, V> {
+    /// The table this one is moving into, if a resize is under way.
+    #[inline]
+    pub(crate) fn next<'t>(&self) -> Option<&'t Table<K, V, L>> {
+        // Acquire: the next table was built before the Release store that linked it.
+        // SAFETY: a next table outlives this one: it is freed only as a root, after this table
+        // has been retired, and every caller holds a guard entered while this table was reachable.
+        unsafe { self.next.load(Acquire).as_ref() }
+    }
+}
+
+impl<K, V, L: Line<K, V>> Table<K, V, L> {
+    /// A fresh line for a chain that has outgrown its slots, living as long as the table.
+    pub(crate) fn spare(&self) -> &L {
         let mut spares = self.spares.lock();
         let (blocks, taken) = &mut *spares;
         if blocks.last().is_none_or(|block| *taken == block.len()) {
-            blocks.push((0..SPARE_BLOCK).map(|_| Bucket::new()).collect());
+            blocks.push((0..SPARE_BLOCK).map(|_| L::new()).collect());
             *taken = 0;
         }
         let block = blocks.last().expect("a block was just made");
@@ -159,18 +175,9 @@ impl<K, V> Table<K, V> {
         unsafe { &*std::ptr::from_ref(bucket) }
     }
 
-    /// The table this one is moving into, if a resize is under way.
-    #[inline]
-    pub(crate) fn next<'t>(&self) -> Option<&'t Table<K, V>> {
-        // Acquire: the next table was built before the Release store that linked it.
-        // SAFETY: a next table outlives this one: it is freed only as a root, after this table
-        // has been retired, and every caller holds a guard entered while this table was reachable.
-        unsafe { self.next.load(Acquire).as_ref() }
-    }
-
     /// Every entry of the chains that have not moved, emptied out of them, then those of the next
     /// table, if any; for the owner of the whole structure.
-    pub(crate) fn drain(self) -> Vec<Box<Entry<K, V>>> {
+    pub(crate) fn drain(self) -> Vec<L::Item> {
         let mut entries = Vec::new();
         for index in 0..self.chains() {
             // SAFETY: `index` is below the chain count, and `self` is owned.
@@ -187,11 +194,11 @@ impl<K, V> Table<K, V> {
     }
 }
 
-impl<K, V> Drop for Table<K, V> {
+impl<K, V, L> Drop for Table<K, V, L> {
     /// Frees the chains (the spare blocks go with the fields), not the entries, which may have
     /// moved on, nor the next table.
     fn drop(&mut self) {
-        if std::mem::needs_drop::<Bucket<K, V>>() {
+        if std::mem::needs_drop::<L>() {
             for index in 0..self.chains() {
                 // SAFETY: `index` is below the chain count, the bucket was initialized in `new`,
                 // and it is dropped once, here.
@@ -205,9 +212,9 @@ impl<K, V> Drop for Table<K, V> {
 
 /// A root table taken out of a map, with whatever it is moving into: freeing it frees every
 /// entry still in it.
-pub(crate) struct Detached<K, V>(pub(crate) Option<Box<Table<K, V>>>);
+pub(crate) struct Detached<K, V, L: Line<K, V>>(pub(crate) Option<Box<Table<K, V, L>>>);
 
-impl<K, V> Drop for Detached<K, V> {
+impl<K, V, L: Line<K, V>> Drop for Detached<K, V, L> {
     fn drop(&mut self) {
         if let Some(table) = self.0.take() {
             drop((*table).drain());

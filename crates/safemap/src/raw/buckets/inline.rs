@@ -1,0 +1,515 @@
+//! One cache line of a chain that holds its entries themselves, for keys and values that are
+//! plain old data (`bytemuck::Pod`): a read touches this line and nothing else.
+//!
+//! # Layout
+//! 64 bytes: the chain's lock (used in head lines), an occupancy byte (a bit per slot, and
+//! `MOVED`), a sequence word, the link to an overflow line, and [`WORDS`] words of slots. A slot
+//! is the entry's hash, then its key's bytes, then its value's, each rounded up to whole words:
+//! `u64` keys and values take three words, so a line holds two entries.
+//!
+//! # Reads
+//! A reader copies the line (occupancy, link, slot words) with atomic loads, and keeps the copy
+//! only if the sequence word was even before and is unchanged after. Every word is an atomic, so a
+//! copy that races a write is discarded, never undefined behaviour (a seqlock over non-atomic data
+//! would be). Keys are compared and values handed out from the kept copy, so user code never sees
+//! a torn entry. A reader stores nothing. It waits only while a writer is between the two stores
+//! of the sequence word, which bracket a few word stores and no user code.
+//!
+//! # Writes
+//! Every change goes through the holder of the chain head's lock, which reads the lines with
+//! Relaxed loads (the lock orders the writers). Each change a reader may see is bracketed: the
+//! sequence word goes odd, the words change, the word goes even again. An overflow line is filled
+//! before the bracketed store that links it. A key, once placed, stays in its slot until removed,
+//! so a reader scanning the chain finds every key present throughout its scan, as in `bucket.rs`.
+//!
+//! # Orderings
+//! - Writer: `seq = s + 1` (Relaxed), fence(Release), the stores (Relaxed), `seq = s + 2`
+//!   (Release).
+//! - Reader: `s1 = seq` (Acquire), the loads (Relaxed), fence(Acquire), `s2 = seq` (Relaxed).
+//!
+//! If one of the reader's loads saw a store of a bracket, the reader's fence synchronizes with
+//! that bracket's Release fence, so `s2` sees the odd value or a later one and differs from an
+//! even `s1` taken before the bracket (the C++ seqlock argument, Boehm 2012). If `s1` is the even
+//! value a bracket ended with, its Release store makes the bracket's stores visible to the loads.
+//! The word is 32 bits: a reader fooled by wrap-around would have to sleep through 2^31 writes to
+//! one line between its two loads of it.
+
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use bytemuck::Pod;
+
+use super::line::{Chain, Entry, Found, Line, Slot};
+use crate::raw::reclaim::{Collector, Guard};
+use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Mutex, Spin, fence};
+
+/// Slot words per line: with the lock, occupancy, sequence word and link, one 64-byte line.
+const WORDS: usize = 6;
+
+/// Set in a head line's occupancy once its chain has been copied to the next table.
+const MOVED: u8 = 0x80;
+
+/// One line of a chain of inline entries.
+#[repr(C, align(64))]
+pub struct Inline<K, V> {
+    lock: Mutex<()>,
+    occupied: AtomicU8,
+    /// Odd while a bracketed change is under way.
+    seq: AtomicU32,
+    next: AtomicPtr<Inline<K, V>>,
+    words: [AtomicU64; WORDS],
+    holds: PhantomData<Entry<K, V>>,
+}
+
+/// A reader's validated copy of one line.
+struct Copied<K, V> {
+    occupied: u8,
+    next: *const Inline<K, V>,
+    words: [u64; WORDS],
+}
+
+/// What [`Inline::probe`] saw of a line.
+struct Probed<K, V> {
+    occupied: u8,
+    next: *const Inline<K, V>,
+    hit: Option<[u64; WORDS]>,
+}
+
+/// The words a `T` takes.
+const fn words_of<T>() -> usize {
+    size_of::<T>().div_ceil(8)
+}
+
+fn decode<T: Pod>(words: &[u64]) -> T {
+    bytemuck::pod_read_unaligned(&bytemuck::cast_slice::<u64, u8>(words)[..size_of::<T>()])
+}
+
+fn encode<T: Pod>(value: &T, words: &mut [u64]) {
+    bytemuck::cast_slice_mut::<u64, u8>(words)[..size_of::<T>()]
+        .copy_from_slice(bytemuck::bytes_of(value));
+}
+
+/// The occupied slots of `occupied`, lowest first.
+fn slots_of(occupied: u8) -> impl Iterator<Item = usize> {
+    (0..u8::BITS as usize - 1).filter(move |&index| occupied & (1 << index) != 0)
+}
+
+impl<K: Pod, V: Pod> Inline<K, V> {
+    const KEY_WORDS: usize = words_of::<K>();
+    const SLOT_WORDS: usize = 1 + Self::KEY_WORDS + words_of::<V>();
+    const FITS: () = assert!(
+        Self::SLOT_WORDS <= WORDS,
+        "an inline entry's key and value take at most 40 bytes"
+    );
+
+    /// The words of slot `index` in `words`.
+    fn slot_words(words: &[u64; WORDS], index: usize) -> &[u64] {
+        &words[index * Self::SLOT_WORDS..][..Self::SLOT_WORDS]
+    }
+
+    fn entry_at(words: &[u64; WORDS], index: usize) -> Entry<K, V> {
+        let slot = Self::slot_words(words, index);
+        Entry {
+            hash: slot[0],
+            key: decode(&slot[1..=Self::KEY_WORDS]),
+            value: decode(&slot[1 + Self::KEY_WORDS..]),
+        }
+    }
+
+    /// A validated copy of this line, as of one moment within the call.
+    #[inline(always)]
+    fn read(&self) -> Copied<K, V> {
+        let spin = Spin::new();
+        loop {
+            // Acquire: a bracket that ended with this value has its stores visible below.
+            let before = self.seq.load(Acquire);
+            if before % 2 == 0 {
+                let occupied = self.occupied.load(Relaxed);
+                let next = self.next.load(Relaxed);
+                let words = std::array::from_fn(|index| self.words[index].load(Relaxed));
+                // Acquire: if a load above saw a bracket's store, the load below sees that
+                // bracket's odd value or a later one (module docs).
+                fence(Acquire);
+                if self.seq.load(Relaxed) == before {
+                    return Copied {
+                        occupied,
+                        next,
+                        words,
+                    };
+                }
+            }
+            spin.wait();
+        }
+    }
+
+    /// A validated look at this line for `hash`: its occupancy and link, and a copy of the first
+    /// occupied slot with that hash (at the start of the words), if there is one.
+    #[inline(always)]
+    fn probe(&self, hash: u64) -> Probed<K, V> {
+        let spin = Spin::new();
+        loop {
+            // Acquire: as in `read`.
+            let before = self.seq.load(Acquire);
+            if before % 2 == 0 {
+                let occupied = self.occupied.load(Relaxed);
+                let mut hit = None;
+                for index in 0..<Self as Line<K, V>>::SLOTS {
+                    let first = index * Self::SLOT_WORDS;
+                    if occupied & (1 << index) != 0 && self.words[first].load(Relaxed) == hash {
+                        let mut words = [0; WORDS];
+                        for (at, word) in words[..Self::SLOT_WORDS].iter_mut().enumerate() {
+                            *word = self.words[first + at].load(Relaxed);
+                        }
+                        hit = Some(words);
+                        break;
+                    }
+                }
+                let next = self.next.load(Relaxed);
+                // Acquire: as in `read`.
+                fence(Acquire);
+                if self.seq.load(Relaxed) == before {
+                    return Probed {
+                        occupied,
+                        next,
+                        hit,
+                    };
+                }
+            }
+            spin.wait();
+        }
+    }
+
+    /// [`Line::find`] from this line on, comparing the key of every slot with hash `hash`: for
+    /// when two keys of the chain share a hash.
+    #[cold]
+    fn find_among_equal_hashes(
+        &self,
+        hash: u64,
+        matches: impl Fn(&K) -> bool,
+    ) -> Found<Entry<K, V>> {
+        let mut copy = self.read();
+        loop {
+            for index in slots_of(copy.occupied) {
+                let entry = Self::entry_at(&copy.words, index);
+                if entry.hash == hash && matches(&entry.key) {
+                    return Found::Entry(entry);
+                }
+            }
+            // SAFETY: as in `find`.
+            match unsafe { copy.next.as_ref() } {
+                Some(next) => copy = next.read(),
+                None => return Found::Absent,
+            }
+        }
+    }
+
+    /// This line's words as its lock holder sees them: no change is under way.
+    fn held_words(&self) -> [u64; WORDS] {
+        std::array::from_fn(|index| self.words[index].load(Relaxed))
+    }
+
+    /// Runs `change`, which stores into this line, as one bracket readers see whole or not at all.
+    fn bracketed(&self, change: impl FnOnce()) {
+        let seq = self.seq.load(Relaxed);
+        self.seq.store(seq.wrapping_add(1), Relaxed);
+        // Release: a reader whose loads see the stores below sees the odd value (module docs).
+        fence(Release);
+        change();
+        // Release: a reader that loads the even value sees every store of the bracket.
+        self.seq.store(seq.wrapping_add(2), Release);
+    }
+
+    /// Stores `entry`'s words in slot `index`; inside a bracket, or in a line no reader sees yet.
+    fn store_slot(&self, index: usize, entry: &Entry<K, V>) {
+        let mut words = [0; WORDS];
+        words[0] = entry.hash;
+        encode(&entry.key, &mut words[1..=Self::KEY_WORDS]);
+        encode(
+            &entry.value,
+            &mut words[1 + Self::KEY_WORDS..Self::SLOT_WORDS],
+        );
+        let first = index * Self::SLOT_WORDS;
+        for (at, word) in words[..Self::SLOT_WORDS].iter().enumerate() {
+            self.words[first + at].store(*word, Relaxed);
+        }
+    }
+
+    /// The lines of the chain, head first, for its lock holder.
+    fn lines(chain: Chain<'_, Self>) -> impl Iterator<Item = &Self> {
+        std::iter::successors(Some(chain.head), |line| {
+            // SAFETY: overflow lines live as long as the table, which outlives the lock.
+            unsafe { line.next.load(Relaxed).as_ref() }
+        })
+    }
+}
+
+impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
+    const SLOTS: usize = {
+        let () = Self::FITS;
+        WORDS / Self::SLOT_WORDS
+    };
+
+    type Item = Entry<K, V>;
+
+    type View<'a>
+        = Entry<K, V>
+    where
+        Self: 'a;
+
+    /// Nothing: the entry was a copy, and the slot is reused in place.
+    type Unlinked = ();
+
+    fn new() -> Self {
+        Inline {
+            lock: Mutex::new(()),
+            occupied: AtomicU8::new(0),
+            seq: AtomicU32::new(0),
+            next: AtomicPtr::new(ptr::null_mut()),
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            holds: PhantomData,
+        }
+    }
+
+    /// The atomics are zero when null or 0 by their documented representation; the lock is
+    /// asked.
+    #[cfg(not(shuttle))]
+    fn zero_is_fresh() -> bool {
+        super::line::lock_is_zero()
+    }
+
+    fn item(entry: Entry<K, V>) -> Entry<K, V> {
+        entry
+    }
+
+    fn into_entry(item: Entry<K, V>) -> Entry<K, V> {
+        item
+    }
+
+    /// Validates only the slot whose hash matches (keys with equal hashes are rare), then
+    /// compares the key on the copy.
+    #[inline(always)]
+    fn find<'g>(
+        &'g self,
+        _guard: &'g Guard<'_>,
+        hash: u64,
+        matches: impl Fn(&K) -> bool,
+    ) -> Found<Entry<K, V>> {
+        let mut line = self;
+        let mut probed = line.probe(hash);
+        if probed.occupied & MOVED != 0 {
+            return Found::Moved;
+        }
+        loop {
+            if let Some(words) = probed.hit {
+                let entry = Self::entry_at(&words, 0);
+                if matches(&entry.key) {
+                    return Found::Entry(entry);
+                }
+                return line.find_among_equal_hashes(hash, matches);
+            }
+            // SAFETY: the link was read in a validated copy, so it points to an overflow line of
+            // this table, which is freed only with the table, which the guard keeps.
+            match unsafe { probed.next.as_ref() } {
+                Some(next) => line = next,
+                None => return Found::Absent,
+            }
+            probed = line.probe(hash);
+        }
+    }
+
+    fn read_all<'g>(
+        &'g self,
+        _guard: &'g Guard<'_>,
+        mut visit: impl FnMut(Self::View<'g>),
+    ) -> Result<(), ()> {
+        let mut copy = self.read();
+        if copy.occupied & MOVED != 0 {
+            return Err(());
+        }
+        loop {
+            for index in slots_of(copy.occupied) {
+                visit(Self::entry_at(&copy.words, index));
+            }
+            // SAFETY: as in `find`.
+            match unsafe { copy.next.as_ref() } {
+                Some(next) => copy = next.read(),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn lock_word(&self) -> &Mutex<()> {
+        &self.lock
+    }
+
+    fn is_moved(chain: Chain<'_, Self>) -> bool {
+        chain.head.occupied.load(Relaxed) & MOVED != 0
+    }
+
+    /// Bracketed: a reader that sees `MOVED` sees, through the bracket's fence, every entry
+    /// already placed in the next table.
+    fn mark_moved(chain: Chain<'_, Self>) {
+        let head = chain.head;
+        let occupied = head.occupied.load(Relaxed);
+        head.bracketed(|| head.occupied.store(occupied | MOVED, Relaxed));
+    }
+
+    fn occupied<'a>(chain: Chain<'a, Self>) -> impl Iterator<Item = (Slot<'a, Self>, Entry<K, V>)> {
+        Self::lines(chain).flat_map(|line| {
+            let words = line.held_words();
+            slots_of(line.occupied.load(Relaxed))
+                .map(move |index| (Slot { line, index }, Self::entry_at(&words, index)))
+        })
+    }
+
+    fn replace(slot: Slot<'_, Self>, item: Entry<K, V>) {
+        slot.line
+            .bracketed(|| slot.line.store_slot(slot.index, &item));
+    }
+
+    fn remove(slot: Slot<'_, Self>) {
+        let line = slot.line;
+        let occupied = line.occupied.load(Relaxed);
+        line.bracketed(|| line.occupied.store(occupied & !(1 << slot.index), Relaxed));
+    }
+
+    fn add<'a>(
+        chain: Chain<'a, Self>,
+        item: Entry<K, V>,
+        spare: impl FnOnce() -> &'a Self,
+    ) -> bool {
+        let mut last = chain.head;
+        for line in Self::lines(chain) {
+            let occupied = line.occupied.load(Relaxed);
+            if let Some(index) = (0..Self::SLOTS).find(|&index| occupied & (1 << index) == 0) {
+                line.bracketed(|| {
+                    line.store_slot(index, &item);
+                    line.occupied.store(occupied | 1 << index, Relaxed);
+                });
+                return false;
+            }
+            last = line;
+        }
+        let overflow = spare();
+        overflow.store_slot(0, &item);
+        overflow.occupied.store(1, Relaxed);
+        // Bracketed: a reader that follows the link sees, through the bracket's fence, the line
+        // as filled above.
+        last.bracketed(|| last.next.store(ptr::from_ref(overflow).cast_mut(), Relaxed));
+        true
+    }
+
+    /// A copy: readers of the moved chain read their own.
+    fn carry<'a>(chain: Chain<'a, Self>, entry: &Entry<K, V>, spare: impl FnOnce() -> &'a Self) {
+        Self::add(chain, *entry, spare);
+    }
+
+    fn drain(&mut self) -> Vec<Entry<K, V>> {
+        // SAFETY: `&mut self` excludes every other writer, as the lock would.
+        let chain = unsafe { Chain::locked(&*self) };
+        if Self::is_moved(chain) {
+            return Vec::new();
+        }
+        let entries = Self::occupied(chain).map(|(_, entry)| entry).collect();
+        for line in Self::lines(chain) {
+            line.occupied.store(0, Relaxed);
+        }
+        entries
+    }
+
+    /// Nothing to retire: readers copy entries out, so none can hold a slot's old contents.
+    unsafe fn retire(_: &Collector, (): ()) {}
+}
+
+#[cfg(all(test, not(shuttle)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_cache_line_holding_two_word_sized_entries() {
+        assert_eq!(size_of::<Inline<u64, u64>>(), 64);
+        assert_eq!(<Inline<u64, u64> as Line<u64, u64>>::SLOTS, 2);
+        assert_eq!(<Inline<u32, [u8; 3]> as Line<u32, [u8; 3]>>::SLOTS, 2);
+        assert_eq!(<Inline<[u64; 2], u64> as Line<[u64; 2], u64>>::SLOTS, 1);
+        assert!(<Inline<u64, u64> as Line<u64, u64>>::zero_is_fresh());
+    }
+
+    /// Readers racing a writer that rewrites a two-word value see one whole value or another,
+    /// never halves of two: the version check discards every torn copy. (Without it, this fails
+    /// within a few thousand rounds on two cores.)
+    #[test]
+    fn a_reader_never_sees_half_of_a_write() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        type Torn = Inline<u64, [u64; 2]>;
+        let line = Torn::new();
+        let hash = 0x1234;
+        // SAFETY: only this test writes the line, from one thread at a time: the add here, then
+        // the writer thread below, while the readers only read.
+        let chain = unsafe { Chain::locked(&line) };
+        Torn::add(
+            chain,
+            Entry {
+                hash,
+                key: 7,
+                value: [0, 0],
+            },
+            || unreachable!(),
+        );
+        let collector = Collector::new();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut seen = 0u64;
+                        while !done.load(Ordering::Relaxed) {
+                            let guard = collector.enter();
+                            let Found::Entry(entry) = line.find(&guard, hash, |k| *k == 7) else {
+                                panic!("the key went missing");
+                            };
+                            assert_eq!(entry.value[0], entry.value[1], "a torn read");
+                            seen += 1;
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            for round in 1..=200_000u64 {
+                let (slot, _) = Torn::locate(chain, hash, |k| *k == 7).expect("stored");
+                Torn::replace(
+                    slot,
+                    Entry {
+                        hash,
+                        key: 7,
+                        value: [round, round],
+                    },
+                );
+            }
+            done.store(true, Ordering::Relaxed);
+            for reader in readers {
+                assert!(reader.join().expect("no torn read") > 0);
+            }
+        });
+    }
+
+    /// What a slot stores comes back bit for bit, for sizes that do not fill their words.
+    #[test]
+    fn an_entry_comes_back_as_stored() {
+        let line = Inline::<[u8; 3], u32>::new();
+        let stored = Entry {
+            hash: 0xdead_beef_0123_4567,
+            key: [1, 2, 3],
+            value: 0x0102_0304,
+        };
+        for index in 0..<Inline<[u8; 3], u32> as Line<[u8; 3], u32>>::SLOTS {
+            line.store_slot(index, &stored);
+            let back = Inline::<[u8; 3], u32>::entry_at(&line.held_words(), index);
+            assert_eq!(
+                (back.hash, back.key, back.value),
+                (stored.hash, stored.key, stored.value)
+            );
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! What the core asks of one cache line of a chain, whatever the line holds:
+//! - `bucket.rs`: tags and pointers to boxed, immutable entries, for any `K` and `V`; readers
+//!   dereference the pointer they match, under their reclamation guard;
+//! - `inline.rs`: the entries themselves, as atomic words, for plain-old-data `K` and `V`;
+//!   readers copy the line and validate the copy against the line's sequence word.
+//!
+//! Readers call [`Line::find`] and [`Line::read_all`] with no lock. Everything else takes a
+//! [`Chain`], which only the holder of the chain head's lock can make, so the changes are
+//! serialized by that lock; each line orders what its readers may observe.
+
+use std::borrow::Borrow;
+use std::time::Instant;
+
+use crate::raw::reclaim::{Collector, Guard};
+use crate::sync::MutexGuard;
+
+/// A key, its value and its hash.
+#[derive(Clone, Copy)]
+pub struct Entry<K, V> {
+    pub(crate) hash: u64,
+    pub(crate) key: K,
+    pub(crate) value: V,
+}
+
+/// What a reader found for a key in one table.
+pub enum Found<E> {
+    /// The key's entry.
+    Entry(E),
+    /// The key is not in this table.
+    Absent,
+    /// The chain has moved; look in the next table.
+    Moved,
+}
+
+/// One line of a chain. The head line of each chain lives in the table's array; overflow lines
+/// come from the table's spare blocks and are freed with the table.
+pub trait Line<K, V>: Sized {
+    /// Entries one line holds.
+    const SLOTS: usize;
+
+    /// An entry on its way into a chain: boxed, or as it is.
+    type Item: Borrow<Entry<K, V>>;
+
+    /// An entry as a reader or a lock holder sees it: a reference to the stored entry, alive while
+    /// the reader's guard or the holder's lock is, or a copy of it.
+    type View<'a>: Borrow<Entry<K, V>>
+    where
+        Self: 'a;
+
+    /// What a write took out of a chain, retired once no reader can hold it.
+    type Unlinked;
+
+    fn new() -> Self;
+
+    /// Whether a fresh line is all zero bytes, so that zeroed memory is an array of fresh lines.
+    #[cfg(not(shuttle))]
+    fn zero_is_fresh() -> bool;
+
+    fn item(entry: Entry<K, V>) -> Self::Item;
+
+    fn into_entry(item: Self::Item) -> Entry<K, V>;
+
+    /// The entry for the key `matches` recognises among those with hash `hash`, as of a moment
+    /// within this call; this line must be a chain's head.
+    fn find<'g>(
+        &'g self,
+        guard: &'g Guard<'_>,
+        hash: u64,
+        matches: impl Fn(&K) -> bool,
+    ) -> Found<Self::View<'g>>;
+
+    /// Calls `visit` on every entry of the chain, as readers see it; this line must be a chain's
+    /// head. `Err(())` if the chain has moved.
+    fn read_all<'g>(
+        &'g self,
+        guard: &'g Guard<'_>,
+        visit: impl FnMut(Self::View<'g>),
+    ) -> Result<(), ()>;
+
+    /// The chain's lock, held by every change to it; this line must be a chain's head.
+    fn lock_word(&self) -> &crate::sync::Mutex<()>;
+
+    /// Whether the chain has been copied to the next table.
+    fn is_moved(chain: Chain<'_, Self>) -> bool;
+
+    /// Marks the chain as copied to the next table: readers and writers go there from now on.
+    fn mark_moved(chain: Chain<'_, Self>);
+
+    /// The slot of the entry with hash `hash` whose key `matches` approves.
+    fn locate<'a>(
+        chain: Chain<'a, Self>,
+        hash: u64,
+        matches: impl Fn(&K) -> bool,
+    ) -> Option<Located<'a, K, V, Self>> {
+        Self::occupied(chain).find(|(_, entry)| {
+            let entry = entry.borrow();
+            entry.hash == hash && matches(&entry.key)
+        })
+    }
+
+    /// Every occupied slot of the chain and its entry.
+    fn occupied<'a>(
+        chain: Chain<'a, Self>,
+    ) -> impl Iterator<Item = (Slot<'a, Self>, Self::View<'a>)>;
+
+    /// Puts `item` in `slot` in place of the entry there, which it returns.
+    fn replace(slot: Slot<'_, Self>, item: Self::Item) -> Self::Unlinked;
+
+    /// Empties `slot`; returns its entry.
+    fn remove(slot: Slot<'_, Self>) -> Self::Unlinked;
+
+    /// Adds `item`, whose key is not in the chain, in the first free slot, linking `spare()`, a
+    /// fresh line that lives as long as the chain, if there is none; returns whether it did.
+    fn add<'a>(chain: Chain<'a, Self>, item: Self::Item, spare: impl FnOnce() -> &'a Self) -> bool;
+
+    /// Adds an entry of a moved chain to `chain`, in the next table: the same entry, which the
+    /// moved chain keeps showing to the readers already in it.
+    fn carry<'a>(chain: Chain<'a, Self>, entry: &Self::View<'_>, spare: impl FnOnce() -> &'a Self);
+
+    /// Every entry of this chain, if it has not moved, with its slot emptied; for owners of the
+    /// whole table (no reader or writer left), to move or free them. This line must be a head.
+    fn drain(&mut self) -> Vec<Self::Item>;
+
+    /// Hands what a write unlinked to `collector`.
+    ///
+    /// # Safety
+    /// `unlinked` was taken out of its chain by the caller's write, and is retired once.
+    unsafe fn retire(collector: &Collector, unlinked: Self::Unlinked);
+}
+
+/// A chain while its head's lock is held: every change to it goes through here.
+pub struct Chain<'a, L> {
+    pub(crate) head: &'a L,
+}
+
+impl<L> Clone for Chain<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L> Copy for Chain<'_, L> {}
+
+impl<'a, L> Chain<'a, L> {
+    /// # Safety
+    /// The caller holds `head`'s lock for as long as it uses the chain, and `head` is the first
+    /// line of a chain.
+    pub(crate) unsafe fn locked(head: &'a L) -> Self {
+        Chain { head }
+    }
+}
+
+/// Where an entry sits in a chain.
+pub struct Slot<'a, L> {
+    pub(crate) line: &'a L,
+    pub(crate) index: usize,
+}
+
+impl<L> Clone for Slot<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L> Copy for Slot<'_, L> {}
+
+/// An entry a writer found, and where it sits.
+pub type Located<'a, K, V, L> = (Slot<'a, L>, <L as Line<K, V>>::View<'a>);
+
+/// Takes a chain's lock: a writer's right to change it.
+#[inline]
+pub(crate) fn lock<K, V, L: Line<K, V>>(head: &L) -> MutexGuard<'_, ()> {
+    let lock = head.lock_word();
+    crate::tally::acquire_timed(|| lock.try_lock(), || lock.lock())
+}
+
+/// As [`lock`], giving up at `deadline`.
+pub(crate) fn try_lock_until<K, V, L: Line<K, V>>(
+    head: &L,
+    deadline: Instant,
+) -> Option<MutexGuard<'_, ()>> {
+    head.lock_word().try_lock_until(deadline)
+}
+
+/// Whether a fresh chain lock is one zero byte, so that zeroed memory holds fresh locks.
+#[cfg(not(shuttle))]
+pub(crate) fn lock_is_zero() -> bool {
+    let lock = crate::sync::Mutex::new(());
+    size_of::<crate::sync::Mutex<()>>() == 1
+        // SAFETY: the lock is one initialized byte (its state, an atomic no one else can
+        // reach), read while nothing writes it.
+        && unsafe { std::ptr::from_ref(&lock).cast::<u8>().read() } == 0
+}
