@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{for_every_strategy, within};
+use common::{for_every_strategy_on_plain_data, within};
 
 /// A tokio runtime with timers: on the calling thread for `threads == 1`, else on that many
 /// workers.
@@ -32,7 +32,7 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
 mod on_tokio {
     use super::*;
 
-    for_every_strategy! {
+    for_every_strategy_on_plain_data! {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::time::Duration;

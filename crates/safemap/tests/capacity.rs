@@ -6,7 +6,7 @@
 mod common;
 
 use common::alloc::{Counting, allocated_by, live};
-use common::for_every_strategy;
+use common::for_every_strategy_on_plain_data;
 use safemap::ConcurrentMap;
 
 #[global_allocator]
@@ -38,7 +38,7 @@ fn empty_budget() -> isize {
     (8 * safemap::default_shard_count() + 128 * (4 * cores).max(8) + 1024) as isize
 }
 
-for_every_strategy! {
+for_every_strategy_on_plain_data! {
     fn declared() -> safemap::Consistency {
         <Map<u64, u64> as ConcurrentMap<u64, u64>>::CONSISTENCY
     }
@@ -113,9 +113,11 @@ for_every_strategy! {
             map.insert(1, 1);
         });
         // One shard (or one leaf and a version) and a table of a few slots. The first write of a
-        // map whose readers use reclamation guards (ScalableMap, SnapshotMap) also makes its
+        // map whose readers use reclamation guards (the ScalableMaps, SnapshotMap) also makes its
         // collector's per-thread slots (seize's, 16 KiB on every machine), as their docs say.
-        let guarded = module_path!().ends_with("::scalable") || module_path!().ends_with("::snapshot");
+        let guarded = ["::scalable", "::scalable_pod", "::snapshot"]
+            .iter()
+            .any(|module| module_path!().ends_with(module));
         let budget = if guarded { 2048 + 16 * 1024 } else { 2048 };
         assert!(one <= budget, "the first entry took {one} bytes");
         let (map, hundred) = live_bytes_of(|| {

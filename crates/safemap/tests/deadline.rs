@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::for_every_deadline_strategy;
+use common::for_every_deadline_strategy_on_plain_data;
 use safemap::{Action, Blocks, ConcurrentMap, DeadlineMap, TimedOut};
 
 const WAIT: Duration = Duration::from_millis(50);
@@ -63,7 +63,7 @@ where
     }
 }
 
-for_every_deadline_strategy! {
+for_every_deadline_strategy_on_plain_data! {
     type M = Map<u32, u32>;
 
     fn filled() -> Arc<M> {

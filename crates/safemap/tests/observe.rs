@@ -6,7 +6,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::for_every_strategy;
+use common::for_every_strategy_on_plain_data;
 // parking_lot rather than std: it is compiled with the tests, so TSAN sees its synchronization.
 use parking_lot::Mutex;
 use safemap::{
@@ -43,7 +43,14 @@ impl safemap::Observer for Recorder {
 
 /// A key whose every value hashes alike, so all of them land in one shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
 struct Clumped(u32);
+
+// SAFETY: `Clumped` is a `u32` (`repr(transparent)`): every bit pattern is valid, all zeros too,
+// and it has no padding, so it is plain old data as `u32` is.
+unsafe impl bytemuck::Zeroable for Clumped {}
+// SAFETY: as above.
+unsafe impl bytemuck::Pod for Clumped {}
 
 impl std::hash::Hash for Clumped {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -67,7 +74,7 @@ fn whole(operation: Operation) -> Access {
     }
 }
 
-for_every_strategy! {
+for_every_strategy_on_plain_data! {
     #[test]
     fn every_operation_is_reported_once_with_its_outcome() {
         use Operation::*;

@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::for_every_strategy;
+use common::for_every_strategy_on_plain_data;
 
-for_every_strategy! {
+for_every_strategy_on_plain_data! {
     use std::collections::{BTreeMap, HashSet};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

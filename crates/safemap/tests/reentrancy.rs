@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{for_every_strategy, within};
+use common::{for_every_strategy_on_plain_data, within};
 use safemap::{Action, ConcurrentMap, MapSnapshot};
 
 /// Runs `call` against a filled map under a deadline and asserts it panicked with the
@@ -33,7 +33,7 @@ where
     .unwrap();
 }
 
-for_every_strategy! {
+for_every_strategy_on_plain_data! {
     type M = Map<u32, u32>;
 
     #[test]

@@ -33,14 +33,14 @@ macro_rules! for_every_strategy_on_plain_data {
 }
 pub(crate) use for_every_strategy_on_plain_data;
 
-/// [`for_every_strategy`] for the strategies with the `deadline` capability: those that
-/// implement `DeadlineMap`.
-macro_rules! for_every_deadline_strategy {
+/// [`for_every_strategy_on_plain_data`] for the strategies with the `deadline` capability: those
+/// that implement `DeadlineMap`.
+macro_rules! for_every_deadline_strategy_on_plain_data {
     ($($body:tt)*) => {
         safemap::strategies!(crate::common::for_deadline_strategies!({ $($body)* }));
     };
 }
-pub(crate) use for_every_deadline_strategy;
+pub(crate) use for_every_deadline_strategy_on_plain_data;
 
 /// Expands the test items once per `(module, Strategy, [capabilities])` entry.
 macro_rules! for_strategies {
@@ -78,10 +78,10 @@ macro_rules! unless_pod {
 }
 pub(crate) use unless_pod;
 
-/// [`for_strategies`] for the entries whose capabilities are `[deadline]`.
+/// [`for_strategies`] for the entries whose capabilities start with `deadline`.
 macro_rules! for_deadline_strategies {
     ([] $body:tt) => {};
-    ([($name:ident, $map:ident, [deadline]) $(, $($rest:tt)*)?] $body:tt) => {
+    ([($name:ident, $map:ident, [deadline $(, $cap:ident)*]) $(, $($rest:tt)*)?] $body:tt) => {
         crate::common::for_strategies!([($name, $map, [deadline])] $body);
         crate::common::for_deadline_strategies!([$($($rest)*)?] $body);
     };
