@@ -7,7 +7,7 @@ mod common;
 
 use std::hash::BuildHasherDefault;
 
-use common::{for_every_strategy, within};
+use common::{for_every_pod_strategy, for_every_strategy, within};
 use safemap::{Action, Blocks, ConcurrentMap, MapSnapshot};
 
 fn sorted<K: Ord + Clone, V: Clone>(snapshot: &impl MapSnapshot<K, V>) -> Vec<(K, V)> {
@@ -17,6 +17,11 @@ fn sorted<K: Ord + Clone, V: Clone>(snapshot: &impl MapSnapshot<K, V>) -> Vec<(K
         .collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries
+}
+
+// The same steps on the strategies that hold only plain old data, with text as plain old data.
+for_every_pod_strategy! {
+    crate::contract_tests!(crate::common::contract_steps, || ((), Map::<u32, crate::common::PodText>::new()), remote: false);
 }
 
 for_every_strategy! {

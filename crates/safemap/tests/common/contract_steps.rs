@@ -1,5 +1,6 @@
 //! The map contract, written once against `TryConcurrentMap`: each step takes a fresh, empty
-//! `u32 → String` map and fails on the first broken promise. `tests/conformance.rs` runs every
+//! `u32 → V` map, `V` a [`Text`] (`String`, or text as plain old data for maps that take only
+//! that), and fails on the first broken promise. `tests/conformance.rs` runs every
 //! step on every strategy, and `safemap-redis`'s `tests/contract.rs` includes this file by path
 //! and runs them on `RedisMap` in both layouts, so a local map and a remote one answer to one
 //! text. (What only an in-memory map offers, such as borrowed-key lookups, `into_iter` by value
@@ -15,16 +16,37 @@ use safemap::fallible::TryConcurrentMap;
 use safemap::{Action, Blocks, MapSnapshot, Once, WholeMap};
 
 /// The map type every step runs on.
-pub trait ContractMap: TryConcurrentMap<u32, String, Error: Debug> + Send + Sync + 'static {}
-impl<M: TryConcurrentMap<u32, String, Error: Debug> + Send + Sync + 'static> ContractMap for M {}
+pub trait ContractMap<V>: TryConcurrentMap<u32, V, Error: Debug> + Send + Sync + 'static {}
+impl<V, M: TryConcurrentMap<u32, V, Error: Debug> + Send + Sync + 'static> ContractMap<V> for M {}
 
-type Entries = BTreeMap<u32, String>;
-
-fn s(text: &str) -> String {
-    text.to_string()
+/// The values the steps store: short texts.
+pub trait Text: Clone + Debug + PartialEq + Send + Sync + 'static {
+    fn of(text: &str) -> Self;
+    fn as_str(&self) -> &str;
+    fn push(&mut self, c: char);
 }
 
-fn entries(map: &impl ContractMap) -> Entries {
+impl Text for String {
+    fn of(text: &str) -> Self {
+        text.to_string()
+    }
+
+    fn as_str(&self) -> &str {
+        self
+    }
+
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+}
+
+type Entries<V> = BTreeMap<u32, V>;
+
+fn s<V: Text>(text: &str) -> V {
+    V::of(text)
+}
+
+fn entries<V: Text>(map: &impl ContractMap<V>) -> Entries<V> {
     let mut all = Entries::new();
     for entry in map.iter() {
         let (k, v) = entry.unwrap();
@@ -59,7 +81,7 @@ fn finishes_within<T: Send + 'static>(
 }
 
 /// Point operations: their results, and the change (or none) each leaves behind.
-pub fn point_operations(map: &impl ContractMap) {
+pub fn point_operations<V: Text>(map: &impl ContractMap<V>) {
     assert!(map.is_empty().unwrap());
     assert_eq!(map.get(&1).unwrap(), None);
     assert_eq!(map.insert(1, s("a")).unwrap(), None);
@@ -74,10 +96,11 @@ pub fn point_operations(map: &impl ContractMap) {
     assert_eq!(map.len().unwrap(), 1);
 
     // `remove_if` removes only what its predicate accepts, and sees the key and the value.
-    assert_eq!(map.remove_if(&1, |_, v| v == "a").unwrap(), None);
+    assert_eq!(map.remove_if(&1, |_, v| v.as_str() == "a").unwrap(), None);
     assert_eq!(map.get(&1).unwrap(), Some(s("b")));
     assert_eq!(
-        map.remove_if(&1, |k, v| *k == 1 && v == "b").unwrap(),
+        map.remove_if(&1, |k, v| *k == 1 && v.as_str() == "b")
+            .unwrap(),
         Some(s("b"))
     );
     assert_eq!(map.remove_if(&1, |_, _| true).unwrap(), None);
@@ -91,16 +114,14 @@ pub fn point_operations(map: &impl ContractMap) {
     };
     assert_eq!(
         map.get_or_insert_with(3, || make("first")).unwrap(),
-        "first"
+        s("first")
     );
     assert_eq!(
         map.get_or_insert_with(3, || make("second")).unwrap(),
-        "first"
+        s("first")
     );
     assert_eq!(runs.load(Ordering::Relaxed), 1);
-    let failed = map
-        .try_get_or_insert_with(4, || Err::<String, _>("no"))
-        .unwrap();
+    let failed = map.try_get_or_insert_with(4, || Err::<V, _>("no")).unwrap();
     assert_eq!(failed, Err("no"));
     assert!(
         !map.contains_key(&4).unwrap(),
@@ -112,7 +133,7 @@ pub fn point_operations(map: &impl ContractMap) {
         Ok(s("four"))
     );
     assert_eq!(
-        map.try_get_or_insert_with(4, || Err::<String, _>("unused"))
+        map.try_get_or_insert_with(4, || Err::<V, _>("unused"))
             .unwrap(),
         Ok(s("four"))
     );
@@ -130,19 +151,19 @@ pub fn point_operations(map: &impl ContractMap) {
     assert!(!map.contains_key(&5).unwrap());
     assert_eq!(map.compute(5, |_| Action::Remove).unwrap(), None);
     assert_eq!(
-        map.compute(5, |old| Action::Set(format!("{old:?}")))
+        map.compute(5, |old| Action::Set(s(&format!("{old:?}"))))
             .unwrap(),
         None
     );
     assert_eq!(map.get(&5).unwrap(), Some(s("None")));
     assert_eq!(
-        map.compute(5, |old| Action::Set(format!("{old:?}")))
+        map.compute(5, |old| Action::Set(s(&format!("{old:?}"))))
             .unwrap(),
         Some(s("None"))
     );
     assert_eq!(
         map.compute(5, |old| {
-            assert_eq!(old.map(String::as_str), Some("Some(\"None\")"));
+            assert_eq!(old.map(Text::as_str), Some("Some(\"None\")"));
             Action::Keep
         })
         .unwrap(),
@@ -157,21 +178,21 @@ pub fn point_operations(map: &impl ContractMap) {
 
     // `update` changes a present value only; `update_or_insert_with` runs `f` once, on the
     // value present or on the one `make` built.
-    assert_eq!(map.update(&6, |v| v.len()).unwrap(), None);
+    assert_eq!(map.update(&6, |v| v.as_str().len()).unwrap(), None);
     assert!(!map.contains_key(&6).unwrap(), "update does not insert");
     let pushed = map.update_or_insert_with(
         6,
         || s("ab"),
         |v| {
             v.push('c');
-            v.len()
+            v.as_str().len()
         },
     );
     assert_eq!(pushed.unwrap(), 3);
     assert_eq!(
         map.update(&6, |v| {
             v.push('d');
-            v.len()
+            v.as_str().len()
         })
         .unwrap(),
         Some(4)
@@ -181,7 +202,7 @@ pub fn point_operations(map: &impl ContractMap) {
         || unreachable!("6 is present"),
         |v| {
             v.push('e');
-            v.len()
+            v.as_str().len()
         },
     );
     assert_eq!(pushed.unwrap(), 5);
@@ -191,10 +212,10 @@ pub fn point_operations(map: &impl ContractMap) {
 
 /// Whole-map operations over more entries than one batch of a remote map's scans: every entry
 /// seen once by `iter` and `for_each`, a snapshot frozen at its instant, `retain` and `clear`.
-pub fn whole_map_operations(map: &impl ContractMap) {
+pub fn whole_map_operations<V: Text>(map: &impl ContractMap<V>) {
     assert!(map.is_empty().unwrap());
     assert_eq!(map.iter().count(), 0);
-    let want: Entries = (0..1500).map(|i| (i, format!("v{i}"))).collect();
+    let want: Entries<V> = (0..1500).map(|i| (i, s(&format!("v{i}")))).collect();
     for (k, v) in &want {
         map.insert(*k, v.clone()).unwrap();
     }
@@ -216,15 +237,16 @@ pub fn whole_map_operations(map: &impl ContractMap) {
     map.remove(&0).unwrap();
     map.insert(1, s("changed")).unwrap();
     assert_eq!(view.len(), 1500);
-    assert_eq!(view.get(&0).map(String::as_str), Some("v0"));
-    assert_eq!(view.get(&1).map(String::as_str), Some("v1"));
+    assert_eq!(view.get(&0).map(Text::as_str), Some("v0"));
+    assert_eq!(view.get(&1).map(Text::as_str), Some("v1"));
     assert!(!view.contains_key(&5000));
-    let frozen: Entries = view.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let frozen: Entries<V> = view.iter().map(|(k, v)| (*k, v.clone())).collect();
     assert_eq!(frozen, want);
 
-    map.retain(|k, v| k % 3 == 0 && v != "later").unwrap();
+    map.retain(|k, v| k % 3 == 0 && v.as_str() != "later")
+        .unwrap();
     let kept = entries(map);
-    let expected: Entries = want
+    let expected: Entries<V> = want
         .into_iter()
         .filter(|(k, _)| k % 3 == 0 && *k != 0)
         .collect();
@@ -244,10 +266,10 @@ pub fn whole_map_operations(map: &impl ContractMap) {
 /// With no write under way, `len` is exact whatever a map declares: an atomic count is the size
 /// at an instant of the call, and a weak one or an estimate lies between the smallest and largest
 /// size during it, which are then equal. (Under concurrent writes the checker judges `len`.)
-pub fn a_quiescent_len_is_exact(map: &impl ContractMap) {
+pub fn a_quiescent_len_is_exact<V: Text>(map: &impl ContractMap<V>) {
     let mut present = std::collections::BTreeSet::new();
     for i in 0..1200u32 {
-        map.insert(i, i.to_string()).unwrap();
+        map.insert(i, s(&i.to_string())).unwrap();
         present.insert(i);
         if i % 3 == 0 {
             map.remove(&(i / 2)).unwrap();
@@ -276,7 +298,7 @@ pub fn a_quiescent_len_is_exact(map: &impl ContractMap) {
 
 /// Many threads incrementing one counter: every increment lands (a read-then-write map loses
 /// some), and each closure ran once per committed increment.
-pub fn compute_is_atomic_across_threads(map: &impl ContractMap) {
+pub fn compute_is_atomic_across_threads<V: Text>(map: &impl ContractMap<V>) {
     const THREADS: usize = 8;
     const EACH: usize = 60;
     let runs = AtomicUsize::new(0);
@@ -284,19 +306,19 @@ pub fn compute_is_atomic_across_threads(map: &impl ContractMap) {
         for _ in 0..EACH {
             map.compute(0, |n| {
                 runs.fetch_add(1, Ordering::Relaxed);
-                let n: usize = n.map_or(0, |n| n.parse().unwrap());
-                Action::Set((n + 1).to_string())
+                let n: usize = n.map_or(0, |n| n.as_str().parse().unwrap());
+                Action::Set(s(&(n + 1).to_string()))
             })
             .unwrap();
         }
     });
-    assert_eq!(map.get(&0).unwrap(), Some((THREADS * EACH).to_string()));
+    assert_eq!(map.get(&0).unwrap(), Some(s(&(THREADS * EACH).to_string())));
     assert_eq!(runs.load(Ordering::Relaxed), THREADS * EACH);
 }
 
 /// Threads racing to initialize the same absent keys: one `make` per key, and every thread gets
 /// the value that one made.
-pub fn init_runs_once_per_key(map: &impl ContractMap) {
+pub fn init_runs_once_per_key<V: Text>(map: &impl ContractMap<V>) {
     const KEYS: u32 = 50;
     let makes = AtomicUsize::new(0);
     on_threads(6, || {
@@ -305,10 +327,10 @@ pub fn init_runs_once_per_key(map: &impl ContractMap) {
                 .get_or_insert_with(key, || {
                     makes.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_micros(200));
-                    format!("made-{key}")
+                    s(&format!("made-{key}"))
                 })
                 .unwrap();
-            assert_eq!(value, format!("made-{key}"));
+            assert_eq!(value, s(&format!("made-{key}")));
         }
     });
     assert_eq!(makes.load(Ordering::Relaxed), KEYS as usize);
@@ -317,9 +339,9 @@ pub fn init_runs_once_per_key(map: &impl ContractMap) {
 /// The iterator holds nothing between calls to `next`: another thread's writes finish while it
 /// is paused, the loop itself may write to the map, and keys present throughout are each seen
 /// once, whatever the declared consistency.
-pub fn iteration_blocks_no_writer_between_steps<M: ContractMap>(map: Arc<M>) {
+pub fn iteration_blocks_no_writer_between_steps<V: Text, M: ContractMap<V>>(map: Arc<M>) {
     for k in 0..256 {
-        map.insert(k, k.to_string()).unwrap();
+        map.insert(k, s(&k.to_string())).unwrap();
     }
     let mut entries = map.iter();
     let (first, _) = entries
@@ -350,9 +372,9 @@ pub fn iteration_blocks_no_writer_between_steps<M: ContractMap>(map: Arc<M>) {
 
 /// `for_each` holds nothing while its closure runs: a writer on another thread, to the key being
 /// visited or a new one, finishes while the closure waits for it.
-pub fn for_each_does_not_block_writers<M: ContractMap>(map: Arc<M>) {
+pub fn for_each_does_not_block_writers<V: Text, M: ContractMap<V>>(map: Arc<M>) {
     for k in 0..256 {
-        map.insert(k, k.to_string()).unwrap();
+        map.insert(k, s(&k.to_string())).unwrap();
     }
     let mut visited = 0;
     map.for_each(|k, _| {
@@ -374,13 +396,13 @@ pub fn for_each_does_not_block_writers<M: ContractMap>(map: Arc<M>) {
 
 /// No guard leaves a call: after each operation returns, another thread's writes to the same
 /// keys, and a `clear`, complete at once, while the results are still held.
-pub fn no_guard_escapes_a_call<M: ContractMap>(map: Arc<M>) {
+pub fn no_guard_escapes_a_call<V: Text, M: ContractMap<V>>(map: Arc<M>) {
     map.insert(1, s("x")).unwrap();
     let held = (
         map.get(&1).unwrap(),
-        map.get_or_insert_with(1, String::new).unwrap(),
+        map.get_or_insert_with(1, || s("")).unwrap(),
         map.compute(2, |_| Action::Set(s("y"))).unwrap(),
-        map.update(&1, |v| v.len()).unwrap(),
+        map.update(&1, |v| v.as_str().len()).unwrap(),
         map.snapshot().unwrap(),
         map.iter().next(),
     );
@@ -391,8 +413,8 @@ pub fn no_guard_escapes_a_call<M: ContractMap>(map: Arc<M>) {
         writer.compute(1, |_| Action::Remove).unwrap();
         writer.clear().unwrap();
     });
-    assert_eq!(held.0.as_deref(), Some("x"));
-    assert_eq!(held.1, "x");
+    assert_eq!(held.0.as_ref().map(Text::as_str), Some("x"));
+    assert_eq!(held.1.as_str(), "x");
     assert_eq!((held.2, held.3), (None, Some(1)));
     assert_eq!(
         held.4.len(),
@@ -406,7 +428,7 @@ pub fn no_guard_escapes_a_call<M: ContractMap>(map: Arc<M>) {
 /// What the map declares is what the steps above and the checker rely on: in-memory maps run a
 /// closure once and read whole-map snapshots atomically; a remote map says its closures run
 /// once within a lease, and its `for_each` is as consistent as its snapshot.
-pub fn declares_its_contract(map: &impl ContractMap, remote: bool) {
+pub fn declares_its_contract<V: Text>(map: &impl ContractMap<V>, remote: bool) {
     let declared = map.consistency();
     assert_eq!(declared.once == Once::WithinLease, remote);
     assert_ne!(

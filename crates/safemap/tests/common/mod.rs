@@ -24,6 +24,15 @@ macro_rules! for_every_strategy {
 }
 pub(crate) use for_every_strategy;
 
+/// Expands the test items once per strategy with the `pod` capability: for items that run on
+/// every other strategy with types these cannot hold.
+macro_rules! for_every_pod_strategy {
+    ($($body:tt)*) => {
+        safemap::strategies!(crate::common::for_pod_strategies!({ $($body)* }));
+    };
+}
+pub(crate) use for_every_pod_strategy;
+
 /// [`for_every_strategy`] with the `pod` strategies too: for test items whose keys and values are
 /// plain old data.
 macro_rules! for_every_strategy_on_plain_data {
@@ -70,11 +79,24 @@ macro_rules! for_generic_strategies {
 }
 pub(crate) use for_generic_strategies;
 
-/// Expands its items unless the capabilities name `pod`.
+/// [`for_strategies`] for the entries with the `pod` capability.
+macro_rules! for_pod_strategies {
+    ([] $body:tt) => {};
+    ([($name:ident, $map:ident, [$($cap:ident),*]) $(, $($rest:tt)*)?] $body:tt) => {
+        crate::common::unless_pod!([$($cap),*] {} else {
+            crate::common::for_strategies!([($name, $map, [$($cap),*])] $body);
+        });
+        crate::common::for_pod_strategies!([$($($rest)*)?] $body);
+    };
+}
+pub(crate) use for_pod_strategies;
+
+/// Expands its items unless the capabilities name `pod`; with `else`, the other items if they do.
 macro_rules! unless_pod {
-    ([] { $($items:tt)* }) => { $($items)* };
-    ([deadline] { $($items:tt)* }) => { $($items)* };
+    ([] { $($items:tt)* } $(else $other:tt)?) => { $($items)* };
+    ([deadline] { $($items:tt)* } $(else $other:tt)?) => { $($items)* };
     ([$($cap:ident),*] $items:tt) => {};
+    ([$($cap:ident),*] $items:tt else { $($other:tt)* }) => { $($other)* };
 }
 pub(crate) use unless_pod;
 
@@ -214,3 +236,47 @@ impl PartialEq for Touchy {
 }
 
 impl Eq for Touchy {}
+
+/// Text of up to 31 bytes as plain old data: the contract steps' value type for the strategies
+/// that hold only plain old data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct PodText {
+    len: u8,
+    bytes: [u8; 31],
+}
+
+// SAFETY: two fields of `u8`s, `repr(C)` with alignment 1, so no padding; every bit pattern is a
+// valid value (the text's validity is checked where it is read), all zeros too.
+unsafe impl bytemuck::Zeroable for PodText {}
+// SAFETY: as above; the type is `Copy` and `'static`.
+unsafe impl bytemuck::Pod for PodText {}
+
+impl std::fmt::Debug for PodText {
+    /// As the text's own `Debug`, so that steps that format a value see what `String` gives.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(contract_steps::Text::as_str(self), f)
+    }
+}
+
+impl contract_steps::Text for PodText {
+    fn of(text: &str) -> Self {
+        let mut bytes = [0; 31];
+        bytes
+            .get_mut(..text.len())
+            .unwrap_or_else(|| panic!("{text:?} is longer than a PodText holds"))
+            .copy_from_slice(text.as_bytes());
+        PodText {
+            len: text.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("stored as text")
+    }
+
+    fn push(&mut self, c: char) {
+        *self = Self::of(&format!("{}{c}", self.as_str()));
+    }
+}
