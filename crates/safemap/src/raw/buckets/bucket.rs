@@ -76,7 +76,7 @@ pub struct Bucket<K, V> {
 impl<K, V> Bucket<K, V> {
     /// The buckets of the chain, head first, for its lock holder.
     fn buckets(chain: Chain<'_, Self>) -> impl Iterator<Item = &Self> {
-        std::iter::successors(Some(chain.head), |bucket| {
+        std::iter::successors(Some(chain.head()), |bucket| {
             // SAFETY: overflow buckets live as long as the table, which outlives the lock.
             unsafe { bucket.next.load(Relaxed).as_ref() }
         })
@@ -90,7 +90,7 @@ impl<K, V> Bucket<K, V> {
         spare: impl FnOnce() -> &'a Self,
     ) -> bool {
         let tag = tag_of(hash);
-        let mut last = chain.head;
+        let mut last = chain.head();
         for bucket in Self::buckets(chain) {
             let meta = bucket.meta.load(Relaxed);
             if let Some(index) = (0..SLOTS).find(|&index| tag_at(meta, index) == 0) {
@@ -225,13 +225,13 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
 
     fn is_moved(chain: Chain<'_, Self>) -> bool {
         // Relaxed: MOVED is set under the lock this writer holds.
-        chain.head.meta.load(Relaxed) & MOVED != 0
+        chain.head().meta.load(Relaxed) & MOVED != 0
     }
 
     fn mark_moved(chain: Chain<'_, Self>) {
-        let meta = chain.head.meta.load(Relaxed);
+        let meta = chain.head().meta.load(Relaxed);
         // Release: whoever sees MOVED sees every entry already placed in the next table.
-        chain.head.meta.store(meta | MOVED, Release);
+        chain.head().meta.store(meta | MOVED, Release);
     }
 
     /// Compares tags first, so that only a matching entry is loaded.
@@ -243,7 +243,7 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     ) -> Option<Located<'a, K, V, Self>> {
         let tag = tag_of(hash);
         Self::occupied(chain).find(|(slot, entry)| {
-            tag_at(slot.line.meta.load(Relaxed), slot.index) == tag
+            tag_at(slot.line().meta.load(Relaxed), slot.index()) == tag
                 && entry.hash == hash
                 && matches(&entry.key)
         })
@@ -252,30 +252,30 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     fn occupied<'a>(
         chain: Chain<'a, Self>,
     ) -> impl Iterator<Item = (Slot<'a, Self>, &'a Entry<K, V>)> {
-        Self::buckets(chain).flat_map(|line| {
+        Self::buckets(chain).flat_map(move |line| {
             let meta = line.meta.load(Relaxed);
             slots_of(occupied(meta)).map(move |index| {
                 // SAFETY: a tagged slot holds a published entry; only lock holders unlink and
                 // retire entries, and this writer holds the lock.
                 let entry = unsafe { &*line.slots[index].load(Relaxed) };
-                (Slot { line, index }, entry)
+                (Slot::of(chain, line, index), entry)
             })
         })
     }
 
     fn replace(slot: Slot<'_, Self>, item: Box<Entry<K, V>>) -> *mut Entry<K, V> {
         // Release: a reader that loads the pointer sees the entry's contents.
-        slot.line.slots[slot.index].swap(Box::into_raw(item), Release)
+        slot.line().slots[slot.index()].swap(Box::into_raw(item), Release)
     }
 
     fn remove(slot: Slot<'_, Self>) -> *mut Entry<K, V> {
-        let bucket = slot.line;
+        let bucket = slot.line();
         // Relaxed: a reader that still sees the tag finds the entry or a null slot, either
         // of which is a valid answer from before or after the removal; the retire that follows
         // orders the unlink before the entry can be freed.
         let meta = bucket.meta.load(Relaxed);
-        bucket.meta.store(with_tag(meta, slot.index, 0), Relaxed);
-        bucket.slots[slot.index].swap(ptr::null_mut(), Relaxed)
+        bucket.meta.store(with_tag(meta, slot.index(), 0), Relaxed);
+        bucket.slots[slot.index()].swap(ptr::null_mut(), Relaxed)
     }
 
     fn add<'a>(

@@ -12,8 +12,8 @@
 //! only if the sequence word was even before and is unchanged after. Every word is an atomic, so a
 //! copy that races a write is discarded, never undefined behaviour (a seqlock over non-atomic data
 //! would be). Keys are compared and values handed out from the kept copy, so user code never sees
-//! a torn entry. A reader stores nothing. It waits only while a writer is between the two stores
-//! of the sequence word, which bracket a few word stores and no user code.
+//! a torn entry. A reader stores nothing in the line. It waits only while a writer is between the
+//! two stores of the sequence word, which bracket a few word stores and no user code.
 //!
 //! # Writes
 //! Every change goes through the holder of the chain head's lock, which reads the lines with
@@ -237,7 +237,7 @@ impl<K: Pod, V: Pod> Inline<K, V> {
 
     /// The lines of the chain, head first, for its lock holder.
     fn lines(chain: Chain<'_, Self>) -> impl Iterator<Item = &Self> {
-        std::iter::successors(Some(chain.head), |line| {
+        std::iter::successors(Some(chain.head()), |line| {
             // SAFETY: overflow lines live as long as the table, which outlives the lock.
             unsafe { line.next.load(Relaxed).as_ref() }
         })
@@ -344,34 +344,37 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     }
 
     fn is_moved(chain: Chain<'_, Self>) -> bool {
-        chain.head.occupied.load(Relaxed) & MOVED != 0
+        chain.head().occupied.load(Relaxed) & MOVED != 0
     }
 
     /// Bracketed: a reader that sees `MOVED` sees, through the bracket's fence, every entry
     /// already placed in the next table.
     fn mark_moved(chain: Chain<'_, Self>) {
-        let head = chain.head;
+        let head = chain.head();
         let occupied = head.occupied.load(Relaxed);
         head.bracketed(|| head.occupied.store(occupied | MOVED, Relaxed));
     }
 
     fn occupied<'a>(chain: Chain<'a, Self>) -> impl Iterator<Item = (Slot<'a, Self>, Entry<K, V>)> {
-        Self::lines(chain).flat_map(|line| {
+        Self::lines(chain).flat_map(move |line| {
             let words = line.held_words();
             slots_of(line.occupied.load(Relaxed))
-                .map(move |index| (Slot { line, index }, Self::entry_at(&words, index)))
+                .map(move |index| (Slot::of(chain, line, index), Self::entry_at(&words, index)))
         })
     }
 
     fn replace(slot: Slot<'_, Self>, item: Entry<K, V>) {
-        slot.line
-            .bracketed(|| slot.line.store_slot(slot.index, &item));
+        slot.line()
+            .bracketed(|| slot.line().store_slot(slot.index(), &item));
     }
 
     fn remove(slot: Slot<'_, Self>) {
-        let line = slot.line;
+        let line = slot.line();
         let occupied = line.occupied.load(Relaxed);
-        line.bracketed(|| line.occupied.store(occupied & !(1 << slot.index), Relaxed));
+        line.bracketed(|| {
+            line.occupied
+                .store(occupied & !(1 << slot.index()), Relaxed)
+        });
     }
 
     fn add<'a>(
@@ -379,7 +382,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         item: Entry<K, V>,
         spare: impl FnOnce() -> &'a Self,
     ) -> bool {
-        let mut last = chain.head;
+        let mut last = chain.head();
         for line in Self::lines(chain) {
             let occupied = line.occupied.load(Relaxed);
             if let Some(index) = (0..Self::SLOTS).find(|&index| occupied & (1 << index) == 0) {

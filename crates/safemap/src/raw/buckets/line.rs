@@ -50,14 +50,17 @@ pub trait Line<K, V>: Sized {
     /// What a write took out of a chain, retired once no reader can hold it.
     type Unlinked;
 
+    /// An empty line.
     fn new() -> Self;
 
     /// Whether a fresh line is all zero bytes, so that zeroed memory is an array of fresh lines.
     #[cfg(not(shuttle))]
     fn zero_is_fresh() -> bool;
 
+    /// `entry`, ready to be added.
     fn item(entry: Entry<K, V>) -> Self::Item;
 
+    /// The entry an item holds.
     fn into_entry(item: Self::Item) -> Entry<K, V>;
 
     /// The entry for the key `matches` recognises among those with hash `hash`, as of a moment
@@ -130,7 +133,8 @@ pub trait Line<K, V>: Sized {
 
 /// A chain while its head's lock is held: every change to it goes through here.
 pub struct Chain<'a, L> {
-    pub(crate) head: &'a L,
+    // Invariant: the maker of this value holds `head`'s lock while it is in use (`locked`).
+    head: &'a L,
 }
 
 impl<L> Clone for Chain<'_, L> {
@@ -148,12 +152,33 @@ impl<'a, L> Chain<'a, L> {
     pub(crate) unsafe fn locked(head: &'a L) -> Self {
         Chain { head }
     }
+
+    /// The chain's first line.
+    pub(crate) fn head(self) -> &'a L {
+        self.head
+    }
 }
 
-/// Where an entry sits in a chain.
+/// Where an entry sits in a chain, for the holder of the chain's lock.
 pub struct Slot<'a, L> {
-    pub(crate) line: &'a L,
-    pub(crate) index: usize,
+    // Invariant: made from a `Chain`, so the chain's lock is held; `line` is one of its lines.
+    line: &'a L,
+    index: usize,
+}
+
+impl<'a, L> Slot<'a, L> {
+    /// Slot `index` of `line`, a line of `chain`.
+    pub(crate) fn of(_chain: Chain<'a, L>, line: &'a L, index: usize) -> Self {
+        Slot { line, index }
+    }
+
+    pub(crate) fn line(self) -> &'a L {
+        self.line
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self.index
+    }
 }
 
 impl<L> Clone for Slot<'_, L> {

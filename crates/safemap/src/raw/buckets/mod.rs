@@ -11,9 +11,10 @@
 //!   word (`inline.rs`). Nothing another thread writes is written.
 //! - **Writes** pass the gate (`gate.rs`, a stripe of it per few threads), lock the key's chain and
 //!   change it: an insert or a `compute` builds a new entry and swaps it in (or stores its words,
-//!   inline), a removal empties the slot, and a pointer line retires the entry it displaced. Closures run under the chain's lock, so
-//!   each runs exactly once and writers of other chains never wait for it. The value a write
-//!   displaces is returned as a clone, since readers may still hold the stored one.
+//!   inline), a removal empties the slot, and a pointer line retires the entry it displaced.
+//!   Closures run under the chain's lock, so each runs exactly once and writers of other chains
+//!   never wait for it. The value a write displaces is returned as a clone, since readers may
+//!   still hold the stored one.
 //! - **Resizes** move a few chains per write (`resize.rs`), so no write waits for the whole table
 //!   to be copied, and readers follow moved chains to the next table.
 //! - **Whole-map operations** that must be atomic (`len`, `clear`, `snapshot`) close the gate: no

@@ -3,9 +3,9 @@
 //! # Protocol
 //! A resize links a new table as the root's `next`. From then on every write that passes, after
 //! its own change, moves the next [`CHUNK`] chains: it claims them from `claimed`, and for each one
-//! takes the chain's lock, places the chain's entries (pointers, or copies of inline entries) in the new
-//! table's chains, marks the chain `MOVED` and lets go. The mover that brings `moved` to the chain
-//! count makes the new table the root and retires the old one.
+//! takes the chain's lock, places the chain's entries (pointers, or copies of inline entries) in
+//! the new table's chains, marks the chain `MOVED` and lets go. The mover that brings `moved` to
+//! the chain count makes the new table the root and retires the old one.
 //!
 //! - A reader that finds a chain `MOVED` looks in the next table, where the chain's entries were
 //!   placed before the mark; one that read the chain before the mark read it whole, since a
@@ -21,12 +21,12 @@
 //! writer retires it from the new chain, a reader may still be reading the frozen chain, but only
 //! one that entered its guard before the chain was marked, hence before the retire: the guard
 //! keeps the entry. A reader entering later sees the mark and never reads the frozen chain.
+//! (Inline lines move copies, so a frozen chain keeps its own, freed with its table.)
 
+use std::borrow::Borrow;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
 
 use super::Buckets;
-use std::borrow::Borrow;
-
 use super::line::{self, Chain, Line};
 use super::table::Table;
 use crate::raw::reclaim::Guard;
