@@ -1,6 +1,7 @@
 //! Schedule exploration with shuttle: every strategy's histories stay linearizable under 1,000
 //! random and 1,000 PCT schedules, including the claim, hand-over and install of
-//! `get_or_insert_with`, and shuttle finds the seeded check-then-act and unclaimed-init bugs.
+//! `get_or_insert_with` and a slot reused under a reader, and shuttle finds the seeded
+//! check-then-act and unclaimed-init bugs.
 //!
 //! Built only with `--cfg shuttle`, which also routes safemap's locks through shuttle
 //! (`crates/safemap/src/sync.rs`):
@@ -70,6 +71,26 @@ fn publication_race() -> (Vec<Vec<Op>>, Key) {
     (plans, 1)
 }
 
+/// A writer that frees a slot and fills it with another key while readers look that key up:
+/// among the schedules are those where a reader is half-way through copying the slot when it is
+/// refilled, which a map whose readers keep a copy without validating it turns into a value
+/// from nowhere (`ScalablePodMap` reuses slots in place). Three keys on a fresh map's two chains:
+/// two of them share one.
+fn slot_reuse_race() -> (Vec<Vec<Op>>, Key) {
+    let plans = vec![
+        vec![
+            Op::Insert(0, 1),
+            Op::Remove(0),
+            Op::Insert(1, 2),
+            Op::Remove(1),
+            Op::Insert(2, 3),
+        ],
+        vec![Op::Get(1), Op::Get(2), Op::Get(1), Op::Get(2)],
+        vec![Op::Get(2), Op::Get(1), Op::Get(0)],
+    ];
+    (plans, 3)
+}
+
 /// An init that fails, racing another init and a plain write of its key: among the schedules
 /// are those where the second init waits for the first's claim and takes over after the
 /// failure, and those where the write lands while an init's closure runs and wins over it.
@@ -105,6 +126,7 @@ where
         random_plans(1),
         random_plans(2),
         publication_race(),
+        slot_reuse_race(),
         init_handover(),
         init_race(),
     ] {
