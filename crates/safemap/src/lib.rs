@@ -47,10 +47,11 @@
 //! `try_remove_until` and `try_compute_until` wait for a lock no later than a deadline (Go's
 //! context-bound access), then return [`TimedOut`] with the map unchanged and the inputs handed back.
 //! [`SnapshotMap`] implements it too: its reads never wait, and its writes give up on the writer
-//! lock at the deadline. So does [`ScalableMap`]: its reads never wait, and its writes wait only
-//! for their chain's lock (and for a `len`, `clear` or `snapshot` under way); a write with a
-//! deadline leaves moving chains of a resize to the others. [`ReadMostlyMap`] does not: after a write becomes visible it must wait for
-//! the readers of the old copy, and that wait cannot be abandoned half-way.
+//! lock at the deadline. So do [`ScalableMap`] and [`ScalablePodMap`]: their reads take no lock,
+//! and their writes wait only for their chain's lock (and for a `len`, `clear` or `snapshot` under
+//! way); a write with a deadline leaves moving chains of a resize to the others. [`ReadMostlyMap`]
+//! does not: after a write becomes visible it must wait for the readers of the old copy, and that
+//! wait cannot be abandoned half-way.
 //!
 //! # Coming from Go
 //!
@@ -75,11 +76,13 @@
 //!   `get_with` on that shard ([`Consistency::closure_blocks_readers`] and
 //!   [`Consistency::closure_blocks_writers`] say who waits for those in each strategy);
 //!   `ReadMostlyMap`'s writers also wait for readers to leave the copy they change, and
-//!   `SnapshotMap`'s for its one writer lock; `ScalableMap`'s reads never wait, and its writes
-//!   wait for their chain's lock, or for a `len`, `clear` or `snapshot` under way;
+//!   `SnapshotMap`'s for its one writer lock; `ScalableMap`'s reads never wait
+//!   (`ScalablePodMap`'s retry while a writer is storing into their bucket: a few word stores,
+//!   never a closure), and the writes of both wait for their chain's lock, or for a `len`,
+//!   `clear` or `snapshot` under way;
 //! - `len`, `clear`, `snapshot` and `Clone` wait for every shard's lock in turn (in
-//!   `ScalableMap`, for the writes under way, holding new ones back); `iter` and `for_each` for
-//!   one shard's at a time (`ScalableMap`'s for none);
+//!   the ScalableMaps, for the writes under way, holding new ones back); `iter` and `for_each`
+//!   for one shard's at a time (the ScalableMaps' for none);
 //! - [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) and
 //!   [`try_get_or_insert_with`](ConcurrentMap::try_get_or_insert_with) run their closure with no
 //!   lock held; a caller for a key whose closure is running parks until it is done (and nobody

@@ -440,16 +440,19 @@ mod tests {
 
     /// Readers racing a writer that rewrites a two-word value see one whole value or another,
     /// never halves of two: the version check discards every torn copy. (Without it, this fails
-    /// within a few thousand rounds on two cores.)
+    /// on two cores within the first few thousand reads.) The writer keeps writing until the
+    /// readers have read 200,000 times between them, so the two really overlap.
     #[test]
     fn a_reader_never_sees_half_of_a_write() {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::time::{Duration, Instant};
 
+        const READS: usize = 200_000;
         type Torn = Inline<u64, [u64; 2]>;
         let line = Torn::new();
         let hash = 0x1234;
         // SAFETY: only this test writes the line, from one thread at a time: the add here, then
-        // the writer thread below, while the readers only read.
+        // the writer loop below, while the reader threads only read.
         let chain = unsafe { Chain::locked(&line) };
         Torn::add(
             chain,
@@ -461,25 +464,28 @@ mod tests {
             || unreachable!(),
         );
         let collector = Collector::new();
-        let done = AtomicBool::new(false);
+        let (done, reads) = (AtomicBool::new(false), AtomicUsize::new(0));
         std::thread::scope(|s| {
             let readers: Vec<_> = (0..2)
                 .map(|_| {
                     s.spawn(|| {
-                        let mut seen = 0u64;
                         while !done.load(Ordering::Relaxed) {
                             let guard = collector.enter();
                             let Found::Entry(entry) = line.find(&guard, hash, |k| *k == 7) else {
                                 panic!("the key went missing");
                             };
                             assert_eq!(entry.value[0], entry.value[1], "a torn read");
-                            seen += 1;
+                            reads.fetch_add(1, Ordering::Relaxed);
                         }
-                        seen
                     })
                 })
                 .collect();
-            for round in 1..=200_000u64 {
+            let started = Instant::now();
+            let mut round = 0u64;
+            while reads.load(Ordering::Relaxed) < READS
+                && started.elapsed() < Duration::from_secs(20)
+            {
+                round += 1;
                 let (slot, _) = Torn::locate(chain, hash, |k| *k == 7).expect("stored");
                 Torn::replace(
                     slot,
@@ -492,9 +498,14 @@ mod tests {
             }
             done.store(true, Ordering::Relaxed);
             for reader in readers {
-                assert!(reader.join().expect("no torn read") > 0);
+                reader.join().expect("no torn read");
             }
+            assert!(round > 0);
         });
+        assert!(
+            reads.load(Ordering::Relaxed) >= READS,
+            "the readers ran alongside the writer"
+        );
     }
 
     /// What a slot stores comes back bit for bit, for sizes that do not fill their words.
