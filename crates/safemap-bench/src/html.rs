@@ -38,7 +38,7 @@ const PALETTE: [RGBColor; 16] = [
 ];
 
 /// Point markers, cycled so that two contestants never share both colour and marker.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Marker {
     Circle,
     Triangle,
@@ -96,9 +96,12 @@ impl Look {
             Marker::Square,
             Marker::Plus,
         ];
+        // Each round of the palette shifts the markers by one, so two contestants share a colour
+        // only with different markers (for up to 64 of them).
+        let round = index / PALETTE.len();
         Look {
             colour: PALETTE[index % PALETTE.len()],
-            marker: MARKERS[index % MARKERS.len()],
+            marker: MARKERS[(index + round) % MARKERS.len()],
             family,
         }
     }
@@ -422,4 +425,25 @@ pub fn render(machine: &Machine, rows: &[Row]) -> Result<String, String> {
     }
     html += "</table></body></html>\n";
     Ok(html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No two of 64 contestants (four times the palette) look alike.
+    #[test]
+    fn every_contestant_has_its_own_colour_and_marker() {
+        let looks: Vec<_> = (0..4 * PALETTE.len())
+            .map(|i| {
+                let look = Look::of(i, Family::Peer);
+                (look.colour, look.marker)
+            })
+            .collect();
+        for (i, a) in looks.iter().enumerate() {
+            for b in &looks[i + 1..] {
+                assert!(a != b, "two contestants drawn alike: {a:?}");
+            }
+        }
+    }
 }
