@@ -118,6 +118,15 @@ impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
         L::locate(self.chain, probe.hash(), |k| probe.matches(k))
     }
 
+    /// The entry for `key`, whose hash is `hash`, and its slot.
+    #[inline]
+    fn locate_key(&self, hash: u64, key: &K) -> Option<Located<'a, K, V, L>>
+    where
+        K: Eq,
+    {
+        L::locate(self.chain, hash, |k| k == key)
+    }
+
     /// Adds `entry`, whose key is not in the chain.
     fn add(&self, entry: L::Item) {
         if L::add(self.chain, entry, || self.table.spare()) {

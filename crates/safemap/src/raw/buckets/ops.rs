@@ -138,7 +138,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
                 wait,
                 hash,
                 Self::entry(hash, key, value),
-                |locked, new| match L::locate(locked.chain, hash, |k| *k == new.borrow().key) {
+                |locked, new| match locked.locate_key(hash, &new.borrow().key) {
                     Some((slot, old)) => {
                         let displaced = old.borrow().value.clone();
                         locked.replace(slot, new);
@@ -202,7 +202,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         _hasher: &S,
     ) -> R {
         let written = self.write(Wait::Forever, hash, key, |locked, key| {
-            let found = L::locate(locked.chain, hash, |k| *k == key);
+            let found = locked.locate_key(hash, &key);
             let mut value = match &found {
                 Some((_, old)) => old.borrow().value.clone(),
                 None => make(),
@@ -226,7 +226,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         _hasher: &S,
     ) -> Timed<Option<V>, K> {
         let written = self.write(wait, hash, key, |locked, key| {
-            let found = L::locate(locked.chain, hash, |k| *k == key);
+            let found = locked.locate_key(hash, &key);
             let current = found.as_ref().map(|(_, old)| &old.borrow().value);
             match (update(current), found) {
                 (Action::Keep, _) | (Action::Remove, None) => None,
