@@ -49,6 +49,7 @@ fn count(bytes: isize) {
 /// What `work` returns, and the most bytes it held live at once beyond what was live before it.
 /// Other threads' allocations meanwhile count too, so measure with no other thread at work.
 pub fn peak_during<T>(work: impl FnOnce() -> T) -> (T, isize) {
+    safemap::settle_memory();
     LIVE.store(0, Ordering::Relaxed);
     PEAK.store(0, Ordering::Relaxed);
     COUNTING.store(true, Ordering::Relaxed);
@@ -59,6 +60,8 @@ pub fn peak_during<T>(work: impl FnOnce() -> T) -> (T, isize) {
 
 /// Bytes per entry of contestant `M` holding `entries` entries, map structure included.
 pub fn footprint<M: Contender>(entries: usize) -> f64 {
+    // Tables of earlier maps that are still being freed would count against this one.
+    safemap::settle_memory();
     LIVE.store(0, Ordering::Relaxed);
     COUNTING.store(true, Ordering::Relaxed);
     let mut map = M::create();
@@ -68,6 +71,8 @@ pub fn footprint<M: Contender>(entries: usize) -> f64 {
             handle.insert(key(i), i);
         }
     }
+    // Tables the map grew out of are freed on a background thread: count them gone.
+    safemap::settle_memory();
     COUNTING.store(false, Ordering::Relaxed);
     let bytes = LIVE.load(Ordering::Relaxed) + std::mem::size_of::<M>() as isize;
     drop(map);

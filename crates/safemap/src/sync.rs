@@ -118,7 +118,7 @@ mod shuttle_locks {
     pub(crate) use shuttle::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 
     /// shuttle's `Mutex` with `parking_lot`'s guard-returning, non-poisoning API.
-    pub(crate) struct Mutex<T>(shuttle::sync::Mutex<T>);
+    pub struct Mutex<T>(shuttle::sync::Mutex<T>);
 
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Self {

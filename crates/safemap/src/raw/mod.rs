@@ -16,6 +16,8 @@
 //! - Left-right, the core of `ReadMostlyMap`: [`left_right`] keeps two copies of each shard's
 //!   table and per-thread reader slots, so reads take no lock; [`thread_index`] gives each live
 //!   thread its slot.
+//! - [`release`] gives a large table's memory back off the caller's thread, a step at a time, so
+//!   that freeing it stalls no operation.
 //!
 //! Nothing here imports the strategy files or the crate root: they build on this.
 
@@ -28,6 +30,7 @@ pub(crate) mod locked_table;
 pub(crate) mod probe_hint;
 pub(crate) mod published;
 pub(crate) mod reclaim;
+pub(crate) mod release;
 pub(crate) mod routing;
 pub(crate) mod table;
 pub(crate) mod tables;

@@ -107,6 +107,9 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
             self.link_next_once(root, Self::bits_for(closed.count()));
             self.finish_resize(&guard);
         }
+        // Leaving the guard frees the old table unless a reader still holds it: here, however
+        // large, as the method promises.
+        crate::raw::release::on_this_thread(|| drop(guard));
     }
 
     #[inline]

@@ -16,6 +16,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use super::line::{Entry, Line};
+use crate::raw::release;
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicPtr, AtomicUsize, BookkeepingMutex};
 
@@ -205,8 +206,8 @@ impl<K, V, L> Drop for Table<K, V, L> {
                 unsafe { self.buckets.add(index).drop_in_place() };
             }
         }
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { alloc::dealloc(self.memory.as_ptr(), Self::layout(self.bits)) };
+        // SAFETY: allocated in `new` with this layout, and the table goes with it.
+        unsafe { release::free(self.memory, Self::layout(self.bits)) };
     }
 }
 

@@ -1,0 +1,69 @@
+//! Every strategy gives back the memory of the tables it grows out of and of a dropped map, some
+//! of it on a background thread (`safemap::settle_memory`). Measured process-wide, so this file
+//! holds one test, which visits the strategies one after another with nothing else running.
+
+mod common;
+
+use common::alloc::{Counting, process_live};
+use common::for_every_strategy_on_plain_data;
+use safemap::ConcurrentMap;
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+type Fixed = foldhash::fast::FixedState;
+
+/// Entries enough that the bucketed maps retire tables of 1 MiB and more on the way, and away
+/// from any size where growing and reserving would pick different table sizes.
+const ENTRIES: u64 = 150_000;
+
+/// The bytes the process holds once the memory being released has been freed.
+fn settled_live() -> isize {
+    safemap::settle_memory();
+    process_live()
+}
+
+for_every_strategy_on_plain_data! {
+    /// Bytes a map of `ENTRIES` holds, grown from empty or made with room for them all.
+    fn bytes_of_a_filled_map(presized: bool) -> isize {
+        let before = settled_live();
+        let hasher = Fixed::with_seed(7);
+        let map: Map<u64, u64, Fixed> = if presized {
+            Map::with_capacity_and_hasher(ENTRIES as usize, hasher)
+        } else {
+            Map::with_hasher(hasher)
+        };
+        for k in 0..ENTRIES {
+            map.insert(k, k);
+        }
+        let held = settled_live() - before;
+        drop(map);
+        let left = settled_live() - before;
+        assert!(
+            left <= 4096,
+            "{left} bytes still live after the map of {held} bytes was dropped"
+        );
+        held
+    }
+
+    /// A grown map holds no more than one made at its final size: the tables it grew out of
+    /// are gone.
+    pub fn gives_back_the_tables_it_grew_out_of() {
+        let grown = bytes_of_a_filled_map(false);
+        let presized = bytes_of_a_filled_map(true);
+        assert!(
+            grown <= presized + presized / 10,
+            "grown to {ENTRIES} entries: {grown} bytes live; made with room for them: {presized}"
+        );
+    }
+}
+
+macro_rules! in_turn {
+    ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?]) => {
+        #[test]
+        fn every_strategy_gives_back_the_memory_of_old_tables_and_dropped_maps() {
+            $($module::gives_back_the_tables_it_grew_out_of();)*
+        }
+    };
+}
+safemap::strategies!(in_turn!());
