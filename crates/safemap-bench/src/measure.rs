@@ -59,6 +59,9 @@ pub fn measure<M: Contender>(cell: &Cell) -> Measurement {
     let mops = (0..cell.reps)
         .map(|_| {
             let mut map = M::create_filled(cell.prefill);
+            // The last repetition's map (or the last contestant's) may still be being freed on
+            // safemap's release thread: not this run's work.
+            safemap::settle_memory();
             let handles = map.handles(cell.plans.len());
             let (mops, samples) = run(handles, cell.plans, cell.sample_every, cell.budget);
             for h in &samples {

@@ -3,25 +3,26 @@
 //! # Why
 //! Freeing an allocation of many pages hands them all back to the kernel in one call: growing a
 //! `ScalablePodMap` to 4M entries, `strace -T` timed the `munmap` of its old tables (8, 16, 32 and
-//! 64 MiB) at 0.6, 1.1, 2.2 and 3.8 ms. A retired table is freed by whichever operation
-//! reclaims it, a write or a read, so that one operation stalled for milliseconds.
+//! 64 MiB) at 0.6, 1.1, 2.2 and 3.8 ms. Freeing the 3,500 to 7,000 blocks of overflow buckets of
+//! the larger of those tables took another 0.5 to 0.8 ms. A retired table is freed by whichever
+//! operation reclaims it, a write or a read, so that one operation stalled for milliseconds.
 //!
 //! # How
-//! An allocation of at least [`LARGE`] bytes goes to one thread per process, started on first
-//! use. It gives the allocation's pages back [`STEP`] bytes at a time (`madvise(MADV_DONTNEED)`
-//! on Linux), yielding the processor between steps, and then frees the allocation, which has no
-//! pages left to unmap. No operation waits for it; [`settle_memory`] does, for measurements of
-//! memory.
+//! A table's allocations go to one thread per process, started on first use, when they add up to
+//! at least [`LARGE`] bytes. It gives each large allocation's pages back [`STEP`] bytes at a
+//! time (`madvise(MADV_DONTNEED)` on Linux), yielding the processor between steps, then frees it,
+//! which leaves no pages to unmap. No operation waits for it; [`settle_memory`] does, for
+//! measurements of memory.
 //!
-//! Smaller allocations, those freed inside [`on_this_thread`] (`shrink_to_fit`, which promises
-//! the memory back on return and is a maintenance call the caller chose to pay for), and every
-//! allocation under schedule explorers are freed at once.
+//! Smaller tables, those freed inside [`on_this_thread`] (`shrink_to_fit`, which promises the
+//! memory back on return and is a maintenance call the caller chose to pay for), and every table
+//! under schedule explorers are freed at once.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-/// Allocations this large or larger are freed by the release thread: freeing 1 MiB at once
-/// takes about 70 us here.
+/// Tables whose allocations add up to this many bytes are freed by the release thread: freeing
+/// 1 MiB at once takes about 70 us here.
 #[cfg(not(shuttle))]
 const LARGE: usize = 1 << 20;
 
@@ -54,23 +55,33 @@ pub(crate) fn on_this_thread<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
-/// Frees `memory` now, or, if it is [`LARGE`], hands it to the release thread.
+/// One allocation of the global allocator, to be freed.
+pub(crate) struct Allocation {
+    pub(crate) memory: NonNull<u8>,
+    pub(crate) layout: Layout,
+}
+
+/// Frees `allocations` now, or, if they add up to [`LARGE`] bytes, hands them to the release
+/// thread.
 ///
 /// # Safety
-/// `memory` was allocated by the global allocator with `layout`, and nothing uses it again.
-pub(crate) unsafe fn free(memory: NonNull<u8>, layout: Layout) {
+/// Each allocation was made by the global allocator with its layout, is freed once, and nothing
+/// uses it again.
+pub(crate) unsafe fn free(allocations: Vec<Allocation>) {
     #[cfg(not(shuttle))]
-    if layout.size() >= LARGE && !FREE_HERE.with(std::cell::Cell::get) {
-        if let Some(releaser) = background::releaser() {
-            releaser.hand_over(background::Pending {
-                address: memory.as_ptr() as usize,
-                layout,
-            });
-            return;
+    {
+        let bytes: usize = allocations.iter().map(|a| a.layout.size()).sum();
+        if bytes >= LARGE && !FREE_HERE.with(std::cell::Cell::get) {
+            if let Some(releaser) = background::releaser() {
+                releaser.hand_over(allocations.iter().map(background::Pending::of).collect());
+                return;
+            }
         }
     }
-    // SAFETY: as the caller promises.
-    unsafe { alloc::dealloc(memory.as_ptr(), layout) };
+    for allocation in allocations {
+        // SAFETY: as the caller promises.
+        unsafe { alloc::dealloc(allocation.memory.as_ptr(), allocation.layout) };
+    }
 }
 
 /// Waits until the memory of every large table a map has let go of so far is back with the
@@ -111,17 +122,27 @@ mod background {
 
     /// An allocation waiting for the release thread; an address, so that it can cross threads.
     pub(super) struct Pending {
-        pub(super) address: usize,
-        pub(super) layout: Layout,
+        address: usize,
+        layout: Layout,
     }
 
-    /// What the release thread has been handed, first come first freed.
-    type Queue = VecDeque<Pending>;
+    impl Pending {
+        pub(super) fn of(allocation: &super::Allocation) -> Self {
+            Pending {
+                address: allocation.memory.as_ptr() as usize,
+                layout: allocation.layout,
+            }
+        }
+    }
+
+    /// The tables the release thread has been handed, each as its allocations, first come
+    /// first freed.
+    type Queue = VecDeque<Vec<Pending>>;
 
     pub(super) struct Releaser {
-        /// Allocations not yet freed; the front one is being released.
+        /// Tables not yet freed; the front one is being released.
         queue: Mutex<Queue>,
-        /// Notified when the queue gains an allocation, and when it empties.
+        /// Notified when the queue gains a table, and when it empties.
         changed: Condvar,
     }
 
@@ -156,7 +177,7 @@ mod background {
     }
 
     impl Releaser {
-        pub(super) fn hand_over(&self, pending: Pending) {
+        pub(super) fn hand_over(&self, pending: Vec<Pending>) {
             self.queue.lock().push_back(pending);
             self.changed.notify_all();
         }
@@ -172,19 +193,23 @@ mod background {
     /// The release thread: frees what it is handed, forever.
     fn run(releaser: &Releaser) {
         loop {
-            let (address, layout) = {
+            let table = {
                 let mut queue = releaser.queue.lock();
                 loop {
-                    match queue.front() {
-                        Some(front) => break (front.address, front.layout),
+                    match queue.front_mut() {
+                        Some(front) => break std::mem::take(front),
                         None => queue = releaser.changed.wait(queue),
                     }
                 }
             };
-            give_pages_back(address, layout.size());
-            // SAFETY: handed over through `free`, whose caller promised an allocation of this
-            // layout that nothing uses again; freed once, here, before it leaves the queue.
-            unsafe { std::alloc::dealloc(address as *mut u8, layout) };
+            for Pending { address, layout } in table {
+                if layout.size() >= STEP {
+                    give_pages_back(address, layout.size());
+                }
+                // SAFETY: handed over through `free`, whose caller promised an allocation of this
+                // layout that nothing uses again; freed once, here, taken out of the queue.
+                unsafe { std::alloc::dealloc(address as *mut u8, layout) };
+            }
             let mut queue = releaser.queue.lock();
             queue.pop_front();
             if queue.is_empty() {

@@ -206,8 +206,27 @@ impl<K, V, L> Drop for Table<K, V, L> {
                 unsafe { self.buckets.add(index).drop_in_place() };
             }
         }
-        // SAFETY: allocated in `new` with this layout, and the table goes with it.
-        unsafe { release::free(self.memory, Self::layout(self.bits)) };
+        let blocks = std::mem::take(&mut self.spares.get_mut().0);
+        let mut allocations = Vec::with_capacity(blocks.len() + 1);
+        allocations.push(release::Allocation {
+            memory: self.memory,
+            layout: Self::layout(self.bits),
+        });
+        for block in blocks {
+            let layout = Layout::for_value(&*block);
+            let block = Box::into_raw(block);
+            // SAFETY: the block's buckets were initialized when it was made, and are dropped
+            // once, here, before its memory leaves the box.
+            unsafe { block.drop_in_place() };
+            allocations.push(release::Allocation {
+                memory: NonNull::new(block.cast::<u8>()).expect("a box is never null"),
+                layout,
+            });
+        }
+        // SAFETY: the table's memory was allocated in `new` with this layout, and each block by
+        // its `Box`, with the layout of its slice (`Layout::for_value`, as `Box` documents); the
+        // table goes with them.
+        unsafe { release::free(allocations) };
     }
 }
 
