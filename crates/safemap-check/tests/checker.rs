@@ -37,6 +37,7 @@ fn declared(whole: WholeMap) -> Consistency {
         closure_blocks_readers: Blocks::Map,
         closure_blocks_writers: Blocks::Map,
         once: Once::Always,
+        rehashes_keys: true,
     }
 }
 

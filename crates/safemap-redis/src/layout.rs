@@ -51,6 +51,8 @@ impl Layout {
             reserves: false,
             maintenance: &[],
             once: Once::WithinLease,
+            // Keys are encoded, never hashed by the map.
+            rehashes_keys: false,
         }
     }
 }

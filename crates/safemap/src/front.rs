@@ -432,7 +432,7 @@ where
 
     fn shard_lengths(&self) -> Vec<usize> {
         self.enter();
-        self.core.shard_lengths()
+        self.core.shard_lengths(&self.hasher)
     }
 
     fn capacity(&self) -> usize {
@@ -456,7 +456,7 @@ where
         C::Value: Clone,
     {
         self.enter();
-        self.core.for_each(&mut visit);
+        self.core.for_each(&mut visit, &self.hasher);
     }
 
     fn snapshot(&self) -> Self::Snapshot
@@ -472,7 +472,7 @@ where
         refining_impl_trait,
         reason = "the iterator has a name, so that `&SafeMap` can implement `IntoIterator`"
     )]
-    fn iter(&self) -> Iter<'_, C>
+    fn iter(&self) -> Iter<'_, C, S>
     where
         C::Key: Clone,
         C::Value: Clone,
@@ -481,6 +481,7 @@ where
             map: self.enter(),
             cursor: self.core.cursor(),
             core: &self.core,
+            hasher: &self.hasher,
             chunk: Vec::new(),
         }
     }
@@ -488,8 +489,10 @@ where
 
 /// The iterator of [`ConcurrentMap::iter`] on a [`SafeMap`]: owned clones, one part of the map
 /// copied at a time, no lock held between calls to `next`.
-pub struct Iter<'a, C: Core> {
+pub struct Iter<'a, C: Core, S> {
     core: &'a C,
+    /// The map's hasher, for a core that finds where an entry lies by hashing its key again.
+    hasher: &'a S,
     map: MapId,
     cursor: C::Cursor,
     /// The copies of the current part not yet handed out. Its buffer is kept for the next part,
@@ -497,7 +500,7 @@ pub struct Iter<'a, C: Core> {
     chunk: Vec<(C::Key, C::Value)>,
 }
 
-impl<C: Core> Iterator for Iter<'_, C>
+impl<C: Core, S: BuildHasher> Iterator for Iter<'_, C, S>
 where
     C::Key: Clone,
     C::Value: Clone,
@@ -512,7 +515,10 @@ where
             }
             // Copying the next part takes a lock: refuse it inside a closure of this map.
             reentry::check(self.map);
-            if !self.core.next_chunk(&mut self.cursor, &mut self.chunk) {
+            if !self
+                .core
+                .next_chunk(&mut self.cursor, &mut self.chunk, self.hasher)
+            {
                 return None;
             }
         }
@@ -562,9 +568,9 @@ where
     S: BuildHasher + Clone,
 {
     type Item = (C::Key, C::Value);
-    type IntoIter = Iter<'a, C>;
+    type IntoIter = Iter<'a, C, S>;
 
-    fn into_iter(self) -> Iter<'a, C> {
+    fn into_iter(self) -> Iter<'a, C, S> {
         ConcurrentMap::iter(self)
     }
 }
@@ -622,11 +628,12 @@ where
     C: Core,
     C::Key: fmt::Debug,
     C::Value: fmt::Debug,
+    S: BuildHasher,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.enter();
         let mut out = f.debug_map();
-        self.core.debug_entries(&mut out);
+        self.core.debug_entries(&mut out, &self.hasher);
         out.finish()
     }
 }
@@ -688,11 +695,11 @@ where
     C: Core,
     C::Key: Clone,
     C::Value: Clone,
-    S: Clone,
+    S: BuildHasher + Clone,
 {
     fn clone(&self) -> Self {
         self.enter();
-        SafeMap::from_parts(self.core.duplicate(), self.hasher.clone())
+        SafeMap::from_parts(self.core.duplicate(&self.hasher), self.hasher.clone())
     }
 }
 

@@ -141,6 +141,12 @@ pub struct Consistency {
     /// the closures of [`compute`](ConcurrentMap::compute) and
     /// [`update`](ConcurrentMap::update) exactly once.
     pub once: Once,
+    /// Whether the map runs a stored key's `Hash` again after storing it (`true`): to move
+    /// entries when a table grows or shrinks, or to place them while iterating or copying across
+    /// tables of different sizes. A `Hash` that panics there leaves the map consistent and the
+    /// panic goes to the caller whose call ran it, as any panic in user code does. `false` where
+    /// every entry keeps its hash, so only the key passed to a call is hashed, once.
+    pub rehashes_keys: bool,
 }
 
 /// How far the run-once rules of a map's closures reach, declared in [`Consistency::once`].

@@ -47,9 +47,10 @@ where
     /// let m: ShardedMap<u64, u64> = (0..1000).map(|i| (i, i)).collect();
     /// assert_eq!(m.par_iter().map(|(_, v)| v).sum::<u64>(), 499_500);
     /// ```
-    pub fn par_iter(&self) -> ParIter<'_, C> {
+    pub fn par_iter(&self) -> ParIter<'_, C, S> {
         ParIter {
             core: self.core(),
+            hasher: self.hasher(),
             map: self.enter(),
         }
     }
@@ -139,15 +140,16 @@ where
 
 /// The parallel iterator of [`SafeMap::par_iter`]: owned clones, one part of the map copied at
 /// a time on each thread.
-pub struct ParIter<'a, C> {
+pub struct ParIter<'a, C, S> {
     core: &'a C,
+    hasher: &'a S,
     map: MapId,
 }
 
 /// Driven by `Parts`, which shares the parts out as rayon asks.
-impl<'a, C: Core + Sync> ParallelIterator for ParIter<'a, C>
+impl<'a, C: Core + Sync, S: Sync> ParallelIterator for ParIter<'a, C, S>
 where
-    Parts<'a, C>: UnindexedProducer<Item = (C::Key, C::Value)>,
+    Parts<'a, C, S>: UnindexedProducer<Item = (C::Key, C::Value)>,
     (C::Key, C::Value): Send,
 {
     type Item = (C::Key, C::Value);
@@ -155,6 +157,7 @@ where
     fn drive_unindexed<U: UnindexedConsumer<Self::Item>>(self, consumer: U) -> U::Result {
         let parts = Parts {
             core: self.core,
+            hasher: self.hasher,
             map: self.map,
             left: Left::Uncopied(self.core.cursor()),
         };
@@ -171,16 +174,17 @@ where
     S: BuildHasher + Sync,
 {
     type Item = (C::Key, C::Value);
-    type Iter = ParIter<'a, C>;
+    type Iter = ParIter<'a, C, S>;
 
-    fn into_par_iter(self) -> ParIter<'a, C> {
+    fn into_par_iter(self) -> ParIter<'a, C, S> {
         self.par_iter()
     }
 }
 
 /// The share of a parallel iteration that one rayon task holds.
-struct Parts<'a, C: Core> {
+struct Parts<'a, C: Core, S> {
     core: &'a C,
+    hasher: &'a S,
     map: MapId,
     left: Left<C>,
 }
@@ -194,9 +198,8 @@ enum Left<C: Core> {
 }
 
 /// The next part's copy, taken after this thread's re-entrancy check.
-fn copy_next<C: Core>(
-    core: &C,
-    map: MapId,
+fn copy_next<C: Core, S: BuildHasher>(
+    (core, hasher, map): (&C, &S, MapId),
     cursor: &mut C::Cursor,
 ) -> Option<Vec<(C::Key, C::Value)>>
 where
@@ -205,10 +208,10 @@ where
 {
     reentry::check(map);
     let mut chunk = Vec::new();
-    core.next_chunk(cursor, &mut chunk).then_some(chunk)
+    core.next_chunk(cursor, &mut chunk, hasher).then_some(chunk)
 }
 
-impl<C: Core + Sync> UnindexedProducer for Parts<'_, C>
+impl<C: Core + Sync, S: BuildHasher + Sync> UnindexedProducer for Parts<'_, C, S>
 where
     C::Key: Clone + Send,
     C::Value: Clone + Send,
@@ -221,7 +224,7 @@ where
             Left::Uncopied(cursor) => match self.core.split_cursor(cursor) {
                 Some(other) => Left::Uncopied(other),
                 // One part is left: copy it, so that its entries can be shared out.
-                None => match copy_next(self.core, self.map, cursor) {
+                None => match copy_next((self.core, self.hasher, self.map), cursor) {
                     Some(entries) => {
                         self.left = Left::Copied(entries);
                         return self.split();
@@ -236,6 +239,7 @@ where
         };
         let other = Parts {
             core: self.core,
+            hasher: self.hasher,
             map: self.map,
             left: other,
         };
@@ -247,7 +251,8 @@ where
             Left::Copied(entries) => folder.consume_iter(entries),
             Left::Uncopied(mut cursor) => {
                 while !folder.full() {
-                    let Some(entries) = copy_next(self.core, self.map, &mut cursor) else {
+                    let Some(entries) = copy_next((self.core, self.hasher, self.map), &mut cursor)
+                    else {
                         break;
                     };
                     folder = folder.consume_iter(entries);

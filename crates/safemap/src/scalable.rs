@@ -66,12 +66,15 @@ pub type ScalableMap<K, V, S = DefaultHashBuilder> = SafeMap<Buckets<K, V>, S>;
 /// because every word is an atomic). A read so writes nothing but its own guard slot, and
 /// retries only if a writer changed that bucket during it; it waits only while a writer is
 /// between the two stores of the sequence word, which bracket a few word stores and never a
-/// closure. A bucket holds fewer entries than `ScalableMap`'s (two `u64 -> u64` entries against
-/// five pointers), so a map that fits in cache reads faster as a `ScalableMap`; past the caches,
-/// and for writes, this one is faster (the README has the figures).
+/// closure. A bucket keeps no hashes, only keys and values (three `u64 -> u64` entries against
+/// `ScalableMap`'s five pointers), so a lookup compares its key with `Eq` against each entry of
+/// the bucket, and the map runs a stored key's `Hash` again where it must place an entry (when a
+/// table grows or shrinks, and for an iteration that meets a table of another size:
+/// [`Consistency::rehashes_keys`](crate::Consistency::rehashes_keys)). The README has the figures
+/// against `ScalableMap` in both regimes.
 ///
-/// A key and its value take at most 40 bytes together (each rounded up to 8-byte words, plus a
-/// word of hash): `u64 -> u64` entries sit two to a 64-byte bucket. Larger types fail to compile.
+/// A key and its value take at most 48 bytes together (each rounded up to 8-byte words):
+/// `u64 -> u64` entries sit three to a 64-byte bucket. Larger types fail to compile.
 ///
 /// ```
 /// use safemap::{Action, ConcurrentMap, ScalablePodMap};

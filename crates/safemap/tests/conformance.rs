@@ -279,3 +279,34 @@ for_every_strategy! {
         assert_eq!(m.get(&1).as_deref(), Some("z"));
     }
 }
+
+/// Iteration while the map's layout changes, on every strategy, `pod` ones included.
+mod iteration_across_layouts {
+    crate::common::for_every_strategy_on_plain_data! {
+        use safemap::ConcurrentMap;
+
+        /// A key present throughout an iteration comes out exactly once, even when the map
+        /// gives back most of its room between two steps: the iterator then stands inside a
+        /// part of the smaller layout, whose entries before that point it has handed out.
+        #[test]
+        fn each_lasting_key_comes_out_once_across_a_shrink() {
+            const ENTRIES: u64 = 20_000;
+            let lasting = |k: &u64| k % 16 == 0;
+            let m: Map<u64, u64> = (0..ENTRIES).map(|i| (i, i)).collect();
+            let mut seen = vec![0u32; ENTRIES as usize];
+            let mut iter = m.iter();
+            for (k, _) in iter.by_ref().take(ENTRIES as usize / 4) {
+                seen[k as usize] += 1;
+            }
+            m.retain(|k, _| lasting(k));
+            m.shrink_to_fit();
+            for (k, _) in iter {
+                seen[k as usize] += 1;
+            }
+            for k in (0..ENTRIES).filter(lasting) {
+                assert_eq!(seen[k as usize], 1, "key {k} came out {} times", seen[k as usize]);
+            }
+            assert!(seen.iter().all(|&n| n <= 1), "a key came out twice");
+        }
+    }
+}

@@ -2,8 +2,8 @@
 //!
 //! The front hashes the key once, runs the re-entrancy check, wraps every user closure so that a
 //! call back into the map panics, and implements the public traits. A core receives pre-hashed
-//! operations (a [`Probe`], or a hash and an owned key) and the map's hasher for rehashing, and
-//! owns its protocol: locking and routing, publishing versions, or keeping two copies equal. It
+//! operations (a [`Probe`], or a hash and an owned key) and, wherever it may need an entry's hash
+//! again (to move, iterate or copy entries), the map's hasher; it owns its protocol: locking and routing, publishing versions, or keeping two copies equal. It
 //! declares what it guarantees in [`Core::CONSISTENCY`].
 //!
 //! Operations that can wait for a lock take a [`Wait`]: [`Wait::Forever`] for the ordinary
@@ -86,6 +86,7 @@ pub(crate) const ATOMIC: Consistency = Consistency {
     closure_blocks_readers: Blocks::Map,
     closure_blocks_writers: Blocks::Map,
     once: Once::Always,
+    rehashes_keys: true,
 };
 
 /// The result of an operation that may give up at a deadline, handing back `G`.
@@ -208,20 +209,20 @@ pub trait Core: Default {
 
     /// The number of entries in each independently locked part; one count for a core that has
     /// no parts.
-    fn shard_lengths(&self) -> Vec<usize> {
+    fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
         vec![self.len()]
     }
 
     /// Calls `visit` for every entry, holding no lock while it runs: by default on the copies
     /// [`Core::next_chunk`] takes, one part at a time, so `for_each` is as consistent as `iter`. A
     /// core that promises more (an atomic `for_each`), or can visit without copying, overrides it.
-    fn for_each(&self, visit: &mut impl FnMut(&Self::Key, &Self::Value))
+    fn for_each<S: BuildHasher>(&self, visit: &mut impl FnMut(&Self::Key, &Self::Value), hasher: &S)
     where
         Self::Key: Clone,
         Self::Value: Clone,
     {
         let (mut cursor, mut chunk) = (self.cursor(), Vec::new());
-        while self.next_chunk(&mut cursor, &mut chunk) {
+        while self.next_chunk(&mut cursor, &mut chunk, hasher) {
             chunk.iter().for_each(|(k, v)| visit(k, v));
             chunk.clear();
         }
@@ -234,7 +235,7 @@ pub trait Core: Default {
         Self::Value: Clone;
 
     /// A new core holding a copy of this one's entries, taken at one instant.
-    fn duplicate(&self) -> Self
+    fn duplicate<S: BuildHasher>(&self, hasher: &S) -> Self
     where
         Self::Key: Clone,
         Self::Value: Clone;
@@ -260,17 +261,18 @@ pub trait Core: Default {
     /// `chunk`, advancing `cursor`; `false`, appending nothing, past the last part. Holds a lock,
     /// if any, only while it copies. Callers pass one buffer again and again, emptied, so that
     /// after the first parts a copy allocates nothing while it holds a lock.
-    fn next_chunk(
+    fn next_chunk<S: BuildHasher>(
         &self,
         cursor: &mut Self::Cursor,
         chunk: &mut Vec<(Self::Key, Self::Value)>,
+        hasher: &S,
     ) -> bool
     where
         Self::Key: Clone,
         Self::Value: Clone;
 
     /// Adds every entry to `out`, as readers see them.
-    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, hasher: &S)
     where
         Self::Key: fmt::Debug,
         Self::Value: fmt::Debug;

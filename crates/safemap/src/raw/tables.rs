@@ -338,7 +338,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     /// Each shard's length, read under its shared lock, one shard at a time (0 for one not made).
-    fn shard_lengths(&self) -> Vec<usize> {
+    fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
         (0..self.shard_count())
             .map(|i| self.shards.get(i).map_or(0, |shard| shard.read_now().len()))
             .collect()
@@ -375,7 +375,12 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     /// One shard at a time, copied under its shared lock: with one table, the whole map at once.
-    fn next_chunk(&self, shards: &mut Range<usize>, chunk: &mut Vec<(K, V)>) -> bool
+    fn next_chunk<S: BuildHasher>(
+        &self,
+        shards: &mut Range<usize>,
+        chunk: &mut Vec<(K, V)>,
+        _hasher: &S,
+    ) -> bool
     where
         K: Clone,
         V: Clone,
@@ -389,7 +394,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     /// Copied as for a snapshot; the shards this map has not made, the copy does not either.
-    fn duplicate(&self) -> Self
+    fn duplicate<S: BuildHasher>(&self, _hasher: &S) -> Self
     where
         K: Clone,
         V: Clone,
@@ -399,7 +404,7 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     /// One shard at a time.
-    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, _hasher: &S)
     where
         K: fmt::Debug,
         V: fmt::Debug,
@@ -469,7 +474,7 @@ mod tests {
             }
             assert_hints_current(&set);
             // A copy's hints learn its tables' layout.
-            assert_hints_current(&set.duplicate());
+            assert_hints_current(&set.duplicate(&hasher));
         }
     }
 }

@@ -273,7 +273,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     }
 
     /// Visits the current version, which no writer changes.
-    fn for_each(&self, visit: &mut impl FnMut(&K, &V)) {
+    fn for_each<S: BuildHasher>(&self, visit: &mut impl FnMut(&K, &V), _hasher: &S) {
         self.current().iter().for_each(|(k, v)| visit(k, v));
     }
 
@@ -308,7 +308,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     }
 
     /// One leaf (at most about `LEAF_MAX` entries) at a time, all from one version: no lock.
-    fn next_chunk(&self, leaves: &mut Leaves<K, V>, chunk: &mut Vec<(K, V)>) -> bool {
+    fn next_chunk<S: BuildHasher>(
+        &self,
+        leaves: &mut Leaves<K, V>,
+        chunk: &mut Vec<(K, V)>,
+        _hasher: &S,
+    ) -> bool {
         let Some(leaf) = leaves.next_leaf() else {
             return false;
         };
@@ -317,13 +322,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     }
 
     /// O(1): the new map starts from the current version, sharing every node.
-    fn duplicate(&self) -> Self {
+    fn duplicate<S: BuildHasher>(&self, _hasher: &S) -> Self {
         Versioned {
             published: Published::new(Trie::clone(&self.current())),
         }
     }
 
-    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, _hasher: &S)
     where
         K: fmt::Debug,
         V: fmt::Debug,

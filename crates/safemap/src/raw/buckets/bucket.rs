@@ -13,6 +13,7 @@
 //! is linked (Release). A key, once placed, stays in its slot until it is removed, so a reader
 //! scanning the chain finds every key present throughout its scan.
 
+use std::hash::BuildHasher;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
@@ -114,6 +115,8 @@ impl<K, V> Bucket<K, V> {
 impl<K, V> Line<K, V> for Bucket<K, V> {
     const SLOTS: usize = SLOTS;
 
+    const KEEPS_HASH: bool = true;
+
     type Item = Box<Entry<K, V>>;
 
     type View<'a>
@@ -145,6 +148,12 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
 
     fn into_entry(item: Box<Entry<K, V>>) -> Entry<K, V> {
         *item
+    }
+
+    /// Kept in the entry: a pointer line needs no hasher.
+    #[inline]
+    fn hash_of<S: BuildHasher>(entry: &&Entry<K, V>, _hasher: &S) -> u64 {
+        entry.hash
     }
 
     #[inline(always)]
@@ -293,7 +302,7 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         Self::add_pointer(chain, pointer, entry.hash, spare);
     }
 
-    fn drain(&mut self) -> Vec<Box<Entry<K, V>>> {
+    fn drain(&mut self) -> Vec<(K, V)> {
         // SAFETY: `&mut self` excludes every other writer, as the lock would.
         let chain = unsafe { Chain::locked(&*self) };
         if Self::is_moved(chain) {
@@ -308,7 +317,8 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
                 // SAFETY: each pointer was a published entry, made by `Box::into_raw` and now
                 // unlinked from the only table that held it (a moved chain's entries belong to
                 // the next table).
-                unsafe { Box::from_raw(entry) }
+                let entry = unsafe { Box::from_raw(entry) };
+                (entry.key, entry.value)
             })
             .collect()
     }

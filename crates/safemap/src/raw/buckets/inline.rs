@@ -4,16 +4,18 @@
 //! # Layout
 //! 64 bytes: the chain's lock (used in head lines), an occupancy byte (a bit per slot, and
 //! `MOVED`), a sequence word, the link to an overflow line, and [`WORDS`] words of slots. A slot
-//! is the entry's hash, then its key's bytes, then its value's, each rounded up to whole words:
-//! `u64` keys and values take three words, so a line holds two entries.
+//! is the entry's key's bytes, then its value's, each rounded up to whole words: `u64` keys and
+//! values take two words, so a line holds three entries. The hash is not kept: the core computes
+//! it again with the map's hasher where it needs an entry's position (moving a chain to a larger
+//! table, iterating across tables of different sizes), so the slots hold only data.
 //!
 //! # Reads
 //! A reader copies the line (occupancy, link, slot words) with atomic loads, and keeps the copy
 //! only if the sequence word was even before and is unchanged after. Every word is an atomic, so a
 //! copy that races a write is discarded, never undefined behaviour (a seqlock over non-atomic data
-//! would be). Keys are compared and values handed out from the kept copy, so user code never sees
-//! a torn entry. A reader stores nothing in the line. It waits only while a writer is between the
-//! two stores of the sequence word, which bracket a few word stores and no user code.
+//! would be). Keys are compared and values handed out from the kept copy, so user code (`Eq`)
+//! never sees a torn entry. A reader stores nothing in the line. It waits only while a writer is
+//! between the two stores of the sequence word, which bracket a few word stores and no user code.
 //!
 //! # Writes
 //! Every change goes through the holder of the chain head's lock, which reads the lines with
@@ -34,13 +36,14 @@
 //! The word is 32 bits: a reader fooled by wrap-around would have to sleep through 2^31 writes to
 //! one line between its two loads of it.
 
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use bytemuck::Pod;
 
-use super::line::{Chain, Entry, Found, Line, Slot};
+use super::line::{Chain, Entry, Found, Line, Located, Slot, Stored};
 use crate::raw::reclaim::{Collector, Guard};
 use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Mutex, Spin, fence};
 
@@ -63,17 +66,27 @@ pub struct Inline<K, V> {
 }
 
 /// A reader's validated copy of one line.
-struct Copied<K, V> {
+struct LineCopy<K, V> {
     occupied: u8,
     next: *const Inline<K, V>,
     words: [u64; WORDS],
 }
 
-/// What [`Inline::probe`] saw of a line.
-struct Probed<K, V> {
-    occupied: u8,
-    next: *const Inline<K, V>,
-    hit: Option<[u64; WORDS]>,
+/// An entry copied out of a line: its key and value (the line keeps no hash).
+#[derive(Clone, Copy)]
+pub struct Copied<K, V> {
+    key: K,
+    value: V,
+}
+
+impl<K, V> Stored<K, V> for Copied<K, V> {
+    fn key(&self) -> &K {
+        &self.key
+    }
+
+    fn value(&self) -> &V {
+        &self.value
+    }
 }
 
 /// The words a `T` takes.
@@ -90,30 +103,33 @@ fn encode<T: Pod>(value: &T, words: &mut [u64]) {
         .copy_from_slice(bytemuck::bytes_of(value));
 }
 
-/// The occupied slots of `occupied`, lowest first.
-fn slots_of(occupied: u8) -> impl Iterator<Item = usize> {
-    (0..u8::BITS as usize - 1).filter(move |&index| occupied & (1 << index) != 0)
-}
-
 impl<K: Pod, V: Pod> Inline<K, V> {
     const KEY_WORDS: usize = words_of::<K>();
-    const SLOT_WORDS: usize = 1 + Self::KEY_WORDS + words_of::<V>();
+    const SLOT_WORDS: usize = Self::KEY_WORDS + words_of::<V>();
     const FITS: () = assert!(
         Self::SLOT_WORDS <= WORDS,
-        "an inline entry's key and value take at most 40 bytes"
+        "an inline entry's key and value take at most 48 bytes"
     );
+
+    /// The occupied slots of `occupied`, lowest first.
+    fn slots_of(occupied: u8) -> impl Iterator<Item = usize> {
+        (0..<Self as Line<K, V>>::SLOTS).filter(move |&index| occupied & (1 << index) != 0)
+    }
 
     /// The words of slot `index` in `words`.
     fn slot_words(words: &[u64; WORDS], index: usize) -> &[u64] {
         &words[index * Self::SLOT_WORDS..][..Self::SLOT_WORDS]
     }
 
-    fn entry_at(words: &[u64; WORDS], index: usize) -> Entry<K, V> {
+    fn key_at(words: &[u64; WORDS], index: usize) -> K {
+        decode(&Self::slot_words(words, index)[..Self::KEY_WORDS])
+    }
+
+    fn entry_at(words: &[u64; WORDS], index: usize) -> Copied<K, V> {
         let slot = Self::slot_words(words, index);
-        Entry {
-            hash: slot[0],
-            key: decode(&slot[1..=Self::KEY_WORDS]),
-            value: decode(&slot[1 + Self::KEY_WORDS..]),
+        Copied {
+            key: decode(&slot[..Self::KEY_WORDS]),
+            value: decode(&slot[Self::KEY_WORDS..]),
         }
     }
 
@@ -140,62 +156,62 @@ impl<K: Pod, V: Pod> Inline<K, V> {
 
     /// A validated copy of this line, as of one moment within the call.
     #[inline(always)]
-    fn read(&self) -> Copied<K, V> {
-        self.validated(|line| Copied {
+    fn read(&self) -> LineCopy<K, V> {
+        self.validated(|line| LineCopy {
             occupied: line.occupied.load(Relaxed),
             next: line.next.load(Relaxed),
             words: std::array::from_fn(|index| line.words[index].load(Relaxed)),
         })
     }
 
-    /// A validated look at this line for `hash`: its occupancy and link, and a copy of the first
-    /// occupied slot with that hash (at the start of the words), if there is one.
+    /// The entry whose key `matches` approves in the line `copy` was taken of, or in the rest
+    /// of its chain; keys are compared on validated copies.
     #[inline(always)]
-    fn probe(&self, hash: u64) -> Probed<K, V> {
-        self.validated(|line| {
-            let occupied = line.occupied.load(Relaxed);
-            let hit = (0..<Self as Line<K, V>>::SLOTS).find_map(|index| {
-                let first = index * Self::SLOT_WORDS;
-                let matching =
-                    occupied & (1 << index) != 0 && line.words[first].load(Relaxed) == hash;
-                matching.then(|| {
-                    let mut words = [0; WORDS];
-                    for (at, word) in words[..Self::SLOT_WORDS].iter_mut().enumerate() {
-                        *word = line.words[first + at].load(Relaxed);
-                    }
-                    words
-                })
-            });
-            Probed {
-                occupied,
-                next: line.next.load(Relaxed),
-                hit,
-            }
-        })
-    }
-
-    /// [`Line::find`] from this line on, comparing the key of every slot with hash `hash`: for
-    /// when two keys of the chain share a hash.
-    #[cold]
-    fn find_among_equal_hashes(
-        &self,
-        hash: u64,
-        matches: impl Fn(&K) -> bool,
-    ) -> Found<Entry<K, V>> {
-        let mut copy = self.read();
+    fn find_from(mut copy: LineCopy<K, V>, matches: impl Fn(&K) -> bool) -> Found<Copied<K, V>> {
         loop {
-            for index in slots_of(copy.occupied) {
-                let entry = Self::entry_at(&copy.words, index);
-                if entry.hash == hash && matches(&entry.key) {
-                    return Found::Entry(entry);
-                }
+            let hit = Self::slots_of(copy.occupied)
+                .find(|&index| matches(&Self::key_at(&copy.words, index)));
+            if let Some(index) = hit {
+                return Found::Entry(Self::entry_at(&copy.words, index));
             }
-            // SAFETY: as in `find`.
+            // SAFETY: the link was read in a validated copy, so it points to an overflow line of
+            // this table, which is freed only with the table, which the reader's guard keeps.
             match unsafe { copy.next.as_ref() } {
                 Some(next) => copy = next.read(),
                 None => return Found::Absent,
             }
         }
+    }
+
+    /// Puts `key` and `value` in the first free slot of the chain, linking `spare()` if there is
+    /// none; returns whether it did.
+    fn add_pair<'a>(
+        chain: Chain<'a, Self>,
+        key: &K,
+        value: &V,
+        spare: impl FnOnce() -> &'a Self,
+    ) -> bool {
+        let mut last = chain.head();
+        for line in Self::lines(chain) {
+            let occupied = line.occupied.load(Relaxed);
+            if let Some(index) =
+                (0..<Self as Line<K, V>>::SLOTS).find(|&index| occupied & (1 << index) == 0)
+            {
+                line.bracketed(|| {
+                    line.store_slot(index, key, value);
+                    line.occupied.store(occupied | 1 << index, Relaxed);
+                });
+                return false;
+            }
+            last = line;
+        }
+        let overflow = spare();
+        overflow.store_slot(0, key, value);
+        overflow.occupied.store(1, Relaxed);
+        // Bracketed: a reader that follows the link sees, through the bracket's fence, the line
+        // as filled above.
+        last.bracketed(|| last.next.store(ptr::from_ref(overflow).cast_mut(), Relaxed));
+        true
     }
 
     /// This line's words as its lock holder sees them: no change is under way.
@@ -214,15 +230,12 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         self.seq.store(seq.wrapping_add(2), Release);
     }
 
-    /// Stores `entry`'s words in slot `index`; inside a bracket, or in a line no reader sees yet.
-    fn store_slot(&self, index: usize, entry: &Entry<K, V>) {
+    /// Stores `key` and `value` in slot `index`; inside a bracket, or in a line no reader sees
+    /// yet.
+    fn store_slot(&self, index: usize, key: &K, value: &V) {
         let mut words = [0; WORDS];
-        words[0] = entry.hash;
-        encode(&entry.key, &mut words[1..=Self::KEY_WORDS]);
-        encode(
-            &entry.value,
-            &mut words[1 + Self::KEY_WORDS..Self::SLOT_WORDS],
-        );
+        encode(key, &mut words[..Self::KEY_WORDS]);
+        encode(value, &mut words[Self::KEY_WORDS..Self::SLOT_WORDS]);
         let first = index * Self::SLOT_WORDS;
         for (at, word) in words[..Self::SLOT_WORDS].iter().enumerate() {
             self.words[first + at].store(*word, Relaxed);
@@ -244,10 +257,13 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         WORDS / Self::SLOT_WORDS
     };
 
+    const KEEPS_HASH: bool = false;
+
+    /// The entry as a write made it; its hash is not stored.
     type Item = Entry<K, V>;
 
     type View<'a>
-        = Entry<K, V>
+        = Copied<K, V>
     where
         Self: 'a;
 
@@ -280,36 +296,29 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         item
     }
 
-    /// Validates only the slot whose hash matches (keys with equal hashes are rare), then
-    /// compares the key on the copy.
+    /// Computed: the line keeps keys and values only.
+    #[inline]
+    fn hash_of<S: BuildHasher>(entry: &Copied<K, V>, hasher: &S) -> u64
+    where
+        K: Hash,
+    {
+        hasher.hash_one(entry.key)
+    }
+
+    /// Copies each line of the chain whole, validated, and compares the keys on the copy: with
+    /// no hash kept, a key is told apart by `Eq` alone.
     #[inline(always)]
     fn find<'g>(
         &'g self,
         _guard: &'g Guard<'_>,
-        hash: u64,
+        _hash: u64,
         matches: impl Fn(&K) -> bool,
-    ) -> Found<Entry<K, V>> {
-        let mut line = self;
-        let mut probed = line.probe(hash);
-        if probed.occupied & MOVED != 0 {
+    ) -> Found<Self::View<'g>> {
+        let copy = self.read();
+        if copy.occupied & MOVED != 0 {
             return Found::Moved;
         }
-        loop {
-            if let Some(words) = probed.hit {
-                let entry = Self::entry_at(&words, 0);
-                if matches(&entry.key) {
-                    return Found::Entry(entry);
-                }
-                return line.find_among_equal_hashes(hash, matches);
-            }
-            // SAFETY: the link was read in a validated copy, so it points to an overflow line of
-            // this table, which is freed only with the table, which the guard keeps.
-            match unsafe { probed.next.as_ref() } {
-                Some(next) => line = next,
-                None => return Found::Absent,
-            }
-            probed = line.probe(hash);
-        }
+        Self::find_from(copy, matches)
     }
 
     fn read_all<'g>(
@@ -322,10 +331,10 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
             return Err(());
         }
         loop {
-            for index in slots_of(copy.occupied) {
+            for index in Self::slots_of(copy.occupied) {
                 visit(Self::entry_at(&copy.words, index));
             }
-            // SAFETY: as in `find`.
+            // SAFETY: as in `find_from`.
             match unsafe { copy.next.as_ref() } {
                 Some(next) => copy = next.read(),
                 None => return Ok(()),
@@ -349,17 +358,28 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         head.bracketed(|| head.occupied.store(occupied | MOVED, Relaxed));
     }
 
-    fn occupied<'a>(chain: Chain<'a, Self>) -> impl Iterator<Item = (Slot<'a, Self>, Entry<K, V>)> {
+    /// By key alone, as readers do.
+    fn locate<'a>(
+        chain: Chain<'a, Self>,
+        _hash: u64,
+        matches: impl Fn(&K) -> bool,
+    ) -> Option<Located<'a, K, V, Self>> {
+        Self::occupied(chain).find(|(_, entry)| matches(&entry.key))
+    }
+
+    fn occupied<'a>(
+        chain: Chain<'a, Self>,
+    ) -> impl Iterator<Item = (Slot<'a, Self>, Copied<K, V>)> {
         Self::lines(chain).flat_map(move |line| {
             let words = line.held_words();
-            slots_of(line.occupied.load(Relaxed))
+            Self::slots_of(line.occupied.load(Relaxed))
                 .map(move |index| (Slot::of(chain, line, index), Self::entry_at(&words, index)))
         })
     }
 
     fn replace(slot: Slot<'_, Self>, item: Entry<K, V>) {
-        slot.line()
-            .bracketed(|| slot.line().store_slot(slot.index(), &item));
+        let line = slot.line();
+        line.bracketed(|| line.store_slot(slot.index(), &item.key, &item.value));
     }
 
     fn remove(slot: Slot<'_, Self>) {
@@ -376,39 +396,23 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         item: Entry<K, V>,
         spare: impl FnOnce() -> &'a Self,
     ) -> bool {
-        let mut last = chain.head();
-        for line in Self::lines(chain) {
-            let occupied = line.occupied.load(Relaxed);
-            if let Some(index) = (0..Self::SLOTS).find(|&index| occupied & (1 << index) == 0) {
-                line.bracketed(|| {
-                    line.store_slot(index, &item);
-                    line.occupied.store(occupied | 1 << index, Relaxed);
-                });
-                return false;
-            }
-            last = line;
-        }
-        let overflow = spare();
-        overflow.store_slot(0, &item);
-        overflow.occupied.store(1, Relaxed);
-        // Bracketed: a reader that follows the link sees, through the bracket's fence, the line
-        // as filled above.
-        last.bracketed(|| last.next.store(ptr::from_ref(overflow).cast_mut(), Relaxed));
-        true
+        Self::add_pair(chain, &item.key, &item.value, spare)
     }
 
     /// A copy: readers of the moved chain read their own.
-    fn carry<'a>(chain: Chain<'a, Self>, entry: &Entry<K, V>, spare: impl FnOnce() -> &'a Self) {
-        Self::add(chain, *entry, spare);
+    fn carry<'a>(chain: Chain<'a, Self>, entry: &Copied<K, V>, spare: impl FnOnce() -> &'a Self) {
+        Self::add_pair(chain, &entry.key, &entry.value, spare);
     }
 
-    fn drain(&mut self) -> Vec<Entry<K, V>> {
+    fn drain(&mut self) -> Vec<(K, V)> {
         // SAFETY: `&mut self` excludes every other writer, as the lock would.
         let chain = unsafe { Chain::locked(&*self) };
         if Self::is_moved(chain) {
             return Vec::new();
         }
-        let entries = Self::occupied(chain).map(|(_, entry)| entry).collect();
+        let entries = Self::occupied(chain)
+            .map(|(_, entry)| (entry.key, entry.value))
+            .collect();
         for line in Self::lines(chain) {
             line.occupied.store(0, Relaxed);
         }
@@ -424,11 +428,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_line_is_one_cache_line_holding_two_word_sized_entries() {
+    fn a_line_is_one_cache_line_holding_three_word_sized_entries() {
         assert_eq!(size_of::<Inline<u64, u64>>(), 64);
-        assert_eq!(<Inline<u64, u64> as Line<u64, u64>>::SLOTS, 2);
-        assert_eq!(<Inline<u32, [u8; 3]> as Line<u32, [u8; 3]>>::SLOTS, 2);
-        assert_eq!(<Inline<[u64; 2], u64> as Line<[u64; 2], u64>>::SLOTS, 1);
+        assert_eq!(<Inline<u64, u64> as Line<u64, u64>>::SLOTS, 3);
+        assert_eq!(<Inline<u32, [u8; 3]> as Line<u32, [u8; 3]>>::SLOTS, 3);
+        assert_eq!(<Inline<[u64; 2], u64> as Line<[u64; 2], u64>>::SLOTS, 2);
+        assert_eq!(
+            <Inline<[u64; 3], [u8; 24]> as Line<[u64; 3], [u8; 24]>>::SLOTS,
+            1
+        );
         assert!(<Inline<u64, u64> as Line<u64, u64>>::zero_is_fresh());
     }
 
@@ -506,19 +514,14 @@ mod tests {
     /// What a slot stores comes back bit for bit, for sizes that do not fill their words.
     #[test]
     fn an_entry_comes_back_as_stored() {
-        let line = Inline::<[u8; 3], u32>::new();
-        let stored = Entry {
-            hash: 0xdead_beef_0123_4567,
-            key: [1, 2, 3],
-            value: 0x0102_0304,
-        };
-        for index in 0..<Inline<[u8; 3], u32> as Line<[u8; 3], u32>>::SLOTS {
-            line.store_slot(index, &stored);
-            let back = Inline::<[u8; 3], u32>::entry_at(&line.held_words(), index);
-            assert_eq!(
-                (back.hash, back.key, back.value),
-                (stored.hash, stored.key, stored.value)
-            );
+        type Odd = Inline<[u8; 3], u32>;
+        let line = Odd::new();
+        let (key, value) = ([1, 2, 3], 0x0102_0304);
+        for index in 0..<Odd as Line<[u8; 3], u32>>::SLOTS {
+            line.store_slot(index, &key, &value);
+            let back = Odd::entry_at(&line.held_words(), index);
+            assert_eq!((back.key, back.value), (key, value));
+            assert_eq!(Odd::key_at(&line.held_words(), index), key);
         }
     }
 }

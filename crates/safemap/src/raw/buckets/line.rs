@@ -9,17 +9,37 @@
 //! serialized by that lock; each line orders what its readers may observe.
 
 use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
 use crate::raw::reclaim::{Collector, Guard};
 use crate::sync::MutexGuard;
 
-/// A key, its value and its hash.
+/// A key, its value and its hash: what a write hands a line, and what a pointer line stores.
 #[derive(Clone, Copy)]
 pub struct Entry<K, V> {
     pub(crate) hash: u64,
     pub(crate) key: K,
     pub(crate) value: V,
+}
+
+/// A key and its value as a line shows them to a reader or a lock holder: a stored entry, or a
+/// copy of one. A line need not keep the key's hash ([`Line::hash_of`] gives it).
+pub trait Stored<K, V> {
+    /// The key.
+    fn key(&self) -> &K;
+    /// The value.
+    fn value(&self) -> &V;
+}
+
+impl<K, V> Stored<K, V> for &Entry<K, V> {
+    fn key(&self) -> &K {
+        &self.key
+    }
+
+    fn value(&self) -> &V {
+        &self.value
+    }
 }
 
 /// What a reader found for a key in one table.
@@ -38,12 +58,15 @@ pub trait Line<K, V>: Sized {
     /// Entries one line holds.
     const SLOTS: usize;
 
+    /// Whether a stored entry keeps its key's hash, so that [`Line::hash_of`] runs no user code.
+    const KEEPS_HASH: bool;
+
     /// An entry on its way into a chain: boxed, or as it is.
     type Item: Borrow<Entry<K, V>>;
 
     /// An entry as a reader or a lock holder sees it: a reference to the stored entry, alive while
     /// the reader's guard or the holder's lock is, or a copy of it.
-    type View<'a>: Borrow<Entry<K, V>>
+    type View<'a>: Stored<K, V>
     where
         Self: 'a;
 
@@ -62,6 +85,12 @@ pub trait Line<K, V>: Sized {
 
     /// The entry an item holds.
     fn into_entry(item: Self::Item) -> Entry<K, V>;
+
+    /// The hash of `entry`'s key under the map's hasher: kept in the entry, or computed (which
+    /// runs the key's `Hash`, and may panic).
+    fn hash_of<S: BuildHasher>(entry: &Self::View<'_>, hasher: &S) -> u64
+    where
+        K: Hash;
 
     /// The entry for the key `matches` recognises among those with hash `hash`, as of a moment
     /// within this call; this line must be a chain's head.
@@ -94,12 +123,7 @@ pub trait Line<K, V>: Sized {
         chain: Chain<'a, Self>,
         hash: u64,
         matches: impl Fn(&K) -> bool,
-    ) -> Option<Located<'a, K, V, Self>> {
-        Self::occupied(chain).find(|(_, entry)| {
-            let entry = entry.borrow();
-            entry.hash == hash && matches(&entry.key)
-        })
-    }
+    ) -> Option<Located<'a, K, V, Self>>;
 
     /// Every occupied slot of the chain and its entry.
     fn occupied<'a>(
@@ -122,7 +146,7 @@ pub trait Line<K, V>: Sized {
 
     /// Every entry of this chain, if it has not moved, with its slot emptied; for owners of the
     /// whole table (no reader or writer left), to move or free them. This line must be a head.
-    fn drain(&mut self) -> Vec<Self::Item>;
+    fn drain(&mut self) -> Vec<(K, V)>;
 
     /// Hands what a write unlinked to `collector`.
     ///

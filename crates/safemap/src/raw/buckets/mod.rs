@@ -32,8 +32,8 @@ mod ops;
 mod resize;
 mod table;
 
-use std::borrow::Borrow;
 use std::cell::Cell;
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr;
@@ -42,7 +42,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 pub use bucket::Bucket;
 use gate::{Gate, Pass};
 pub use inline::Inline;
-use line::{Chain, Entry, Found, Line, Located, Slot};
+use line::{Chain, Entry, Found, Line, Located, Slot, Stored};
 use resize::MIN_BITS;
 use table::{ALL, Detached, Table, position};
 
@@ -242,14 +242,19 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     }
 
     /// Runs `change` on the chain for `hash` with its lock held, inside a pass through the gate,
-    /// then counts and helps a resize under way. Hands `payload` back if `wait` runs out first.
-    fn write<P, R>(
+    /// then counts and helps a resize under way (`hasher` places the entries it moves). Hands
+    /// `payload` back if `wait` runs out first.
+    fn write<P, R, S: BuildHasher>(
         &self,
         wait: Wait,
         hash: u64,
         payload: P,
+        hasher: &S,
         change: impl FnOnce(&Locked<'_, K, V, L>, P) -> R,
-    ) -> Result<R, P> {
+    ) -> Result<R, P>
+    where
+        K: Hash,
+    {
         let deadline = match wait {
             Wait::Forever => None,
             Wait::Until(deadline) => Some(deadline),
@@ -294,20 +299,24 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         }
         // Moving chains waits for their locks, which a deadline does not allow for.
         if deadline.is_none() {
-            self.help_resize(&guard);
+            self.help_resize(&guard, hasher);
         }
         drop(pass);
         Ok(result)
     }
 
     /// Calls `visit` on every entry whose position is in `span`, chain by chain, with no lock.
-    fn read_span<'g>(
+    /// A chain that lies wholly inside `span` is visited whole; only one that reaches outside it
+    /// (the table's size changed since the caller's position was taken) asks `hasher` where each
+    /// entry lies.
+    fn read_span<'g, S: BuildHasher>(
         guard: &'g Guard<'_>,
         table: &'g Table<K, V, L>,
         span: Range<u128>,
+        hasher: &S,
         visit: &mut impl FnMut(L::View<'g>),
     ) where
-        K: 'g,
+        K: Hash + 'g,
         V: 'g,
         L: 'g,
     {
@@ -316,41 +325,55 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             let index = table.chain_at(at);
             let chain = table.span(index);
             let end = chain.end.min(span.end);
-            let inside = |entry: &Entry<K, V>| (at..end).contains(&position(entry.hash));
+            let whole = chain == (at..end);
             let read = table.head(index).read_all(guard, |entry| {
-                if inside(entry.borrow()) {
+                if whole || (at..end).contains(&position(L::hash_of(&entry, hasher))) {
                     visit(entry);
                 }
             });
             if read.is_err() {
                 let next = table.next().expect("a moved chain has a next table");
-                Self::read_span(guard, next, at..end, visit);
+                Self::read_span(guard, next, at..end, hasher, visit);
             }
             at = end;
         }
     }
 
     /// Calls `visit` on every entry, for the holder of the closed gate or of `&mut self`.
-    fn read_all<'g>(&self, guard: &'g Guard<'_>, visit: &mut impl FnMut(L::View<'g>))
-    where
-        K: 'g,
+    fn read_all<'g, S: BuildHasher>(
+        &self,
+        guard: &'g Guard<'_>,
+        hasher: &S,
+        visit: &mut impl FnMut(L::View<'g>),
+    ) where
+        K: Hash + 'g,
         V: 'g,
         L: 'g,
     {
         if let Some(root) = self.root_table(guard) {
-            Self::read_span(guard, root, ALL, visit);
+            Self::read_span(guard, root, ALL, hasher, visit);
         }
     }
 
     /// Runs `keep` on the entries of the chain holding position `at` whose positions lie in
     /// `at..end`, removing those it rejects; returns where the chain's positions end.
-    fn retain_chain(&self, at: u128, end: u128, keep: &mut impl FnMut(&K, &V) -> bool) -> u128 {
+    fn retain_chain<S: BuildHasher>(
+        &self,
+        at: u128,
+        end: u128,
+        keep: &mut impl FnMut(&K, &V) -> bool,
+        hasher: &S,
+    ) -> u128
+    where
+        K: Hash,
+    {
         // A hash at position `at`: the position is the hash without its tag bits.
         let hash = (at >> super::routing::TAG_BITS) as u64;
-        let retained = self.write(Wait::Forever, hash, (), |locked, ()| {
+        let retained = self.write(Wait::Forever, hash, (), hasher, |locked, ()| {
+            let whole = locked.span.start == at && locked.span.end <= end;
             for (slot, entry) in L::occupied(locked.chain) {
-                let entry = entry.borrow();
-                if (at..end).contains(&position(entry.hash)) && !keep(&entry.key, &entry.value) {
+                let inside = whole || (at..end).contains(&position(L::hash_of(&entry, hasher)));
+                if inside && !keep(entry.key(), entry.value()) {
                     locked.remove(slot);
                 }
             }

@@ -9,7 +9,7 @@ use std::ptr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::Buckets;
-use super::line::{Entry, Line};
+use super::line::{Entry, Line, Stored};
 use super::table::{ALL, Detached, Table};
 use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
 use crate::raw::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait};
@@ -26,9 +26,9 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Buckets<K, V, L> {
     }
 
     /// Stores `entry`, whose key is absent: for building a map from known-distinct entries.
-    fn add_new(&self, entry: L::Item) {
+    fn add_new<S: BuildHasher>(&self, entry: L::Item, hasher: &S) {
         let hash = entry.borrow().hash;
-        let stored = self.write(Wait::Forever, hash, entry, |locked, entry| {
+        let stored = self.write(Wait::Forever, hash, entry, hasher, |locked, entry| {
             locked.add(entry);
         });
         debug_assert!(stored.is_ok(), "a write that waits forever completes");
@@ -52,6 +52,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         maintenance: &[],
         closure_blocks_readers: Blocks::Nothing,
         closure_blocks_writers: Blocks::Shard,
+        rehashes_keys: !L::KEEPS_HASH,
         ..ATOMIC
     };
 
@@ -75,18 +76,18 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
 
     /// Grows to the size `additional` more entries need, moving the chains alongside the writes
     /// that go on meanwhile, and returns once the move is done.
-    fn reserve<S: BuildHasher>(&self, additional: usize, _hasher: &S) {
+    fn reserve<S: BuildHasher>(&self, additional: usize, hasher: &S) {
         let Some(pass) = self.gate.pass(None) else {
             return;
         };
         let guard = self.collector().enter();
-        self.finish_resize(&guard);
+        self.finish_resize(&guard, hasher);
         let wanted = Self::bits_for(self.gate.approximate_count().saturating_add(additional));
         match self.root_table(&guard) {
             None => self.install_root(&guard, wanted),
             Some(root) if root.bits() < wanted => {
                 self.link_next_once(root, wanted);
-                self.finish_resize(&guard);
+                self.finish_resize(&guard, hasher);
             }
             Some(_) => {}
         }
@@ -95,17 +96,17 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
 
     /// With the gate closed: moves every chain into a table sized for the entries, or drops the
     /// table of an empty map.
-    fn shrink_to_fit<S: BuildHasher>(&self, _hasher: &S) {
+    fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
         let closed = self.gate.close();
         let guard = self.collector().enter();
-        self.finish_resize(&guard);
+        self.finish_resize(&guard, hasher);
         if closed.count() == 0 {
             self.detach_root();
         } else if let Some(root) = self.root_table(&guard)
             && Self::bits_for(closed.count()) < root.bits()
         {
             self.link_next_once(root, Self::bits_for(closed.count()));
-            self.finish_resize(&guard);
+            self.finish_resize(&guard, hasher);
         }
         // Leaving the guard frees the old table unless a reader still holds it: here, however
         // large, as the method promises.
@@ -122,9 +123,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         let Some(guard) = self.reading() else {
             return Ok(None);
         };
-        Ok(self
-            .find(&guard, &probe)
-            .map(|entry| read(&entry.borrow().value)))
+        Ok(self.find(&guard, &probe).map(|entry| read(entry.value())))
     }
 
     #[inline]
@@ -134,25 +133,25 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         hash: u64,
         key: K,
         value: V,
-        _hasher: &S,
+        hasher: &S,
     ) -> Inserted<K, V> {
-        let written =
-            self.write(
-                wait,
-                hash,
-                Self::entry(hash, key, value),
-                |locked, new| match locked.locate_key(hash, &new.borrow().key) {
-                    Some((slot, old)) => {
-                        let displaced = old.borrow().value.clone();
-                        locked.replace(slot, new);
-                        Some(displaced)
-                    }
-                    None => {
-                        locked.add(new);
-                        None
-                    }
-                },
-            );
+        let written = self.write(
+            wait,
+            hash,
+            Self::entry(hash, key, value),
+            hasher,
+            |locked, new| match locked.locate_key(hash, &new.borrow().key) {
+                Some((slot, old)) => {
+                    let displaced = old.value().clone();
+                    locked.replace(slot, new);
+                    Some(displaced)
+                }
+                None => {
+                    locked.add(new);
+                    None
+                }
+            },
+        );
         written.map_err(|new| {
             let new = L::into_entry(new);
             TimedOut((new.key, new.value))
@@ -164,15 +163,14 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         wait: Wait,
         probe: impl Probe<K>,
         remove: impl FnOnce(&K, &V) -> bool,
-        _hasher: &S,
+        hasher: &S,
     ) -> Timed<Option<V>, ()> {
-        let written = self.write(wait, probe.hash(), (), |locked, ()| {
+        let written = self.write(wait, probe.hash(), (), hasher, |locked, ()| {
             let (slot, old) = locked.locate(&probe)?;
-            let old = old.borrow();
-            if !remove(&old.key, &old.value) {
+            if !remove(old.key(), old.value()) {
                 return None;
             }
-            let displaced = old.value.clone();
+            let displaced = old.value().clone();
             locked.remove(slot);
             Some(displaced)
         });
@@ -183,14 +181,14 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         &self,
         probe: impl Probe<K>,
         change: impl FnOnce(&mut V) -> R,
-        _hasher: &S,
+        hasher: &S,
     ) -> Option<R> {
-        let written = self.write(Wait::Forever, probe.hash(), (), |locked, ()| {
+        let hash = probe.hash();
+        let written = self.write(Wait::Forever, hash, (), hasher, |locked, ()| {
             let (slot, old) = locked.locate(&probe)?;
-            let old = old.borrow();
-            let mut value = old.value.clone();
+            let mut value = old.value().clone();
             let result = change(&mut value);
-            locked.replace(slot, Self::entry(old.hash, old.key.clone(), value));
+            locked.replace(slot, Self::entry(hash, old.key().clone(), value));
             Some(result)
         });
         written.unwrap_or_else(|()| unreachable!("a write that waits forever completes"))
@@ -202,12 +200,12 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         key: K,
         make: impl FnOnce() -> V,
         change: impl FnOnce(&mut V) -> R,
-        _hasher: &S,
+        hasher: &S,
     ) -> R {
-        let written = self.write(Wait::Forever, hash, key, |locked, key| {
+        let written = self.write(Wait::Forever, hash, key, hasher, |locked, key| {
             let found = locked.locate_key(hash, &key);
             let mut value = match &found {
-                Some((_, old)) => old.borrow().value.clone(),
+                Some((_, old)) => old.value().clone(),
                 None => make(),
             };
             let result = change(&mut value);
@@ -226,11 +224,11 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         hash: u64,
         key: K,
         update: impl FnOnce(Option<&V>) -> Action<V>,
-        _hasher: &S,
+        hasher: &S,
     ) -> Timed<Option<V>, K> {
-        let written = self.write(wait, hash, key, |locked, key| {
+        let written = self.write(wait, hash, key, hasher, |locked, key| {
             let found = locked.locate_key(hash, &key);
-            let current = found.as_ref().map(|(_, old)| &old.borrow().value);
+            let current = found.as_ref().map(|(_, old)| old.value());
             match (update(current), found) {
                 (Action::Keep, _) | (Action::Remove, None) => None,
                 (Action::Set(value), None) => {
@@ -238,12 +236,12 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
                     None
                 }
                 (Action::Set(value), Some((slot, old))) => {
-                    let displaced = old.borrow().value.clone();
+                    let displaced = old.value().clone();
                     locked.replace(slot, Self::entry(hash, key, value));
                     Some(displaced)
                 }
                 (Action::Remove, Some((slot, old))) => {
-                    let displaced = old.borrow().value.clone();
+                    let displaced = old.value().clone();
                     locked.remove(slot);
                     Some(displaced)
                 }
@@ -253,13 +251,13 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
     }
 
     /// Chain by chain, in position order.
-    fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, _hasher: &S) {
+    fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, hasher: &S) {
         if self.capacity() == 0 {
             return;
         }
         let mut at = ALL.start;
         while at < ALL.end {
-            at = self.retain_chain(at, ALL.end, keep);
+            at = self.retain_chain(at, ALL.end, keep, hasher);
         }
     }
 
@@ -275,7 +273,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
     }
 
     /// Per chain of the root: each chain is locked on its own.
-    fn shard_lengths(&self) -> Vec<usize> {
+    fn shard_lengths<S: BuildHasher>(&self, hasher: &S) -> Vec<usize> {
         let Some(guard) = self.reading() else {
             return vec![0];
         };
@@ -285,7 +283,9 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         (0..root.chains())
             .map(|index| {
                 let mut entries = 0;
-                Self::read_span(&guard, root, root.span(index), &mut |_| entries += 1);
+                Self::read_span(&guard, root, root.span(index), hasher, &mut |_| {
+                    entries += 1
+                });
                 entries
             })
             .collect()
@@ -295,24 +295,23 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         let closed = self.gate.close();
         let guard = self.collector().enter();
         let mut table = FrozenTable::with_capacity_in(closed.count(), TableAlloc);
-        self.read_all(&guard, &mut |entry| {
-            let entry = entry.borrow();
+        self.read_all(&guard, hasher, &mut |entry| {
             table.insert_unique(
-                entry.hash,
-                (entry.key.clone(), entry.value.clone()),
+                L::hash_of(&entry, hasher),
+                (entry.key().clone(), entry.value().clone()),
                 |(k, _)| hasher.hash_one(k),
             );
         });
         TableSnapshot::new(Box::new([table]), Routing::new(1), hasher.clone())
     }
 
-    fn duplicate(&self) -> Self {
+    fn duplicate<S: BuildHasher>(&self, hasher: &S) -> Self {
         let closed = self.gate.close();
         let guard = self.collector().enter();
         let copy = Self::with_capacity(closed.count());
-        self.read_all(&guard, &mut |e| {
-            let e = e.borrow();
-            copy.add_new(Self::entry(e.hash, e.key.clone(), e.value.clone()));
+        self.read_all(&guard, hasher, &mut |e| {
+            let entry = Self::entry(L::hash_of(&e, hasher), e.key().clone(), e.value().clone());
+            copy.add_new(entry, hasher);
         });
         copy
     }
@@ -326,15 +325,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         }
         // SAFETY: the root came from `Box::into_raw`; owning the map, no guard is left.
         let table = unsafe { Box::from_raw(root) };
-        let entries: Vec<_> = table
-            .drain()
-            .into_iter()
-            .map(|item| {
-                let e = L::into_entry(item);
-                (e.key, e.value)
-            })
-            .collect();
-        entries.into_iter()
+        table.drain().into_iter()
     }
 
     /// The positions still to visit.
@@ -358,7 +349,12 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
     }
 
     /// Chain by chain of the root, until there are enough entries to hand out.
-    fn next_chunk(&self, cursor: &mut Range<u128>, chunk: &mut Vec<(K, V)>) -> bool {
+    fn next_chunk<S: BuildHasher>(
+        &self,
+        cursor: &mut Range<u128>,
+        chunk: &mut Vec<(K, V)>,
+        hasher: &S,
+    ) -> bool {
         let Some(guard) = self.reading() else {
             cursor.start = cursor.end;
             return false;
@@ -373,16 +369,15 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
                 break;
             };
             let end = root.span(root.chain_at(cursor.start)).end.min(cursor.end);
-            Self::read_span(&guard, root, cursor.start..end, &mut |e| {
-                let e = e.borrow();
-                chunk.push((e.key.clone(), e.value.clone()));
+            Self::read_span(&guard, root, cursor.start..end, hasher, &mut |e| {
+                chunk.push((e.key().clone(), e.value().clone()));
             });
             cursor.start = end;
         }
         chunk.len() > before
     }
 
-    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, hasher: &S)
     where
         K: fmt::Debug,
         V: fmt::Debug,
@@ -390,9 +385,8 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         let Some(guard) = self.reading() else {
             return;
         };
-        self.read_all(&guard, &mut |entry| {
-            let entry = entry.borrow();
-            out.entry(&entry.key, &entry.value);
+        self.read_all(&guard, hasher, &mut |entry| {
+            out.entry(entry.key(), entry.value());
         });
     }
 }
@@ -402,10 +396,9 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> BoundedWait for Buckets<K, V
 
 impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// Takes the root out (the map reads as empty) and retires it with its entries; with the gate
-    /// closed, so no resize or write is under way.
+    /// closed, so no write, and no chain move, is under way. A resize half done goes as it stands:
+    /// the root's unmoved chains and the next table hold every entry once (`Table::drain`).
     fn detach_root(&self) {
-        let guard = self.collector().enter();
-        self.finish_resize(&guard);
         let root = self.root.swap(ptr::null_mut(), Relaxed);
         if root.is_null() {
             return;

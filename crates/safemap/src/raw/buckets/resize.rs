@@ -23,7 +23,8 @@
 //! keeps the entry. A reader entering later sees the mark and never reads the frozen chain.
 //! (Inline lines move copies, so a frozen chain keeps its own, freed with its table.)
 
-use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
 
 use super::Buckets;
@@ -81,8 +82,12 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         }
     }
 
-    /// Moves the next few chains of a resize under way, if there is one.
-    pub(super) fn help_resize(&self, guard: &Guard<'_>) {
+    /// Moves the next few chains of a resize under way, if there is one; once every chain has
+    /// been handed out, one whose move a panic cut short.
+    pub(super) fn help_resize<S: BuildHasher>(&self, guard: &Guard<'_>, hasher: &S)
+    where
+        K: Hash,
+    {
         let Some(root) = self.root_table(guard) else {
             return;
         };
@@ -90,24 +95,56 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             return;
         };
         let start = root.claimed.fetch_add(CHUNK, Relaxed);
-        if start >= root.chains() {
-            return;
+        let chains = if start < root.chains() {
+            start..(start + CHUNK).min(root.chains())
+        } else {
+            match root.unmoved.lock().pop() {
+                Some(index) => index..index + 1,
+                None => return,
+            }
+        };
+        let mut moved = chains.start;
+        let moving = panic::catch_unwind(AssertUnwindSafe(|| {
+            for index in chains.clone() {
+                Self::move_chain(root, index, next, hasher);
+                moved = index + 1;
+            }
+        }));
+        if moved > chains.start {
+            self.count_moved(root, next, moved - chains.start);
         }
-        let end = (start + CHUNK).min(root.chains());
-        for index in start..end {
-            Self::move_chain(root, index, next);
+        if let Err(panic) = moving {
+            // A key's `Hash` panicked before its chain changed: the chains not moved go back to
+            // be handed out again, and the panic goes on to the caller, whose own change is done.
+            root.unmoved.lock().extend(moved..chains.end);
+            panic::resume_unwind(panic);
         }
-        self.count_moved(root, next, end - start);
     }
 
-    /// Moves chain `index` of `table` into `next`.
-    fn move_chain(table: &Table<K, V, L>, index: usize, next: &Table<K, V, L>) {
+    /// Moves chain `index` of `table` into `next`, placing each entry by its hash. Where a line
+    /// does not keep hashes, every one is computed before anything is placed, so a key's `Hash`
+    /// that panics leaves the chain as it was, unmoved. (A `Hash` that panics on the second call
+    /// for a key but not on the first breaks `Hash`'s contract; such lines hold copies, so the
+    /// worst it can do is leave a key in both tables, never free anything twice.)
+    fn move_chain<S: BuildHasher>(
+        table: &Table<K, V, L>,
+        index: usize,
+        next: &Table<K, V, L>,
+        hasher: &S,
+    ) where
+        K: Hash,
+    {
         let head = table.head(index);
         let _lock = line::lock(head);
         // SAFETY: the lock is held until the end of this function, and `head` heads its chain.
         let chain = unsafe { Chain::locked(head) };
+        if !L::KEEPS_HASH {
+            for (_, entry) in L::occupied(chain) {
+                let _may_panic = L::hash_of(&entry, hasher);
+            }
+        }
         for (_, entry) in L::occupied(chain) {
-            let to = next.head_for(entry.borrow().hash);
+            let to = next.head_for(L::hash_of(&entry, hasher));
             let _to_lock = line::lock(to);
             // SAFETY: as above, for the new chain.
             let to_chain = unsafe { Chain::locked(to) };
@@ -137,7 +174,10 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     }
 
     /// Moves chains until no resize is under way, waiting for other movers to finish theirs.
-    pub(super) fn finish_resize(&self, guard: &Guard<'_>) {
+    pub(super) fn finish_resize<S: BuildHasher>(&self, guard: &Guard<'_>, hasher: &S)
+    where
+        K: Hash,
+    {
         let spin = Spin::new();
         while let Some(root) = self.root_table(guard)
             && root.next().is_some()
@@ -145,7 +185,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             if root.claimed.load(Relaxed) >= root.chains() {
                 spin.wait();
             }
-            self.help_resize(guard);
+            self.help_resize(guard, hasher);
         }
     }
 }

@@ -40,6 +40,9 @@ pub(crate) struct Table<K, V, L> {
     pub(crate) claimed: AtomicUsize,
     /// How many chains have been moved.
     pub(crate) moved: AtomicUsize,
+    /// Chains handed to a mover whose move a key's panicking `Hash` cut short, to be handed out
+    /// again once `claimed` has passed the last chain.
+    pub(crate) unmoved: BookkeepingMutex<Vec<usize>>,
     /// Overflow buckets, made a block at a time and freed with the table, so that freeing a table
     /// never walks its chains (a walk of a 4M-entry table's chains took 80 ms). With how many of
     /// the last block's buckets are taken.
@@ -98,6 +101,7 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
             next: AtomicPtr::new(std::ptr::null_mut()),
             claimed: AtomicUsize::new(0),
             moved: AtomicUsize::new(0),
+            unmoved: BookkeepingMutex::new(Vec::new()),
             spares: BookkeepingMutex::new((Vec::new(), 0)),
             holds: PhantomData,
         })
@@ -178,7 +182,7 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
 
     /// Every entry of the chains that have not moved, emptied out of them, then those of the next
     /// table, if any; for the owner of the whole structure.
-    pub(crate) fn drain(self) -> Vec<L::Item> {
+    pub(crate) fn drain(self) -> Vec<(K, V)> {
         let mut entries = Vec::new();
         for index in 0..self.chains() {
             // SAFETY: `index` is below the chain count, and `self` is owned.

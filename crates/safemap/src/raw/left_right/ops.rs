@@ -309,14 +309,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         writers.iter().map(|w| w.table().len()).sum()
     }
 
-    fn shard_lengths(&self) -> Vec<usize> {
+    fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
         (0..self.shard_count())
             .map(|shard| self.read(shard, |table| table.len()))
             .collect()
     }
 
     /// Visits a snapshot: atomic, and no lock is held while `visit` runs.
-    fn for_each(&self, visit: &mut impl FnMut(&K, &V)) {
+    fn for_each<S: BuildHasher>(&self, visit: &mut impl FnMut(&K, &V), _hasher: &S) {
         for table in self.copies() {
             table.iter().for_each(|(k, v)| visit(k, v));
         }
@@ -347,7 +347,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
 
     /// One made shard at a time, copied as a reader (its writers wait for the copy; no one else
     /// does).
-    fn next_chunk(&self, shards: &mut Range<usize>, chunk: &mut Vec<(K, V)>) -> bool {
+    fn next_chunk<S: BuildHasher>(
+        &self,
+        shards: &mut Range<usize>,
+        chunk: &mut Vec<(K, V)>,
+        _hasher: &S,
+    ) -> bool {
         let Some(shard) = shards.find(|&i| self.is_made(i)) else {
             return false;
         };
@@ -357,7 +362,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
 
     /// Copies of every shard, taken with every writer lock held, become both copies of the new
     /// map's shards.
-    fn duplicate(&self) -> Self {
+    fn duplicate<S: BuildHasher>(&self, _hasher: &S) -> Self {
         let copies = self
             .copies()
             .into_iter()
@@ -366,7 +371,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
     }
 
     /// Shard by shard, as readers do: formatting holds no writer lock.
-    fn debug_entries(&self, out: &mut fmt::DebugMap<'_, '_>)
+    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, _hasher: &S)
     where
         K: fmt::Debug,
         V: fmt::Debug,
