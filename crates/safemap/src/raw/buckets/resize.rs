@@ -145,7 +145,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         }
         for (_, entry) in L::occupied(chain) {
             let to = next.head_for(L::hash_of(&entry, hasher));
-            let _to_lock = line::lock(to);
+            let _to_lock = line::lock_fresh(to);
             // SAFETY: as above, for the new chain.
             let to_chain = unsafe { Chain::locked(to) };
             L::carry(to_chain, &entry, || next.spare());
