@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{for_every_strategy, within};
+use common::{for_every_strategy_on_plain_data, within};
 
-for_every_strategy! {
+for_every_strategy_on_plain_data! {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
     use std::sync::{Arc, Barrier};
@@ -194,8 +194,8 @@ fn load_or_store_reports_a_value_stored_meanwhile_as_loaded() {
 /// milliseconds; a real stall (300 ms) would fail all three.
 mod bar {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Barrier, mpsc};
-    use std::time::{Duration, Instant};
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
 
     use super::within;
 
@@ -222,49 +222,61 @@ mod bar {
         }
     }
 
+    /// On every strategy, `pod` ones included: the keys and values are plain old data.
+    mod stall {
+        use std::sync::{Arc, mpsc};
+        use std::time::{Duration, Instant};
+
+        use crate::within;
+
+        crate::common::for_every_strategy_on_plain_data! {
+            use safemap::ConcurrentMap;
+
+            #[test]
+            fn other_keys_stay_fast_while_a_300_ms_init_runs() {
+                within(60, || {
+                    let mut failures = Vec::new();
+                    for _ in 0..3 {
+                        let map: Arc<Map<u32, u32>> = Arc::new((0..1000).map(|i| (i, i)).collect());
+                        let (started_tx, started) = mpsc::channel();
+                        let (release, released) = mpsc::channel::<()>();
+                        let slow = {
+                            let map = Arc::clone(&map);
+                            std::thread::spawn(move || {
+                                map.get_or_insert_with(5000, || {
+                                    started_tx.send(()).unwrap();
+                                    // 300 ms at least, and until the other keys' calls are done,
+                                    // however slowly a sanitizer makes them run.
+                                    std::thread::sleep(Duration::from_millis(300));
+                                    released.recv().unwrap();
+                                    1
+                                })
+                            })
+                        };
+                        started.recv().unwrap();
+                        let mut slowest = Duration::ZERO;
+                        for i in 0..1000 {
+                            let start = Instant::now();
+                            std::hint::black_box(map.get(&i));
+                            map.insert(10_000 + i, i);
+                            slowest = slowest.max(start.elapsed());
+                        }
+                        release.send(()).unwrap();
+                        assert_eq!(slow.join().unwrap(), 1);
+                        if slowest <= Duration::from_millis(5) {
+                            return;
+                        }
+                        failures.push(slowest);
+                    }
+                    panic!("a get and insert took up to {failures:?} while the init ran");
+                })
+                .unwrap();
+            }
+        }
+    }
+
     crate::common::for_every_strategy! {
         use safemap::ConcurrentMap;
-
-        #[test]
-        fn other_keys_stay_fast_while_a_300_ms_init_runs() {
-            within(60, || {
-                let mut failures = Vec::new();
-                for _ in 0..3 {
-                    let map: Arc<Map<u32, u32>> = Arc::new((0..1000).map(|i| (i, i)).collect());
-                    let (started_tx, started) = mpsc::channel();
-                    let (release, released) = mpsc::channel::<()>();
-                    let slow = {
-                        let map = Arc::clone(&map);
-                        std::thread::spawn(move || {
-                            map.get_or_insert_with(5000, || {
-                                started_tx.send(()).unwrap();
-                                // 300 ms at least, and until the other keys' calls are done,
-                                // however slowly a sanitizer makes them run.
-                                std::thread::sleep(Duration::from_millis(300));
-                                released.recv().unwrap();
-                                1
-                            })
-                        })
-                    };
-                    started.recv().unwrap();
-                    let mut slowest = Duration::ZERO;
-                    for i in 0..1000 {
-                        let start = Instant::now();
-                        std::hint::black_box(map.get(&i));
-                        map.insert(10_000 + i, i);
-                        slowest = slowest.max(start.elapsed());
-                    }
-                    release.send(()).unwrap();
-                    assert_eq!(slow.join().unwrap(), 1);
-                    if slowest <= Duration::from_millis(5) {
-                        return;
-                    }
-                    failures.push(slowest);
-                }
-                panic!("a get and insert took up to {failures:?} while the init ran");
-            })
-            .unwrap();
-        }
 
         #[test]
         fn failing_inits_under_contention_never_make_two_values() {
