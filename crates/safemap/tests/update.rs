@@ -1,7 +1,8 @@
 //! In-place updates and fallible init, for every strategy: `update` and `update_or_insert_with`
 //! run their closure exactly once and change the value in place where the strategy declares
 //! `update_in_place` (appending to a 1 MiB `Vec` with room to spare allocates nothing), or a
-//! clone otherwise; `try_get_or_insert_with` stores nothing on `Err`.
+//! clone otherwise; `try_get_or_insert_with` stores nothing on `Err`. The tests whose values are
+//! plain old data run on the `pod` strategies too.
 
 mod common;
 
@@ -71,41 +72,51 @@ for_every_strategy! {
         assert_eq!(m.get("a"), Some(vec![1, 3]));
         assert_eq!(m.get("b"), Some(vec![2]));
     }
+}
 
-    #[test]
-    fn a_panic_in_update_or_insert_with_stores_nothing_for_an_absent_key() {
-        let m: Map<u32, u32> = Map::new();
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            m.update_or_insert_with(1, || 10, |_| panic!("change fails"))
-        }));
-        assert!(panicked.is_err());
-        assert!(!m.contains_key(&1));
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            m.update_or_insert_with(1, || panic!("make fails"), |v: &mut u32| *v)
-        }));
-        assert!(panicked.is_err());
-        assert!(m.is_empty());
-        // A panic in `update` leaves a copying strategy's value as it was, and an in-place one's
-        // as far as the closure got.
-        m.insert(2, 20);
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            m.update(&2, |v| { *v += 1; panic!("half-way") })
-        }));
-        assert!(panicked.is_err());
-        let expected = if declared().update_in_place { 21 } else { 20 };
-        assert_eq!(m.get(&2), Some(expected));
-        assert_eq!(m.update(&2, |v| { *v += 1; *v }), Some(expected + 1));
-    }
+/// What holds with plain-old-data values too, on every strategy, `pod` ones included.
+mod plain_values {
+    crate::common::for_every_strategy_on_plain_data! {
+        use safemap::ConcurrentMap;
 
-    #[test]
-    fn try_get_or_insert_with_stores_nothing_on_err() {
-        let m: Map<u32, String> = Map::new();
-        assert_eq!(m.try_get_or_insert_with(1, || Err::<String, _>("offline")), Err("offline"));
-        assert!(m.is_empty());
-        let made = m.try_get_or_insert_with(1, || Ok::<_, &str>("fetched".to_string()));
-        assert_eq!(made.as_deref(), Ok("fetched"));
-        let again = m.try_get_or_insert_with(1, || -> Result<String, &str> { unreachable!() });
-        assert_eq!(again.as_deref(), Ok("fetched"));
-        assert_eq!(m.len(), 1);
+        fn declared() -> safemap::Consistency {
+            <Map<u32, u32> as ConcurrentMap<u32, u32>>::CONSISTENCY
+        }
+
+        #[test]
+        fn a_panic_in_update_or_insert_with_stores_nothing_for_an_absent_key() {
+            let m: Map<u32, u32> = Map::new();
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                m.update_or_insert_with(1, || 10, |_| panic!("change fails"))
+            }));
+            assert!(panicked.is_err());
+            assert!(!m.contains_key(&1));
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                m.update_or_insert_with(1, || panic!("make fails"), |v: &mut u32| *v)
+            }));
+            assert!(panicked.is_err());
+            assert!(m.is_empty());
+            // A panic in `update` leaves a copying strategy's value as it was, and an in-place one's
+            // as far as the closure got.
+            m.insert(2, 20);
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                m.update(&2, |v| { *v += 1; panic!("half-way") })
+            }));
+            assert!(panicked.is_err());
+            let expected = if declared().update_in_place { 21 } else { 20 };
+            assert_eq!(m.get(&2), Some(expected));
+            assert_eq!(m.update(&2, |v| { *v += 1; *v }), Some(expected + 1));
+        }
+
+        #[test]
+        fn try_get_or_insert_with_stores_nothing_on_err() {
+            let m: Map<u32, u32> = Map::new();
+            assert_eq!(m.try_get_or_insert_with(1, || Err::<u32, _>("offline")), Err("offline"));
+            assert!(m.is_empty());
+            assert_eq!(m.try_get_or_insert_with(1, || Ok::<_, &str>(42)), Ok(42));
+            let again = m.try_get_or_insert_with(1, || -> Result<u32, &str> { unreachable!() });
+            assert_eq!(again, Ok(42));
+            assert_eq!(m.len(), 1);
+        }
     }
 }
