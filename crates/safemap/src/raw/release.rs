@@ -232,11 +232,12 @@ mod background {
             let mut at = start;
             while at < end {
                 let len = STEP.min(end - at);
-                // SAFETY: `[at, at + len)` is whole pages inside an allocation that this thread
-                // owns and nothing reads again before it is freed; `MADV_DONTNEED` only discards
-                // their contents (private anonymous pages read as zero afterwards), and the
-                // allocator's own records lie outside the bytes it handed out. A failure leaves
-                // the pages in place, for the free that follows.
+                // `[at, at + len)` is whole pages inside an allocation that this thread owns and
+                // nothing reads again before it is freed; `MADV_DONTNEED` only discards their
+                // contents (private anonymous pages read as zero afterwards), and the allocator's
+                // own records lie outside the bytes it handed out. A failure leaves the pages in
+                // place, for the free that follows.
+                // SAFETY: so the call changes only bytes no one will read, as argued above.
                 unsafe { libc::madvise(at as *mut libc::c_void, len, libc::MADV_DONTNEED) };
                 at += len;
                 std::thread::yield_now();

@@ -305,10 +305,27 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         Ok(result)
     }
 
+    /// Whether `entry`, of a chain holding positions `chain`, lies at a position in `span`: every
+    /// entry does when the chain lies inside `span`; otherwise the entry's hash says (which may
+    /// hash its key again).
+    #[inline]
+    fn lies_in<S: BuildHasher>(
+        entry: &L::View<'_>,
+        chain: &Range<u128>,
+        span: &Range<u128>,
+        hasher: &S,
+    ) -> bool
+    where
+        K: Hash,
+    {
+        (span.start <= chain.start && chain.end <= span.end)
+            || span.contains(&position(L::hash_of(entry, hasher)))
+    }
+
     /// Calls `visit` on every entry whose position is in `span`, chain by chain, with no lock.
     /// A chain that lies wholly inside `span` is visited whole; only one that reaches outside it
     /// (the table's size changed since the caller's position was taken) asks `hasher` where each
-    /// entry lies.
+    /// entry lies ([`Self::lies_in`]).
     fn read_span<'g, S: BuildHasher>(
         guard: &'g Guard<'_>,
         table: &'g Table<K, V, L>,
@@ -325,9 +342,8 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             let index = table.chain_at(at);
             let chain = table.span(index);
             let end = chain.end.min(span.end);
-            let whole = chain == (at..end);
             let read = table.head(index).read_all(guard, |entry| {
-                if whole || (at..end).contains(&position(L::hash_of(&entry, hasher))) {
+                if Self::lies_in(&entry, &chain, &(at..end), hasher) {
                     visit(entry);
                 }
             });
@@ -370,9 +386,8 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         // A hash at position `at`: the position is the hash without its tag bits.
         let hash = (at >> super::routing::TAG_BITS) as u64;
         let retained = self.write(Wait::Forever, hash, (), hasher, |locked, ()| {
-            let whole = locked.span.start == at && locked.span.end <= end;
             for (slot, entry) in L::occupied(locked.chain) {
-                let inside = whole || (at..end).contains(&position(L::hash_of(&entry, hasher)));
+                let inside = Self::lies_in(&entry, &locked.span, &(at..end), hasher);
                 if inside && !keep(entry.key(), entry.value()) {
                     locked.remove(slot);
                 }
