@@ -104,6 +104,24 @@ fn slot_reuse_race() -> (Vec<Vec<Op>>, Key) {
     (plans, 3)
 }
 
+/// Writes racing whole-map operations that close the writers' gate (`len`, `snapshot`,
+/// `clear`): among the schedules are those where a write has stored its entry but not yet counted
+/// it when a closer arrives, which a gate that lets the closer go on before the writes under way
+/// have left turns into a `len` or a snapshot that misses an entry a reader has already seen.
+fn gate_race() -> (Vec<Vec<Op>>, Key) {
+    let plans = vec![
+        vec![
+            Op::Insert(0, 1),
+            Op::Insert(1, 2),
+            Op::Remove(0),
+            Op::Insert(2, 3),
+        ],
+        vec![Op::Get(0), Op::Len, Op::Get(1), Op::Len, Op::Snapshot],
+        vec![Op::Snapshot, Op::Len, Op::Clear, Op::Len],
+    ];
+    (plans, 3)
+}
+
 /// An init that fails, racing another init and a plain write of its key: among the schedules
 /// are those where the second init waits for the first's claim and takes over after the
 /// failure, and those where the write lands while an init's closure runs and wins over it.
@@ -142,6 +160,7 @@ where
         (random_plans(2), SCHEDULES),
         (publication_race(), SCHEDULES),
         (slot_reuse_race(), 10 * SCHEDULES),
+        (gate_race(), SCHEDULES),
         (init_handover(), SCHEDULES),
         (init_race(), SCHEDULES),
     ] {

@@ -20,14 +20,14 @@ pub(crate) use std::sync::atomic::AtomicUsize as HintCell;
 pub(crate) use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(shuttle))]
 pub(crate) use std::sync::atomic::{
-    AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
+    AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
 };
 #[cfg(not(shuttle))]
 pub(crate) use std::thread_local;
 
 #[cfg(shuttle)]
 pub(crate) use shuttle::sync::atomic::{
-    AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
+    AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, fence,
 };
 #[cfg(shuttle)]
 pub(crate) use shuttle::thread_local;
@@ -93,6 +93,16 @@ impl Spin {
     pub(crate) fn wait(&self) {
         self.0.snooze();
     }
+
+    /// As [`Spin::wait`], for a wait that may last as long as a user's closure runs: once
+    /// backing off is done, sleeps between looks rather than yielding on a busy CPU.
+    pub(crate) fn rest(&self) {
+        if self.0.is_completed() {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        } else {
+            self.0.snooze();
+        }
+    }
 }
 
 /// Under shuttle, every wait is a yield, so the explorer can run the thread being waited for.
@@ -106,6 +116,10 @@ impl Spin {
     }
 
     pub(crate) fn wait(&self) {
+        shuttle::thread::yield_now();
+    }
+
+    pub(crate) fn rest(&self) {
         shuttle::thread::yield_now();
     }
 }

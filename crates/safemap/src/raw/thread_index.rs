@@ -34,6 +34,19 @@ pub(crate) fn current() -> Option<usize> {
     claim()
 }
 
+/// How many per-thread slots a structure that keeps one per index should hold: enough for a few
+/// threads per core; threads with higher indices take a shared path. Whoever scans every slot
+/// pays for each, so there are not many more.
+///
+/// Under `--cfg safemap_stress` there is one slot, so all but one thread take the shared path.
+pub(crate) fn slot_count() -> usize {
+    if cfg!(safemap_stress) {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(4, usize::from);
+    (cores * 4).clamp(8, 128)
+}
+
 #[cold]
 fn claim() -> Option<usize> {
     // Fails once HOLDER has been destroyed: the thread is exiting and holds no index any more.

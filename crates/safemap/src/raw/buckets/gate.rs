@@ -1,90 +1,184 @@
-//! The writers' gate: a reader-writer lock split into cache-padded stripes, one per few threads,
-//! each with its share of the entry count.
+//! The writers' gate: every write passes it, and an operation that needs the whole map at one
+//! instant (`len`, `clear`, `snapshot`) closes it, so that no write is under way while it runs.
+//! It also keeps the entry count. Readers never touch it.
 //!
-//! Every write holds its thread's stripe shared for its whole length, and counts the entries it
-//! adds or removes on that stripe. An operation that needs the whole map at one instant (`len`,
-//! `clear`, `snapshot`) holds every stripe exclusively, in index order, so no write is under way
-//! while it runs. Readers never touch the gate. Two threads with different stripes write
-//! different lines, so writers to different keys share nothing but the chains they write.
+//! # Algorithm
+//! Each thread has a slot of its own (a cache line, indexed by `thread_index`) that no other
+//! writer writes. A write announces itself in its slot (`writers`), then checks `closed`; if the
+//! gate is closed it withdraws and waits on `closing`, which the closer holds, then tries again.
+//! It counts the entries it adds and removes in its slot, with a load and a store (no other
+//! thread writes that count while the gate is open), and withdraws when done. So an open gate
+//! costs a write one locked instruction (the announcement) and writes only the thread's own line.
+//!
+//! A closer takes `closing` exclusively (closers queue there), sets `closed`, and waits until
+//! every slot is idle. Threads beyond the slots, and a write nested in another on the same thread,
+//! announce and count themselves in one shared slot, with read-modify-writes.
+//!
+//! # Why no write is under way once `close` returns
+//! A write's announcement and its check of `closed`, and the closer's store of `closed` and its
+//! scan of the slots, are all `SeqCst`, so they fall in one total order. If the write's check
+//! comes before the closer's store, so does its announcement, and the scan sees it and waits for
+//! the write to withdraw. If the check comes after, the write sees the gate closed (or, once the
+//! closer has reopened it, reads the reopening store, which orders the closer's work before the
+//! write). A write withdraws with a release store that the scan acquires, so all it did, its
+//! count included, happens before the closer goes on.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::cell::Cell;
+use std::iter;
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::raw::thread_index;
-use crate::sync::{AtomicIsize, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use crate::tally::acquire_timed;
+use crate::raw::thread_index::{self, slot_count};
+use crate::sync::{AtomicBool, AtomicIsize, AtomicUsize, RwLock, RwLockWriteGuard, Spin};
+use crate::tally::{self, acquire_timed};
 
-struct Stripe {
-    gate: RwLock<()>,
-    /// Entries added minus entries removed by the writes that held this stripe.
+#[derive(Default)]
+struct Slot {
+    /// Writes under way through this slot: 0 or 1 in a thread's own slot.
+    writers: AtomicUsize,
+    /// Entries added minus entries removed by the writes that went through this slot.
     count: AtomicIsize,
+    /// Set while the owning thread writes through its own slot, so that a nested write takes the
+    /// shared slot. Touched by the owner only.
+    busy: Cell<bool>,
 }
 
 pub(crate) struct Gate {
-    // Invariant: a power of two in length.
-    stripes: Box<[CachePadded<Stripe>]>,
+    /// One slot per thread index below the slot count.
+    slots: Box<[CachePadded<Slot>]>,
+    /// For the other threads, and nested writes.
+    shared: CachePadded<Slot>,
+    /// Set while a closer holds the gate.
+    closed: AtomicBool,
+    /// Held exclusively by the closer; writes that find the gate closed wait on it.
+    closing: RwLock<()>,
 }
+
+// SAFETY: `Slot::busy` is a `Cell` touched only by the live thread holding the slot's index
+// (`thread_index` gives each index to one live thread at a time, handing it over through a
+// mutex); everything else is atomic or a lock.
+unsafe impl Sync for Gate {}
 
 /// A write's pass through the gate, and where it counts its entries.
 pub(crate) struct Pass<'a> {
-    stripe: &'a Stripe,
-    _shared: RwLockReadGuard<'a, ()>,
+    slot: &'a Slot,
+    /// Whether `slot` is the thread's own (else the shared one).
+    own: bool,
 }
 
-/// The whole gate, held exclusively.
+/// The whole gate, held exclusively; reopened when dropped.
 pub(crate) struct Closed<'a> {
     gate: &'a Gate,
-    _exclusive: Vec<RwLockWriteGuard<'a, ()>>,
+    _exclusive: RwLockWriteGuard<'a, ()>,
 }
 
 impl Gate {
     pub(crate) fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let stripes = (0..threads.next_power_of_two())
-            .map(|_| {
-                CachePadded::new(Stripe {
-                    gate: RwLock::new(()),
-                    count: AtomicIsize::new(0),
-                })
-            })
-            .collect();
-        Gate { stripes }
-    }
-
-    fn stripe(&self) -> &Stripe {
-        // A thread tearing down its thread-locals shares stripe 0: correct, only less spread.
-        let index = thread_index::current().unwrap_or(0);
-        &self.stripes[index & (self.stripes.len() - 1)]
+        Gate {
+            slots: (0..slot_count()).map(|_| CachePadded::default()).collect(),
+            shared: CachePadded::default(),
+            closed: AtomicBool::new(false),
+            closing: RwLock::new(()),
+        }
     }
 
     /// Lets a write through, waiting while the gate is closed; `None` if `deadline` passes first.
     #[inline]
     pub(crate) fn pass(&self, deadline: Option<Instant>) -> Option<Pass<'_>> {
-        let stripe = self.stripe();
-        let shared = match deadline {
-            None => acquire_timed(|| stripe.gate.try_read(), || stripe.gate.read()),
-            Some(deadline) => stripe.gate.try_read_until(deadline)?,
+        loop {
+            let pass = self.announce();
+            // SeqCst: pairs with the closer's store (module docs).
+            if !self.closed.load(SeqCst) {
+                return Some(pass);
+            }
+            drop(pass);
+            self.wait_for_reopening(deadline)?;
+        }
+    }
+
+    /// Marks a write under way, in the thread's own slot if it has one that is not in use.
+    #[inline]
+    fn announce(&self) -> Pass<'_> {
+        let own = thread_index::current()
+            .and_then(|index| self.slots.get(index))
+            .filter(|slot| !slot.busy.get());
+        match own {
+            Some(slot) => {
+                slot.busy.set(true);
+                // SeqCst: pairs with the closer's scan (module docs).
+                slot.writers.store(1, SeqCst);
+                Pass { slot, own: true }
+            }
+            None => {
+                // SeqCst: as above.
+                self.shared.writers.fetch_add(1, SeqCst);
+                Pass {
+                    slot: &self.shared,
+                    own: false,
+                }
+            }
+        }
+    }
+
+    /// Waits until the closer lets go of the gate; `None` if `deadline` passes first.
+    #[cold]
+    fn wait_for_reopening(&self, deadline: Option<Instant>) -> Option<()> {
+        let reopened = match deadline {
+            None => acquire_timed(|| self.closing.try_read(), || self.closing.read()),
+            Some(deadline) => self.closing.try_read_until(deadline)?,
         };
-        Some(Pass {
-            stripe,
-            _shared: shared,
-        })
+        drop(reopened);
+        Some(())
     }
 
     /// Waits for every write under way and holds new ones back until the result is dropped.
     pub(crate) fn close(&self) -> Closed<'_> {
+        let exclusive = self.closing.write();
+        // SeqCst: pairs with the writes' checks (module docs).
+        self.closed.store(true, SeqCst);
+        if let Some(first) = self.every_slot().position(Slot::in_use) {
+            self.wait_for_writers(first);
+        }
         Closed {
             gate: self,
-            _exclusive: self.stripes.iter().map(|s| s.gate.write()).collect(),
+            _exclusive: exclusive,
         }
+    }
+
+    /// Waits until the slots from `first` on are idle; the wait is tallied as a lock wait.
+    #[cold]
+    fn wait_for_writers(&self, first: usize) {
+        let (spin, since) = (Spin::new(), Instant::now());
+        for slot in self.every_slot().skip(first) {
+            while slot.in_use() {
+                spin.rest();
+            }
+        }
+        tally::lock_waited(since.elapsed());
+    }
+
+    fn every_slot(&self) -> impl Iterator<Item = &Slot> {
+        self.slots
+            .iter()
+            .map(|slot| &**slot)
+            .chain(iter::once(&*self.shared))
     }
 
     /// The entry count, give or take the writes under way.
     pub(crate) fn approximate_count(&self) -> usize {
-        let sum: isize = self.stripes.iter().map(|s| s.count.load(Relaxed)).sum();
+        // Relaxed: exact only with the gate closed, when the scan has ordered every count.
+        let sum: isize = self.every_slot().map(|s| s.count.load(Relaxed)).sum();
         sum.max(0) as usize
+    }
+}
+
+impl Slot {
+    fn in_use(&self) -> bool {
+        // SeqCst: pairs with writes' announcements; it also acquires their release withdrawals,
+        // so what a write did happens before the closer goes on.
+        self.writers.load(SeqCst) != 0
     }
 }
 
@@ -93,8 +187,26 @@ impl Pass<'_> {
     #[inline]
     pub(crate) fn count(&self, change: isize) {
         // Relaxed: the count is read exactly only with the gate closed, which orders it after
-        // every write that held a stripe.
-        self.stripe.count.fetch_add(change, Relaxed);
+        // every write (module docs).
+        if self.own {
+            // No read-modify-write: while the gate is open, only this thread writes its count.
+            let counted = self.slot.count.load(Relaxed);
+            self.slot.count.store(counted + change, Relaxed);
+        } else {
+            self.slot.count.fetch_add(change, Relaxed);
+        }
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        // Release: everything the write did happens before a closer's scan that sees it gone.
+        if self.own {
+            self.slot.writers.store(0, Release);
+            self.slot.busy.set(false);
+        } else {
+            self.slot.writers.fetch_sub(1, Release);
+        }
     }
 }
 
@@ -106,9 +218,16 @@ impl Closed<'_> {
 
     /// Records that the map is now empty.
     pub(crate) fn count_none(&self) {
-        for stripe in &self.gate.stripes {
-            // Relaxed: as in `Pass::count`.
-            stripe.count.store(0, Relaxed);
+        for slot in self.gate.every_slot() {
+            // Relaxed: the reopening store orders this before any write that passes later.
+            slot.count.store(0, Relaxed);
         }
+    }
+}
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        // Release: what the closer did happens before a write whose check reads this store.
+        self.gate.closed.store(false, Release);
     }
 }

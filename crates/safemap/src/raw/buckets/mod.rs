@@ -9,7 +9,7 @@
 //!   load the root table, and look in the key's head bucket: follow the slots whose tags match
 //!   to their entries (`bucket.rs`), or copy the line and validate the copy against its version
 //!   word (`inline.rs`). Nothing another thread writes is written.
-//! - **Writes** pass the gate (`gate.rs`, a stripe of it per few threads), lock the key's chain and
+//! - **Writes** pass the gate (`gate.rs`: a store to the thread's own slot), lock the key's chain and
 //!   change it: an insert or a `compute` builds a new entry and swaps it in (or stores its words,
 //!   inline), a removal empties the slot, and a pointer line retires the entry it displaced.
 //!   Closures run under the chain's lock, so each runs exactly once and writers of other chains

@@ -53,7 +53,7 @@ use super::lazy_shards::LazyShards;
 use super::probe_hint::ProbeHint;
 use super::routing::{Routing, default_shard_count};
 use super::table::{Table, TableAlloc, copy_of};
-use super::thread_index;
+use super::thread_index::{self, slot_count};
 use crate::sync::{AtomicUsize, Mutex, MutexGuard, Spin, preemption_point};
 use crate::tally::{self, acquire_timed};
 
@@ -484,16 +484,4 @@ impl<K, V> LeftRight<K, V> {
             })
         })
     }
-}
-
-/// One slot per thread index, for programs with a few threads per core; further threads use the
-/// shared counters. A writer scans every slot, so there are not many more.
-///
-/// Under `--cfg safemap_stress` there is one slot, so all but one thread take the slotless path.
-fn slot_count() -> usize {
-    if cfg!(safemap_stress) {
-        return 1;
-    }
-    let cores = std::thread::available_parallelism().map_or(4, usize::from);
-    (cores * 4).clamp(8, 128)
 }
