@@ -38,6 +38,7 @@ fn declared(whole: WholeMap) -> Consistency {
         closure_blocks_writers: Blocks::Map,
         once: Once::Always,
         rehashes_keys: true,
+        frees_after_readers: false,
     }
 }
 

@@ -53,6 +53,8 @@ impl Layout {
             once: Once::WithinLease,
             // Keys are encoded, never hashed by the map.
             rehashes_keys: false,
+            // The server frees what a command removes.
+            frees_after_readers: false,
         }
     }
 }

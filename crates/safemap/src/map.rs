@@ -147,6 +147,13 @@ pub struct Consistency {
     /// panic goes to the caller whose call ran it, as any panic in user code does. `false` where
     /// every entry keeps its hash, so only the key passed to a call is hashed, once.
     pub rehashes_keys: bool,
+    /// Whether what a write takes out of the map (a replaced or removed entry, an old table or
+    /// version) is freed only once no reader can still hold it, by a reclamation collector (seize)
+    /// that the map makes with its first write, with per-thread slots of about 16 KiB (`true`).
+    /// Until then the map's copy of a removed value stays allocated. `false` where readers lock or
+    /// announce themselves, so a write frees what it takes out before it returns (except a large
+    /// old table, which goes to a release thread).
+    pub frees_after_readers: bool,
 }
 
 /// How far the run-once rules of a map's closures reach, declared in [`Consistency::once`].

@@ -116,12 +116,9 @@ for_every_strategy_on_plain_data! {
             map.insert(1, 1);
         });
         // One shard (or one leaf and a version) and a table of a few slots. The first write of a
-        // map whose readers use reclamation guards (the ScalableMaps, SnapshotMap) also makes its
-        // collector's per-thread slots (seize's, 16 KiB on every machine), as their docs say.
-        let guarded = ["::scalable", "::scalable_pod", "::snapshot"]
-            .iter()
-            .any(|module| module_path!().ends_with(module));
-        let budget = if guarded { 2048 + 16 * 1024 } else { 2048 };
+        // map that frees after its readers also makes its collector's per-thread slots (seize's,
+        // 16 KiB on every machine), as `Consistency::frees_after_readers` says.
+        let budget = if declared().frees_after_readers { 2048 + 16 * 1024 } else { 2048 };
         assert!(one <= budget, "the first entry took {one} bytes");
         let (map, hundred) = live_bytes_of(|| {
             let m = Map::<u64, u64>::new();

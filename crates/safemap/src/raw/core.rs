@@ -87,6 +87,7 @@ pub(crate) const ATOMIC: Consistency = Consistency {
     closure_blocks_writers: Blocks::Map,
     once: Once::Always,
     rehashes_keys: true,
+    frees_after_readers: false,
 };
 
 /// The result of an operation that may give up at a deadline, handing back `G`.

@@ -119,6 +119,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         reserves: false,
         maintenance: &[Maintenance::Publish],
         closure_blocks_readers: Blocks::Nothing,
+        frees_after_readers: true,
         ..ATOMIC
     };
 

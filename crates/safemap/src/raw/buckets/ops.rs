@@ -53,6 +53,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         closure_blocks_readers: Blocks::Nothing,
         closure_blocks_writers: Blocks::Shard,
         rehashes_keys: !L::KEEPS_HASH,
+        frees_after_readers: true,
         ..ATOMIC
     };
 
