@@ -5,6 +5,7 @@
 //! cargo run --release -p safemap-bench -- --quick --json out.json
 //! cargo run --release -p safemap-bench -- advise --read-pct 99 --insert-pct 1 --remove-pct 0 --threads 2
 //! cargo run --release -p safemap-bench -- iterate --keys 1000000
+//! cargo run --release -p safemap-bench -- memory --from 10000 --to 2000000
 //! ```
 
 mod advise;
@@ -14,6 +15,7 @@ mod go;
 mod html;
 mod iterate;
 mod measure;
+mod memory;
 mod report;
 mod session;
 mod workload;
@@ -46,6 +48,8 @@ enum Command {
     /// Measure a whole-map iteration: its time, its peak memory, and a concurrent writer's
     /// longest operation while it runs.
     Iterate(iterate::IterateArgs),
+    /// Measure bytes per entry over a sweep of map sizes, against hashbrown's at the same sizes.
+    Memory(memory::MemoryArgs),
 }
 
 /// Options of `run`.
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Some(Command::Advise(args)) => advise::advise(&args),
         Some(Command::Iterate(args)) => iterate::iterate(&args),
+        Some(Command::Memory(args)) => memory::memory(&args),
         Some(Command::Run(args)) => session::run(&args),
         None => session::run(&cli.run),
     };
