@@ -189,3 +189,47 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         }
     }
 }
+
+#[cfg(all(test, not(shuttle)))]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use crate::map::DefaultHashBuilder;
+    use crate::raw::buckets::{Buckets, Inline};
+    use crate::raw::core::{Core, Lookup, Wait};
+
+    type Pod = Buckets<u64, u64, Inline<u64, u64>>;
+
+    /// The root's size and whether a resize of it is under way.
+    fn root_state(core: &Pod) -> (usize, bool) {
+        let guard = core.collector().enter();
+        let root = core.root_table(&guard).expect("a written map has a table");
+        (root.chains(), root.next().is_some())
+    }
+
+    /// Writes move a resize along; `reserve(0)` finishes one that the writes left under way, so a
+    /// map whose writes stopped does not keep two tables (the docs of `ScalableMap` say so).
+    #[test]
+    fn reserve_finishes_a_resize_that_writes_left_under_way() {
+        let (core, hasher) = (Pod::default(), DefaultHashBuilder::default());
+        let mut key = 0u64;
+        loop {
+            let hash = hasher.hash_one(key);
+            let _ = core.insert(Wait::Forever, hash, key, key, &hasher);
+            key += 1;
+            if let (1024.., true) = root_state(&core) {
+                break;
+            }
+        }
+        let (before, _) = root_state(&core);
+        core.reserve(0, &hasher);
+        assert_eq!(root_state(&core), (2 * before, false));
+        for k in 0..key {
+            let probe = Lookup {
+                hash: hasher.hash_one(k),
+                key: &k,
+            };
+            assert_eq!(core.get(Wait::Forever, probe, |v| *v), Ok(Some(k)));
+        }
+    }
+}
