@@ -64,16 +64,14 @@ unsafe impl<K: Send, V: Send, L> Send for Table<K, V, L> {}
 unsafe impl<K: Send + Sync, V: Send + Sync, L> Sync for Table<K, V, L> {}
 
 impl<K, V, L: Line<K, V>> Table<K, V, L> {
-    /// A table of `2^bits` empty chains. Zeroed memory where that is a fresh bucket, from the
-    /// allocator's zeroing path (`calloc`), so that the pages are mapped by the moves that fill
-    /// them, not all at once here: asking for the buckets' 64-byte alignment instead would make
-    /// the allocator write every byte, 44 ms for a 4M-entry table.
+    /// A table of `2^bits` empty chains, its memory made here. Zeroed memory where that is a
+    /// fresh bucket, from the allocator's zeroing path (`calloc`), so that the pages of fresh
+    /// memory are mapped by the moves that fill them, not all at once here: asking for the
+    /// buckets' 64-byte alignment instead would make the allocator write every byte, 44 ms for a
+    /// 4M-entry table. (Memory the allocator recycles it clears anyway; see [`Table::order`].)
     pub(crate) fn new(bits: u32) -> Box<Self> {
         let layout = Self::layout(bits);
-        #[cfg(not(shuttle))]
-        let zeroed = L::zero_is_fresh();
-        #[cfg(shuttle)]
-        let zeroed = false;
+        let zeroed = Self::zeroed();
         // SAFETY: the layout is non-zero in size (at least one bucket).
         let memory = unsafe {
             if zeroed {
@@ -85,6 +83,44 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
         let Some(memory) = NonNull::new(memory) else {
             alloc::handle_alloc_error(layout)
         };
+        // SAFETY: just allocated with `layout(bits)`, zeroed if `zeroed`.
+        unsafe { Self::in_memory(bits, memory, zeroed) }
+    }
+
+    /// Orders the zeroed memory of a table of `2^bits` chains from the release thread, where
+    /// zeroed memory is a table of fresh buckets: for the write that starts a resize, which must
+    /// not wait while the allocator clears megabytes. `None` where buckets need writing (then
+    /// [`Table::new`] makes the table).
+    pub(crate) fn order(bits: u32) -> Option<release::Order> {
+        Self::zeroed().then(|| release::Order::place(Self::layout(bits)))
+    }
+
+    /// The table of `2^bits` chains that `order` (from [`Table::order`] with the same `bits`)
+    /// was placed for, once its memory is made.
+    pub(crate) fn ordered(bits: u32, order: &release::Order) -> Option<Box<Self>> {
+        assert_eq!(
+            order.layout(),
+            Self::layout(bits),
+            "an order for another size"
+        );
+        let memory = order.take()?;
+        // SAFETY: the order's memory is zeroed, made with `layout(bits)`, and now ours; ordered
+        // only where zeroed memory is fresh buckets.
+        Some(unsafe { Self::in_memory(bits, memory, true) })
+    }
+
+    /// Whether a table's memory is made zeroed, which is then a table of fresh buckets.
+    fn zeroed() -> bool {
+        #[cfg(not(shuttle))]
+        return L::zero_is_fresh();
+        #[cfg(shuttle)]
+        return false;
+    }
+
+    /// # Safety
+    /// `memory` came from the global allocator with `layout(bits)`, is owned by the caller, and
+    /// is zeroed if `zeroed`, which `zeroed()` allows.
+    unsafe fn in_memory(bits: u32, memory: NonNull<u8>, zeroed: bool) -> Box<Self> {
         let skip = memory.align_offset(align_of::<L>());
         // SAFETY: the layout has room for the buckets after up to one alignment's worth of bytes.
         let buckets = unsafe { memory.add(skip) }.cast::<L>();
