@@ -128,11 +128,15 @@ struct Ordered {
 }
 
 impl Drop for Ordered {
+    /// Frees memory made and not taken (a map that let go of its order), through [`free`], so
+    /// that a large block does not stall whoever drops the order.
     fn drop(&mut self) {
-        if let Some(address) = self.made.get_mut().take() {
+        let made = self.made.get_mut().take();
+        if let Some(memory) = made.and_then(|address| NonNull::new(address as *mut u8)) {
+            let layout = self.layout;
             // SAFETY: made by `alloc_zeroed` with this layout, and not taken, so nothing else
-            // holds it.
-            unsafe { alloc::dealloc(address as *mut u8, self.layout) };
+            // holds it; freed once, here.
+            unsafe { free(vec![Allocation { memory, layout }]) };
         }
     }
 }
