@@ -258,7 +258,13 @@ mod tests {
         }
         let (before, _) = root_state(&core);
         core.reserve(0, &hasher);
-        assert_eq!(root_state(&core), (2 * before, false));
+        // At least the table the resize was making (more if the entries want more: under
+        // `--cfg safemap_stress` tables grow past one entry per chain, before `reserve` sizes them).
+        let (after, resizing) = root_state(&core);
+        assert!(
+            !resizing && after >= 2 * before,
+            "{before} -> {after}, {resizing}"
+        );
         for k in 0..key {
             let probe = Lookup {
                 hash: hasher.hash_one(k),
