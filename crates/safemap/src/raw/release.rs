@@ -158,6 +158,15 @@ impl Order {
         order
     }
 
+    /// An order no thread fills: a release thread that never gets a core.
+    #[cfg(test)]
+    pub(crate) fn never_filled(layout: Layout) -> Order {
+        Order(std::sync::Arc::new(Ordered {
+            layout,
+            made: crate::sync::BookkeepingMutex::new(None),
+        }))
+    }
+
     /// The layout ordered.
     pub(crate) fn layout(&self) -> Layout {
         self.0.layout

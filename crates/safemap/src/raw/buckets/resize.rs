@@ -66,12 +66,13 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// starting one, that is enough.
     pub(super) fn consider_growing(&self, guard: &Guard<'_>, table: &Table<K, V, L>) {
         let full = table.chains() * Self::GROW_PAST;
-        if self.gate.approximate_count() <= full || !std::ptr::eq(self.root(guard), table) {
+        let count = self.gate.approximate_count();
+        if count <= full || !std::ptr::eq(self.root(guard), table) {
             return;
         }
         if let Some(mut order) = self.resizing.try_lock()
             && table.next().is_none()
-            && let Some(next) = Self::next_table(&mut order, table.bits() + 1)
+            && let Some(next) = Self::next_table(&mut order, table.bits() + 1, count > 2 * full)
         {
             Self::link(table, next);
         }
@@ -80,8 +81,14 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// A table of `2^bits` chains for a resize that a write starts: made here if small; if it
     /// takes [`ORDER_FROM`] bytes or more, ordered from the release thread (`order` keeps the
     /// order), and `None` until the order is filled. The writes go on in the full table meanwhile,
-    /// and a later one links the new table.
-    fn next_table(order: &mut Option<(u32, Order)>, bits: u32) -> Option<Box<Table<K, V, L>>> {
+    /// and a later one links the new table; but once the table is `overfull` (twice the entries
+    /// it grows at) the table is made here, order or not: a release thread kept off the cores
+    /// (a busy host) must not leave chains to lengthen without bound, and every read with them.
+    fn next_table(
+        order: &mut Option<(u32, Order)>,
+        bits: u32,
+        overfull: bool,
+    ) -> Option<Box<Table<K, V, L>>> {
         if size_of::<L>() << bits < ORDER_FROM {
             return Some(Table::new(bits));
         }
@@ -91,7 +98,12 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             };
             *order = Some((bits, placed));
         }
-        let table = Table::ordered(bits, &order.as_ref()?.1)?;
+        let table = match Table::ordered(bits, &order.as_ref()?.1) {
+            Some(table) => table,
+            // The order's memory, if it is made later, is freed with the order.
+            None if overfull => Table::new(bits),
+            None => return None,
+        };
         *order = None;
         Some(table)
     }
@@ -224,8 +236,10 @@ mod tests {
     use std::hash::BuildHasher;
 
     use crate::map::DefaultHashBuilder;
+    use crate::raw::buckets::table::Table;
     use crate::raw::buckets::{Buckets, Inline};
     use crate::raw::core::{Core, Lookup, Wait};
+    use crate::raw::release::Order;
 
     type Pod = Buckets<u64, u64, Inline<u64, u64>>;
 
@@ -234,6 +248,45 @@ mod tests {
         let guard = core.collector().enter();
         let root = core.root_table(&guard).expect("a written map has a table");
         (root.chains(), root.next().is_some())
+    }
+
+    /// A write makes the next table itself once the table holds twice the entries it grows at,
+    /// if the release thread has not filled the order by then: chains stay a line or two long
+    /// however late that thread runs.
+    #[test]
+    fn a_late_order_does_not_let_chains_lengthen() {
+        let (core, hasher) = (Pod::default(), DefaultHashBuilder::default());
+        let insert = |key: u64| {
+            let _ = core.insert(Wait::Forever, hasher.hash_one(key), key, key, &hasher);
+        };
+        let mut key = 0u64;
+        loop {
+            insert(key);
+            key += 1;
+            if root_state(&core) == (4096, false) {
+                break;
+            }
+            assert!(key < 1 << 16, "the map stopped at {:?}", root_state(&core));
+        }
+        let bits = 13;
+        assert!(size_of::<Inline<u64, u64>>() << bits >= super::ORDER_FROM);
+        *core.resizing.lock() = Some((
+            bits,
+            Order::never_filled(Table::<u64, u64, Inline<u64, u64>>::layout(bits)),
+        ));
+        let overfull = 2 * 4096 * Pod::GROW_PAST as u64;
+        while root_state(&core) == (4096, false) {
+            insert(key);
+            key += 1;
+            assert!(
+                key <= overfull + 64,
+                "{key} entries in 4096 chains, and no larger table"
+            );
+        }
+        assert!(
+            key > 4096 * Pod::GROW_PAST as u64,
+            "grew before the table was full"
+        );
     }
 
     /// Writes move a resize along; `reserve(0)` finishes one that the writes left under way, so a

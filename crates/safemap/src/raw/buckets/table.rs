@@ -147,7 +147,7 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
 impl<K, V, L> Table<K, V, L> {
     /// The chains' memory, with room to align them: at the allocator's own alignment, which
     /// `calloc` serves.
-    fn layout(bits: u32) -> Layout {
+    pub(super) fn layout(bits: u32) -> Layout {
         let bytes = size_of::<L>() << bits;
         Layout::from_size_align(bytes + align_of::<L>(), align_of::<usize>() * 2)
             .expect("a table fits in memory")
