@@ -50,6 +50,14 @@ fn occupied(meta: u64) -> u64 {
     meta & TAG_HIGH_BITS
 }
 
+/// The slots whose tag is `tag`, as a mask like [`occupied`]'s, plus at most a few slots past
+/// one that matches (the zero-byte test's borrow), which the caller's hash comparison rejects.
+#[inline(always)]
+fn tagged(meta: u64, tag: u8) -> u64 {
+    let differs = meta ^ (u64::from(tag) * 0x01_0101_0101);
+    differs.wrapping_sub(0x01_0101_0101) & !differs & TAG_HIGH_BITS
+}
+
 /// The slot indices of a mask from [`occupied`], lowest first.
 #[inline(always)]
 fn slots_of(mut mask: u64) -> impl Iterator<Item = usize> {
@@ -171,11 +179,9 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         let tag = tag_of(hash);
         let mut bucket = self;
         loop {
-            // A comparison per slot, unrolled: fewer instructions than `matching` here.
-            for slot in 0..SLOTS {
-                if tag_at(meta, slot) != tag {
-                    continue;
-                }
+            // The slots whose tag matches, found without a branch per slot (which slot holds a
+            // key is random, and such a branch mispredicts): usually one, the key's.
+            for slot in slots_of(tagged(meta, tag)) {
                 let entry = guard.load(&bucket.slots[slot]);
                 // SAFETY: a non-null slot points to a published entry, which stays allocated while
                 // `guard` lives: it is retired only after being unlinked, and the guard was entered
@@ -341,25 +347,55 @@ mod tests {
         assert!(<Bucket<u64, u64> as Line<u64, u64>>::zero_is_fresh());
     }
 
-    /// `occupied` lists exactly the slots with a tag, whatever the tags and the MOVED bit.
-    #[test]
-    fn occupied_lists_the_tagged_slots() {
+    /// Random meta words: slot tags (a third of them empty, the others from a few values, so
+    /// that equal tags are common), and the MOVED bit half the time.
+    fn random_metas() -> impl Iterator<Item = (u64, Vec<u8>)> {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..100_000 {
+        std::iter::repeat_with(move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             let tags: Vec<u8> = (0..SLOTS)
                 .map(|i| match (state >> (8 * i)) as u8 {
                     t if t % 3 == 0 => 0,
-                    t => 0x80 | t,
+                    t => 0x80 | (t % 4),
                 })
                 .collect();
             let moved = if state & 1 == 0 { MOVED } else { 0 };
             let meta = (0..SLOTS).fold(moved, |m, i| with_tag(m, i, tags[i]));
+            (meta, tags)
+        })
+        .take(100_000)
+    }
+
+    /// `occupied` lists exactly the slots with a tag, whatever the tags and the MOVED bit.
+    #[test]
+    fn occupied_lists_the_tagged_slots() {
+        for (meta, tags) in random_metas() {
             let occupied: Vec<usize> = slots_of(occupied(meta)).collect();
             let expected: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] != 0).collect();
             assert_eq!(occupied, expected);
+        }
+    }
+
+    /// `tagged` lists every slot with the tag looked for, and no other slot below the first
+    /// such one (none at all if there is none).
+    #[test]
+    fn tagged_lists_every_slot_with_the_tag() {
+        for (meta, tags) in random_metas() {
+            for tag in 0x80..0x84 {
+                let listed: Vec<usize> = slots_of(tagged(meta, tag)).collect();
+                let with_tag: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] == tag).collect();
+                assert!(
+                    with_tag.iter().all(|slot| listed.contains(slot)),
+                    "{meta:#x}, {tag:#x}: {listed:?} misses one of {with_tag:?}"
+                );
+                let first = with_tag.first().copied().unwrap_or(SLOTS);
+                assert!(
+                    listed.iter().all(|&slot| tags[slot] == tag || slot > first),
+                    "{meta:#x}, {tag:#x}: {listed:?} lists a slot below {first} without the tag"
+                );
+            }
         }
     }
 }
