@@ -16,11 +16,16 @@
 //! - Left-right, the core of `ReadMostlyMap`: [`left_right`] keeps two copies of each shard's
 //!   table and per-thread reader slots, so reads take no lock; [`thread_index`] gives each live
 //!   thread its slot.
+//! - Lock-free, the core of `ScalableMap` and `ScalablePodMap`: [`buckets`] holds chains of
+//!   cache-line buckets that readers copy or follow with no lock, [`reclaim`] frees what writers
+//!   unlink once no reader can hold it, and [`barrier`] lets the writers' gate announce a write
+//!   without a locked instruction.
 //! - [`release`] gives a large table's memory back off the caller's thread, a step at a time, so
 //!   that freeing it stalls no operation.
 //!
 //! Nothing here imports the strategy files or the crate root: they build on this.
 
+pub(crate) mod barrier;
 pub(crate) mod buckets;
 pub(crate) mod core;
 pub(crate) mod frozen;

@@ -8,20 +8,22 @@
 //! gate is closed it withdraws and waits on `closing`, which the closer holds, then tries again.
 //! It counts the entries it adds and removes in its slot, with a load and a store (no other
 //! thread writes that count while the gate is open), and withdraws when done. So an open gate
-//! costs a write one locked instruction (the announcement) and writes only the thread's own line.
+//! costs a write no locked instruction, and writes only the thread's own line: the announcement
+//! and the check are the light side of an asymmetric barrier ([`barrier`]), whose heavy side the
+//! closer pays.
 //!
 //! A closer takes `closing` exclusively (closers queue there), sets `closed`, and waits until
 //! every slot is idle. Threads beyond the slots, and a write nested in another on the same thread,
 //! announce and count themselves in one shared slot, with read-modify-writes.
 //!
 //! # Why no write is under way once `close` returns
-//! A write's announcement and its check of `closed`, and the closer's store of `closed` and its
-//! scan of the slots, are all `SeqCst`, so they fall in one total order. If the write's check
-//! comes before the closer's store, so does its announcement, and the scan sees it and waits for
-//! the write to withdraw. If the check comes after, the write sees the gate closed (or, once the
-//! closer has reopened it, reads the reopening store, which orders the closer's work before the
-//! write). A write withdraws with a release store that the scan acquires, so all it did, its
-//! count included, happens before the closer goes on.
+//! A write announces itself, then checks `closed`; the closer stores `closed`, then scans the
+//! slots: Dekker's handshake, with the write on the light side of [`barrier`] and the closer on
+//! the heavy side, so that at least one of the two sees the other's store. If the scan sees the
+//! announcement, the closer waits for the write to withdraw. Otherwise the write sees the gate
+//! closed (or, once the closer has reopened it, acquires the reopening store, which orders the
+//! closer's work before the write). A write withdraws with a release store that the scan
+//! acquires, so all it did, its count included, happens before the closer goes on.
 
 use std::cell::Cell;
 use std::iter;
@@ -30,6 +32,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
+use crate::raw::barrier;
 use crate::raw::thread_index::{self, slot_count};
 use crate::sync::{AtomicBool, AtomicIsize, AtomicUsize, RwLock, RwLockWriteGuard, Spin};
 use crate::tally::{self, acquire_timed};
@@ -76,6 +79,7 @@ pub(crate) struct Closed<'a> {
 
 impl Gate {
     pub(crate) fn new() -> Self {
+        barrier::prepare();
         Gate {
             slots: (0..slot_count()).map(|_| CachePadded::default()).collect(),
             shared: CachePadded::default(),
@@ -89,7 +93,8 @@ impl Gate {
     pub(crate) fn pass(&self, deadline: Option<Instant>) -> Option<Pass<'_>> {
         loop {
             let pass = self.announce();
-            // SeqCst: pairs with the closer's store (module docs).
+            barrier::light_fence();
+            // SeqCst: the light side's load (module docs); it also acquires a reopening store.
             if !self.closed.load(SeqCst) {
                 return Some(pass);
             }
@@ -107,8 +112,9 @@ impl Gate {
         match own {
             Some(slot) => {
                 slot.busy.set(true);
-                // SeqCst: pairs with the closer's scan (module docs).
-                slot.writers.store(1, SeqCst);
+                // The light side's store (module docs): Relaxed where the closer's barrier is
+                // process-wide, else SeqCst.
+                slot.writers.store(1, barrier::light_store());
                 Pass { slot, own: true }
             }
             None => {
@@ -136,8 +142,9 @@ impl Gate {
     /// Waits for every write under way and holds new ones back until the result is dropped.
     pub(crate) fn close(&self) -> Closed<'_> {
         let exclusive = self.closing.write();
-        // SeqCst: pairs with the writes' checks (module docs).
+        // SeqCst: the heavy side's store (module docs).
         self.closed.store(true, SeqCst);
+        barrier::heavy();
         if let Some(first) = self.every_slot().position(Slot::in_use) {
             self.wait_for_writers(first);
         }
