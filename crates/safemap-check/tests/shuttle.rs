@@ -122,6 +122,19 @@ fn gate_race() -> (Vec<Vec<Op>>, Key) {
     (plans, 3)
 }
 
+/// Two writers handing keys over (one inserts, the other removes) while a third thread, whose
+/// own key stays, asks `len` again and again: among the schedules are those where an insert and
+/// the remove of its key land while `len` is between reading the two writers' counts, which a
+/// `len` that read each count once, with no second look, would sum to a size the map never had.
+fn len_race() -> (Vec<Vec<Op>>, Key) {
+    let plans = vec![
+        vec![Op::Insert(0, 1), Op::Len, Op::Len, Op::Len],
+        vec![Op::Insert(1, 2), Op::Insert(2, 3)],
+        vec![Op::Remove(1), Op::Remove(2)],
+    ];
+    (plans, 3)
+}
+
 /// An init that fails, racing another init and a plain write of its key: among the schedules
 /// are those where the second init waits for the first's claim and takes over after the
 /// failure, and those where the write lands while an init's closure runs and wins over it.
@@ -161,6 +174,7 @@ where
         (publication_race(), SCHEDULES),
         (slot_reuse_race(), 10 * SCHEDULES),
         (gate_race(), SCHEDULES),
+        (len_race(), 10 * SCHEDULES),
         (init_handover(), SCHEDULES),
         (init_race(), SCHEDULES),
     ] {

@@ -14,7 +14,20 @@
 //!
 //! A closer takes `closing` exclusively (closers queue there), sets `closed`, and waits until
 //! every slot is idle. Threads beyond the slots, and a write nested in another on the same thread,
-//! announce and count themselves in one shared slot, with read-modify-writes.
+//! announce and count themselves in one shared slot, with read-modify-writes. A slot counts the
+//! writes that `entered` and `left` it; it is idle when the two agree.
+//!
+//! # `len` without closing
+//! `len` needs the count at one instant, not a closed gate, so it first tries two passes over the
+//! slots. The first reads each slot's `left` (acquire), its count (acquire), then `entered`, and
+//! gives up unless the two agree; the second finds every `entered` unchanged. A write stores its
+//! count with release after its announcement, so a count read from a write under way comes with
+//! that write's `entered`, and the slot shows as busy. So each count read is the slot's between
+//! two writes, and no write entered any slot between the passes: at the instant between them no
+//! write was under way and every count was the one read, and the sum is the map's size then.
+//! A closer that changes counts (`clear`) brackets its work like a seqlock writer
+//! (`closings`, odd while it holds the gate), and `count` gives up if it saw one. Writes that keep
+//! disturbing the passes (four tries) make `len` close the gate instead.
 //!
 //! # Why no write is under way once `close` returns
 //! A write announces itself, then checks `closed`; the closer stores `closed`, then scans the
@@ -27,20 +40,23 @@
 
 use std::cell::Cell;
 use std::iter;
-use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
 use crate::raw::barrier;
 use crate::raw::thread_index::{self, slot_count};
-use crate::sync::{AtomicBool, AtomicIsize, AtomicUsize, RwLock, RwLockWriteGuard, Spin};
+use crate::sync::{AtomicBool, AtomicIsize, AtomicUsize, RwLock, RwLockWriteGuard, Spin, fence};
 use crate::tally::{self, acquire_timed};
 
 #[derive(Default)]
 struct Slot {
-    /// Writes under way through this slot: 0 or 1 in a thread's own slot.
-    writers: AtomicUsize,
+    /// Writes that have entered through this slot; the slot is in use while it differs from
+    /// `left`.
+    entered: AtomicUsize,
+    /// Writes that have left through this slot.
+    left: AtomicUsize,
     /// Entries added minus entries removed by the writes that went through this slot.
     count: AtomicIsize,
     /// Set while the owning thread writes through its own slot, so that a nested write takes the
@@ -57,6 +73,9 @@ pub(crate) struct Gate {
     closed: AtomicBool,
     /// Held exclusively by the closer; writes that find the gate closed wait on it.
     closing: RwLock<()>,
+    /// Closings begun plus closings ended: odd while a closer holds the gate, so that a `count`
+    /// that a closer's change of the counts (`clear`) overlapped gives up.
+    closings: AtomicUsize,
 }
 
 // SAFETY: `Slot::busy` is a `Cell` touched only by the live thread holding the slot's index
@@ -85,6 +104,7 @@ impl Gate {
             shared: CachePadded::default(),
             closed: AtomicBool::new(false),
             closing: RwLock::new(()),
+            closings: AtomicUsize::new(0),
         }
     }
 
@@ -112,14 +132,16 @@ impl Gate {
         match own {
             Some(slot) => {
                 slot.busy.set(true);
+                // No read-modify-write: only this thread writes its slot's counters.
+                let entered = slot.entered.load(Relaxed);
                 // The light side's store (module docs): Relaxed where the closer's barrier is
                 // process-wide, else SeqCst.
-                slot.writers.store(1, barrier::light_store());
+                slot.entered.store(entered + 1, barrier::light_store());
                 Pass { slot, own: true }
             }
             None => {
                 // SeqCst: as above.
-                self.shared.writers.fetch_add(1, SeqCst);
+                self.shared.entered.fetch_add(1, SeqCst);
                 Pass {
                     slot: &self.shared,
                     own: false,
@@ -148,6 +170,11 @@ impl Gate {
         if let Some(first) = self.every_slot().position(Slot::in_use) {
             self.wait_for_writers(first);
         }
+        // Relaxed, then a release fence: a `count` that reads a count the closer stores reads
+        // this odd value or a later one (the seqlock pattern, as in `inline.rs`).
+        let closings = self.closings.load(Relaxed);
+        self.closings.store(closings + 1, Relaxed);
+        fence(Release);
         Closed {
             gate: self,
             _exclusive: exclusive,
@@ -173,6 +200,50 @@ impl Gate {
             .chain(iter::once(&*self.shared))
     }
 
+    /// The exact entry count at one instant of the call, taken without closing the gate when
+    /// the slots allow: two passes over them, the first reading every count between two agreeing
+    /// reads of its slot's counters, the second finding no write entered since (module docs).
+    /// Closes the gate after a few tries that writes kept disturbing.
+    pub(crate) fn count(&self) -> usize {
+        for _ in 0..4 {
+            if let Some(count) = self.count_between_writes() {
+                return count;
+            }
+        }
+        self.close().count()
+    }
+
+    /// One try of `count`: `None` if a write was under way or entered during it.
+    fn count_between_writes(&self) -> Option<usize> {
+        // Acquire: counts a closer stored before this value are visible below.
+        let closings = self.closings.load(Acquire);
+        if closings % 2 == 1 {
+            return None;
+        }
+        // The writes entered, summed: each slot's only grows, so an unchanged sum is every slot
+        // unchanged.
+        let (mut sum, mut entered) = (0, 0usize);
+        for slot in self.every_slot() {
+            // Acquire: what the writes that left did, their counts included, is visible below.
+            let left = slot.left.load(Acquire);
+            // Acquire: a count a write stored comes with that write's entry, read next.
+            let count = slot.count.load(Acquire);
+            let since = slot.entered.load(Relaxed);
+            if since != left {
+                return None;
+            }
+            sum += count;
+            entered = entered.wrapping_add(since);
+        }
+        // Acquire: the second pass reads after every read of the first.
+        fence(Acquire);
+        let again = (self.every_slot()).fold(0usize, |sum, slot| {
+            sum.wrapping_add(slot.entered.load(Relaxed))
+        });
+        let undisturbed = again == entered && self.closings.load(Relaxed) == closings;
+        undisturbed.then_some(sum.max(0) as usize)
+    }
+
     /// The entry count, give or take the writes under way.
     pub(crate) fn approximate_count(&self) -> usize {
         // Relaxed: exact only with the gate closed, when the scan has ordered every count.
@@ -183,9 +254,9 @@ impl Gate {
 
 impl Slot {
     fn in_use(&self) -> bool {
-        // SeqCst: pairs with writes' announcements; it also acquires their release withdrawals,
-        // so what a write did happens before the closer goes on.
-        self.writers.load(SeqCst) != 0
+        // SeqCst: the heavy side's load (module docs); the load of `left` also acquires the
+        // writes' release withdrawals, so what a write did happens before the closer goes on.
+        self.entered.load(SeqCst) != self.left.load(SeqCst)
     }
 }
 
@@ -193,14 +264,13 @@ impl Pass<'_> {
     /// Counts entries added (positive) or removed (negative).
     #[inline]
     pub(crate) fn count(&self, change: isize) {
-        // Relaxed: the count is read exactly only with the gate closed, which orders it after
-        // every write (module docs).
+        // Release: a `Gate::count` that reads this count sees the write's entry (module docs).
         if self.own {
             // No read-modify-write: while the gate is open, only this thread writes its count.
             let counted = self.slot.count.load(Relaxed);
-            self.slot.count.store(counted + change, Relaxed);
+            self.slot.count.store(counted + change, Release);
         } else {
-            self.slot.count.fetch_add(change, Relaxed);
+            self.slot.count.fetch_add(change, Release);
         }
     }
 }
@@ -209,10 +279,11 @@ impl Drop for Pass<'_> {
     fn drop(&mut self) {
         // Release: everything the write did happens before a closer's scan that sees it gone.
         if self.own {
-            self.slot.writers.store(0, Release);
+            let left = self.slot.left.load(Relaxed);
+            self.slot.left.store(left + 1, Release);
             self.slot.busy.set(false);
         } else {
-            self.slot.writers.fetch_sub(1, Release);
+            self.slot.left.fetch_add(1, Release);
         }
     }
 }
@@ -234,6 +305,9 @@ impl Closed<'_> {
 
 impl Drop for Closed<'_> {
     fn drop(&mut self) {
+        let closings = self.gate.closings.load(Relaxed);
+        // Release: a `count` that reads this even value sees the counts the closer stored.
+        self.gate.closings.store(closings + 1, Release);
         // Release: what the closer did happens before a write whose check reads this store.
         self.gate.closed.store(false, Release);
     }

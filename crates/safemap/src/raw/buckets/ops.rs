@@ -270,7 +270,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
     }
 
     fn len(&self) -> usize {
-        self.gate.close().count()
+        self.gate.count()
     }
 
     /// Per chain of the root: each chain is locked on its own.
