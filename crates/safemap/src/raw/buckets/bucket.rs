@@ -249,7 +249,8 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         chain.head().meta.store(meta | MOVED, Release);
     }
 
-    /// Compares tags first, so that only a matching entry is loaded.
+    /// Compares tags first, all of a bucket's at once as readers do, so that only a matching
+    /// entry is loaded.
     #[inline]
     fn locate<'a>(
         chain: Chain<'a, Self>,
@@ -257,10 +258,16 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         matches: impl Fn(&K) -> bool,
     ) -> Option<Located<'a, K, V, Self>> {
         let tag = tag_of(hash);
-        Self::occupied(chain).find(|(slot, entry)| {
-            tag_at(slot.line().meta.load(Relaxed), slot.index()) == tag
-                && entry.hash == hash
-                && matches(&entry.key)
+        Self::buckets(chain).find_map(|line| {
+            let meta = line.meta.load(Relaxed);
+            slots_of(tagged(meta, tag)).find_map(|index| {
+                // SAFETY: a slot `tagged` lists has a tag (the one looked for or, past it,
+                // another), so it holds a published entry; only lock holders unlink and retire
+                // entries, and this writer holds the lock.
+                let entry = unsafe { line.slots[index].load(Relaxed).as_ref() }?;
+                (entry.hash == hash && matches(&entry.key))
+                    .then(|| (Slot::of(chain, line, index), entry))
+            })
         })
     }
 

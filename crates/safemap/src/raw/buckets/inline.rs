@@ -168,19 +168,28 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         })
     }
 
+    /// The first occupied slot of a line (its `words` and `occupied` as read) whose key
+    /// `matches` approves. Every slot's key is compared, and the hits masked by occupancy, with no
+    /// branch per slot: which slot holds a key is random, and such a branch mispredicts. (A free
+    /// slot's words are a removed key or zeros, either a valid `K`, as `K: Pod`.)
+    #[inline(always)]
+    fn matching_slot(
+        words: &[u64; WORDS],
+        occupied: u8,
+        matches: impl Fn(&K) -> bool,
+    ) -> Option<usize> {
+        let hits = (0..<Self as Line<K, V>>::SLOTS).fold(0u8, |hits, index| {
+            hits | u8::from(matches(&Self::key_at(words, index))) << index
+        }) & occupied;
+        (hits != 0).then(|| hits.trailing_zeros() as usize)
+    }
+
     /// The entry whose key `matches` approves in the line `copy` was taken of, or in the rest
     /// of its chain; keys are compared on validated copies.
     #[inline(always)]
     fn find_from(mut copy: LineCopy<K, V>, matches: impl Fn(&K) -> bool) -> Found<Copied<K, V>> {
         loop {
-            // Every slot's key is compared, and the hits masked by occupancy, without a branch
-            // per slot: which slot holds a key is random, and a branch on it mispredicts. (A free
-            // slot's words are a removed key or zeros, either a valid `K`, as `K: Pod`.)
-            let hits = (0..<Self as Line<K, V>>::SLOTS).fold(0u8, |hits, index| {
-                hits | u8::from(matches(&Self::key_at(&copy.words, index))) << index
-            }) & copy.occupied;
-            if hits != 0 {
-                let index = hits.trailing_zeros() as usize;
+            if let Some(index) = Self::matching_slot(&copy.words, copy.occupied, &matches) {
                 return Found::Entry(Self::entry_at(&copy.words, index));
             }
             // SAFETY: the link was read in a validated copy, so it points to an overflow line of
@@ -203,9 +212,9 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         let mut last = chain.head();
         for line in Self::lines(chain) {
             let occupied = line.occupied.load(Relaxed);
-            if let Some(index) =
-                (0..<Self as Line<K, V>>::SLOTS).find(|&index| occupied & (1 << index) == 0)
-            {
+            let free = !occupied & ((1 << <Self as Line<K, V>>::SLOTS) - 1);
+            if free != 0 {
+                let index = free.trailing_zeros() as usize;
                 line.bracketed(|| {
                     line.store_slot(index, key, value);
                     line.occupied.store(occupied | 1 << index, Relaxed);
@@ -373,7 +382,11 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         _hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Option<Located<'a, K, V, Self>> {
-        Self::occupied(chain).find(|(_, entry)| matches(&entry.key))
+        Self::lines(chain).find_map(|line| {
+            let words = line.held_words();
+            let index = Self::matching_slot(&words, line.occupied.load(Relaxed), &matches)?;
+            Some((Slot::of(chain, line, index), Self::entry_at(&words, index)))
+        })
     }
 
     fn occupied<'a>(
