@@ -17,8 +17,11 @@
 //!   still hold the stored one.
 //! - **Resizes** move a few chains per write (`resize.rs`), so no write waits for the whole table
 //!   to be copied, and readers follow moved chains to the next table.
-//! - **Whole-map operations** that must be atomic (`len`, `clear`, `snapshot`) close the gate: no
-//!   write is under way while they run, and readers go on. `for_each`, `iter` and `retain` visit
+//! - **Whole-map operations** that must be atomic (`clear`, `snapshot`) close the gate: no write
+//!   is under way while they run, and readers go on. Closing pays a process-wide barrier
+//!   (`membarrier`, `raw/barrier.rs`) so that passing costs a write no locked instruction. `len`
+//!   reads the gate's per-thread counts between writes instead, and closes the gate only when
+//!   writes keep it from finding such a moment (`gate.rs`). `for_each`, `iter` and `retain` visit
 //!   one chain at a time in position order (`table.rs`), so a key present throughout is visited
 //!   once even if tables change in between.
 //!
