@@ -81,7 +81,8 @@
 //!   never a closure), and the writes of both wait for their chain's lock, or for a `len`,
 //!   `clear` or `snapshot` under way;
 //! - `len`, `clear`, `snapshot` and `Clone` wait for every shard's lock in turn (in
-//!   the ScalableMaps, for the writes under way, holding new ones back); `iter` and `for_each`
+//!   the ScalableMaps, for the writes under way, holding new ones back; their `len` does so only
+//!   when writes keep it from finding a moment between them); `iter` and `for_each`
 //!   for one shard's at a time (the ScalableMaps' for none);
 //! - [`get_or_insert_with`](ConcurrentMap::get_or_insert_with) and
 //!   [`try_get_or_insert_with`](ConcurrentMap::try_get_or_insert_with) run their closure with no
