@@ -34,8 +34,8 @@ use crate::raw::buckets::{Buckets, Inline};
 /// moment between writes, holding no one back; only when writes keep it from finding one does it
 /// do what `clear` and `snapshot` always do: wait for the writes under way and hold new ones back
 /// while it runs (readers go on). Holding the writes back costs the caller a process-wide barrier
-/// (the `membarrier` system call: about 12 us here with another thread running, 0.2 us alone),
-/// which is what lets a write announce itself with a plain store. `iter`, `for_each` and `retain` go chain by chain, taking
+/// (the `membarrier` system call, which interrupts every other CPU running one of the process's
+/// threads: microseconds), which is what lets a write announce itself with a plain store. `iter`, `for_each` and `retain` go chain by chain, taking
 /// no lock (`retain` locks one chain at a time): a key present throughout is seen exactly once,
 /// and a key removed and inserted again while its chain is being read may be seen twice.
 ///
