@@ -145,10 +145,7 @@ impl Order {
     /// Orders zeroed memory of `layout` from the release thread, or makes it here if there is
     /// none (under schedule explorers, or if the thread could not start).
     pub(crate) fn place(layout: Layout) -> Order {
-        let order = Order(std::sync::Arc::new(Ordered {
-            layout,
-            made: crate::sync::BookkeepingMutex::new(None),
-        }));
+        let order = Order::unfilled(layout);
         #[cfg(not(shuttle))]
         if let Some(releaser) = background::releaser() {
             releaser.take_order(std::sync::Arc::clone(&order.0));
@@ -158,9 +155,9 @@ impl Order {
         order
     }
 
-    /// An order no thread fills: a release thread that never gets a core.
-    #[cfg(test)]
-    pub(crate) fn never_filled(layout: Layout) -> Order {
+    /// An order for `layout`, handed to no thread yet (in tests, to none ever: a release thread
+    /// that never gets a core).
+    pub(crate) fn unfilled(layout: Layout) -> Order {
         Order(std::sync::Arc::new(Ordered {
             layout,
             made: crate::sync::BookkeepingMutex::new(None),

@@ -18,8 +18,8 @@
 //! (whose words are a removed key or zeros, a valid `K` either way), and masks the hits by
 //! occupancy: a branch per slot would mispredict on which slot holds the key, and that cost a
 //! cache-resident lookup more than the comparisons (ReadHeavy on 64k keys, one thread: 24-25 ->
-//! 29-31 Mops/s). A reader stores nothing in the line. It waits only while a writer is between the two stores of the
-//! sequence word, which bracket a few word stores and no user code.
+//! 29-31 Mops/s). A reader stores nothing in the line. It waits only while a writer is between
+//! the two stores of the sequence word, which bracket a few word stores and no user code.
 //!
 //! # Writes
 //! Every change goes through the holder of the chain head's lock, which reads the lines with

@@ -272,7 +272,7 @@ mod tests {
         assert!(size_of::<Inline<u64, u64>>() << bits >= super::ORDER_FROM);
         *core.resizing.lock() = Some((
             bits,
-            Order::never_filled(Table::<u64, u64, Inline<u64, u64>>::layout(bits)),
+            Order::unfilled(Table::<u64, u64, Inline<u64, u64>>::layout(bits)),
         ));
         let overfull = 2 * 4096 * Pod::GROW_PAST as u64;
         while root_state(&core) == (4096, false) {
@@ -312,7 +312,8 @@ mod tests {
         let (before, _) = root_state(&core);
         core.reserve(0, &hasher);
         // At least the table the resize was making (more if the entries want more: under
-        // `--cfg safemap_stress` tables grow past one entry per chain, before `reserve` sizes them).
+        // `--cfg safemap_stress` tables grow past one entry per chain, before `reserve` sizes
+        // them).
         let (after, resizing) = root_state(&core);
         assert!(
             !resizing && after >= 2 * before,
