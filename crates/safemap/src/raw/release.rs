@@ -92,13 +92,14 @@ pub(crate) unsafe fn free(allocations: Vec<Allocation>) {
 }
 
 /// Waits until the memory of every large table a map has let go of so far is back with the
-/// allocator.
+/// allocator, and every large table a map has asked for so far is made.
 ///
 /// `ScalableMap` and `ScalablePodMap` free a table of 1 MiB or more (one they grew out of, or
 /// one of a map that was dropped) on a background thread, a step at a time, so that no
 /// operation stalls for the milliseconds that giving many pages back to the kernel takes
-/// (`shrink_to_fit` frees on the caller's thread instead). Call this before measuring a
-/// process's memory.
+/// (`shrink_to_fit` frees on the caller's thread instead). The same thread makes the zeroed
+/// memory of a table of 128 KiB or more that a growing map will move to. Call this before
+/// measuring a process's memory: after it, neither kind of background work changes the count.
 ///
 /// ```
 /// use safemap::{ConcurrentMap, ScalablePodMap};
@@ -221,6 +222,15 @@ mod background {
     struct Queue {
         frees: VecDeque<Vec<Pending>>,
         orders: VecDeque<Arc<Ordered>>,
+        /// Whether an order taken off `orders` is being filled.
+        filling: bool,
+    }
+
+    impl Queue {
+        /// No order waits or is being filled, and no table waits to be freed.
+        fn settled(&self) -> bool {
+            self.frees.is_empty() && self.orders.is_empty() && !self.filling
+        }
     }
 
     /// What the release thread does next.
@@ -279,7 +289,7 @@ mod background {
 
         pub(super) fn settle(&self) {
             let mut queue = self.queue.lock();
-            while !queue.frees.is_empty() {
+            while !queue.settled() {
                 queue = self.changed.wait(queue);
             }
         }
@@ -292,6 +302,7 @@ mod background {
                 let mut queue = releaser.queue.lock();
                 loop {
                     if let Some(order) = queue.orders.pop_front() {
+                        queue.filling = true;
                         break Job::Fill(order);
                     }
                     match queue.frees.front_mut() {
@@ -304,6 +315,12 @@ mod background {
                 // An order whose map let go of it is freed as soon as it is filled.
                 Job::Fill(order) => {
                     order.fill();
+                    drop(order);
+                    let mut queue = releaser.queue.lock();
+                    queue.filling = false;
+                    if queue.settled() {
+                        releaser.changed.notify_all();
+                    }
                     continue;
                 }
                 Job::Free(table) => table,
@@ -318,7 +335,7 @@ mod background {
             }
             let mut queue = releaser.queue.lock();
             queue.frees.pop_front();
-            if queue.frees.is_empty() {
+            if queue.settled() {
                 releaser.changed.notify_all();
             }
         }
@@ -397,6 +414,15 @@ mod tests {
             order.take().is_none(),
             "an order's memory is handed out once"
         );
+        // SAFETY: made by the global allocator with this layout, and ours.
+        unsafe { alloc::dealloc(memory.as_ptr(), layout()) };
+    }
+
+    #[test]
+    fn settling_waits_for_the_orders_placed_so_far() {
+        let order = Order::place(layout());
+        super::settle_memory();
+        let memory = order.take().expect("settled with an order not yet filled");
         // SAFETY: made by the global allocator with this layout, and ours.
         unsafe { alloc::dealloc(memory.as_ptr(), layout()) };
     }
