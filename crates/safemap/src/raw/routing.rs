@@ -6,7 +6,7 @@
 //! its low bits. So the parts above a table take their bits just below the tag and leave both
 //! ends alone:
 //! - a shard index takes `log2(shards)` bits below the tag, bits `57 - log2(shards)..57`;
-//! - a trie branch at depth `d` takes the 6 bits `57 - 6 (d + 1)..57 - 6 d` (`raw::trie`).
+//! - a trie branch at depth `d` takes the 4 bits `57 - 4 (d + 1)..57 - 4 d` (`raw::trie`).
 //!
 //! At most [`MAX_SHARDS`] shards, so a shard index uses bits 41..57 at most and a table keeps 41
 //! low bits to probe with, more than any table in memory has buckets.

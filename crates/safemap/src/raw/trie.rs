@@ -1,7 +1,7 @@
 //! A persistent hash trie with wide, flat leaves: the immutable structure `SnapshotMap` publishes.
 //!
 //! # Shape
-//! Branches have [`FANOUT`] children and are indexed by successive 6-bit groups of the key's
+//! Branches have [`FANOUT`] children and are indexed by successive 4-bit groups of the key's
 //! hash, taken from bit 56 downwards. The top 7 bits and the low bits are left to the leaves:
 //! each leaf is a hashbrown table, which probes with the low bits and tags with the top 7, so the
 //! trie's own bits do not rob it of entropy. A leaf splits into a branch when it passes
@@ -9,8 +9,8 @@
 //! grows (that takes a hash function so poor that more than [`LEAF_MAX`] keys agree on all 36 bits
 //! the branches use). The bit layout is the one `raw::routing` describes.
 //!
-//! A lookup walks a few branches (two for a million entries) and probes one leaf, so it costs
-//! close to one hashbrown probe: the branches near the root stay in cache.
+//! A lookup walks a few branches (two for 65,536 entries, three for a million) and probes one
+//! leaf, so it costs close to one hashbrown probe: the branches near the root stay in cache.
 //!
 //! # Persistence
 //! Nodes sit behind `Arc`s and are never changed once shared. A write copies the path from the
@@ -32,19 +32,28 @@ use super::routing::TAG_BITS;
 
 /// Children per branch.
 pub(crate) const FANOUT: usize = 1 << BITS;
-const BITS: u32 = 6;
+/// Hash bits per branch level. A write copies one branch per level, and copying a branch takes a
+/// reference to each of its children: an atomic add on a line of each child, which the old
+/// version's drop undoes. With 64 children that was the larger part of a write's cost. 16
+/// children against 64, alternated runs of `safemap-bench run --workload
+/// ReadHeavy,ReadMostly,Exchange --keys 65536,1000000 --threads 1,2 --reps 3 --ops 3000000
+/// --max-seconds 0.5 --contestants SnapshotMap` (Mops/s): Exchange 64k 1 thread 0.59-0.64 ->
+/// 0.99-1.18; ReadHeavy 64k 1 thread 13.5-13.6 -> 19.2-20.0, 2 threads 7.6-9.8 -> 12.1-12.8;
+/// ReadMostly 64k 2 threads 14.5-15.9 -> 18.7-19.3. At 1M a lookup walks one more level:
+/// ReadMostly 1 thread 9.3-10.1 -> 8.7-10.7, 2 threads 9.7-11.1 -> 11.4-13.0. 8 children wrote a
+/// little faster and read no better.
+const BITS: u32 = 4;
 /// The largest leaf that still splits. Every write copies one leaf, so this bounds write cost;
-/// fewer, larger leaves make a lookup's walk shorter. Measured at 1M keys, ReadMostly, one
-/// thread (`safemap-bench run --workload ReadMostly --keys 1000000 --threads 1,2`): 6-bit
-/// branches with 512-entry leaves read 1.5x faster than 5-bit with 128 (p50 220 vs 360 ns);
-/// a write costs 1.3 us instead of 0.8 us (criterion, 64k entries). Under `--cfg safemap_stress`
-/// leaves split at 4 entries, so tests reach deep tries and splits with a few hundred keys.
+/// fewer, larger leaves make a lookup's walk shorter (6-bit branches with 512-entry leaves read
+/// 1.5x faster than 5-bit with 128 at 1M keys, one thread; 256 and 512 measure alike with 4-bit
+/// branches). Under `--cfg safemap_stress` leaves split at 4 entries, so tests reach deep tries
+/// and splits with a few hundred keys.
 #[cfg(not(safemap_stress))]
 pub(crate) const LEAF_MAX: usize = 512;
 #[cfg(safemap_stress)]
 pub(crate) const LEAF_MAX: usize = 4;
-/// The deepest branch level: 6 levels use bits 56..21, leaving hashbrown the low 21.
-const MAX_DEPTH: u32 = 6;
+/// The deepest branch level: 9 levels use bits 56..21, leaving hashbrown the low 21.
+const MAX_DEPTH: u32 = 9;
 /// The highest hash bit the trie uses, plus one: the bits above are hashbrown's tag.
 const TOP: u32 = 64 - TAG_BITS;
 
@@ -61,7 +70,7 @@ pub(crate) struct Leaf<K, V> {
     entries: HashTable<(K, V)>,
 }
 
-/// [`FANOUT`] subtrees, chosen by the next [`BITS`] (6) bits of the hash.
+/// [`FANOUT`] subtrees, chosen by the next [`BITS`] (4) bits of the hash.
 #[derive(Clone)]
 pub(crate) struct Branch<K, V> {
     children: [Child<K, V>; FANOUT],
