@@ -38,8 +38,8 @@ pub(crate) const FANOUT: usize = 1 << BITS;
 /// children against 64, alternated runs of `safemap-bench run --workload
 /// ReadHeavy,ReadMostly,Exchange --keys 65536,1000000 --threads 1,2 --reps 3 --ops 3000000
 /// --max-seconds 0.5 --contestants SnapshotMap` (Mops/s): Exchange 64k 1 thread 0.59-0.64 ->
-/// 0.99-1.18; ReadHeavy 64k 1 thread 13.5-13.6 -> 19.2-20.0, 2 threads 7.6-9.8 -> 12.1-12.8;
-/// ReadMostly 64k 2 threads 14.5-15.9 -> 18.7-19.3. At 1M a lookup walks one more level:
+/// 0.99-1.20; ReadHeavy 64k 1 thread 13.5-13.9 -> 18.4-20.0, 2 threads 7.6-9.8 -> 11.2-12.8;
+/// ReadMostly 64k 2 threads 14.0-15.9 -> 16.1-19.3. At 1M a lookup walks one more level:
 /// ReadMostly 1 thread 9.3-10.1 -> 8.7-10.7, 2 threads 9.7-11.1 -> 11.4-13.0. 8 children wrote a
 /// little faster and read no better.
 const BITS: u32 = 4;
