@@ -12,6 +12,7 @@ for_every_strategy_on_plain_data! {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::thread::{self, ThreadId};
+    use std::time::{Duration, Instant};
 
     use parking_lot::Mutex;
     use rayon::prelude::*;
@@ -48,14 +49,25 @@ for_every_strategy_on_plain_data! {
         });
     }
 
+    /// Records the calling thread in `threads`, then, if `company` is set, waits (up to a few
+    /// seconds, once) for a second thread to arrive: an optimized build visits 50,000 entries
+    /// faster than an idle worker wakes to steal, so without the wait one thread could do all of
+    /// the work that was split. Work that was not split never gets company, and the caller sees one
+    /// thread.
+    fn arrive(threads: &Mutex<HashSet<ThreadId>>, company: bool, deadline: Instant) {
+        threads.lock().insert(thread::current().id());
+        while company && threads.lock().len() < 2 && Instant::now() < deadline {
+            thread::yield_now();
+        }
+    }
+
     #[test]
     fn par_iter_shares_the_work_between_threads() {
         let map = filled(50_000);
         let threads = Mutex::new(HashSet::<ThreadId>::new());
+        let deadline = Instant::now() + Duration::from_secs(5);
         pool().install(|| {
-            map.par_iter().for_each(|_| {
-                threads.lock().insert(thread::current().id());
-            });
+            map.par_iter().for_each(|_| arrive(&threads, true, deadline));
         });
         assert!(threads.lock().len() >= 2, "ran on {:?}", threads.lock());
     }
@@ -131,18 +143,17 @@ for_every_strategy_on_plain_data! {
     #[test]
     fn the_threshold_decides_where_the_work_runs() {
         let map = filled(50_000);
-        let threads_at = |threshold| {
+        let threads_at = |threshold, company| {
             let threads = Mutex::new(HashSet::<ThreadId>::new());
+            let deadline = Instant::now() + Duration::from_secs(5);
             pool().install(|| {
-                map.par_for_each(threshold, |_, _| {
-                    threads.lock().insert(thread::current().id());
-                });
+                map.par_for_each(threshold, |_, _| arrive(&threads, company, deadline));
             });
             threads.into_inner()
         };
-        assert_eq!(threads_at(usize::MAX).len(), 1);
-        assert_eq!(threads_at(50_001).len(), 1);
-        assert!(threads_at(50_000).len() >= 2);
+        assert_eq!(threads_at(usize::MAX, false).len(), 1);
+        assert_eq!(threads_at(50_001, false).len(), 1);
+        assert!(threads_at(50_000, true).len() >= 2);
     }
 
     #[test]
