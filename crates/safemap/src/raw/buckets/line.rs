@@ -1,4 +1,4 @@
-//! What the core asks of one cache line of a chain, whatever the line holds:
+//! What the core asks of one bucket of a chain (one cache line or two), whatever it holds:
 //! - `bucket.rs`: tags and pointers to boxed, immutable entries, for any `K` and `V`; readers
 //!   dereference the pointer they match, under their reclamation guard;
 //! - `inline.rs`: the entries themselves, as atomic words, for plain-old-data `K` and `V`;

@@ -30,7 +30,7 @@ pub(crate) fn position(hash: u64) -> u128 {
 pub(crate) const ALL: Range<u128> = 0..1 << 64;
 
 pub(crate) struct Table<K, V, L> {
-    /// The allocation, and the first bucket in it (the first 64-byte boundary).
+    /// The allocation, and the first bucket in it (at the first multiple of the bucket alignment).
     memory: NonNull<u8>,
     buckets: NonNull<L>,
     bits: u32,
@@ -53,7 +53,7 @@ pub(crate) struct Table<K, V, L> {
 /// Blocks of overflow buckets, and how many of the last one's are taken.
 type Spares<L> = (Vec<Box<[L]>>, usize);
 
-/// Overflow buckets per spare block: 4 KiB.
+/// Overflow buckets per spare block: 4 KiB of 64-byte buckets, 8 KiB of 128-byte ones.
 const SPARE_BLOCK: usize = 64;
 
 // SAFETY: a table owns its buckets and the entries they point to, like a `Box<[Bucket]>`; moving
@@ -67,8 +67,8 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// A table of `2^bits` empty chains, its memory made here. Zeroed memory where that is a
     /// fresh bucket, from the allocator's zeroing path (`calloc`), so that the pages of fresh
     /// memory are mapped by the moves that fill them, not all at once here: asking for the
-    /// buckets' 64-byte alignment instead would make the allocator write every byte, 44 ms for a
-    /// 4M-entry table. (Memory the allocator recycles it clears anyway; see [`Table::order`].)
+    /// buckets' alignment (64 or 128 bytes) instead would make the allocator write every byte,
+    /// 44 ms for a 4M-entry table. (Memory the allocator recycles it clears anyway; see [`Table::order`].)
     pub(crate) fn new(bits: u32) -> Box<Self> {
         let layout = Self::layout(bits);
         let zeroed = Self::zeroed();
