@@ -14,24 +14,26 @@
 //! and a table grows at one bucket's worth of entries per chain, so at the load it grows at a third
 //! of the chains had an overflow bucket, which a lookup there follows (a second miss at 1M keys),
 //! and which costs a whole bucket for one or two entries. Seven slots per 128 bytes take 18 bytes a
-//! slot instead of 21, and at the load a table grows at, a chain overflows about a quarter as
-//! often relative to its slots. `safemap-bench memory`: 44.1 -> 36.4 bytes per entry on average
-//! (1.58 -> 1.30 of hashbrown's), highest 72.1 -> 62.3. A read copies 14 slot words instead of 6;
-//! in the same alternated runs reads measured level at 64k keys and level or faster at 1M (the
-//! second line is adjacent, so the miss is paid once), RapidGrow at 1M on two threads ran 0.41 ->
-//! 0.66 of ShardedMap's rate, and RapidGrow at 64k about 15% slower on one thread.
+//! slot instead of 21, and a chain overflows less often for the entries it holds. `safemap-bench
+//! memory`: 44.1 -> 35.8 bytes per entry on average (1.58 -> 1.28 of hashbrown's), highest 72.1
+//! -> 62.3. The README gives the speed on both sides of the change.
 //!
 //! # Reads
-//! A reader copies the line (occupancy, link, slot words) with atomic loads, and keeps the copy
-//! only if the sequence word was even before and is unchanged after. Every word is an atomic, so a
-//! copy that races a write is discarded, never undefined behaviour (a seqlock over non-atomic data
-//! would be). Keys are compared and values handed out from the kept copy, so user code (`Eq`)
-//! never sees a torn entry. A lookup compares the probe with every slot of a line, free ones too
+//! A lookup copies the line's occupancy, link and keys with atomic loads, and keeps the copy only
+//! if the sequence word was even before and is unchanged after. Every word is an atomic, so a copy
+//! that races a write is discarded, never undefined behaviour (a seqlock over non-atomic data
+//! would be). It compares the probe with the copied keys, then loads the words of the matching
+//! slot's value and keeps them only if the sequence word still holds the value the keys were
+//! validated at (else it reads the line again): keys and value are one moment's, and user code
+//! (`Eq`) only ever sees a validated copy, never a torn key. Loading only the value it hands out
+//! took a lookup from about 195 to 150 instructions (callgrind, ReadHeavy on 64k keys, one thread;
+//! 140 with 64-byte lines). A lookup compares the probe with every slot of a line, free ones too
 //! (whose words are a removed key or zeros, a valid `K` either way), and masks the hits by
 //! occupancy: a branch per slot would mispredict on which slot holds the key, and that cost a
 //! cache-resident lookup more than the comparisons (ReadHeavy on 64k keys, one thread: 24-25 ->
-//! 29-31 Mops/s). A reader stores nothing in the line. It waits only while a writer is between
-//! the two stores of the sequence word, which bracket a few word stores and no user code.
+//! 29-31 Mops/s). An iteration copies whole lines the same way. A reader stores nothing in the
+//! line. It waits only while a writer is between the two stores of the sequence word, which
+//! bracket a few word stores and no user code.
 //!
 //! # Writes
 //! Every change goes through the holder of the chain head's lock, which reads the lines with
@@ -43,7 +45,9 @@
 //! # Orderings
 //! - Writer: `seq = s + 1` (Relaxed), fence(Release), the stores (Relaxed), `seq = s + 2`
 //!   (Release).
-//! - Reader: `s1 = seq` (Acquire), the loads (Relaxed), fence(Acquire), `s2 = seq` (Relaxed).
+//! - Reader: `s1 = seq` (Acquire), the loads (Relaxed), fence(Acquire), `s2 = seq` (Relaxed). A
+//!   lookup's value loads follow `s2 == s1` with a second fence(Acquire) and `s3 = seq` (Relaxed),
+//!   kept if `s3 == s1`: the same argument, for loads made between `s1` and `s3`.
 //!
 //! If one of the reader's loads saw a store of a bracket, the reader's fence synchronizes with
 //! that bracket's Release fence, so `s2` sees the odd value or a later one and differs from an
@@ -150,9 +154,10 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     }
 
     /// What `copy` loads of this line (with Relaxed loads only), from a run during which no
-    /// bracket was under way or began: the seqlock read, in one place.
+    /// bracket was under way or began, and the sequence value of that run: the seqlock read, in
+    /// one place.
     #[inline(always)]
-    fn validated<T>(&self, copy: impl Fn(&Self) -> T) -> T {
+    fn validated<T>(&self, copy: impl Fn(&Self) -> T) -> (T, u32) {
         let spin = Spin::new();
         loop {
             // Acquire: a bracket that ended with this value has its stores visible to `copy`.
@@ -163,20 +168,71 @@ impl<K: Pod, V: Pod> Inline<K, V> {
                 // bracket's odd value or a later one (module docs).
                 fence(Acquire);
                 if self.seq.load(Relaxed) == before {
-                    return copied;
+                    return (copied, before);
                 }
             }
             spin.wait();
         }
     }
 
+    /// What `copy` loads now, if the line is still as it was in the run a [`Self::validated`]
+    /// read returned `at` for: `None` if a bracket began since. The same argument as there, with
+    /// the first load of the sequence word moved back to that run, makes these loads and that
+    /// run's one moment's contents.
+    #[inline(always)]
+    fn still<T>(&self, at: u32, copy: impl FnOnce(&Self) -> T) -> Option<T> {
+        let copied = copy(self);
+        // Acquire: as in `validated`.
+        fence(Acquire);
+        (self.seq.load(Relaxed) == at).then_some(copied)
+    }
+
     /// A validated copy of this line, as of one moment within the call.
     #[inline(always)]
     fn read(&self) -> LineCopy<K, V> {
+        self.read_words(|_| true).0
+    }
+
+    /// A validated copy of this line's occupancy, link and keys (its other words left zero), and
+    /// the sequence value it is valid at: what a lookup compares, without the values it does not
+    /// hand out.
+    #[inline(always)]
+    fn read_keys(&self) -> (LineCopy<K, V>, u32) {
+        self.read_words(|word| word % Self::SLOT_WORDS < Self::KEY_WORDS)
+    }
+
+    /// A validated copy of the occupancy, the link and the words `wanted` picks (the others left
+    /// zero), with the sequence value it is valid at.
+    #[inline(always)]
+    fn read_words(&self, wanted: impl Fn(usize) -> bool) -> (LineCopy<K, V>, u32) {
         self.validated(|line| LineCopy {
             occupied: line.occupied.load(Relaxed),
             next: line.next.load(Relaxed),
-            words: std::array::from_fn(|index| line.words[index].load(Relaxed)),
+            words: std::array::from_fn(|index| {
+                if wanted(index) {
+                    line.words[index].load(Relaxed)
+                } else {
+                    0
+                }
+            }),
+        })
+    }
+
+    /// The value in slot `index`, if the line is still as a [`Self::read_keys`] that returned
+    /// `at` copied it.
+    #[inline(always)]
+    fn value_at(&self, index: usize, at: u32) -> Option<V> {
+        let first = index * Self::SLOT_WORDS + Self::KEY_WORDS;
+        self.still(at, |line| {
+            let words: [u64; WORDS] = std::array::from_fn(|word| {
+                let at = first + word;
+                if word < Self::SLOT_WORDS - Self::KEY_WORDS {
+                    line.words[at].load(Relaxed)
+                } else {
+                    0
+                }
+            });
+            decode(&words[..Self::SLOT_WORDS - Self::KEY_WORDS])
         })
     }
 
@@ -196,18 +252,36 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         (hits != 0).then(|| hits.trailing_zeros() as usize)
     }
 
-    /// The entry whose key `matches` approves in the line `copy` was taken of, or in the rest
-    /// of its chain; keys are compared on validated copies.
+    /// The entry whose key `matches` approves in `line`, whose keys `keys` copied at sequence
+    /// value `at`, or in the rest of its chain. Keys are compared on validated copies; the
+    /// matching slot's value is then loaded and kept only if the line is still as it was then,
+    /// else the line is read again.
     #[inline(always)]
-    fn find_from(mut copy: LineCopy<K, V>, matches: impl Fn(&K) -> bool) -> Found<Copied<K, V>> {
+    fn find_from(
+        mut line: &Self,
+        (mut keys, mut at): (LineCopy<K, V>, u32),
+        matches: impl Fn(&K) -> bool,
+    ) -> Found<Copied<K, V>> {
         loop {
-            if let Some(index) = Self::matching_slot(&copy.words, copy.occupied, &matches) {
-                return Found::Entry(Self::entry_at(&copy.words, index));
+            if let Some(index) = Self::matching_slot(&keys.words, keys.occupied, &matches) {
+                match line.value_at(index, at) {
+                    Some(value) => {
+                        let key = Self::key_at(&keys.words, index);
+                        return Found::Entry(Copied { key, value });
+                    }
+                    None => {
+                        (keys, at) = line.read_keys();
+                        continue;
+                    }
+                }
             }
             // SAFETY: the link was read in a validated copy, so it points to an overflow line of
             // this table, which is freed only with the table, which the reader's guard keeps.
-            match unsafe { copy.next.as_ref() } {
-                Some(next) => copy = next.read(),
+            match unsafe { keys.next.as_ref() } {
+                Some(next) => {
+                    line = next;
+                    (keys, at) = next.read_keys();
+                }
                 None => return Found::Absent,
             }
         }
@@ -347,11 +421,11 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         _hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Found<Self::View<'g>> {
-        let copy = self.read();
-        if copy.occupied & MOVED != 0 {
+        let keys = self.read_keys();
+        if keys.0.occupied & MOVED != 0 {
             return Found::Moved;
         }
-        Self::find_from(copy, matches)
+        Self::find_from(self, keys, matches)
     }
 
     fn read_all<'g>(
