@@ -222,18 +222,22 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     /// `at` copied it.
     #[inline(always)]
     fn value_at(&self, index: usize, at: u32) -> Option<V> {
+        self.still(at, |line| line.load_value(index))
+    }
+
+    /// The value of slot `index`, with Relaxed loads: inside a validated read, or by the lock
+    /// holder.
+    #[inline(always)]
+    fn load_value(&self, index: usize) -> V {
         let first = index * Self::SLOT_WORDS + Self::KEY_WORDS;
-        self.still(at, |line| {
-            let words: [u64; WORDS] = std::array::from_fn(|word| {
-                let at = first + word;
-                if word < Self::SLOT_WORDS - Self::KEY_WORDS {
-                    line.words[at].load(Relaxed)
-                } else {
-                    0
-                }
-            });
-            decode(&words[..Self::SLOT_WORDS - Self::KEY_WORDS])
-        })
+        let words: [u64; WORDS] = std::array::from_fn(|word| {
+            if word < Self::SLOT_WORDS - Self::KEY_WORDS {
+                self.words[first + word].load(Relaxed)
+            } else {
+                0
+            }
+        });
+        decode(&words[..Self::SLOT_WORDS - Self::KEY_WORDS])
     }
 
     /// The first occupied slot of a line (its `words` and `occupied` as read) whose key
@@ -465,16 +469,26 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         head.bracketed(|| head.occupied.store(occupied | MOVED, Relaxed));
     }
 
-    /// By key alone, as readers do.
+    /// By key alone, as readers do: the keys, then the matching slot's value.
     fn locate<'a>(
         chain: Chain<'a, Self>,
         _hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Option<Located<'a, K, V, Self>> {
         Self::lines(chain).find_map(|line| {
-            let words = line.held_words();
-            let index = Self::matching_slot(&words, line.occupied.load(Relaxed), &matches)?;
-            Some((Slot::of(chain, line, index), Self::entry_at(&words, index)))
+            let keys: [u64; WORDS] = std::array::from_fn(|word| {
+                if word % Self::SLOT_WORDS < Self::KEY_WORDS {
+                    line.words[word].load(Relaxed)
+                } else {
+                    0
+                }
+            });
+            let index = Self::matching_slot(&keys, line.occupied.load(Relaxed), &matches)?;
+            let entry = Copied {
+                key: Self::key_at(&keys, index),
+                value: line.load_value(index),
+            };
+            Some((Slot::of(chain, line, index), entry))
         })
     }
 
