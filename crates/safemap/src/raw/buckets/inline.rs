@@ -125,7 +125,8 @@ fn encode<T: Pod>(value: &T, words: &mut [u64]) {
 
 impl<K: Pod, V: Pod> Inline<K, V> {
     const KEY_WORDS: usize = words_of::<K>();
-    const SLOT_WORDS: usize = Self::KEY_WORDS + words_of::<V>();
+    const VALUE_WORDS: usize = words_of::<V>();
+    const SLOT_WORDS: usize = Self::KEY_WORDS + Self::VALUE_WORDS;
     const FITS: () = assert!(
         Self::SLOT_WORDS <= WORDS,
         "an inline entry's key and value take at most 112 bytes"
@@ -190,31 +191,45 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     /// A validated copy of this line, as of one moment within the call.
     #[inline(always)]
     fn read(&self) -> LineCopy<K, V> {
-        self.read_words(|_| true).0
+        self.read_with(Self::all_words).0
     }
 
-    /// A validated copy of this line's occupancy, link and keys (its other words left zero), and
+    /// A validated copy of this line's occupancy, link and keys (its value words left zero), and
     /// the sequence value it is valid at: what a lookup compares, without the values it does not
     /// hand out.
     #[inline(always)]
     fn read_keys(&self) -> (LineCopy<K, V>, u32) {
-        self.read_words(|word| word % Self::SLOT_WORDS < Self::KEY_WORDS)
+        self.read_with(Self::key_words)
     }
 
-    /// A validated copy of the occupancy, the link and the words `wanted` picks (the others left
-    /// zero), with the sequence value it is valid at.
+    /// A validated copy of the occupancy, the link and the slot words `words` loads, with the
+    /// sequence value it is valid at.
     #[inline(always)]
-    fn read_words(&self, wanted: impl Fn(usize) -> bool) -> (LineCopy<K, V>, u32) {
+    fn read_with(&self, words: impl Fn(&Self) -> [u64; WORDS]) -> (LineCopy<K, V>, u32) {
         self.validated(|line| LineCopy {
             occupied: line.occupied.load(Relaxed),
             next: line.next.load(Relaxed),
-            words: std::array::from_fn(|index| {
-                if wanted(index) {
-                    line.words[index].load(Relaxed)
-                } else {
-                    0
-                }
-            }),
+            words: words(line),
+        })
+    }
+
+    /// Every slot word, with Relaxed loads: inside a validated read, or by the lock holder (for
+    /// whom no change is under way).
+    #[inline(always)]
+    fn all_words(&self) -> [u64; WORDS] {
+        std::array::from_fn(|index| self.words[index].load(Relaxed))
+    }
+
+    /// The slots' key words, with Relaxed loads, and zeros for the value words: inside a
+    /// validated read, or by the lock holder.
+    #[inline(always)]
+    fn key_words(&self) -> [u64; WORDS] {
+        std::array::from_fn(|index| {
+            if index % Self::SLOT_WORDS < Self::KEY_WORDS {
+                self.words[index].load(Relaxed)
+            } else {
+                0
+            }
         })
     }
 
@@ -231,13 +246,13 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     fn load_value(&self, index: usize) -> V {
         let first = index * Self::SLOT_WORDS + Self::KEY_WORDS;
         let words: [u64; WORDS] = std::array::from_fn(|word| {
-            if word < Self::SLOT_WORDS - Self::KEY_WORDS {
+            if word < Self::VALUE_WORDS {
                 self.words[first + word].load(Relaxed)
             } else {
                 0
             }
         });
-        decode(&words[..Self::SLOT_WORDS - Self::KEY_WORDS])
+        decode(&words[..Self::VALUE_WORDS])
     }
 
     /// The first occupied slot of a line (its `words` and `occupied` as read) whose key
@@ -320,11 +335,6 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         // as filled above.
         last.bracketed(|| last.next.store(ptr::from_ref(overflow).cast_mut(), Relaxed));
         true
-    }
-
-    /// This line's words as its lock holder sees them: no change is under way.
-    fn held_words(&self) -> [u64; WORDS] {
-        std::array::from_fn(|index| self.words[index].load(Relaxed))
     }
 
     /// Runs `change`, which stores into this line, as one bracket readers see whole or not at all.
@@ -476,13 +486,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         matches: impl Fn(&K) -> bool,
     ) -> Option<Located<'a, K, V, Self>> {
         Self::lines(chain).find_map(|line| {
-            let keys: [u64; WORDS] = std::array::from_fn(|word| {
-                if word % Self::SLOT_WORDS < Self::KEY_WORDS {
-                    line.words[word].load(Relaxed)
-                } else {
-                    0
-                }
-            });
+            let keys = line.key_words();
             let index = Self::matching_slot(&keys, line.occupied.load(Relaxed), &matches)?;
             let entry = Copied {
                 key: Self::key_at(&keys, index),
@@ -496,7 +500,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         chain: Chain<'a, Self>,
     ) -> impl Iterator<Item = (Slot<'a, Self>, Copied<K, V>)> {
         Self::lines(chain).flat_map(move |line| {
-            let words = line.held_words();
+            let words = line.all_words();
             Self::slots_of(line.occupied.load(Relaxed))
                 .map(move |index| (Slot::of(chain, line, index), Self::entry_at(&words, index)))
         })
@@ -651,9 +655,9 @@ mod tests {
         let (key, value) = ([1, 2, 3], 0x0102_0304);
         for index in 0..<Odd as Line<[u8; 3], u32>>::SLOTS {
             line.store_slot(index, &key, &value);
-            let back = Odd::entry_at(&line.held_words(), index);
+            let back = Odd::entry_at(&line.all_words(), index);
             assert_eq!((back.key, back.value), (key, value));
-            assert_eq!(Odd::key_at(&line.held_words(), index), key);
+            assert_eq!(Odd::key_at(&line.all_words(), index), key);
         }
     }
 }
