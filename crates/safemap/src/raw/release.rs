@@ -1,5 +1,4 @@
-//! Taking and giving back the memory of a large table without stalling the operation that does
-//! it.
+//! Giving the memory of a large table back without stalling the operation that frees it.
 //!
 //! # Why
 //! Freeing an allocation of many pages hands them all back to the kernel in one call: growing a
@@ -18,12 +17,6 @@
 //! Smaller tables, those freed inside [`on_this_thread`] (`shrink_to_fit`, which promises the
 //! memory back on return and is a maintenance call the caller chose to pay for), and every table
 //! under schedule explorers are freed at once.
-//!
-//! Making a large table stalls too: `calloc` clears memory the allocator recycles (after a large
-//! free, glibc serves allocations of up to 32 MiB from its heap), and making the tables of a
-//! `ScalablePodMap` growing to 4M entries took up to 7.7 ms (16 MiB). An [`Order`] has the same
-//! thread make the zeroed memory; the map goes on with the table it has until the order is
-//! filled.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -92,14 +85,13 @@ pub(crate) unsafe fn free(allocations: Vec<Allocation>) {
 }
 
 /// Waits until the memory of every large table a map has let go of so far is back with the
-/// allocator, and every large table a map has asked for so far is made.
+/// allocator.
 ///
 /// `ScalableMap` and `ScalablePodMap` free a table of 1 MiB or more (one they grew out of, or
 /// one of a map that was dropped) on a background thread, a step at a time, so that no
 /// operation stalls for the milliseconds that giving many pages back to the kernel takes
-/// (`shrink_to_fit` frees on the caller's thread instead). The same thread makes the zeroed
-/// memory of a table of 128 KiB or more that a growing map will move to. Call this before
-/// measuring a process's memory: after it, neither kind of background work changes the count.
+/// (`shrink_to_fit` frees on the caller's thread instead). Call this before measuring a
+/// process's memory.
 ///
 /// ```
 /// use safemap::{ConcurrentMap, ScalablePodMap};
@@ -118,87 +110,14 @@ pub fn settle_memory() {
     }
 }
 
-/// Zeroed memory of one layout, made by the release thread for a caller that comes back for it
-/// ([`Order::take`]). Memory an order made but nobody took is freed with the order.
-pub(crate) struct Order(std::sync::Arc<Ordered>);
-
-/// An order's layout and, once made, its memory (an address, so that it can cross threads).
-struct Ordered {
-    layout: Layout,
-    made: crate::sync::BookkeepingMutex<Option<usize>>,
-}
-
-impl Drop for Ordered {
-    /// Frees memory made and not taken (a map that let go of its order), through [`free`], so
-    /// that a large block does not stall whoever drops the order.
-    fn drop(&mut self) {
-        let made = self.made.get_mut().take();
-        if let Some(memory) = made.and_then(|address| NonNull::new(address as *mut u8)) {
-            let layout = self.layout;
-            // SAFETY: made by `alloc_zeroed` with this layout, and not taken, so nothing else
-            // holds it; freed once, here.
-            unsafe { free(vec![Allocation { memory, layout }]) };
-        }
-    }
-}
-
-impl Order {
-    /// Orders zeroed memory of `layout` from the release thread, or makes it here if there is
-    /// none (under schedule explorers, or if the thread could not start).
-    pub(crate) fn place(layout: Layout) -> Order {
-        let order = Order::unfilled(layout);
-        #[cfg(not(shuttle))]
-        if let Some(releaser) = background::releaser() {
-            releaser.take_order(std::sync::Arc::clone(&order.0));
-            return order;
-        }
-        order.0.fill();
-        order
-    }
-
-    /// An order for `layout`, handed to no thread yet (in tests, to none ever: a release thread
-    /// that never gets a core).
-    pub(crate) fn unfilled(layout: Layout) -> Order {
-        Order(std::sync::Arc::new(Ordered {
-            layout,
-            made: crate::sync::BookkeepingMutex::new(None),
-        }))
-    }
-
-    /// The layout ordered.
-    pub(crate) fn layout(&self) -> Layout {
-        self.0.layout
-    }
-
-    /// The memory, once made: zeroed, from the global allocator with the order's layout, and the
-    /// caller's to free. `None` until then.
-    pub(crate) fn take(&self) -> Option<NonNull<u8>> {
-        let address = self.0.made.lock().take()?;
-        NonNull::new(address as *mut u8)
-    }
-}
-
-impl Ordered {
-    /// Makes the memory.
-    fn fill(&self) {
-        // SAFETY: a table's layout is never zero in size.
-        let memory = unsafe { alloc::alloc_zeroed(self.layout) };
-        if memory.is_null() {
-            alloc::handle_alloc_error(self.layout);
-        }
-        *self.made.lock() = Some(memory as usize);
-    }
-}
-
 #[cfg(not(shuttle))]
 mod background {
     use std::sync::OnceLock;
 
     use std::alloc::Layout;
     use std::collections::VecDeque;
-    use std::sync::Arc;
 
-    use super::{Ordered, STEP};
+    use super::STEP;
     use crate::sync::{Condvar, Mutex};
 
     /// An allocation waiting for the release thread; an address, so that it can cross threads.
@@ -217,27 +136,8 @@ mod background {
     }
 
     /// The tables the release thread has been handed, each as its allocations, first come
-    /// first freed; and the orders for new tables' memory, which it fills first.
-    #[derive(Default)]
-    struct Queue {
-        frees: VecDeque<Vec<Pending>>,
-        orders: VecDeque<Arc<Ordered>>,
-        /// Whether an order taken off `orders` is being filled.
-        filling: bool,
-    }
-
-    impl Queue {
-        /// No order waits or is being filled, and no table waits to be freed.
-        fn settled(&self) -> bool {
-            self.frees.is_empty() && self.orders.is_empty() && !self.filling
-        }
-    }
-
-    /// What the release thread does next.
-    enum Job {
-        Fill(Arc<Ordered>),
-        Free(Vec<Pending>),
-    }
+    /// first freed.
+    type Queue = VecDeque<Vec<Pending>>;
 
     pub(super) struct Releaser {
         /// Tables not yet freed; the front one is being released.
@@ -254,7 +154,7 @@ mod background {
     /// be started, so that the caller frees at once.
     pub(super) fn releaser() -> Option<&'static Releaser> {
         let releaser = RELEASER.get_or_init(|| Releaser {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue::new()),
             changed: Condvar::new(),
         });
         let started = THREAD.get_or_init(|| {
@@ -278,52 +178,29 @@ mod background {
 
     impl Releaser {
         pub(super) fn hand_over(&self, pending: Vec<Pending>) {
-            self.queue.lock().frees.push_back(pending);
-            self.changed.notify_all();
-        }
-
-        pub(super) fn take_order(&self, order: Arc<Ordered>) {
-            self.queue.lock().orders.push_back(order);
+            self.queue.lock().push_back(pending);
             self.changed.notify_all();
         }
 
         pub(super) fn settle(&self) {
             let mut queue = self.queue.lock();
-            while !queue.settled() {
+            while !queue.is_empty() {
                 queue = self.changed.wait(queue);
             }
         }
     }
 
-    /// The release thread: fills the orders and frees what it is handed, forever.
+    /// The release thread: frees what it is handed, forever.
     fn run(releaser: &Releaser) {
         loop {
-            let job = {
+            let table = {
                 let mut queue = releaser.queue.lock();
                 loop {
-                    if let Some(order) = queue.orders.pop_front() {
-                        queue.filling = true;
-                        break Job::Fill(order);
-                    }
-                    match queue.frees.front_mut() {
-                        Some(front) => break Job::Free(std::mem::take(front)),
+                    match queue.front_mut() {
+                        Some(front) => break std::mem::take(front),
                         None => queue = releaser.changed.wait(queue),
                     }
                 }
-            };
-            let table = match job {
-                // An order whose map let go of it is freed as soon as it is filled.
-                Job::Fill(order) => {
-                    order.fill();
-                    drop(order);
-                    let mut queue = releaser.queue.lock();
-                    queue.filling = false;
-                    if queue.settled() {
-                        releaser.changed.notify_all();
-                    }
-                    continue;
-                }
-                Job::Free(table) => table,
             };
             for Pending { address, layout } in table {
                 if layout.size() >= STEP {
@@ -334,8 +211,8 @@ mod background {
                 unsafe { std::alloc::dealloc(address as *mut u8, layout) };
             }
             let mut queue = releaser.queue.lock();
-            queue.frees.pop_front();
-            if queue.settled() {
+            queue.pop_front();
+            if queue.is_empty() {
                 releaser.changed.notify_all();
             }
         }
@@ -368,72 +245,5 @@ mod background {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = (address, size);
-    }
-}
-
-#[cfg(all(test, not(shuttle)))]
-mod tests {
-    use std::alloc::{self, Layout};
-    use std::time::{Duration, Instant};
-
-    use super::Order;
-
-    fn layout() -> Layout {
-        Layout::from_size_align(4 << 20, 16).expect("a valid layout")
-    }
-
-    /// Waits for `order`'s memory, for at most 10 seconds.
-    fn wait_for(order: &Order) -> std::ptr::NonNull<u8> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(memory) = order.take() {
-                return memory;
-            }
-            assert!(Instant::now() < deadline, "the order was not filled");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    #[test]
-    fn an_order_is_filled_once_with_zeroed_memory_of_its_layout() {
-        // Dirty memory of the same size first, so that the allocator may hand it out again.
-        // SAFETY: a non-zero size; written within bounds, then freed with its layout.
-        unsafe {
-            let dirty = alloc::alloc(layout());
-            assert!(!dirty.is_null());
-            dirty.write_bytes(0xA5, layout().size());
-            alloc::dealloc(dirty, layout());
-        }
-        let order = Order::place(layout());
-        assert_eq!(order.layout(), layout());
-        let memory = wait_for(&order);
-        // SAFETY: the order's memory, of its layout, initialized (zeroed) and now ours.
-        let bytes = unsafe { std::slice::from_raw_parts(memory.as_ptr(), layout().size()) };
-        assert!(bytes.iter().all(|&b| b == 0), "the memory is not zeroed");
-        assert!(
-            order.take().is_none(),
-            "an order's memory is handed out once"
-        );
-        // SAFETY: made by the global allocator with this layout, and ours.
-        unsafe { alloc::dealloc(memory.as_ptr(), layout()) };
-    }
-
-    #[test]
-    fn settling_waits_for_the_orders_placed_so_far() {
-        let order = Order::place(layout());
-        super::settle_memory();
-        let memory = order.take().expect("settled with an order not yet filled");
-        // SAFETY: made by the global allocator with this layout, and ours.
-        unsafe { alloc::dealloc(memory.as_ptr(), layout()) };
-    }
-
-    /// The sanitizer runs' leak check fails this if an order's memory outlives the order.
-    #[test]
-    fn an_order_nobody_takes_is_freed_with_it() {
-        drop(Order::place(layout()));
-        // Orders are filled in turn: once this one is, the first was filled and freed.
-        let memory = wait_for(&Order::place(layout()));
-        // SAFETY: made by the global allocator with this layout, and ours.
-        unsafe { alloc::dealloc(memory.as_ptr(), layout()) };
     }
 }

@@ -51,7 +51,6 @@ use table::{ALL, Detached, Table, position};
 
 use super::core::{Probe, Wait};
 use super::reclaim::{Collector, Guard};
-use super::release::Order;
 use crate::sync::{AtomicPtr, Mutex};
 
 /// The core of `ScalableMap` and `ScalablePodMap`, over lines of kind `L`. Keys and values are
@@ -60,9 +59,8 @@ pub struct Buckets<K, V, L: Line<K, V> = Bucket<K, V>> {
     /// The oldest live table, null while the map has none.
     root: AtomicPtr<Table<K, V, L>>,
     gate: Gate,
-    /// Held by the writer linking a next table, with the order for the next table's memory
-    /// while the release thread makes it (`resize.rs`).
-    resizing: Mutex<Option<(u32, Order)>>,
+    /// Held by the writer linking a next table or installing a root.
+    resizing: Mutex<()>,
     /// Made by the first write (it holds a few KiB of per-thread slots), so an empty map stays
     /// small; null until then. Dropped (in `drop`) after the tables' entries are freed.
     collector: AtomicPtr<Collector>,
@@ -81,7 +79,7 @@ impl<K, V, L: Line<K, V>> Default for Buckets<K, V, L> {
         Buckets {
             root: AtomicPtr::new(ptr::null_mut()),
             gate: Gate::new(),
-            resizing: Mutex::new(None),
+            resizing: Mutex::new(()),
             collector: AtomicPtr::new(ptr::null_mut()),
             owns: PhantomData,
         }

@@ -16,6 +16,10 @@
 //!   time, so no cycle of waits can form. A new table's chain may have several old chains as
 //!   sources when the table shrinks, so movers lock it too.
 //! - Only a root table can start a resize, so at most two tables are live.
+//! - A table to grow into is made unwritten (`Table::for_growth`), so the write that links it
+//!   pays for no clearing, however large: each chain of it is reached only through the one old
+//!   chain it splits from, whose mover makes it fresh before placing entries in it and before the
+//!   mark. The pages are mapped by the moves that fill them.
 //!
 //! An entry may be reachable from a moved (frozen) chain and from its new chain at once. When a
 //! writer retires it from the new chain, a reader may still be reading the frozen chain, but only
@@ -31,7 +35,6 @@ use super::Buckets;
 use super::line::{self, Chain, Line};
 use super::table::Table;
 use crate::raw::reclaim::Guard;
-use crate::raw::release::Order;
 use crate::sync::Spin;
 
 /// Under `--cfg safemap_stress` and shuttle, tables grow past one entry per chain, every new key
@@ -45,11 +48,6 @@ const CHUNK: usize = if STRESS { 1 } else { 4 };
 
 /// The smallest table: two chains.
 pub(crate) const MIN_BITS: u32 = 1;
-
-/// Tables of this many bytes or more that a write's resize needs are ordered from the release
-/// thread: growing a map to 4M entries, making them here took 70 us at 256 KiB and up to 7.7 ms
-/// at 16 MiB (`calloc` clearing memory its allocator recycled), and under 50 us below 256 KiB.
-const ORDER_FROM: usize = 128 << 10;
 
 impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// Entries per chain past which a table grows: one line's worth.
@@ -66,54 +64,28 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// starting one, that is enough.
     pub(super) fn consider_growing(&self, guard: &Guard<'_>, table: &Table<K, V, L>) {
         let full = table.chains() * Self::GROW_PAST;
-        let count = self.gate.approximate_count();
-        if count <= full || !std::ptr::eq(self.root(guard), table) {
+        if self.gate.approximate_count() <= full || !std::ptr::eq(self.root(guard), table) {
             return;
         }
-        if let Some(mut order) = self.resizing.try_lock()
+        if let Some(_starting) = self.resizing.try_lock()
             && table.next().is_none()
-            && let Some(next) = Self::next_table(&mut order, table.bits() + 1, count > 2 * full)
         {
-            Self::link(table, next);
+            Self::link(table, Table::for_growth(table.bits() + 1));
         }
     }
 
-    /// A table of `2^bits` chains for a resize that a write starts: made here if small; if it
-    /// takes [`ORDER_FROM`] bytes or more, ordered from the release thread (`order` keeps the
-    /// order), and `None` until the order is filled. The writes go on in the full table meanwhile,
-    /// and a later one links the new table; but once the table is `overfull` (twice the entries
-    /// it grows at) the table is made here, order or not: a release thread kept off the cores
-    /// (a busy host) must not leave chains to lengthen without bound, and every read with them.
-    fn next_table(
-        order: &mut Option<(u32, Order)>,
-        bits: u32,
-        overfull: bool,
-    ) -> Option<Box<Table<K, V, L>>> {
-        if size_of::<L>() << bits < ORDER_FROM {
-            return Some(Table::new(bits));
-        }
-        if order.as_ref().is_none_or(|(ordered, _)| *ordered != bits) {
-            let Some(placed) = Table::<K, V, L>::order(bits) else {
-                return Some(Table::new(bits));
-            };
-            *order = Some((bits, placed));
-        }
-        let table = match Table::ordered(bits, &order.as_ref()?.1) {
-            Some(table) => table,
-            // The order's memory, if it is made later, is freed with the order.
-            None if overfull => Table::new(bits),
-            None => return None,
-        };
-        *order = None;
-        Some(table)
-    }
-
-    /// Links a next table of `2^bits` chains, made here, to `table` unless it has one: for
-    /// `reserve` and `shrink_to_fit`, whose callers asked for the work.
+    /// Links a next table of `2^bits` chains to `table` unless it has one: for `reserve` and
+    /// `shrink_to_fit`, whose callers asked for the work. A smaller table is made fresh here: its
+    /// chains each gather several of `table`'s, so no one mover could make them fresh.
     pub(super) fn link_next_once(&self, table: &Table<K, V, L>, bits: u32) {
         let _starting = self.resizing.lock();
         if table.next().is_none() {
-            Self::link(table, Table::new(bits));
+            let next = if bits > table.bits() {
+                Table::for_growth(bits)
+            } else {
+                Table::new(bits)
+            };
+            Self::link(table, next);
         }
     }
 
@@ -184,6 +156,12 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
                 let _may_panic = L::hash_of(&entry, hasher);
             }
         }
+        if next.bits() > table.bits() {
+            // SAFETY: a table to grow into is reached only through the chains that moved into it
+            // (`Table::for_growth`), and this chain's lock, held, keeps it from being marked
+            // moved before the mark below, whose Release publishes the fresh chains.
+            unsafe { next.make_fresh(next.chains_within(table.span(index))) };
+        }
         for (_, entry) in L::occupied(chain) {
             let to = next.head_for(L::hash_of(&entry, hasher));
             let _to_lock = line::lock_fresh(to);
@@ -236,79 +214,84 @@ mod tests {
     use std::hash::BuildHasher;
 
     use crate::map::DefaultHashBuilder;
-    use crate::raw::buckets::table::Table;
-    use crate::raw::buckets::{Buckets, Inline};
+    use crate::raw::buckets::line::Line;
+    use crate::raw::buckets::{Bucket, Buckets, Inline};
     use crate::raw::core::{Core, Lookup, Wait};
-    use crate::raw::release::Order;
 
     type Pod = Buckets<u64, u64, Inline<u64, u64>>;
+    type Pointers = Buckets<u64, u64, Bucket<u64, u64>>;
 
     /// The root's size and whether a resize of it is under way.
-    fn root_state(core: &Pod) -> (usize, bool) {
+    fn root_state<L: Line<u64, u64>>(core: &Buckets<u64, u64, L>) -> (usize, bool) {
         let guard = core.collector().enter();
         let root = core.root_table(&guard).expect("a written map has a table");
         (root.chains(), root.next().is_some())
     }
 
-    /// A write makes the next table itself once the table holds twice the entries it grows at,
-    /// if the release thread has not filled the order by then: chains stay a line or two long
-    /// however late that thread runs.
-    #[test]
-    fn a_late_order_does_not_let_chains_lengthen() {
-        let (core, hasher) = (Pod::default(), DefaultHashBuilder::default());
-        let insert = |key: u64| {
-            let _ = core.insert(Wait::Forever, hasher.hash_one(key), key, key, &hasher);
-        };
-        let mut key = 0u64;
+    /// Inserts the keys from `*next` on, counting `*next` up, until `stop` holds for the root's
+    /// state.
+    fn insert_until<L: Line<u64, u64>>(
+        core: &Buckets<u64, u64, L>,
+        hasher: &DefaultHashBuilder,
+        next: &mut u64,
+        stop: impl Fn((usize, bool)) -> bool,
+    ) {
         loop {
-            insert(key);
-            key += 1;
-            if root_state(&core) == (4096, false) {
-                break;
+            let key = *next;
+            let _ = core.insert(Wait::Forever, hasher.hash_one(key), key, key, hasher);
+            *next += 1;
+            if stop(root_state(core)) {
+                return;
             }
-            assert!(key < 1 << 16, "the map stopped at {:?}", root_state(&core));
+            assert!(*next < 1 << 17, "the map stopped at {:?}", root_state(core));
         }
-        let bits = 13;
-        assert!(size_of::<Inline<u64, u64>>() << bits >= super::ORDER_FROM);
-        *core.resizing.lock() = Some((
-            bits,
-            Order::unfilled(Table::<u64, u64, Inline<u64, u64>>::layout(bits)),
-        ));
-        let overfull = 2 * 4096 * Pod::GROW_PAST as u64;
-        while root_state(&core) == (4096, false) {
-            insert(key);
-            key += 1;
-            assert!(
-                key <= overfull + 64,
-                "{key} entries in 4096 chains, and no larger table"
-            );
-        }
+    }
+
+    /// A full table links the next one on the write that finds it full, however large the new
+    /// one (512 KiB here): making it writes none of its memory, so there is nothing to wait for.
+    #[test]
+    fn a_full_table_starts_growing_at_once() {
+        let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);
+        insert_until(&core, &hasher, &mut next, |state| state == (4096, false));
+        let filled = next;
+        insert_until(&core, &hasher, &mut next, |state| state != (4096, false));
+        let full = 4096 * Pod::GROW_PAST as u64;
         assert!(
-            key > 4096 * Pod::GROW_PAST as u64,
-            "grew before the table was full"
+            (full..full + 64).contains(&next),
+            "grown at {next} entries; full at {full} (filled to 4096 chains at {filled})"
         );
     }
 
+    /// A map taken apart in the middle of a resize gives back every entry once: those of the
+    /// chains not moved yet, and those of the next table's chains, of which only the moved ones
+    /// were ever made.
+    #[test]
+    fn a_map_taken_apart_mid_resize_gives_every_entry_once() {
+        fn check<L: Line<u64, u64>>(core: Buckets<u64, u64, L>) {
+            let (hasher, mut inserted) = (DefaultHashBuilder::default(), 0);
+            insert_until(&core, &hasher, &mut inserted, |state| {
+                matches!(state, (4096.., true))
+            });
+            let mut keys: Vec<u64> = core.into_entries().map(|(k, _)| k).collect();
+            keys.sort_unstable();
+            assert!(
+                keys.iter().copied().eq(0..inserted),
+                "{} entries back of {inserted}",
+                keys.len()
+            );
+        }
+        check(Pod::default());
+        check(Pointers::default());
+    }
+
     /// Writes move a resize along; `reserve(0)` finishes one that the writes left under way, so a
-    /// map whose writes stopped does not keep two tables (the docs of `ScalableMap` say so). The
-    /// tables past 128 KiB on the way (`ORDER_FROM`) are ordered from the release thread.
+    /// map whose writes stopped does not keep two tables (the docs of `ScalableMap` say so).
     #[test]
     fn reserve_finishes_a_resize_that_writes_left_under_way() {
-        let (core, hasher) = (Pod::default(), DefaultHashBuilder::default());
-        let mut key = 0u64;
-        loop {
-            let hash = hasher.hash_one(key);
-            let _ = core.insert(Wait::Forever, hash, key, key, &hasher);
-            key += 1;
-            assert!(
-                key < 1 << 16,
-                "the map stopped growing at {:?}",
-                root_state(&core)
-            );
-            if let (4096.., true) = root_state(&core) {
-                break;
-            }
-        }
+        let (core, hasher, mut inserted) = (Pod::default(), DefaultHashBuilder::default(), 0);
+        insert_until(&core, &hasher, &mut inserted, |state| {
+            matches!(state, (4096.., true))
+        });
         let (before, _) = root_state(&core);
         core.reserve(0, &hasher);
         // At least the table the resize was making (more if the entries want more: under
@@ -319,7 +302,7 @@ mod tests {
             !resizing && after >= 2 * before,
             "{before} -> {after}, {resizing}"
         );
-        for k in 0..key {
+        for k in 0..inserted {
             let probe = Lookup {
                 hash: hasher.hash_one(k),
                 key: &k,

@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-use super::line::{Entry, Line};
+use super::line::{Chain, Entry, Line};
 use crate::raw::release;
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicPtr, AtomicUsize, BookkeepingMutex};
@@ -68,10 +68,38 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// fresh bucket, from the allocator's zeroing path (`calloc`), so that the pages of fresh
     /// memory are mapped by the moves that fill them, not all at once here: asking for the
     /// buckets' alignment (64 or 128 bytes) instead would make the allocator write every byte,
-    /// 44 ms for a 4M-entry table. (Memory the allocator recycles it clears anyway; see [`Table::order`].)
+    /// 44 ms for a 4M-entry table. Memory the allocator recycles it clears anyway (up to 7.7 ms
+    /// for 16 MiB), so a table to grow into is made by [`Table::for_growth`] instead.
     pub(crate) fn new(bits: u32) -> Box<Self> {
-        let layout = Self::layout(bits);
         let zeroed = Self::zeroed();
+        let memory = Self::allocate(bits, zeroed);
+        // SAFETY: just allocated with `layout(bits)`, zeroed if `zeroed`; every chain is fresh
+        // once `in_memory` returns.
+        unsafe { Self::in_memory(bits, memory, !zeroed) }
+    }
+
+    /// A table of `2^bits` chains for a table of fewer to grow into. Its memory is made here and
+    /// not written, so making it stalls no write however large it is; the mover of each chain of
+    /// the smaller table makes fresh the chains it splits into ([`Table::make_fresh`]) before it
+    /// marks its chain moved, which is the only way anyone reaches them.
+    pub(crate) fn for_growth(bits: u32) -> Box<Self> {
+        let memory = Self::allocate(bits, false);
+        // Debug builds and schedule explorers fill it with a pattern that reads as neither a
+        // fresh line nor a moved one (its bytes lack the top bit), so that a chain reached
+        // before it is made fresh shows up in tests rather than passing for fresh on zeroed pages.
+        #[cfg(any(debug_assertions, shuttle))]
+        // SAFETY: the whole allocation, just made and owned here.
+        unsafe {
+            memory.write_bytes(0x5A, Self::layout(bits).size())
+        };
+        // SAFETY: just allocated with `layout(bits)`; its chains are not read until made fresh,
+        // as above.
+        unsafe { Self::in_memory(bits, memory, false) }
+    }
+
+    /// Memory for `2^bits` chains, zeroed if `zeroed`.
+    fn allocate(bits: u32, zeroed: bool) -> NonNull<u8> {
+        let layout = Self::layout(bits);
         // SAFETY: the layout is non-zero in size (at least one bucket).
         let memory = unsafe {
             if zeroed {
@@ -80,33 +108,7 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
                 alloc::alloc(layout)
             }
         };
-        let Some(memory) = NonNull::new(memory) else {
-            alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: just allocated with `layout(bits)`, zeroed if `zeroed`.
-        unsafe { Self::in_memory(bits, memory, zeroed) }
-    }
-
-    /// Orders the zeroed memory of a table of `2^bits` chains from the release thread, where
-    /// zeroed memory is a table of fresh buckets: for the write that starts a resize, which must
-    /// not wait while the allocator clears megabytes. `None` where buckets need writing (then
-    /// [`Table::new`] makes the table).
-    pub(crate) fn order(bits: u32) -> Option<release::Order> {
-        Self::zeroed().then(|| release::Order::place(Self::layout(bits)))
-    }
-
-    /// The table of `2^bits` chains that `order` (from [`Table::order`] with the same `bits`)
-    /// was placed for, once its memory is made.
-    pub(crate) fn ordered(bits: u32, order: &release::Order) -> Option<Box<Self>> {
-        assert_eq!(
-            order.layout(),
-            Self::layout(bits),
-            "an order for another size"
-        );
-        let memory = order.take()?;
-        // SAFETY: the order's memory is zeroed, made with `layout(bits)`, and now ours; ordered
-        // only where zeroed memory is fresh buckets.
-        Some(unsafe { Self::in_memory(bits, memory, true) })
+        NonNull::new(memory).unwrap_or_else(|| alloc::handle_alloc_error(layout))
     }
 
     /// Whether a table's memory is made zeroed, which is then a table of fresh buckets.
@@ -117,20 +119,29 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
         return false;
     }
 
+    /// Makes chains `chains` fresh, whatever their memory held.
+    ///
     /// # Safety
-    /// `memory` came from the global allocator with `layout(bits)`, is owned by the caller, and
-    /// is zeroed if `zeroed`, which `zeroed()` allows.
-    unsafe fn in_memory(bits: u32, memory: NonNull<u8>, zeroed: bool) -> Box<Self> {
+    /// No one else reaches these chains until the caller publishes them (a moved mark with
+    /// Release ordering, or handing the table over), and they hold nothing that needs dropping:
+    /// they were never made, or are empty.
+    pub(crate) unsafe fn make_fresh(&self, chains: Range<usize>) {
+        assert!(chains.end <= self.chains());
+        for index in chains {
+            // SAFETY: inside the allocation, aligned for buckets; written by the caller alone.
+            unsafe { self.buckets.add(index).write(L::new()) };
+        }
+    }
+
+    /// # Safety
+    /// `memory` came from the global allocator with `layout(bits)` and is owned by the caller;
+    /// if `write_fresh` is false, its chains are fresh (zeroed, which `zeroed()` allows) or are
+    /// made fresh before anyone reaches them ([`Table::for_growth`]).
+    unsafe fn in_memory(bits: u32, memory: NonNull<u8>, write_fresh: bool) -> Box<Self> {
         let skip = memory.align_offset(align_of::<L>());
         // SAFETY: the layout has room for the buckets after up to one alignment's worth of bytes.
         let buckets = unsafe { memory.add(skip) }.cast::<L>();
-        if !zeroed {
-            for index in 0..1 << bits {
-                // SAFETY: `index` is inside the allocation, which is aligned for buckets.
-                unsafe { buckets.add(index).write(L::new()) };
-            }
-        }
-        Box::new(Table {
+        let table = Box::new(Table {
             memory,
             buckets,
             bits,
@@ -140,7 +151,12 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
             unmoved: BookkeepingMutex::new(Vec::new()),
             spares: BookkeepingMutex::new((Vec::new(), 0)),
             holds: PhantomData,
-        })
+        });
+        if write_fresh {
+            // SAFETY: the table is not shared yet, and its memory holds nothing.
+            unsafe { table.make_fresh(0..table.chains()) };
+        }
+        table
     }
 }
 
@@ -173,6 +189,11 @@ impl<K, V, L> Table<K, V, L> {
     pub(crate) fn span(&self, index: usize) -> Range<u128> {
         let width = 1u128 << (64 - self.bits);
         index as u128 * width..(index as u128 + 1) * width
+    }
+
+    /// The chains holding the positions `span`.
+    pub(crate) fn chains_within(&self, span: Range<u128>) -> Range<usize> {
+        self.chain_at(span.start)..self.chain_at(span.end - 1) + 1
     }
 
     /// The head of chain `index`.
@@ -217,19 +238,29 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     }
 
     /// Every entry of the chains that have not moved, emptied out of them, then those of the next
-    /// table, if any; for the owner of the whole structure.
+    /// table, if any; for the owner of the whole structure. A next table to grow into has its
+    /// chains made fresh where their source has not moved, so that it drains and drops whole.
     pub(crate) fn drain(self) -> Vec<(K, V)> {
+        let next = self.next.swap(std::ptr::null_mut(), Relaxed);
+        // SAFETY: a linked next table is boxed and owned by the table moving into it until
+        // the move finishes and it becomes a root (and is unlinked from this one).
+        let next = (!next.is_null()).then(|| unsafe { Box::from_raw(next) });
         let mut entries = Vec::new();
         for index in 0..self.chains() {
             // SAFETY: `index` is below the chain count, and `self` is owned.
             let head = unsafe { self.buckets.add(index).as_mut() };
+            // SAFETY: owning the table excludes every other holder of the chain's lock.
+            if L::is_moved(unsafe { Chain::locked(&*head) }) {
+                continue;
+            }
             entries.extend(head.drain());
+            if let Some(next) = next.as_ref().filter(|next| next.bits > self.bits) {
+                // SAFETY: the chains this one splits into were never reached: it has not moved.
+                unsafe { next.make_fresh(next.chains_within(self.span(index))) };
+            }
         }
-        let next = self.next.swap(std::ptr::null_mut(), Relaxed);
-        if !next.is_null() {
-            // SAFETY: a linked next table is boxed and owned by the table moving into it until
-            // the move finishes and it becomes a root (and is unlinked from this one).
-            entries.extend(unsafe { *Box::from_raw(next) }.drain());
+        if let Some(next) = next {
+            entries.extend(next.drain());
         }
         entries
     }
