@@ -22,7 +22,7 @@ use crate::raw::buckets::{Buckets, Inline};
 /// write for long. Since writes move the resize along, a map whose writes stop just after its
 /// table began to grow keeps both tables until writes resume (readers of a moved chain look in the
 /// new one); [`reserve(0)`](crate::ConcurrentMap::reserve) finishes such a resize at once. (About
-/// 5% more inserts past the size that started it finish a resize; 8% in [`ScalablePodMap`].)
+/// 5% more inserts past the size that started it finish a resize; 4% in [`ScalablePodMap`].)
 ///
 /// Entries are immutable once stored and each sits in its own allocation, so:
 /// - keys and values must be `Clone`: an update stores a changed clone, and the value a write
