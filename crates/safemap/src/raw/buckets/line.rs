@@ -171,8 +171,8 @@ impl<L> Copy for Chain<'_, L> {}
 
 impl<'a, L> Chain<'a, L> {
     /// # Safety
-    /// The caller holds `head`'s lock for as long as it uses the chain, and `head` is the first
-    /// line of a chain.
+    /// The caller holds `head`'s lock for as long as it uses the chain, or no one else can reach
+    /// the chain meanwhile; and `head` is the first line of a chain.
     pub(crate) unsafe fn locked(head: &'a L) -> Self {
         Chain { head }
     }

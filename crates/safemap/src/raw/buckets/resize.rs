@@ -134,11 +134,17 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         }
     }
 
-    /// Moves chain `index` of `table` into `next`, placing each entry by its hash. Where a line
-    /// does not keep hashes, every one is computed before anything is placed, so a key's `Hash`
-    /// that panics leaves the chain as it was, unmoved. (A `Hash` that panics on the second call
-    /// for a key but not on the first breaks `Hash`'s contract; such lines hold copies, so the
-    /// worst it can do is leave a key in both tables, never free anything twice.)
+    /// Moves chain `index` of `table` into `next`, placing each entry by its hash.
+    ///
+    /// Growing, the chains placed into are this mover's alone until the mark: no one reaches
+    /// them but through this chain. So they are made fresh here and filled without their locks,
+    /// and a key's `Hash` that panics midway leaves this chain unmoved and them unreachable, to be
+    /// made fresh again by the move's retry (only lines that do not keep hashes run `Hash`, and
+    /// they hold copies, which need no drop). Shrinking, a chain gathers several, whose movers
+    /// take turns by its lock; there, where a line does not keep hashes, every one is computed
+    /// before anything is placed, so a panic leaves the chain as it was. (A `Hash` that panics on
+    /// the second call for a key but not on the first breaks `Hash`'s contract; such lines hold
+    /// copies, so the worst it can do is leave a key in both tables, never free anything twice.)
     fn move_chain<S: BuildHasher>(
         table: &Table<K, V, L>,
         index: usize,
@@ -151,24 +157,27 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         let _lock = line::lock(head);
         // SAFETY: the lock is held until the end of this function, and `head` heads its chain.
         let chain = unsafe { Chain::locked(head) };
-        if !L::KEEPS_HASH {
+        let growing = next.bits() > table.bits();
+        if growing {
+            // SAFETY: a table to grow into is reached only through the chains that moved into it
+            // (`Table::for_growth`), and this chain's lock, held, keeps it from being marked
+            // moved before the mark below, whose Release publishes the fresh chains. They hold
+            // nothing to drop: never made, or copies a panicking move left.
+            unsafe { next.make_fresh(next.chains_within(table.span(index))) };
+        } else if !L::KEEPS_HASH {
             for (_, entry) in L::occupied(chain) {
                 let _may_panic = L::hash_of(&entry, hasher);
             }
         }
-        if next.bits() > table.bits() {
-            // SAFETY: a table to grow into is reached only through the chains that moved into it
-            // (`Table::for_growth`), and this chain's lock, held, keeps it from being marked
-            // moved before the mark below, whose Release publishes the fresh chains.
-            unsafe { next.make_fresh(next.chains_within(table.span(index))) };
-        }
-        for (_, entry) in L::occupied(chain) {
+        // `for_each`, not `for`: a flattened iterator's fold runs each line's slots in a loop of
+        // their own, where `next` goes through its whole state machine per entry.
+        L::occupied(chain).for_each(|(_, entry)| {
             let to = next.head_for(L::hash_of(&entry, hasher));
-            let _to_lock = line::lock_fresh(to);
-            // SAFETY: as above, for the new chain.
+            let _to_lock = (!growing).then(|| line::lock_fresh(to));
+            // SAFETY: the new chain's lock is held, or, growing, no one else reaches it (above).
             let to_chain = unsafe { Chain::locked(to) };
             L::carry(to_chain, &entry, || next.spare());
-        }
+        });
         L::mark_moved(chain);
     }
 
