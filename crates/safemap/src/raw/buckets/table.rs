@@ -240,11 +240,8 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// Every entry of the chains that have not moved, emptied out of them, then those of the next
     /// table, if any; for the owner of the whole structure. A next table to grow into has its
     /// chains made fresh where their source has not moved, so that it drains and drops whole.
-    pub(crate) fn drain(self) -> Vec<(K, V)> {
-        let next = self.next.swap(std::ptr::null_mut(), Relaxed);
-        // SAFETY: a linked next table is boxed and owned by the table moving into it until
-        // the move finishes and it becomes a root (and is unlinked from this one).
-        let next = (!next.is_null()).then(|| unsafe { Box::from_raw(next) });
+    pub(crate) fn drain(mut self) -> Vec<(K, V)> {
+        let next = self.take_next();
         let mut entries = Vec::new();
         for index in 0..self.chains() {
             // SAFETY: `index` is below the chain count, and `self` is owned.
@@ -263,6 +260,16 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
             entries.extend(next.drain());
         }
         entries
+    }
+}
+
+impl<K, V, L> Table<K, V, L> {
+    /// The table this one is moving into, unlinked, for the owner of both.
+    fn take_next(&mut self) -> Option<Box<Self>> {
+        let next = self.next.swap(std::ptr::null_mut(), Relaxed);
+        // SAFETY: a linked next table is boxed and owned by the table moving into it until
+        // the move finishes and it becomes a root (and is unlinked from this one).
+        (!next.is_null()).then(|| unsafe { Box::from_raw(next) })
     }
 }
 
@@ -306,9 +313,16 @@ impl<K, V, L> Drop for Table<K, V, L> {
 pub(crate) struct Detached<K, V, L: Line<K, V>>(pub(crate) Option<Box<Table<K, V, L>>>);
 
 impl<K, V, L: Line<K, V>> Drop for Detached<K, V, L> {
+    /// Drains the entries where they need dropping; where neither they nor the lines do (copies
+    /// of plain old data), frees the tables alone, without a walk of every chain.
     fn drop(&mut self) {
-        if let Some(table) = self.0.take() {
+        let Some(mut table) = self.0.take() else {
+            return;
+        };
+        if std::mem::needs_drop::<L::Item>() || std::mem::needs_drop::<L>() {
             drop((*table).drain());
+        } else {
+            drop(table.take_next());
         }
     }
 }
