@@ -257,7 +257,7 @@ mod tests {
     }
 
     /// A full table links the next one on the write that finds it full, however large the new
-    /// one (512 KiB here): making it writes none of its memory, so there is nothing to wait for.
+    /// one (1 MiB here): making it writes none of its memory, so there is nothing to wait for.
     #[test]
     fn a_full_table_starts_growing_at_once() {
         let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);

@@ -124,7 +124,7 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// # Safety
     /// No one else reaches these chains until the caller publishes them (a moved mark with
     /// Release ordering, or handing the table over), and they hold nothing that needs dropping:
-    /// they were never made, or are empty.
+    /// they were never made, are empty, or hold copies that a move a panic cut short placed.
     pub(crate) unsafe fn make_fresh(&self, chains: Range<usize>) {
         assert!(chains.end <= self.chains());
         for index in chains {
