@@ -336,9 +336,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         hasher: &S,
         visit: &mut impl FnMut(L::View<'g>),
     ) where
-        K: Hash + 'g,
-        V: 'g,
-        L: 'g,
+        K: Hash,
     {
         let mut at = span.start;
         while at < span.end {
