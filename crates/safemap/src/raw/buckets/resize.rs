@@ -159,10 +159,11 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         let chain = unsafe { Chain::locked(head) };
         let growing = next.bits() > table.bits();
         if growing {
-            // SAFETY: a table to grow into is reached only through the chains that moved into it
-            // (`Table::for_growth`), and this chain's lock, held, keeps it from being marked
-            // moved before the mark below, whose Release publishes the fresh chains. They hold
-            // nothing to drop: never made, or copies a panicking move left.
+            // A table to grow into is reached only through the chains that moved into it
+            // (`Table::for_growth`); this chain's held lock keeps it unmarked until the mark
+            // below, whose Release publishes the fresh chains.
+            // SAFETY: so no one else reaches them; they hold nothing to drop (never made, or
+            // copies a panicking move left).
             unsafe { next.make_fresh(next.chains_within(table.span(index))) };
         } else if !L::KEEPS_HASH {
             for (_, entry) in L::occupied(chain) {
