@@ -25,7 +25,8 @@ use crate::claims::Claims;
 use crate::map::{
     Action, ConcurrentMap, Consistency, DeadlineMap, DefaultHashBuilder, MapSnapshot, TimedOut,
 };
-use crate::raw::core::{BoundedWait, Core, Inserted, Lookup, Wait};
+use crate::raw::core::{BoundedWait, Core, Inserted, Wait, waited};
+use crate::raw::entry::Lookup;
 use crate::reentry::{self, MapId};
 
 /// A concurrent map made of a strategy core `C` and a hasher `S`. Use it through a strategy's
@@ -123,15 +124,6 @@ impl<C, S> SafeMap<C, S> {
             hash: self.hasher.hash_one(key),
             key,
         }
-    }
-}
-
-/// Unwraps the result of an operation that waited forever, which cannot have timed out.
-#[inline(always)]
-fn waited<T, G>(result: Result<T, TimedOut<G>>) -> T {
-    match result {
-        Ok(done) => done,
-        Err(_) => unreachable!("an operation that waits forever does not time out"),
     }
 }
 

@@ -258,7 +258,10 @@ pub use snapshot::{Batch, SnapshotMap};
 /// # Adding a strategy
 /// 1. Its core: a file (or a folder, once it has more than one file) in `src/raw/`, declared in
 ///    `src/raw/mod.rs`, with a type that implements `raw::core::Core` (its consistency declared
-///    there), `Default`, and `raw::core::BoundedWait` if every wait it makes is for a lock.
+///    there), `Default`, and `raw::core::BoundedWait` if every wait it makes is for a lock. Of
+///    the single-key operations a core writes only `get` and `write`, which locks the key and
+///    hands its entry (a `raw::entry::KeyEntry` of the core's own) to the operation; `insert`,
+///    `remove_if`, `compute`, `update` and `update_or_insert_with` are written once over it.
 /// 2. Its front file `src/<strategy>.rs`: `pub type NameMap<K, V, S = DefaultHashBuilder> =
 ///    SafeMap<TheCore<K, V>, S>;` with its docs, constructors and the methods only it has; in
 ///    `src/lib.rs`, `mod <strategy>;` and `pub use <strategy>::NameMap;`.

@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, Hash};
 
 use crate::front::SafeMap;
 use crate::map::DefaultHashBuilder;
-use crate::raw::core::Lookup;
+use crate::raw::entry::Lookup;
 use crate::raw::trie::Trie;
 use crate::raw::versioned::Versioned;
 use crate::reentry;
@@ -91,7 +91,7 @@ where
     /// ```
     pub fn write_batch<R>(&self, build: impl FnOnce(&mut Batch<'_, K, V, S>) -> R) -> R {
         let id = self.enter();
-        self.core().write(|trie| {
+        self.core().write_version(|trie| {
             let mut batch = Batch {
                 trie,
                 hasher: self.hasher(),

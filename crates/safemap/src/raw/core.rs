@@ -3,8 +3,14 @@
 //! The front hashes the key once, runs the re-entrancy check, wraps every user closure so that a
 //! call back into the map panics, and implements the public traits. A core receives pre-hashed
 //! operations (a [`Probe`], or a hash and an owned key) and, wherever it may need an entry's hash
-//! again (to move, iterate or copy entries), the map's hasher; it owns its protocol: locking and routing, publishing versions, or keeping two copies equal. It
-//! declares what it guarantees in [`Core::CONSISTENCY`].
+//! again (to move, iterate or copy entries), the map's hasher; it owns its protocol: locking and
+//! routing, publishing versions, or keeping two copies equal. It declares what it guarantees in
+//! [`Core::CONSISTENCY`].
+//!
+//! Of the single-key operations a core implements two: `get`, and `write`, which excludes the
+//! key's other writers and hands the key's entry to an operation ([`super::entry`]). The five
+//! writes (`insert`, `remove_if`, `compute`, `update`, `update_or_insert_with`) are provided
+//! methods over `write`, so each is written once for every core.
 //!
 //! Operations that can wait for a lock take a [`Wait`]: [`Wait::Forever`] for the ordinary
 //! methods, [`Wait::Until`] for `DeadlineMap`'s. A core that cannot honour a deadline all the way
@@ -14,12 +20,14 @@
 //! The trait is public only so that `SafeMap`'s trait impls can name it; it lives in a private
 //! module, so no code outside the crate can implement it (it is sealed).
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::Range;
 use std::time::Instant;
 
+use super::entry::{
+    Change, ChangeOrInsert, Compute, EntryOp, Insert, Owned, Probe, RemoveIf, Target,
+};
 use crate::map::{
     Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, Once, TimedOut, WholeMap,
 };
@@ -33,40 +41,12 @@ pub enum Wait {
     Until(Instant),
 }
 
-/// What a lookup carries to a core: the key's hash, computed once by the front, and how to
-/// recognise the key among the stored ones.
-pub trait Probe<K>: Copy {
-    /// The key's hash under the map's hasher.
-    fn hash(&self) -> u64;
-    /// Whether `stored` is the probed key.
-    fn matches(&self, stored: &K) -> bool;
-}
-
-/// A probe for `key`, in any borrowed form `Q` of the stored keys.
-pub struct Lookup<'q, Q: ?Sized> {
-    /// The key's hash under the map's hasher.
-    pub hash: u64,
-    /// The key.
-    pub key: &'q Q,
-}
-
-impl<Q: ?Sized> Clone for Lookup<'_, Q> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<Q: ?Sized> Copy for Lookup<'_, Q> {}
-
-impl<K: Borrow<Q>, Q: Eq + ?Sized> Probe<K> for Lookup<'_, Q> {
-    #[inline]
-    fn hash(&self) -> u64 {
-        self.hash
-    }
-
-    #[inline]
-    fn matches(&self, stored: &K) -> bool {
-        stored.borrow() == self.key
+/// Unwraps the result of an operation that waited forever, which cannot have timed out.
+#[inline(always)]
+pub(crate) fn waited<T, G>(result: Timed<T, G>) -> T {
+    match result {
+        Ok(done) => done,
+        Err(_) => unreachable!("an operation that waits forever does not time out"),
     }
 }
 
@@ -132,7 +112,17 @@ pub trait Core: Default {
         read: impl FnOnce(&Self::Value) -> R,
     ) -> Timed<Option<R>, ()>;
 
+    /// Runs `op` on the entry `target` locates, with the key's other writers excluded; hands
+    /// `target` and `op` back if `wait`'s deadline passes first. Every single-key write is one
+    /// (the provided methods below).
+    fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
+    where
+        T: Target<Self::Key>,
+        S: BuildHasher,
+        O: EntryOp<Self::Key, Self::Value>;
+
     /// Stores `value` for `key` (with hash `hash`); returns the value it replaced.
+    #[inline(always)]
     fn insert<S: BuildHasher>(
         &self,
         wait: Wait,
@@ -140,25 +130,34 @@ pub trait Core: Default {
         key: Self::Key,
         value: Self::Value,
         hasher: &S,
-    ) -> Inserted<Self::Key, Self::Value>;
+    ) -> Inserted<Self::Key, Self::Value> {
+        let stored = self.write(wait, Owned { hash, key }, hasher, Insert(value));
+        stored.map_err(|TimedOut((target, Insert(value)))| TimedOut((target.key, value)))
+    }
 
     /// Removes the entry `probe` finds if `remove` approves; returns its value.
+    #[inline(always)]
     fn remove_if<S: BuildHasher>(
         &self,
         wait: Wait,
-        probe: impl Probe<Self::Key>,
+        probe: impl Target<Self::Key>,
         remove: impl FnOnce(&Self::Key, &Self::Value) -> bool,
         hasher: &S,
-    ) -> Timed<Option<Self::Value>, ()>;
+    ) -> Timed<Option<Self::Value>, ()> {
+        let removed = self.write(wait, probe, hasher, RemoveIf(remove));
+        removed.map_err(|_| TimedOut(()))
+    }
 
     /// Runs `change` exactly once on the value `probe` finds, with the key's writers excluded;
     /// `None` if the key is absent.
     fn update<R, S: BuildHasher>(
         &self,
-        probe: impl Probe<Self::Key>,
+        probe: impl Target<Self::Key>,
         change: impl FnOnce(&mut Self::Value) -> R,
         hasher: &S,
-    ) -> Option<R>;
+    ) -> Option<R> {
+        waited(self.write(Wait::Forever, probe, hasher, Change(change)))
+    }
 
     /// Runs `change` exactly once on the value for `key`, first building it with `make()` if
     /// the key is absent; an absent key is stored only once `change` has returned.
@@ -169,10 +168,14 @@ pub trait Core: Default {
         make: impl FnOnce() -> Self::Value,
         change: impl FnOnce(&mut Self::Value) -> R,
         hasher: &S,
-    ) -> R;
+    ) -> R {
+        let op = ChangeOrInsert { make, change };
+        waited(self.write(Wait::Forever, Owned { hash, key }, hasher, op))
+    }
 
     /// Runs `update` exactly once on the entry for `key` and applies its action; returns the
     /// value the action displaced.
+    #[inline(always)]
     fn compute<S: BuildHasher>(
         &self,
         wait: Wait,
@@ -180,7 +183,10 @@ pub trait Core: Default {
         key: Self::Key,
         update: impl FnOnce(Option<&Self::Value>) -> Action<Self::Value>,
         hasher: &S,
-    ) -> Timed<Option<Self::Value>, Self::Key>;
+    ) -> Timed<Option<Self::Value>, Self::Key> {
+        let computed = self.write(wait, Owned { hash, key }, hasher, Compute(update));
+        computed.map_err(|TimedOut((target, _))| TimedOut(target.key))
+    }
 
     /// Stores every entry, one `insert` each; a core that can publish many at once does so.
     fn extend<S: BuildHasher>(

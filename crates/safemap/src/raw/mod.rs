@@ -1,7 +1,8 @@
 //! The cores the strategies are made of, behind one interface ([`core::Core`]), and their parts.
 //!
-//! - [`core`]: the trait a core implements, with the pre-hashed [`core::Probe`] and the
-//!   [`core::Wait`] mode every lock-taking operation accepts.
+//! - [`core`]: the trait a core implements, with the [`core::Wait`] mode every lock-taking
+//!   operation accepts; [`entry`]: the single-key writes, written once over the entry a core
+//!   locates for a pre-hashed [`entry::Probe`] or owned key.
 //! - [`routing`]: which shard a hash goes to, and the hash bit layout shards, trie branches and
 //!   hashbrown tables share; [`lazy_shards`] holds a sharded core's shards, each made by the first
 //!   write that needs it.
@@ -28,6 +29,7 @@
 pub(crate) mod barrier;
 pub(crate) mod buckets;
 pub(crate) mod core;
+pub(crate) mod entry;
 pub(crate) mod frozen;
 pub(crate) mod lazy_shards;
 pub(crate) mod left_right;

@@ -9,20 +9,22 @@
 //! instruction on the insert path. hashbrown keeps a table valid if a `Hash` or `Eq` impl panics,
 //! so a panicking closure leaves it consistent.
 //!
-//! Displaced values (`insert`, `remove_if`, `compute`, `retain`) are moved out and returned, so
-//! that the caller drops them after releasing its lock.
+//! A lock-based core writes through [`TableEntry`], the key's entry in its locked table, probed
+//! once per write; the left-right core changes both its copies with [`insert`] and [`remove_if`].
+//! Displaced values are moved out and returned, so that the caller drops them after releasing
+//! its lock.
 
 use std::alloc::Layout;
+use std::hash::{BuildHasher, Hash};
 use std::mem;
 use std::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
+use hashbrown::hash_table::{Entry, OccupiedEntry};
 
-use super::core::Probe;
+use super::entry::{KeyEntry, Probe, Target, key_to_store};
 use super::probe_hint::ProbeHint;
-use crate::map::Action;
 use crate::tally;
 
 /// The entries of one table.
@@ -136,64 +138,126 @@ pub(crate) fn remove_if<K, V>(
     }
 }
 
-/// Runs `change` on the value `probe` finds, in place.
-#[inline]
-pub(crate) fn update<K, V, R>(
-    table: &mut Table<K, V>,
-    probe: impl Probe<K>,
-    change: impl FnOnce(&mut V) -> R,
-) -> Option<R> {
-    let (_, value) = table.find_mut(probe.hash(), |(k, _)| probe.matches(k))?;
-    Some(change(value))
+/// One key's entry in a write-locked table ([`KeyEntry`]): probed on first use, then kept, so a
+/// write probes once. A new key's position updates the table's hint.
+pub(crate) struct TableEntry<'a, K, V, T, S> {
+    place: Place<'a, K, V>,
+    target: T,
+    hasher: &'a S,
 }
 
-/// Runs `change` on the value for `key` in place, or on `make()`'s value, which is then stored
-/// (so a panic in either stores nothing); a new key updates `hint`.
-pub(crate) fn update_or_insert_with<K: Eq, V, R>(
-    table: &mut Table<K, V>,
-    hash: u64,
-    key: K,
-    make: impl FnOnce() -> V,
-    change: impl FnOnce(&mut V) -> R,
-    rehash: impl Fn(&K) -> u64,
-    hint: &ProbeHint,
-) -> R {
-    match table.entry(hash, |(k, _)| *k == key, |(k, _)| rehash(k)) {
-        Entry::Occupied(mut entry) => change(&mut entry.get_mut().1),
-        Entry::Vacant(entry) => {
-            let mut value = make();
-            let result = change(&mut value);
-            hint.follow(entry.insert((key, value)));
-            result
+/// Where a [`TableEntry`] stands.
+enum Place<'a, K, V> {
+    /// Not looked for yet, in a table with this hint.
+    Unprobed(&'a mut Table<K, V>, &'a ProbeHint),
+    /// Found.
+    Present(OccupiedEntry<'a, (K, V), TableAlloc>),
+    /// Looked for and not found.
+    Absent(&'a mut Table<K, V>, &'a ProbeHint),
+    /// There is no table (a shard never made): absent, and nowhere to store.
+    Nowhere,
+}
+
+impl<'a, K, V, T, S> TableEntry<'a, K, V, T, S> {
+    /// The entry `target` locates in `table`, whose hint is `hint`; `hasher` rehashes keys if
+    /// the table grows.
+    #[inline(always)]
+    pub(crate) fn new(
+        table: &'a mut Table<K, V>,
+        hint: &'a ProbeHint,
+        target: T,
+        hasher: &'a S,
+    ) -> Self {
+        let place = Place::Unprobed(table, hint);
+        TableEntry {
+            place,
+            target,
+            hasher,
+        }
+    }
+
+    /// The absent entry of a key whose table was never made: there is nowhere to store it.
+    pub(crate) fn nowhere(target: T, hasher: &'a S) -> Self {
+        TableEntry {
+            place: Place::Nowhere,
+            target,
+            hasher,
         }
     }
 }
 
-/// Runs `update` on the entry for `key` and applies its action; a new key updates `hint`.
-pub(crate) fn compute<K: Eq, V>(
-    table: &mut Table<K, V>,
-    hash: u64,
-    key: K,
-    update: impl FnOnce(Option<&V>) -> Action<V>,
-    rehash: impl Fn(&K) -> u64,
-    hint: &ProbeHint,
-) -> Option<V> {
-    // find_entry, unlike entry, does not grow the table when the key is absent and the closure
-    // decides to keep it absent.
-    match table.find_entry(hash, |(k, _)| *k == key) {
-        Ok(mut entry) => match update(Some(&entry.get().1)) {
-            Action::Keep => None,
-            Action::Set(value) => Some(mem::replace(&mut entry.get_mut().1, value)),
-            Action::Remove => Some(entry.remove().0.1),
-        },
-        Err(absent) => {
-            if let Action::Set(value) = update(None) {
-                let filled = absent
-                    .into_table()
-                    .insert_unique(hash, (key, value), |(k, _)| rehash(k));
-                hint.follow(filled);
+impl<K: Hash, V, T: Target<K>, S: BuildHasher> TableEntry<'_, K, V, T, S> {
+    /// Probes the table if it has not been.
+    #[inline(always)]
+    fn locate(&mut self) {
+        if let Place::Unprobed(..) = self.place {
+            let Place::Unprobed(table, hint) = mem::replace(&mut self.place, Place::Nowhere) else {
+                unreachable!("just matched")
+            };
+            let probe = self.target.probe();
+            self.place = match table.find_entry(probe.hash(), |(k, _)| probe.matches(k)) {
+                Ok(present) => Place::Present(present),
+                Err(absent) => Place::Absent(absent.into_table(), hint),
+            };
+        }
+    }
+}
+
+impl<K: Hash, V, T: Target<K>, S: BuildHasher> KeyEntry<K, V> for TableEntry<'_, K, V, T, S> {
+    #[inline]
+    fn get(&mut self) -> Option<(&K, &V)> {
+        self.locate();
+        match &self.place {
+            Place::Present(entry) => {
+                let (k, v) = entry.get();
+                Some((k, v))
             }
-            None
+            _ => None,
+        }
+    }
+
+    /// In place.
+    #[inline]
+    fn change<R>(&mut self, change: impl FnOnce(&mut V) -> R) -> Option<R> {
+        self.locate();
+        match &mut self.place {
+            Place::Present(entry) => Some(change(&mut entry.get_mut().1)),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn set(self, value: V) -> Option<V> {
+        let rehash = |(k, _): &(K, V)| self.hasher.hash_one(k);
+        let hash = self.target.probe().hash();
+        let (filled, hint) = match self.place {
+            Place::Present(mut entry) => return Some(mem::replace(&mut entry.get_mut().1, value)),
+            // Unprobed: one probe finds the key or the slot to fill.
+            Place::Unprobed(table, hint) => {
+                let probe = self.target.probe();
+                match table.entry(hash, |(k, _)| probe.matches(k), rehash) {
+                    Entry::Occupied(mut entry) => {
+                        return Some(mem::replace(&mut entry.get_mut().1, value));
+                    }
+                    Entry::Vacant(slot) => (slot.insert((key_to_store(self.target), value)), hint),
+                }
+            }
+            Place::Absent(table, hint) => {
+                let entry = (key_to_store(self.target), value);
+                (table.insert_unique(hash, entry, rehash), hint)
+            }
+            Place::Nowhere => unreachable!("a write that may store makes its table"),
+        };
+        hint.follow(filled);
+        None
+    }
+
+    #[inline]
+    fn remove(mut self) -> Option<V> {
+        self.locate();
+        match self.place {
+            Place::Present(entry) => Some(entry.remove().0.1),
+            _ => None,
         }
     }
 }

@@ -29,14 +29,15 @@ use std::ops::Range;
 
 use crossbeam_utils::CachePadded;
 
-use super::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait, split_shards};
+use super::core::{ATOMIC, BoundedWait, Core, Timed, Wait, split_shards};
+use super::entry::{EntryOp, Probe, Target};
 use super::frozen::TableSnapshot;
 use super::lazy_shards::LazyShards;
 use super::locked_table::LockedTable;
 use super::probe_hint::ProbeHint;
 use super::routing::{Routing, default_shard_count};
-use super::table::{self, Table, TableAlloc, copy_of};
-use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
+use super::table::{self, Table, TableAlloc, TableEntry, copy_of};
+use crate::map::{Blocks, Consistency, TimedOut, WholeMap};
 use crate::sync::RwLockWriteGuard;
 
 type TableWriteGuard<'a, K, V> = RwLockWriteGuard<'a, Table<K, V>>;
@@ -129,7 +130,11 @@ impl<K, V, L> Tables<K, V, L> {
     /// The write lock of `hash`'s shard, made now if it was not, and the shard's hint; `None`
     /// if `wait`'s deadline passes first.
     #[inline(always)]
-    fn write(&self, hash: u64, wait: Wait) -> Option<(TableWriteGuard<'_, K, V>, &ProbeHint)> {
+    fn lock_for_write(
+        &self,
+        hash: u64,
+        wait: Wait,
+    ) -> Option<(TableWriteGuard<'_, K, V>, &ProbeHint)> {
         let index = self.routing.shard(hash);
         let shard = self.shards.get_or_make(index, wait, Shard::default)?;
         shard.prefetch(hash);
@@ -229,85 +234,28 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         Ok(table::find(&table, probe, read))
     }
 
+    /// Locks the key's shard; a write that cannot store (its key is borrowed) leaves a shard
+    /// that was never made unmade, and finds nothing.
     #[inline(always)]
-    fn insert<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        value: V,
-        hasher: &S,
-    ) -> Inserted<K, V> {
-        let Some((mut table, hint)) = self.write(hash, wait) else {
-            return Err(TimedOut((key, value)));
+    fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
+    where
+        T: Target<K>,
+        S: BuildHasher,
+        O: EntryOp<K, V>,
+    {
+        let hash = target.probe().hash();
+        let locked = if T::OWNS_KEY {
+            self.lock_for_write(hash, wait)
+        } else {
+            let Some(shard) = self.locate(hash) else {
+                return Ok(op.run(TableEntry::nowhere(target, hasher)));
+            };
+            shard.write(wait).map(|table| (table, shard.hint()))
         };
-        Ok(table::insert(
-            &mut table,
-            hash,
-            key,
-            value,
-            rehash(hasher),
-            hint,
-        ))
-    }
-
-    #[inline]
-    fn remove_if<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        probe: impl Probe<K>,
-        remove: impl FnOnce(&K, &V) -> bool,
-        _: &S,
-    ) -> Timed<Option<V>, ()> {
-        let Some(shard) = self.locate(probe.hash()) else {
-            return Ok(None);
+        let Some((mut table, hint)) = locked else {
+            return Err(TimedOut((target, op)));
         };
-        let mut table = shard.write(wait).ok_or(TimedOut(()))?;
-        Ok(table::remove_if(&mut table, probe, remove))
-    }
-
-    #[inline]
-    fn compute<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        update: impl FnOnce(Option<&V>) -> Action<V>,
-        hasher: &S,
-    ) -> Timed<Option<V>, K> {
-        let Some((mut table, hint)) = self.write(hash, wait) else {
-            return Err(TimedOut(key));
-        };
-        Ok(table::compute(
-            &mut table,
-            hash,
-            key,
-            update,
-            rehash(hasher),
-            hint,
-        ))
-    }
-
-    fn update<R, S: BuildHasher>(
-        &self,
-        probe: impl Probe<K>,
-        change: impl FnOnce(&mut V) -> R,
-        _: &S,
-    ) -> Option<R> {
-        let shard = self.locate(probe.hash())?;
-        table::update(&mut shard.write_now(), probe, change)
-    }
-
-    fn update_or_insert_with<R, S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: K,
-        make: impl FnOnce() -> V,
-        change: impl FnOnce(&mut V) -> R,
-        hasher: &S,
-    ) -> R {
-        let (mut table, hint) = self.write(hash, Wait::Forever).expect("waits forever");
-        table::update_or_insert_with(&mut table, hash, key, make, change, rehash(hasher), hint)
+        Ok(op.run(TableEntry::new(&mut table, hint, target, hasher)))
     }
 
     /// One shard at a time, in ascending order; each shard's removed entries are dropped after
@@ -423,7 +371,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::map::DefaultHashBuilder;
+    use crate::map::{Action, DefaultHashBuilder};
     use crate::raw::probe_hint::ProbeHint;
 
     type Set = Tables<u64, u64, ManyTables>;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use super::core::Probe;
+use super::entry::Probe;
 use super::routing::TAG_BITS;
 
 /// Children per branch.
@@ -453,7 +453,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::raw::core::Lookup;
+    use crate::raw::entry::Lookup;
 
     type Model = HashMap<u32, u32>;
 

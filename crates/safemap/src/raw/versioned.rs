@@ -12,12 +12,14 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::mem;
 use std::sync::Arc;
 
-use super::core::{ATOMIC, BoundedWait, Core, Inserted, Lookup, Probe, Timed, Wait};
+use super::core::{ATOMIC, BoundedWait, Core, Timed, Wait};
+use super::entry::{EntryOp, KeyEntry, Lookup, Probe, Target, key_to_store};
 use super::published::{Published, Writer};
 use super::trie::{Iter as TrieSnapshotIter, Leaves, Trie};
-use crate::map::{Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
+use crate::map::{Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
 use crate::tally;
 
 /// The published versions of one map.
@@ -47,12 +49,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Versioned<K, V> {
     }
 
     /// [`rewrite`] under the writer lock, waiting for it as long as it takes.
-    pub(crate) fn write<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
+    pub(crate) fn write_version<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
         let writer = self.writer(Wait::Forever).expect("waits forever");
         rewrite(writer, Reclaim::InBatch, change)
     }
 
-    /// [`Self::write`] for a change that may displace every entry (`clear`, `retain`,
+    /// [`Self::write_version`] for a change that may displace every entry (`clear`, `retain`,
     /// `shrink_to_fit`): what no reader holds is freed at once rather than with a later batch.
     fn write_whole_map<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
         let writer = self.writer(Wait::Forever).expect("waits forever");
@@ -89,21 +91,46 @@ fn rewrite<K: Clone, V: Clone, R>(
     result
 }
 
-/// Removes the entry `probe` finds if `remove` approves; returns its value and whether the trie
-/// changed.
-fn remove_from<K, V>(
-    trie: &mut Trie<K, V>,
-    probe: impl Probe<K>,
-    remove: impl FnOnce(&K, &V) -> bool,
-    hasher: &impl BuildHasher,
-) -> (Option<V>, bool)
-where
-    K: Clone + Hash + Eq,
-    V: Clone,
+/// One key's entry in the next version, under the writer lock: `changed` records whether the
+/// version is to be published.
+struct InVersion<'w, K, V, T, S> {
+    trie: &'w mut Trie<K, V>,
+    target: T,
+    hasher: &'w S,
+    changed: &'w mut bool,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V>
+    for InVersion<'_, K, V, T, S>
 {
-    let removed = trie.remove_if(probe, remove, hasher);
-    let changed = removed.is_some();
-    (removed.map(|(_, v)| v), changed)
+    fn get(&mut self) -> Option<(&K, &V)> {
+        self.trie.get(self.target.probe())
+    }
+
+    /// In the writer's copy of its leaf: `change` runs once, on a copy no reader sees until it
+    /// is published.
+    fn change<R>(&mut self, change: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let value = self.trie.get_mut(self.target.probe(), self.hasher)?;
+        *self.changed = true;
+        Some(change(value))
+    }
+
+    fn set(mut self, value: V) -> Option<V> {
+        if !T::OWNS_KEY {
+            return self.change(|stored| mem::replace(stored, value));
+        }
+        *self.changed = true;
+        let hash = self.target.probe().hash();
+        (self.trie).insert(hash, key_to_store(self.target), value, self.hasher)
+    }
+
+    fn remove(self) -> Option<V> {
+        let removed = self
+            .trie
+            .remove_if(self.target.probe(), |_, _| true, self.hasher);
+        *self.changed |= removed.is_some();
+        removed.map(|(_, value)| value)
+    }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
@@ -155,94 +182,30 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
             .read(|trie| trie.get(probe).map(|(_, v)| read(v))))
     }
 
-    fn insert<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        value: V,
-        hasher: &S,
-    ) -> Inserted<K, V> {
+    fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
+    where
+        T: Target<K>,
+        S: BuildHasher,
+        O: EntryOp<K, V>,
+    {
         let Some(writer) = self.writer(wait) else {
-            return Err(TimedOut((key, value)));
+            return Err(TimedOut((target, op)));
         };
         Ok(rewrite(writer, Reclaim::InBatch, |trie| {
-            (trie.insert(hash, key, value, hasher), true)
+            let mut changed = false;
+            let entry = InVersion {
+                trie,
+                target,
+                hasher,
+                changed: &mut changed,
+            };
+            (op.run(entry), changed)
         }))
-    }
-
-    fn remove_if<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        probe: impl Probe<K>,
-        remove: impl FnOnce(&K, &V) -> bool,
-        hasher: &S,
-    ) -> Timed<Option<V>, ()> {
-        let writer = self.writer(wait).ok_or(TimedOut(()))?;
-        Ok(rewrite(writer, Reclaim::InBatch, |trie| {
-            remove_from(trie, probe, remove, hasher)
-        }))
-    }
-
-    fn compute<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        update: impl FnOnce(Option<&V>) -> Action<V>,
-        hasher: &S,
-    ) -> Timed<Option<V>, K> {
-        let Some(writer) = self.writer(wait) else {
-            return Err(TimedOut(key));
-        };
-        Ok(rewrite(writer, Reclaim::InBatch, |trie| {
-            let current = trie.get(Lookup { hash, key: &key }).map(|(_, v)| v);
-            match update(current) {
-                Action::Keep => (None, false),
-                Action::Set(value) => (trie.insert(hash, key, value, hasher), true),
-                Action::Remove => {
-                    remove_from(trie, Lookup { hash, key: &key }, |_, _| true, hasher)
-                }
-            }
-        }))
-    }
-
-    /// Changes the value in the writer's copy of its leaf, then publishes: `change` runs once,
-    /// on a copy no reader sees until it is published.
-    fn update<R, S: BuildHasher>(
-        &self,
-        probe: impl Probe<K>,
-        change: impl FnOnce(&mut V) -> R,
-        hasher: &S,
-    ) -> Option<R> {
-        self.write(|trie| match trie.get_mut(probe, hasher) {
-            Some(value) => (Some(change(value)), true),
-            None => (None, false),
-        })
-    }
-
-    fn update_or_insert_with<R, S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: K,
-        make: impl FnOnce() -> V,
-        change: impl FnOnce(&mut V) -> R,
-        hasher: &S,
-    ) -> R {
-        self.write(|trie| {
-            if let Some(value) = trie.get_mut(Lookup { hash, key: &key }, hasher) {
-                return (change(value), true);
-            }
-            let mut value = make();
-            let result = change(&mut value);
-            trie.insert(hash, key, value, hasher);
-            (result, true)
-        })
     }
 
     /// One version for all the entries.
     fn extend<S: BuildHasher>(&self, entries: impl IntoIterator<Item = (K, V)>, hasher: &S) {
-        self.write(|trie| {
+        self.write_version(|trie| {
             let mut changed = false;
             for (key, value) in entries {
                 trie.insert(hasher.hash_one(&key), key, value, hasher);

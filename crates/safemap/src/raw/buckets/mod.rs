@@ -49,7 +49,8 @@ use line::{Chain, Entry, Found, Line, Located, Slot, Stored};
 use resize::MIN_BITS;
 use table::{ALL, Detached, Table, position};
 
-use super::core::{Probe, Wait};
+use super::core::Wait;
+use super::entry::Probe;
 use super::reclaim::{Collector, Guard};
 use crate::sync::{AtomicPtr, Mutex};
 
@@ -119,15 +120,6 @@ impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
     #[inline]
     fn locate(&self, probe: &impl Probe<K>) -> Option<Located<'a, K, V, L>> {
         L::locate(self.chain, probe.hash(), |k| probe.matches(k))
-    }
-
-    /// The entry for `key`, whose hash is `hash`, and its slot.
-    #[inline]
-    fn locate_key(&self, hash: u64, key: &K) -> Option<Located<'a, K, V, L>>
-    where
-        K: Eq,
-    {
-        L::locate(self.chain, hash, |k| k == key)
     }
 
     /// Adds `entry`, whose key is not in the chain.

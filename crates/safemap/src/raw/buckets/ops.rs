@@ -4,15 +4,17 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::mem;
 use std::ops::Range;
 use std::ptr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::Buckets;
-use super::line::{Entry, Line, Stored};
+use super::line::{Entry, Line, Located, Stored};
 use super::table::{ALL, Detached, Table};
-use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
-use crate::raw::core::{ATOMIC, BoundedWait, Core, Inserted, Probe, Timed, Wait};
+use super::{Buckets, Locked};
+use crate::map::{Blocks, Consistency, TimedOut, WholeMap};
+use crate::raw::core::{ATOMIC, BoundedWait, Core, Timed, Wait};
+use crate::raw::entry::{EntryOp, KeyEntry, Probe, Target, key_to_store};
 use crate::raw::frozen::TableSnapshot;
 use crate::raw::routing::Routing;
 use crate::raw::table::{Table as FrozenTable, TableAlloc};
@@ -32,6 +34,107 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Buckets<K, V, L> {
             locked.add(entry);
         });
         debug_assert!(stored.is_ok(), "a write that waits forever completes");
+    }
+}
+
+/// One key's entry in a chain whose lock a write holds: located on first use, then kept.
+/// Values are immutable once stored, so a change stores a changed clone.
+struct InChain<'l, 'a, K, V, L: Line<K, V>, T> {
+    locked: &'l Locked<'a, K, V, L>,
+    target: T,
+    found: Found<'a, K, V, L>,
+}
+
+/// Where an [`InChain`] entry stands.
+enum Found<'a, K, V, L: Line<K, V> + 'a> {
+    Unprobed,
+    Present(Located<'a, K, V, L>),
+    Absent,
+}
+
+impl<'a, K, V, L, T> InChain<'_, 'a, K, V, L, T>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    L: Line<K, V>,
+    T: Target<K>,
+{
+    /// Locates the key in the chain if it has not been.
+    #[inline(always)]
+    fn locate(&mut self) {
+        if let Found::Unprobed = self.found {
+            self.found = match self.locked.locate(&self.target.probe()) {
+                Some(located) => Found::Present(located),
+                None => Found::Absent,
+            };
+        }
+    }
+
+    /// Where the key is, if present, located now unless it was; leaves the entry to be
+    /// located again.
+    #[inline(always)]
+    fn take_located(&mut self) -> Option<Located<'a, K, V, L>> {
+        match mem::replace(&mut self.found, Found::Unprobed) {
+            Found::Unprobed => self.locked.locate(&self.target.probe()),
+            Found::Present(located) => Some(located),
+            Found::Absent => None,
+        }
+    }
+}
+
+impl<K, V, L, T> KeyEntry<K, V> for InChain<'_, '_, K, V, L, T>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    L: Line<K, V>,
+    T: Target<K>,
+{
+    #[inline]
+    fn get(&mut self) -> Option<(&K, &V)> {
+        self.locate();
+        match &self.found {
+            Found::Present((_, view)) => Some((view.key(), view.value())),
+            _ => None,
+        }
+    }
+
+    fn change<R>(&mut self, change: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let (slot, view) = self.take_located()?;
+        let mut value = view.value().clone();
+        let result = change(&mut value);
+        let hash = self.target.probe().hash();
+        let item = Buckets::<K, V, L>::entry(hash, view.key().clone(), value);
+        self.locked.replace(slot, item);
+        Some(result)
+    }
+
+    #[inline(always)]
+    fn set(mut self, value: V) -> Option<V> {
+        let hash = self.target.probe().hash();
+        match self.take_located() {
+            Some((slot, view)) => {
+                let displaced = view.value().clone();
+                let key = match T::OWNS_KEY {
+                    true => key_to_store(self.target),
+                    false => view.key().clone(),
+                };
+                (self.locked).replace(slot, Buckets::<K, V, L>::entry(hash, key, value));
+                Some(displaced)
+            }
+            None => {
+                let key = key_to_store(self.target);
+                (self.locked).add(Buckets::<K, V, L>::entry(hash, key, value));
+                None
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn remove(mut self) -> Option<V> {
+        let (slot, view) = self.take_located()?;
+        let displaced = view.value().clone();
+        self.locked.remove(slot);
+        Some(displaced)
     }
 }
 
@@ -127,126 +230,21 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         Ok(self.find(&guard, &probe).map(|entry| read(entry.value())))
     }
 
-    #[inline]
-    fn insert<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        value: V,
-        hasher: &S,
-    ) -> Inserted<K, V> {
-        let written = self.write(
-            wait,
-            hash,
-            Self::entry(hash, key, value),
-            hasher,
-            |locked, new| match locked.locate_key(hash, &new.borrow().key) {
-                Some((slot, old)) => {
-                    let displaced = old.value().clone();
-                    locked.replace(slot, new);
-                    Some(displaced)
-                }
-                None => {
-                    locked.add(new);
-                    None
-                }
-            },
-        );
-        written.map_err(|new| {
-            let new = L::into_entry(new);
-            TimedOut((new.key, new.value))
-        })
-    }
-
-    fn remove_if<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        probe: impl Probe<K>,
-        remove: impl FnOnce(&K, &V) -> bool,
-        hasher: &S,
-    ) -> Timed<Option<V>, ()> {
-        let written = self.write(wait, probe.hash(), (), hasher, |locked, ()| {
-            let (slot, old) = locked.locate(&probe)?;
-            if !remove(old.key(), old.value()) {
-                return None;
-            }
-            let displaced = old.value().clone();
-            locked.remove(slot);
-            Some(displaced)
-        });
-        written.map_err(TimedOut)
-    }
-
-    fn update<R, S: BuildHasher>(
-        &self,
-        probe: impl Probe<K>,
-        change: impl FnOnce(&mut V) -> R,
-        hasher: &S,
-    ) -> Option<R> {
-        let hash = probe.hash();
-        let written = self.write(Wait::Forever, hash, (), hasher, |locked, ()| {
-            let (slot, old) = locked.locate(&probe)?;
-            let mut value = old.value().clone();
-            let result = change(&mut value);
-            locked.replace(slot, Self::entry(hash, old.key().clone(), value));
-            Some(result)
-        });
-        written.unwrap_or_else(|()| unreachable!("a write that waits forever completes"))
-    }
-
-    fn update_or_insert_with<R, S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: K,
-        make: impl FnOnce() -> V,
-        change: impl FnOnce(&mut V) -> R,
-        hasher: &S,
-    ) -> R {
-        let written = self.write(Wait::Forever, hash, key, hasher, |locked, key| {
-            let found = locked.locate_key(hash, &key);
-            let mut value = match &found {
-                Some((_, old)) => old.value().clone(),
-                None => make(),
-            };
-            let result = change(&mut value);
-            match found {
-                Some((slot, _)) => locked.replace(slot, Self::entry(hash, key, value)),
-                None => locked.add(Self::entry(hash, key, value)),
-            }
-            result
-        });
-        written.unwrap_or_else(|_| unreachable!("a write that waits forever completes"))
-    }
-
-    fn compute<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        update: impl FnOnce(Option<&V>) -> Action<V>,
-        hasher: &S,
-    ) -> Timed<Option<V>, K> {
-        let written = self.write(wait, hash, key, hasher, |locked, key| {
-            let found = locked.locate_key(hash, &key);
-            let current = found.as_ref().map(|(_, old)| old.value());
-            match (update(current), found) {
-                (Action::Keep, _) | (Action::Remove, None) => None,
-                (Action::Set(value), None) => {
-                    locked.add(Self::entry(hash, key, value));
-                    None
-                }
-                (Action::Set(value), Some((slot, old))) => {
-                    let displaced = old.value().clone();
-                    locked.replace(slot, Self::entry(hash, key, value));
-                    Some(displaced)
-                }
-                (Action::Remove, Some((slot, old))) => {
-                    let displaced = old.value().clone();
-                    locked.remove(slot);
-                    Some(displaced)
-                }
-            }
+    #[inline(always)]
+    fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
+    where
+        T: Target<K>,
+        S: BuildHasher,
+        O: EntryOp<K, V>,
+    {
+        let hash = target.probe().hash();
+        let written = self.write(wait, hash, (target, op), hasher, |locked, (target, op)| {
+            let found = Found::Unprobed;
+            op.run(InChain {
+                locked,
+                target,
+                found,
+            })
         });
         written.map_err(TimedOut)
     }

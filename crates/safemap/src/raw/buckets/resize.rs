@@ -226,7 +226,8 @@ mod tests {
     use crate::map::DefaultHashBuilder;
     use crate::raw::buckets::line::Line;
     use crate::raw::buckets::{Bucket, Buckets, Inline};
-    use crate::raw::core::{Core, Lookup, Wait};
+    use crate::raw::core::{Core, Wait};
+    use crate::raw::entry::Lookup;
 
     type Pod = Buckets<u64, u64, Inline<u64, u64>>;
     type Pointers = Buckets<u64, u64, Bucket<u64, u64>>;

@@ -14,8 +14,9 @@ use std::mem;
 use std::ops::Range;
 
 use super::{LeftRight, Writer};
-use crate::map::{Action, Blocks, Consistency, TimedOut, WholeMap};
-use crate::raw::core::{ATOMIC, Core, Inserted, Lookup, Probe, Timed, Wait, split_shards};
+use crate::map::{Blocks, Consistency, TimedOut, WholeMap};
+use crate::raw::core::{ATOMIC, Core, Timed, Wait, split_shards};
+use crate::raw::entry::{EntryOp, KeyEntry, Lookup, Probe, Target, key_to_store};
 use crate::raw::frozen::TableSnapshot;
 use crate::raw::probe_hint::ProbeHint;
 use crate::raw::routing::Routing;
@@ -110,6 +111,71 @@ where
     writer.apply(remove, remove)
 }
 
+/// One key's entry in a shard whose writer lock is held: read in the copy readers use, changed
+/// in both. Values displaced from the copies wait in `displaced` until the lock is released
+/// (each operation displaces at most one value from each copy).
+struct BothCopies<'w, 'a, K, V, T, S> {
+    writer: &'w mut Writer<'a, K, V>,
+    target: T,
+    hasher: &'w S,
+    displaced: &'w mut (Option<V>, Option<V>),
+}
+
+/// Keeps the second copy's displaced value in `displaced`, to drop later; returns the first's.
+/// A value with nothing to drop is let go at once: where it goes makes no difference.
+#[inline(always)]
+fn keep_second<V>(
+    displaced: &mut (Option<V>, Option<V>),
+    change: (Option<V>, Option<V>),
+) -> Option<V> {
+    if mem::needs_drop::<V>() {
+        displaced.1 = change.1;
+    }
+    change.0
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V>
+    for BothCopies<'_, '_, K, V, T, S>
+{
+    #[inline]
+    fn get(&mut self) -> Option<(&K, &V)> {
+        let probe = self.target.probe();
+        let (k, v) = self
+            .writer
+            .table()
+            .find(probe.hash(), |(k, _)| probe.matches(k))?;
+        Some((k, v))
+    }
+
+    /// On a clone, which is then stored in both copies: `change` runs once, on a value no reader
+    /// sees until it is stored.
+    fn change<R>(&mut self, change: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let probe = self.target.probe();
+        let mut value = table::find(self.writer.table(), probe, V::clone)?;
+        let result = change(&mut value);
+        *self.displaced = replace_both(self.writer, probe, value);
+        Some(result)
+    }
+
+    #[inline]
+    fn set(self, value: V) -> Option<V> {
+        let probe = self.target.probe();
+        let (hash, hasher) = (probe.hash(), self.hasher);
+        let change = if T::OWNS_KEY {
+            insert_both(self.writer, hash, key_to_store(self.target), value, hasher)
+        } else {
+            replace_both(self.writer, probe, value)
+        };
+        keep_second(self.displaced, change)
+    }
+
+    #[inline]
+    fn remove(self) -> Option<V> {
+        let change = remove_both(self.writer, self.target.probe());
+        keep_second(self.displaced, change)
+    }
+}
+
 impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
     type Key = K;
     type Value = V;
@@ -177,98 +243,24 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         Ok(self.read_keyed(probe.hash(), |table| table::find(table, probe, read)))
     }
 
-    fn insert<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        value: V,
-        hasher: &S,
-    ) -> Inserted<K, V> {
-        let Some(mut writer) = self.writer(hash, wait) else {
-            return Err(TimedOut((key, value)));
+    fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
+    where
+        T: Target<K>,
+        S: BuildHasher,
+        O: EntryOp<K, V>,
+    {
+        let Some(mut writer) = self.writer(target.probe().hash(), wait) else {
+            return Err(TimedOut((target, op)));
         };
-        let change = insert_both(&mut writer, hash, key, value, hasher);
-        Ok(release(writer, change))
-    }
-
-    fn remove_if<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        probe: impl Probe<K>,
-        remove: impl FnOnce(&K, &V) -> bool,
-        _: &S,
-    ) -> Timed<Option<V>, ()> {
-        let mut writer = self.writer(probe.hash(), wait).ok_or(TimedOut(()))?;
-        let entry = writer.table().find(probe.hash(), |(k, _)| probe.matches(k));
-        if !entry.is_some_and(|(k, v)| remove(k, v)) {
-            return Ok(None);
-        }
-        let change = remove_both(&mut writer, probe);
-        Ok(release(writer, change))
-    }
-
-    fn compute<S: BuildHasher>(
-        &self,
-        wait: Wait,
-        hash: u64,
-        key: K,
-        update: impl FnOnce(Option<&V>) -> Action<V>,
-        hasher: &S,
-    ) -> Timed<Option<V>, K> {
-        let Some(mut writer) = self.writer(hash, wait) else {
-            return Err(TimedOut(key));
+        let mut displaced = (None, None);
+        let entry = BothCopies {
+            writer: &mut writer,
+            target,
+            hasher,
+            displaced: &mut displaced,
         };
-        let current = writer.table().find(hash, |(k, _)| *k == key);
-        let present = current.is_some();
-        let change = match update(current.map(|(_, v)| v)) {
-            Action::Keep => (None, None),
-            Action::Set(value) => insert_both(&mut writer, hash, key, value, hasher),
-            Action::Remove if present => remove_both(&mut writer, Lookup { hash, key: &key }),
-            Action::Remove => (None, None),
-        };
-        Ok(release(writer, change))
-    }
-
-    /// Changes a clone of the value, then stores the clone in both copies: `change` runs once, on
-    /// a value no reader sees until it is stored.
-    fn update<R, S: BuildHasher>(
-        &self,
-        probe: impl Probe<K>,
-        change: impl FnOnce(&mut V) -> R,
-        _: &S,
-    ) -> Option<R> {
-        let mut writer = self
-            .writer(probe.hash(), Wait::Forever)
-            .expect("waits forever");
-        let mut value = table::find(writer.table(), probe, V::clone)?;
-        let result = change(&mut value);
-        let stored = replace_both(&mut writer, probe, value);
-        release(writer, stored);
-        Some(result)
-    }
-
-    /// As [`Self::update`], or on `make()`'s value for an absent key.
-    fn update_or_insert_with<R, S: BuildHasher>(
-        &self,
-        hash: u64,
-        key: K,
-        make: impl FnOnce() -> V,
-        change: impl FnOnce(&mut V) -> R,
-        hasher: &S,
-    ) -> R {
-        let mut writer = self.writer(hash, Wait::Forever).expect("waits forever");
-        let present = table::find(writer.table(), Lookup { hash, key: &key }, V::clone);
-        let found = present.is_some();
-        let mut value = present.unwrap_or_else(make);
-        let result = change(&mut value);
-        let stored = if found {
-            replace_both(&mut writer, Lookup { hash, key: &key }, value)
-        } else {
-            insert_both(&mut writer, hash, key, value, hasher)
-        };
-        release(writer, stored);
-        result
+        let output = op.run(entry);
+        Ok(release(writer, (output, displaced)))
     }
 
     fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, hasher: &S) {
