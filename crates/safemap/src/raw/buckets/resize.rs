@@ -97,16 +97,24 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
 
     /// Moves the next few chains of a resize under way, if there is one; once every chain has
     /// been handed out, one whose move a panic cut short.
+    #[inline(always)]
     pub(super) fn help_resize<S: BuildHasher>(&self, guard: &Guard<'_>, hasher: &S)
     where
         K: Hash,
     {
-        let Some(root) = self.root_table(guard) else {
-            return;
-        };
-        let Some(next) = root.next() else {
-            return;
-        };
+        // Checked inline: most writes find no resize under way, and the mover's frame is large.
+        if let Some(root) = self.root_table(guard)
+            && let Some(next) = root.next()
+        {
+            self.move_chunk(root, next, hasher);
+        }
+    }
+
+    /// Moves the next few chains of `root` into `next` (see [`Self::help_resize`]).
+    fn move_chunk<S: BuildHasher>(&self, root: &Table<K, V, L>, next: &Table<K, V, L>, hasher: &S)
+    where
+        K: Hash,
+    {
         let start = root.claimed.fetch_add(CHUNK, Relaxed);
         let chains = if start < root.chains() {
             start..(start + CHUNK).min(root.chains())
