@@ -208,12 +208,22 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     }
 
     /// The root, made first if the map has none.
+    #[inline(always)]
     fn root_for_write<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V, L> {
+        // The check inline, the making apart: only a map's first write makes its root.
+        match self.root_table(guard) {
+            Some(root) => root,
+            None => self.make_first_root(guard),
+        }
+    }
+
+    #[cold]
+    fn make_first_root<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V, L> {
         loop {
+            self.install_root(guard, MIN_BITS);
             if let Some(root) = self.root_table(guard) {
                 return root;
             }
-            self.install_root(guard, MIN_BITS);
         }
     }
 
