@@ -217,7 +217,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         crate::raw::release::on_this_thread(|| drop(guard));
     }
 
-    #[inline]
+    #[inline(always)]
     fn get<R>(
         &self,
         _wait: Wait,
