@@ -131,7 +131,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let removed = (self.trie).remove_if(self.lookup(key), |_, _| true, self.hasher);
+        let removed = (self.trie).remove(self.lookup(key), self.hasher);
         self.changed |= removed.is_some();
         removed.map(|(_, v)| v)
     }

@@ -211,19 +211,25 @@ where
         Some(value)
     }
 
-    /// Removes the entry for `key` if `remove` approves of it, returning it. Copies the path only
-    /// when something is removed.
-    pub(crate) fn remove_if(
+    /// Removes the entry `probe` finds, returning it. Copies the path only when the key is
+    /// present.
+    pub(crate) fn remove(
         &mut self,
         probe: impl Probe<K>,
-        remove: impl FnOnce(&K, &V) -> bool,
         hasher: &impl BuildHasher,
     ) -> Option<(K, V)> {
-        let (k, v) = self.get(probe)?;
+        self.get(probe)?;
+        self.remove_present(probe, hasher)
+    }
+
+    /// [`Self::remove`] for a key the caller has just found present, without looking again:
+    /// copies the path.
+    pub(crate) fn remove_present(
+        &mut self,
+        probe: impl Probe<K>,
+        hasher: &impl BuildHasher,
+    ) -> Option<(K, V)> {
         let hash = probe.hash();
-        if !remove(k, v) {
-            return None;
-        }
         let leaf = leaf_for(&mut self.root, hash, 0, hasher);
         let removed = leaf
             .find_entry(hash, |(k, _)| probe.matches(k))
@@ -479,7 +485,7 @@ mod tests {
                     model.insert(key, value)
                 ),
                 2 => {
-                    let removed = trie.remove_if(Lookup { hash, key: &key }, |_, _| true, hasher);
+                    let removed = trie.remove(Lookup { hash, key: &key }, hasher);
                     assert_eq!(removed, model.remove_entry(&key));
                 }
                 _ if i % 97 == 0 => {

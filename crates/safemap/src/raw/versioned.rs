@@ -92,19 +92,23 @@ fn rewrite<K: Clone, V: Clone, R>(
 }
 
 /// One key's entry in the next version, under the writer lock: `changed` records whether the
-/// version is to be published.
+/// version is to be published, `seen` whether `get` found the key, so a removal after it does
+/// not look again.
 struct InVersion<'w, K, V, T, S> {
     trie: &'w mut Trie<K, V>,
     target: T,
     hasher: &'w S,
     changed: &'w mut bool,
+    seen: bool,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V>
     for InVersion<'_, K, V, T, S>
 {
     fn get(&mut self) -> Option<(&K, &V)> {
-        self.trie.get(self.target.probe())
+        let found = self.trie.get(self.target.probe());
+        self.seen = found.is_some();
+        found
     }
 
     /// In the writer's copy of its leaf: `change` runs once, on a copy no reader sees until it
@@ -125,9 +129,11 @@ impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V
     }
 
     fn remove(self) -> Option<V> {
-        let removed = self
-            .trie
-            .remove_if(self.target.probe(), |_, _| true, self.hasher);
+        let probe = self.target.probe();
+        let removed = match self.seen {
+            true => self.trie.remove_present(probe, self.hasher),
+            false => self.trie.remove(probe, self.hasher),
+        };
         *self.changed |= removed.is_some();
         removed.map(|(_, value)| value)
     }
@@ -198,6 +204,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
                 target,
                 hasher,
                 changed: &mut changed,
+                seen: false,
             };
             (op.run(entry), changed)
         }))
