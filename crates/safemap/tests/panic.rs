@@ -94,7 +94,7 @@ for_every_strategy! {
         // Key 3 is inside; from now on hashing it panics, which only growth does.
         trigger.store(3, Ordering::Relaxed);
         let mut next = 8;
-        // Bounded high enough for the smallest leaves (`--cfg safemap_stress`), where a key's leaf
+        // Bounded high enough for the smallest leaves (`--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`)), where a key's leaf
         // fills and splits rarely; with ordinary tables the first growth comes within hundreds.
         let panicked = (0..200_000).any(|_| {
             next += 1;

@@ -38,7 +38,7 @@ pub(crate) fn current() -> Option<usize> {
 /// threads per core; threads with higher indices take a shared path. Whoever scans every slot
 /// pays for each, so there are not many more.
 ///
-/// Under `--cfg safemap_stress` there is one slot, so all but one thread take the shared path.
+/// Under `--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`) there is one slot, so all but one thread take the shared path.
 pub(crate) fn slot_count() -> usize {
     if cfg!(safemap_stress) {
         return 1;

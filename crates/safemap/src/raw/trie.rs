@@ -46,7 +46,7 @@ const BITS: u32 = 4;
 /// The largest leaf that still splits. Every write copies one leaf, so this bounds write cost;
 /// fewer, larger leaves make a lookup's walk shorter (6-bit branches with 512-entry leaves read
 /// 1.5x faster than 5-bit with 128 at 1M keys, one thread; 256 and 512 measure alike with 4-bit
-/// branches). Under `--cfg safemap_stress` leaves split at 4 entries, so tests reach deep tries
+/// branches). Under `--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`) leaves split at 4 entries, so tests reach deep tries
 /// and splits with a few hundred keys.
 #[cfg(not(safemap_stress))]
 pub(crate) const LEAF_MAX: usize = 512;

@@ -37,7 +37,7 @@ use super::table::Table;
 use crate::raw::reclaim::Guard;
 use crate::sync::Spin;
 
-/// Under `--cfg safemap_stress` and shuttle, tables grow past one entry per chain, every new key
+/// Under `--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`) and shuttle, tables grow past one entry per chain, every new key
 /// considers growing, and writes move one chain at a time, so that a history of a few keys goes
 /// through several resizes, each spread over several writes.
 pub(super) const STRESS: bool = cfg!(any(safemap_stress, shuttle));
@@ -314,7 +314,7 @@ mod tests {
         let (before, _) = root_state(&core);
         core.reserve(0, &hasher);
         // At least the table the resize was making (more if the entries want more: under
-        // `--cfg safemap_stress` tables grow past one entry per chain, before `reserve` sizes
+        // `--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`) tables grow past one entry per chain, before `reserve` sizes
         // them).
         let (after, resizing) = root_state(&core);
         assert!(

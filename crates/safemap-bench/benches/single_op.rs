@@ -1,13 +1,12 @@
 //! Single-operation costs of each strategy against an unsynchronized hashbrown map, on one thread
-//! with 65,536 entries: `cargo bench -p safemap`. Throughput comparisons between maps under
-//! concurrency belong to `safemap-bench`; these isolate the per-call overhead a strategy adds.
+//! with 65,536 entries: `cargo bench -p safemap-bench --bench single_op`. Throughput comparisons
+//! between maps under concurrency are the `safemap-bench` binary's; these isolate the per-call
+//! overhead a strategy adds. Every strategy of `safemap::strategies!` is measured.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use safemap::{
-    Action, ConcurrentMap, DefaultHashBuilder, LockedMap, ReadMostlyMap, ShardedMap, SnapshotMap,
-};
+use safemap::{Action, ConcurrentMap, DefaultHashBuilder};
 
 const ENTRIES: u64 = 1 << 16;
 
@@ -83,11 +82,15 @@ fn floor(c: &mut Criterion) {
     group.finish();
 }
 
+/// Measures each entry of `safemap::strategies!`.
+macro_rules! every_strategy {
+    ([$(($module:ident, $map:ident, [$($cap:ident),*])),* $(,)?] $c:expr) => {
+        $(strategy::<safemap::$map<u64, u64>>($c, stringify!($map));)*
+    };
+}
+
 fn all(c: &mut Criterion) {
-    strategy::<LockedMap<u64, u64>>(c, "LockedMap");
-    strategy::<ShardedMap<u64, u64>>(c, "ShardedMap");
-    strategy::<SnapshotMap<u64, u64>>(c, "SnapshotMap");
-    strategy::<ReadMostlyMap<u64, u64>>(c, "ReadMostlyMap");
+    safemap::strategies!(every_strategy!(c));
     floor(c);
 }
 
