@@ -33,6 +33,7 @@ mod inline;
 mod line;
 mod ops;
 mod resize;
+mod spares;
 mod table;
 
 use std::cell::Cell;

@@ -16,6 +16,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use super::line::{Chain, Entry, Line};
+use super::spares::Spares;
 use crate::raw::release;
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicPtr, AtomicUsize, BookkeepingMutex};
@@ -43,18 +44,13 @@ pub(crate) struct Table<K, V, L> {
     /// Chains handed to a mover whose move a key's panicking `Hash` cut short, to be handed out
     /// again once `claimed` has passed the last chain.
     pub(crate) unmoved: BookkeepingMutex<Vec<usize>>,
-    /// Overflow buckets, made a block at a time and freed with the table, so that freeing a table
-    /// never walks its chains (a walk of a 4M-entry table's chains took 80 ms). With how many of
-    /// the last block's buckets are taken.
+    /// Overflow buckets, freed with the table, so that freeing a table never walks its chains (a
+    /// walk of a 4M-entry table's chains took 80 ms).
     spares: BookkeepingMutex<Spares<L>>,
+    /// The release thread faulting the chains' pages in; stopped before they are freed.
+    prefaulting: Option<release::Prefaulting>,
     holds: PhantomData<Entry<K, V>>,
 }
-
-/// Blocks of overflow buckets, and how many of the last one's are taken.
-type Spares<L> = (Vec<Box<[L]>>, usize);
-
-/// Overflow buckets per spare block: 4 KiB of 64-byte buckets, 8 KiB of 128-byte ones.
-const SPARE_BLOCK: usize = 64;
 
 // SAFETY: a table owns its buckets and the entries they point to, like a `Box<[Bucket]>`; moving
 // or sharing it across threads moves or shares `K`s and `V`s, which the bounds require.
@@ -149,7 +145,10 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
             claimed: AtomicUsize::new(0),
             moved: AtomicUsize::new(0),
             unmoved: BookkeepingMutex::new(Vec::new()),
-            spares: BookkeepingMutex::new((Vec::new(), 0)),
+            spares: BookkeepingMutex::new(Spares::new()),
+            // Fresh pages get mapped now, off the writes' path; pages `calloc` or the debug
+            // pattern wrote are mapped already, which makes this cheap.
+            prefaulting: release::prefault(memory, Self::layout(bits).size()),
             holds: PhantomData,
         });
         if write_fresh {
@@ -223,18 +222,9 @@ impl<K, V, L> Table<K, V, L> {
 impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// A fresh line for a chain that has outgrown its slots, living as long as the table.
     pub(crate) fn spare(&self) -> &L {
-        let mut spares = self.spares.lock();
-        let (blocks, taken) = &mut *spares;
-        if blocks.last().is_none_or(|block| *taken == block.len()) {
-            blocks.push((0..SPARE_BLOCK).map(|_| L::new()).collect());
-            *taken = 0;
-        }
-        let block = blocks.last().expect("a block was just made");
-        let bucket = &block[*taken];
-        *taken += 1;
-        // SAFETY: a block is a boxed slice, never moved or freed before the table, so the bucket
-        // outlives the lock guard it was reached through, for as long as `self`.
-        unsafe { &*std::ptr::from_ref(bucket) }
+        let bucket = self.spares.lock().take(self.chains(), L::new);
+        // SAFETY: a spare bucket is made, and stays where it is, until the table drops.
+        unsafe { bucket.as_ref() }
     }
 
     /// Every entry of the chains that have not moved, emptied out of them, then those of the next
@@ -274,9 +264,10 @@ impl<K, V, L> Table<K, V, L> {
 }
 
 impl<K, V, L> Drop for Table<K, V, L> {
-    /// Frees the chains (the spare blocks go with the fields), not the entries, which may have
-    /// moved on, nor the next table.
+    /// Frees the chains and the spare buckets, not the entries, which may have moved on, nor the
+    /// next table.
     fn drop(&mut self) {
+        drop(self.prefaulting.take());
         if std::mem::needs_drop::<L>() {
             for index in 0..self.chains() {
                 // SAFETY: `index` is below the chain count, the bucket was initialized in `new`,
@@ -284,26 +275,13 @@ impl<K, V, L> Drop for Table<K, V, L> {
                 unsafe { self.buckets.add(index).drop_in_place() };
             }
         }
-        let blocks = std::mem::take(&mut self.spares.get_mut().0);
-        let mut allocations = Vec::with_capacity(blocks.len() + 1);
+        let mut allocations = self.spares.get_mut().release();
         allocations.push(release::Allocation {
             memory: self.memory,
             layout: Self::layout(self.bits),
         });
-        for block in blocks {
-            let layout = Layout::for_value(&*block);
-            let block = Box::into_raw(block);
-            // SAFETY: the block's buckets were initialized when it was made, and are dropped
-            // once, here, before its memory leaves the box.
-            unsafe { block.drop_in_place() };
-            allocations.push(release::Allocation {
-                memory: NonNull::new(block.cast::<u8>()).expect("a box is never null"),
-                layout,
-            });
-        }
-        // SAFETY: the table's memory was allocated in `new` with this layout, and each block by
-        // its `Box`, with the layout of its slice (`Layout::for_value`, as `Box` documents); the
-        // table goes with them.
+        // SAFETY: the table's memory was allocated in `new` with this layout, and the spare
+        // blocks' as `release` gives them; the table goes with them.
         unsafe { release::free(allocations) };
     }
 }
