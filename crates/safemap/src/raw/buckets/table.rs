@@ -146,8 +146,8 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
             moved: AtomicUsize::new(0),
             unmoved: BookkeepingMutex::new(Vec::new()),
             spares: BookkeepingMutex::new(Spares::new()),
-            // Fresh pages get mapped now, off the writes' path; pages `calloc` or the debug
-            // pattern wrote are mapped already, which makes this cheap.
+            // Unwritten pages get mapped now, off the writes' path; pages already written (by
+            // `calloc` clearing recycled memory, or the debug pattern) cost it nothing more.
             prefaulting: release::prefault(memory, Self::layout(bits).size()),
             holds: PhantomData,
         });
