@@ -113,7 +113,10 @@ pub(crate) unsafe fn free(allocations: Vec<Allocation>) {
 /// The release thread faulting in the pages of a fresh allocation: what is left of it to do,
 /// shared with that thread. Dropping it stops the work, after a step under way, so the owner may
 /// free the allocation next.
-pub(crate) struct Prefaulting(Arc<BookkeepingMutex<Range<usize>>>);
+pub(crate) struct Prefaulting(Left);
+
+/// The addresses of an allocation left to fault in, shared by its owner and the release thread.
+type Left = Arc<BookkeepingMutex<Range<usize>>>;
 
 impl Drop for Prefaulting {
     fn drop(&mut self) {
@@ -133,7 +136,7 @@ pub(crate) fn prefault(memory: NonNull<u8>, bytes: usize) -> Option<Prefaulting>
         && let Some(releaser) = background::releaser()
     {
         let start = memory.as_ptr() as usize;
-        let left = Arc::new(BookkeepingMutex::new(start..start + bytes));
+        let left: Left = Arc::new(BookkeepingMutex::new(start..start + bytes));
         releaser.prefault(Arc::clone(&left));
         return Some(Prefaulting(left));
     }
@@ -172,9 +175,9 @@ mod background {
     use std::alloc::Layout;
     use std::collections::VecDeque;
     use std::ops::Range;
-    use std::sync::{Arc, OnceLock};
+    use std::sync::OnceLock;
 
-    use super::{PREFAULT_STEP, STEP};
+    use super::{Left, PREFAULT_STEP, STEP};
     use crate::sync::{BookkeepingMutex, Condvar, Mutex};
 
     /// An allocation waiting for the release thread; an address, so that it can cross threads.
@@ -200,12 +203,12 @@ mod background {
         frees: VecDeque<Vec<Pending>>,
         /// Fresh allocations to fault in, each as the addresses left to do; done before frees,
         /// since writes are about to need them.
-        prefaults: VecDeque<Arc<BookkeepingMutex<Range<usize>>>>,
+        prefaults: VecDeque<Left>,
     }
 
     enum Job {
         Free(Vec<Pending>),
-        Prefault(Arc<BookkeepingMutex<Range<usize>>>),
+        Prefault(Left),
     }
 
     pub(super) struct Releaser {
@@ -250,7 +253,7 @@ mod background {
             self.changed.notify_all();
         }
 
-        pub(super) fn prefault(&self, left: Arc<BookkeepingMutex<Range<usize>>>) {
+        pub(super) fn prefault(&self, left: Left) {
             self.work.lock().prefaults.push_back(left);
             self.changed.notify_all();
         }
@@ -313,29 +316,36 @@ mod background {
     /// (`SCHED_IDLE`): faulting pages in ahead of the writes saves them time only if it takes
     /// none from them, and on a busy machine it would preempt them.
     #[cfg(target_os = "linux")]
-    struct IdlePriority;
+    struct IdlePriority {
+        /// The policy and parameters the thread had, put back on drop.
+        policy: libc::c_int,
+        param: libc::sched_param,
+    }
 
     #[cfg(target_os = "linux")]
     impl IdlePriority {
         fn enter() -> Self {
-            set_policy(libc::SCHED_IDLE);
-            IdlePriority
+            let mut param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: pid 0 is the calling thread, and `param` is a valid `sched_param` to fill.
+            let policy = unsafe {
+                libc::sched_getparam(0, &mut param);
+                libc::sched_getscheduler(0)
+            };
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as above; a failure leaves the policy as it was.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
+            IdlePriority { policy, param }
         }
     }
 
     #[cfg(target_os = "linux")]
     impl Drop for IdlePriority {
         fn drop(&mut self) {
-            set_policy(libc::SCHED_OTHER);
+            if self.policy >= 0 {
+                // SAFETY: as in `enter`, with what `enter` read back.
+                unsafe { libc::sched_setscheduler(0, self.policy, &self.param) };
+            }
         }
-    }
-
-    /// Sets the calling thread's scheduling policy; a failure leaves it as it was.
-    #[cfg(target_os = "linux")]
-    fn set_policy(policy: libc::c_int) {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid `sched_param`; pid 0 is the calling thread.
-        unsafe { libc::sched_setscheduler(0, policy, &param) };
     }
 
     /// The size of a page, or 0 where it cannot be told.
@@ -447,6 +457,30 @@ mod tests {
         pages.iter().filter(|&&page| page & 1 != 0).count()
     }
 
+    /// The scheduling policy of the release thread (`/proc`'s `stat`, field 41), if it runs.
+    fn release_thread_policy() -> Option<i32> {
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if name.trim() == "safemap-release" {
+                let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+                // Fields after the parenthesized name, which may hold spaces, start at field 3.
+                let after_name = &stat[stat.rfind(')')? + 2..];
+                return after_name.split(' ').nth(41 - 3)?.parse().ok();
+            }
+        }
+        None
+    }
+
+    /// Waits up to a minute for `done`.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not after a minute");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn unmap(memory: NonNull<u8>, bytes: usize) {
         // SAFETY: the caller's mapping, unmapped once, with nothing left using it.
         assert_eq!(unsafe { libc::munmap(memory.as_ptr().cast(), bytes) }, 0);
@@ -484,11 +518,10 @@ mod tests {
         let bytes = 256 << 20;
         let memory = fresh(bytes);
         let prefaulting = prefault(memory, bytes).expect("large enough");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while mapped(memory, bytes) == 0 {
-            assert!(Instant::now() < deadline, "no page mapped after a minute");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        eventually("a page mapped", || mapped(memory, bytes) > 0);
+        eventually("the release thread at idle priority", || {
+            release_thread_policy() == Some(libc::SCHED_IDLE)
+        });
         drop(prefaulting);
         let after_stop = mapped(memory, bytes);
         assert!(
