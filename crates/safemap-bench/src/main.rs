@@ -79,12 +79,12 @@ pub struct RunArgs {
     /// Repetitions per cell; the median is reported (default 5; with --quick, 3).
     #[arg(long)]
     reps: Option<usize>,
-    /// Operations per repetition, over all threads (default 8,000,000; with --quick, 1,000,000).
+    /// Operations per repetition, over all threads (default 8,000,000; with --quick, 600,000).
     #[arg(long)]
     ops: Option<usize>,
     /// Stop each thread of a mixed workload's repetition after this many seconds even if its
     /// operations are not done; throughput counts the operations done (default: no limit; with
-    /// --quick, 0.5; Go's maps get the same budget). Slow contestants then finish in bounded
+    /// --quick, 0.3; Go's maps get the same budget). Slow contestants then finish in bounded
     /// time on fewer operations.
     #[arg(long)]
     max_seconds: Option<f64>,

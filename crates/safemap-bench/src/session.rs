@@ -113,9 +113,9 @@ impl Plan {
             ops: positive(
                 "ops",
                 args.ops
-                    .unwrap_or(if args.quick { 1_000_000 } else { 8_000_000 }),
+                    .unwrap_or(if args.quick { 600_000 } else { 8_000_000 }),
             )?,
-            budget: match args.max_seconds.or(args.quick.then_some(0.5)) {
+            budget: match args.max_seconds.or(args.quick.then_some(0.3)) {
                 Some(s) if s > 0.0 && s.is_finite() => Some(std::time::Duration::from_secs_f64(s)),
                 Some(s) => return Err(format!("--max-seconds must be positive, got {s}")),
                 None => None,

@@ -41,6 +41,12 @@
 //!
 //! Each strategy declares its [`Consistency`].
 //!
+//! Which is fastest depends on the machine and the load. On the 2-core machine the README's
+//! figures come from, [`ShardedMap`] was level with or ahead of the best peer crate in most of
+//! them; the Scalable maps' reads write nothing shared, so they gain the most from each added core,
+//! but one of their lookups costs about 70 instructions more than `ShardedMap`'s. `safemap-bench
+//! advise` measures the candidates on a given machine and workload and recommends one.
+//!
 //! # Deadlines
 //!
 //! [`LockedMap`] and [`ShardedMap`] also implement [`DeadlineMap`]: `try_get_until`, `try_insert_until`,
