@@ -18,11 +18,21 @@ pub struct Violation {
     pub events: Vec<Event>,
 }
 
+/// What checking a history found, short of a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judged {
+    /// Every part has a linearization.
+    Linearizable,
+    /// No part failed, but the search of at least one gave up ([`crate::wgl::STATES`]): the
+    /// history is neither passed nor failed.
+    Undecided,
+}
+
 /// Checks `history`, run on a map with `keys` keys, against the `declared` contract.
 ///
 /// # Panics
 /// If `keys` exceeds [`MAX_KEYS`].
-pub fn check(history: &History, declared: &Consistency, keys: Key) -> Result<(), Violation> {
+pub fn check(history: &History, declared: &Consistency, keys: Key) -> Result<Judged, Violation> {
     assert!(keys as usize <= MAX_KEYS, "at most {MAX_KEYS} keys");
     let judge = Judge {
         events: &history.events,
@@ -30,8 +40,9 @@ pub fn check(history: &History, declared: &Consistency, keys: Key) -> Result<(),
         keys,
     };
     let all: Vec<usize> = (0..history.events.len()).collect();
-    let Some((key, failing)) = judge.failure(&all) else {
-        return Ok(());
+    let (key, failing) = match judge.failure(&all) {
+        Ok(judged) => return Ok(judged),
+        Err(failing) => failing,
     };
     let minimal = judge.shrink(key, failing);
     let mut events: Vec<Event> = minimal.iter().map(|&i| history.events[i].clone()).collect();
@@ -46,22 +57,33 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// The first part of the events at `subset` that has no linearization: its key, or `None`
-    /// for the whole map, and its event indices. Each key's projection is tried first (see
-    /// [`spec::steps`]); the whole history is searched only if every projection passes and some
-    /// operation is atomic over the whole map.
-    fn failure(&self, subset: &[usize]) -> Option<(Option<Key>, Vec<usize>)> {
-        let on_key = (0..self.keys).find_map(|key| {
+    /// The first part of the events at `subset` that has no linearization (`Err`): its key, or
+    /// `None` for the whole map, and its event indices; else whether every part was decided.
+    /// Each key's projection is tried first (see [`spec::steps`]); the whole history is searched
+    /// only if no projection fails and some operation is atomic over the whole map.
+    fn failure(&self, subset: &[usize]) -> Result<Judged, (Option<Key>, Vec<usize>)> {
+        let mut judged = Judged::Linearizable;
+        for key in 0..self.keys {
             let part = self.steps(subset, Some(key));
-            let mut events: Vec<usize> = part.iter().map(|s| s.event).collect();
-            events.dedup();
-            (!linearizable(self.events, &part, [None; MAX_KEYS])).then_some((Some(key), events))
-        });
-        on_key.or_else(|| {
-            let whole = self.steps(subset, None);
-            let needs_whole = whole.iter().any(|s| s.scope.spans_keys());
-            (needs_whole && self.fails(None, subset)).then(|| (None, subset.to_vec()))
-        })
+            match linearizable(self.events, &part, [None; MAX_KEYS]) {
+                Some(true) => {}
+                Some(false) => {
+                    let mut events: Vec<usize> = part.iter().map(|s| s.event).collect();
+                    events.dedup();
+                    return Err((Some(key), events));
+                }
+                None => judged = Judged::Undecided,
+            }
+        }
+        let whole = self.steps(subset, None);
+        if whole.iter().any(|s| s.scope.spans_keys()) {
+            match linearizable(self.events, &whole, [None; MAX_KEYS]) {
+                Some(true) => {}
+                Some(false) => return Err((None, subset.to_vec())),
+                None => judged = Judged::Undecided,
+            }
+        }
+        Ok(judged)
     }
 
     /// The steps of `subset` on `key` (whole-map operations projected onto it), or all of them,
@@ -74,8 +96,10 @@ impl Judge<'_> {
             .collect()
     }
 
+    /// Whether the part is known to fail (an undecided search is not a failure, so shrinking
+    /// keeps only cuts that are known to fail).
     fn fails(&self, key: Option<Key>, subset: &[usize]) -> bool {
-        !linearizable(self.events, &self.steps(subset, key), [None; MAX_KEYS])
+        linearizable(self.events, &self.steps(subset, key), [None; MAX_KEYS]) == Some(false)
     }
 
     /// Shrinks a part that fails on `key` in two sound moves, so the counterexample still proves

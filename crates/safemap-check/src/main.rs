@@ -94,6 +94,16 @@ fn main() -> ExitCode {
                 "  len not judged: the map declares it an estimate, so its histories ask get instead"
             );
         }
+        if let Some((index, history)) = &report.first_undecided {
+            println!(
+                "  {} undecided: a search gave up after {} states; the first, history {index} \
+                 (seed {}), as JSON events:\n  {}",
+                report.undecided,
+                safemap_check::wgl::STATES,
+                config.seed.wrapping_add(*index as u64),
+                serde_json::to_string(&history.events).expect("events serialize")
+            );
+        }
         if let Some((index, violation)) = &report.first {
             any_violation = true;
             println!(

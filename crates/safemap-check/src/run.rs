@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use safemap::fallible::TryConcurrentMap;
 use safemap::{Consistency, MapSnapshot, WholeMap};
 
-use crate::check::{Violation, check};
+use crate::check::{Judged, Violation, check};
 use crate::history::{
     Clock, Event, History, INIT_MARK, Key, MAX_KEYS, Op, Ret, Stamps, Val, compute_rule,
 };
@@ -65,6 +65,11 @@ pub struct Report {
     pub overlapping: usize,
     /// The first violation, shrunk, and the index of the history it came from.
     pub first: Option<(usize, Violation)>,
+    /// Histories neither passed nor failed: the search of one of their parts gave up
+    /// ([`crate::wgl::STATES`]).
+    pub undecided: usize,
+    /// The first undecided history, whole, and its index.
+    pub first_undecided: Option<(usize, History)>,
     /// Whether `len` went unjudged: a map that declares it an estimate is asked `get`s instead.
     pub len_unjudged: bool,
 }
@@ -142,9 +147,16 @@ pub fn check_recorded(
         report.histories += 1;
         report.ops += history.events.len();
         report.overlapping += history.overlapping();
-        if let Err(violation) = check(&history, &declared, config.keys) {
-            report.violations += 1;
-            report.first.get_or_insert((i, violation));
+        match check(&history, &declared, config.keys) {
+            Ok(Judged::Linearizable) => {}
+            Ok(Judged::Undecided) => {
+                report.undecided += 1;
+                report.first_undecided.get_or_insert((i, history));
+            }
+            Err(violation) => {
+                report.violations += 1;
+                report.first.get_or_insert((i, violation));
+            }
         }
     }
     report
