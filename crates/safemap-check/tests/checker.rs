@@ -67,7 +67,7 @@ fn overlapping_operations_may_take_effect_in_either_order() {
 /// histories are decided both ways. (The checker reports such a history as undecided: a whole-map
 /// search of a ScalableMap history once grew past 11 GB.)
 #[test]
-fn a_search_past_its_budget_is_undecided() {
+fn search_past_its_budget_is_undecided() {
     let steps_of = |events: &[Event]| -> Vec<spec::Step> {
         (events.iter().enumerate())
             .flat_map(|(i, e)| spec::steps(i, e, &declared(ATOMIC), 2, false))
@@ -94,7 +94,7 @@ fn a_search_past_its_budget_is_undecided() {
 /// histories of three seeded bugs (many not linearizable) and of two real strategies, searched
 /// whole and key by key, as the checker declares them.
 #[test]
-fn taking_commuting_steps_alone_changes_no_verdict() {
+fn search_taking_commuting_steps_alone_changes_no_verdict() {
     use safemap::fallible::Local;
     use safemap_check::run::record;
     use safemap_check::seeded::{Seeded, bug};
@@ -155,7 +155,7 @@ fn taking_commuting_steps_alone_changes_no_verdict() {
 /// search without the commuting-step rule passed its budget of states undecided (and, before the
 /// budget, held 11 GB); with it the history is decided.
 #[test]
-fn a_long_weakly_consistent_retain_is_decided() {
+fn search_decides_a_long_weakly_consistent_retain() {
     let events: Vec<Event> =
         serde_json::from_str(include_str!("histories/long-retain.json")).expect("valid events");
     let declared = <safemap::ScalableMap<Key, Val> as ConcurrentMap<Key, Val>>::CONSISTENCY;
