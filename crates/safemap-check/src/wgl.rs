@@ -49,7 +49,7 @@ impl Done {
 }
 
 /// The (set, state) pairs a search may explore before it gives up: about 200 MB of memo, and a
-/// second or two. The histories the checker records need a few hundred at most.
+/// second or two. Every history of nine stress-cfg runs of 10,000 was decided within it.
 pub const STATES: usize = 1 << 20;
 
 /// Whether `steps` of `events` have a linearization from `initial`: `None` if the search
