@@ -4,7 +4,7 @@
 //! A read enters a reclamation guard (a store to the thread's own slot), loads one bucket's tag
 //! word and follows the matching pointers; a write locks one chain of buckets and swaps entries
 //! in and out, retiring what it displaces to the reclamation, which frees it once no reader can
-//! hold it. A full table grows by moving a few chains per write, so no write waits for a
+//! hold it. A full table grows by moving a chain per write, so no write waits for a
 //! table-wide rehash.
 
 use crate::front::SafeMap;
@@ -17,12 +17,12 @@ use crate::raw::buckets::{Buckets, Inline};
 ///
 /// Writers lock one chain of buckets (a cache line, plus overflow lines if it holds more than five
 /// keys), so a [`compute`](crate::ConcurrentMap::compute) closure runs exactly once and holds up
-/// only writers of its chain; readers go on. When the table fills, each write moves a few chains
+/// only writers of its chain; readers go on. When the table fills, each write moves a chain
 /// into a table twice the size, and readers follow the moved chains, so growth never stalls a
 /// write for long. Since writes move the resize along, a map whose writes stop just after its
 /// table began to grow keeps both tables until writes resume (readers of a moved chain look in the
-/// new one); [`reserve(0)`](crate::ConcurrentMap::reserve) finishes such a resize at once. (About
-/// 5% more inserts past the size that started it finish a resize; 4% in [`ScalablePodMap`].)
+/// new one); [`reserve(0)`](crate::ConcurrentMap::reserve) finishes such a resize at once. (A fifth
+/// more inserts past the size that started it finish a resize; a seventh in [`ScalablePodMap`].)
 ///
 /// Entries are immutable once stored and each sits in its own allocation, so:
 /// - keys and values must be `Clone`: an update stores a changed clone, and the value a write

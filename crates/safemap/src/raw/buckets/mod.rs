@@ -15,7 +15,7 @@
 //!   Closures run under the chain's lock, so each runs exactly once and writers of other chains
 //!   never wait for it. The value a write displaces is returned as a clone, since readers may
 //!   still hold the stored one.
-//! - **Resizes** move a few chains per write (`resize.rs`), so no write waits for the whole table
+//! - **Resizes** move a chain per write (`resize.rs`), so no write waits for the whole table
 //!   to be copied, and readers follow moved chains to the next table.
 //! - **Whole-map operations** that must be atomic (`clear`, `snapshot`) close the gate: no write
 //!   is under way while they run, and readers go on. Closing pays a process-wide barrier
