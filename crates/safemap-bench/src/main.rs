@@ -18,6 +18,7 @@ mod measure;
 mod memory;
 mod report;
 mod session;
+mod steal;
 mod workload;
 
 use std::process::ExitCode;

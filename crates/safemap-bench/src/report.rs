@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::contestants::Family;
 use crate::measure::Measurement;
+use crate::steal::Stolen;
 use crate::workload::Dist;
 
 /// One measured cell.
@@ -155,6 +156,9 @@ pub struct Document<'a> {
     pub machine: &'a Machine,
     /// Every row.
     pub results: &'a [Row],
+    /// What the host took from this machine while the rows were measured, where the system
+    /// counts it.
+    pub host: Option<&'a Stolen>,
 }
 
 /// A ratio for display: two decimals, or `-` when there was nothing to compare with.

@@ -7,6 +7,7 @@ use crate::RunArgs;
 use crate::contestants::{Contestant, Family, contestants};
 use crate::measure::{Cell, Measurement, SAMPLE_EVERY};
 use crate::report::{Document, Machine, Row, fill_ratios, table};
+use crate::steal;
 use crate::workload::{Dist, Op, SNAPSHOTS, Shape, WORKLOADS, Workload, key, plan, workload};
 
 /// A resolved session: what to measure.
@@ -259,17 +260,23 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         machine.cores, machine.cpu_model, machine.rustc, plan.ops, plan.reps
     );
     let progress = progress_bar();
+    let started = steal::Mark::now();
     let mut rows = plan.measure(&progress);
     progress.finish_and_clear();
     if plan.with_go {
         rows.extend(crate::go::measure(&plan)?);
         fill_ratios(&mut rows);
     }
+    let host = started.stolen();
     print!("{}", table(&rows));
+    if let Some(host) = &host {
+        print!("\n{}", host.line(machine.cores));
+    }
     if let Some(path) = &args.json {
         let doc = Document {
             machine: &machine,
             results: &rows,
+            host: host.as_ref(),
         };
         let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         write(path, &text)?;

@@ -74,6 +74,13 @@ fn quick_run_writes_every_contestant_to_json() {
     assert!(machine["cores"].as_u64().unwrap() >= 1);
     assert!(machine["cpu_model"].is_string() && machine["rustc"].is_string());
     assert!(machine.get("go_version").is_some());
+    // What the host took while it measured, where Linux counts it: also said under the table.
+    if std::fs::read_to_string("/proc/stat").is_ok_and(|stat| stat.starts_with("cpu ")) {
+        let host = &doc["host"];
+        assert!(host["steal_ms"].as_u64().is_some(), "{host}");
+        assert!(host["seconds"].as_f64().unwrap() > 0.0, "{host}");
+        assert!(out.contains("host: steal time"), "{out}");
+    }
     let results = doc["results"].as_array().unwrap();
     for workload in ["ReadHeavy", "Exchange", "RapidGrow"] {
         for threads in [1, 2] {
