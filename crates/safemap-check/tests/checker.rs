@@ -74,18 +74,18 @@ fn search_past_its_budget_is_undecided() {
             .collect()
     };
     let empty = [None; MAX_KEYS];
-    let good = vec![
-        ev(0, 0, 9, Op::Insert(0, 7), Ret::Value(None)),
-        ev(1, 1, 8, Op::Insert(1, 8), Ret::Value(None)),
-        ev(2, 2, 7, Op::Len, Ret::Len(1)),
-    ];
+    // Two overlapping inserts and a `len` during both that returned `len`.
+    let with_len = |len| {
+        vec![
+            ev(0, 0, 9, Op::Insert(0, 7), Ret::Value(None)),
+            ev(1, 1, 8, Op::Insert(1, 8), Ret::Value(None)),
+            ev(2, 2, 7, Op::Len, Ret::Len(len)),
+        ]
+    };
+    let good = with_len(1);
     assert_eq!(linearizable(&good, &steps_of(&good), empty), Some(true));
     assert_eq!(linearizable_within(&good, &steps_of(&good), empty, 1), None);
-    let bad = vec![
-        ev(0, 0, 9, Op::Insert(0, 7), Ret::Value(None)),
-        ev(1, 1, 8, Op::Insert(1, 8), Ret::Value(None)),
-        ev(2, 2, 7, Op::Len, Ret::Len(3)),
-    ];
+    let bad = with_len(3);
     assert_eq!(linearizable(&bad, &steps_of(&bad), empty), Some(false));
     assert_eq!(linearizable_within(&bad, &steps_of(&bad), empty, 1), None);
 }

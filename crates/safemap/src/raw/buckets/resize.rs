@@ -290,8 +290,9 @@ mod tests {
         );
     }
 
-    /// Every write moves its share of a resize under way: one of 4,096 chains, linked by the
-    /// write that found the table full, is the root again [`CHUNK`] chains a write later.
+    /// Every write moves its share of a resize under way: a table of 4,096 chains, whose next
+    /// table was linked by the write that found it full, hands over the root 4,096 / [`CHUNK`]
+    /// writes later.
     #[test]
     fn each_write_moves_its_share_of_a_resize() {
         fn check<L: Line<u64, u64>>(core: Buckets<u64, u64, L>) {
