@@ -8,7 +8,9 @@
 //! - [`check`]: splits a history by key when it can (P-compositionality), and shrinks a failure to
 //!   a minimal counterexample, printed as a per-thread timeline;
 //! - [`run`]: random histories against every strategy;
-//! - [`seeded`]: deliberately broken maps, which the checker must reject.
+//! - [`seeded`]: deliberately broken maps, which the checker must reject;
+//! - `remote` (feature `redis`, on by default through `cli`): RedisMap's histories, in one
+//!   process and across two, on a redis-server the checker starts.
 //!
 //! ```
 //! use safemap_check::run::{Config, strategies};
@@ -23,6 +25,7 @@
 
 pub mod check;
 pub mod history;
+#[cfg(feature = "redis")]
 pub mod remote;
 pub mod run;
 pub mod seeded;

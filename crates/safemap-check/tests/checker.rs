@@ -507,6 +507,7 @@ fn bad_shapes_are_refused() {
 
 /// The in-process halves; `cli.rs` runs the two-process ones and the seeded bug, which start
 /// the `safemap-check` binary as their second process.
+#[cfg(feature = "redis")]
 #[test]
 fn redis_map_passes_in_both_layouts() {
     let config = Config::default();

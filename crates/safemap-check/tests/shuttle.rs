@@ -5,7 +5,9 @@
 //!
 //! Built only with `--cfg shuttle`, which also routes safemap's locks through shuttle
 //! (`crates/safemap/src/sync.rs`):
-//! `RUSTFLAGS="--cfg shuttle" cargo test --release -p safemap-check --test shuttle`
+//! `RUSTFLAGS="--cfg shuttle" cargo test --release -p safemap-check --no-default-features --test shuttle`
+//! (without the default features, the binary and RedisMap's client, which `--cfg shuttle` would
+//! rebuild for nothing).
 #![cfg(shuttle)]
 
 use std::sync::Arc;
