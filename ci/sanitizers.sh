@@ -14,11 +14,11 @@
 # histories spend their time in round trips, which the sanitizers slow tenfold, and without its
 # client and CLI crates the checker's own graph is 34 crates, not 118; safemap-redis's tests are
 # not run here.
-# The checker's search tests (named `search_`) are skipped under both: sequential computation over histories,
-# in safe code (they added 25 s to the checker's TSAN run, with nothing to watch), and its test
-# that every seeded bug is caught: the bugs are safe wrappers over LockedMap, whose concurrent
-# use `every_strategy_passes` and safemap's suites watch, and CI's checker step runs the test's
-# claim natively (it was most of the checker's 71 s under TSAN).
+# The checker's search tests (named `search_`) are skipped under both: sequential computation over
+# histories, in safe code (they added 25 s to the checker's TSAN run, with nothing to watch), and
+# its test that every seeded bug is caught: the bugs are safe wrappers over LockedMap, whose
+# concurrent use `every_strategy_passes` and safemap's suites watch, and CI's checker step runs
+# the test's claim natively (it was most of the checker's 71 s under TSAN).
 #
 # Each sanitizer builds once: safemap's suites and the checker's in one cargo call, so that
 # safemap is compiled with one set of features for both (two calls compiled it twice). Line
