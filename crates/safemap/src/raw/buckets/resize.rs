@@ -19,7 +19,8 @@
 //! - A table to grow into is made unwritten (`Table::for_growth`), so the write that links it
 //!   pays for no clearing, however large: each chain of it is reached only through the one old
 //!   chain it splits from, whose mover makes it fresh before placing entries in it and before the
-//!   mark. The pages are mapped by the moves that fill them.
+//!   mark. The release thread maps its pages ahead of the moves, and a move that finds its
+//!   chains' page not reached maps the next few itself (`raw::release`).
 //!
 //! An entry may be reachable from a moved (frozen) chain and from its new chain at once. When a
 //! writer retires it from the new chain, a reader may still be reading the frozen chain, but only
@@ -178,9 +179,11 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             // A table to grow into is reached only through the chains that moved into it
             // (`Table::for_growth`); this chain's held lock keeps it unmarked until the mark
             // below, whose Release publishes the fresh chains.
+            let fresh = next.chains_within(table.span(index));
+            next.catch_up_faults(&fresh);
             // SAFETY: so no one else reaches them; they hold nothing to drop (never made, or
             // copies a panicking move left).
-            unsafe { next.make_fresh(next.chains_within(table.span(index))) };
+            unsafe { next.make_fresh(fresh) };
         } else if !L::KEEPS_HASH {
             for (_, entry) in L::occupied(chain) {
                 let _may_panic = L::hash_of(&entry, hasher);

@@ -3,14 +3,16 @@
 //!
 //! A block is allocated unwritten, in proportion to its table, and each bucket is made fresh as
 //! it is handed out; the release thread faults a large block's pages in ahead of the chains that
-//! will take its buckets (`raw/release.rs`). Blocks used to be 64 buckets, made and written
-//! whole by the write that needed one: that write paid for the allocation, the page faults and
-//! the writing, and such writes were the slowest 0.1% of inserts while a map grew (README).
+//! will take its buckets, or, when it falls behind, the write that takes one does a step of that
+//! work after letting go of the block's lock (`raw/release.rs`). Blocks used to be 64 buckets,
+//! made and written whole by the write that needed one: that write paid for the allocation, the
+//! page faults and the writing, and such writes were the slowest 0.1% of inserts while a map grew
+//! (README).
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-use crate::raw::release::{self, Allocation, Prefaulting};
+use crate::raw::release::{self, Allocation, CatchUp, Prefaulting};
 
 /// The fewest buckets in a block: 4 KiB of 64-byte buckets, 8 KiB of 128-byte ones.
 const MIN_BLOCK: usize = 64;
@@ -48,9 +50,12 @@ impl<L> Spares<L> {
         }
     }
 
-    /// A bucket made by `make`, for a table of `chains` chains; it stays where it is until
-    /// [`Self::release`].
-    pub(super) fn take(&mut self, chains: usize, make: impl FnOnce() -> L) -> NonNull<L> {
+    /// The next bucket, for a table of `chains` chains, reserved for the caller, who must write
+    /// a bucket in it before [`Self::release`] and before anyone else reaches it; it stays where
+    /// it is until then. With it, the catching up on faults to do first, if the release thread
+    /// has not mapped its page: the caller runs it after letting go of the lock it took `self`
+    /// under, so that other writes do not wait through a step (`release::Prefaulting`).
+    pub(super) fn reserve(&mut self, chains: usize) -> (NonNull<L>, Option<CatchUp>) {
         if self
             .blocks
             .last()
@@ -61,13 +66,14 @@ impl<L> Spares<L> {
             self.taken = 0;
         }
         let block = self.blocks.last().expect("a block was just made");
-        // SAFETY: `taken` is below the block's length, so the bucket lies in its allocation; it
-        // was never written, and is written once, here.
+        // SAFETY: `taken` is below the block's length, so the bucket lies in its allocation.
         let bucket = unsafe { block.buckets.add(self.taken) };
-        // SAFETY: as above.
-        unsafe { bucket.write(make()) };
         self.taken += 1;
-        bucket
+        let behind = block
+            .prefaulting
+            .as_ref()
+            .and_then(|prefaulting| prefaulting.behind(bucket.as_ptr().wrapping_add(1) as usize));
+        (bucket, behind)
     }
 
     /// Drops the buckets handed out and gives the blocks' allocations to free, leaving none.
@@ -83,8 +89,8 @@ impl<L> Spares<L> {
                 let made = if index == last { taken } else { block.len };
                 if std::mem::needs_drop::<L>() {
                     for at in 0..made {
-                        // SAFETY: the first `made` buckets were written by `take` and are dropped
-                        // once, here, before the memory is freed.
+                        // SAFETY: the first `made` buckets were reserved, so written (`reserve`'s
+                        // contract), and are dropped once, here, before the memory is freed.
                         unsafe { block.buckets.add(at).drop_in_place() };
                     }
                 }
@@ -120,6 +126,7 @@ impl<L> Block<L> {
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
+    use std::ptr::NonNull;
 
     use super::{MIN_BLOCK, Spares};
 
@@ -136,11 +143,22 @@ mod tests {
         }
     }
 
+    /// A reserved bucket, written as `reserve`'s contract asks.
+    fn take(spares: &mut Spares<Counted>, chains: usize, index: usize) -> NonNull<Counted> {
+        let (bucket, behind) = spares.reserve(chains);
+        if let Some(catch_up) = behind {
+            catch_up.run();
+        }
+        // SAFETY: reserved for this call alone, written once.
+        unsafe { bucket.write(Counted(index)) };
+        bucket
+    }
+
     #[test]
     fn buckets_stay_put_and_each_made_one_is_dropped_once() {
         let mut spares = Spares::new();
         let taken: Vec<_> = (0..MIN_BLOCK * 2 + 5)
-            .map(|index| spares.take(16, || Counted(index)))
+            .map(|index| take(&mut spares, 16, index))
             .collect();
         for (index, bucket) in taken.iter().enumerate() {
             // SAFETY: made by `take`, in place until `release`.
@@ -161,7 +179,7 @@ mod tests {
     #[test]
     fn blocks_grow_with_the_table() {
         let mut spares = Spares::new();
-        spares.take(1 << 20, || Counted(0));
+        take(&mut spares, 1 << 20, 0);
         let allocations = spares.release();
         assert_eq!(
             allocations[0].layout.size(),

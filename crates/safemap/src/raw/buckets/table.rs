@@ -195,6 +195,14 @@ impl<K, V, L> Table<K, V, L> {
         self.chain_at(span.start)..self.chain_at(span.end - 1) + 1
     }
 
+    /// Has the pages of chains up to `chains.end` faulted in now if the release thread has not
+    /// (`release::Prefaulting::catch_up`): for the mover about to fill `chains`.
+    pub(crate) fn catch_up_faults(&self, chains: &Range<usize>) {
+        if let Some(prefaulting) = &self.prefaulting {
+            prefaulting.catch_up(self.buckets.as_ptr().wrapping_add(chains.end) as usize);
+        }
+    }
+
     /// The head of chain `index`.
     #[inline(always)]
     pub(crate) fn head(&self, index: usize) -> &L {
@@ -222,9 +230,16 @@ impl<K, V, L> Table<K, V, L> {
 impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// A fresh line for a chain that has outgrown its slots, living as long as the table.
     pub(crate) fn spare(&self) -> &L {
-        let bucket = self.spares.lock().take(self.chains(), L::new);
-        // SAFETY: a spare bucket is made, and stays where it is, until the table drops.
-        unsafe { bucket.as_ref() }
+        let (bucket, behind) = self.spares.lock().reserve(self.chains());
+        if let Some(behind) = behind {
+            behind.run();
+        }
+        // SAFETY: the bucket is reserved for this call alone, written once, here, before it is
+        // returned, and stays where it is until the table drops.
+        unsafe {
+            bucket.write(L::new());
+            bucket.as_ref()
+        }
     }
 
     /// Every entry of the chains that have not moved, emptied out of them, then those of the next
