@@ -30,9 +30,11 @@
 //! and the writes took the faults again: growing a map to 4M entries with a reading thread beside
 //! the inserting one, on this 2-core machine, the inserting thread took 24,000 page faults,
 //! against 3,700 alone (`perf record -e page-faults`). So a write about to fill pages the thread has
-//! not reached does its next step itself ([`Prefaulting::catch_up`]). A step maps sixteen pages
-//! in one call, so where one move in 16 paid for a fault (about one insert in 170 while the map
-//! grew), one in 256 pays for a step, few enough to leave the fastest 99.9% of inserts alone.
+//! not reached does its next step itself ([`Prefaulting::catch_up`]). Such a step maps
+//! [`CATCH_UP_STEP`] bytes, 64 pages, in one call, so where one move in 16 paid for a fault
+//! (about one insert in 170 while the map grew), one in 1,024 pays for a step: few enough to
+//! leave the fastest 99.9% of inserts alone, where steps of 16 pages, one in 256 moves, were
+//! about one insert in 1,000.
 //!
 //! Smaller tables, those freed inside [`on_this_thread`] (`shrink_to_fit`, which promises the
 //! memory back on return and is a maintenance call the caller chose to pay for), and every table
@@ -64,6 +66,14 @@ const PREFAULT_FROM: usize = 256 << 10;
 /// that stops the work waits for it.
 #[cfg(not(shuttle))]
 const PREFAULT_STEP: usize = 64 << 10;
+
+/// Bytes a write that catches up faults in at once: the fewer such writes, the fewer of the
+/// slowest inserts, as long as each stays far below a millisecond. Growing `ScalablePodMap` to 4M
+/// entries beside a reading thread (`safemap-bench run --workload Growth --threads 2 --reps 3`),
+/// seven alternated runs: insert p99.9 1.3-2.9 us with 256 KiB (under 2 us in six), 1.3-4.2 us
+/// with 64 KiB (in two).
+#[cfg(not(shuttle))]
+const CATCH_UP_STEP: usize = 256 << 10;
 
 #[cfg(not(shuttle))]
 crate::sync::thread_local! {
@@ -179,7 +189,7 @@ impl Progress {
     fn step_unless_busy(&self) {
         #[cfg(not(shuttle))]
         if let Some(mut left) = self.left.try_lock() {
-            background::fault_step(&mut left, &self.done);
+            background::fault_step(&mut left, &self.done, CATCH_UP_STEP);
         }
     }
 }
@@ -423,14 +433,14 @@ mod background {
     /// Faults in the whole pages left in `progress`, a step at a time, each step under its lock,
     /// until none is left or the owner empties it.
     fn fault_in(progress: &Progress) {
-        while fault_step(&mut progress.left.lock(), &progress.done) {
+        while fault_step(&mut progress.left.lock(), &progress.done, PREFAULT_STEP) {
             std::thread::yield_now();
         }
     }
 
-    /// Faults in the next [`PREFAULT_STEP`] bytes of whole pages in `left`, whose lock the
-    /// caller holds, and advances it and `done` past them; false if none were left to do.
-    pub(super) fn fault_step(left: &mut Range<usize>, done: &HintCell) -> bool {
+    /// Faults in the next `step` bytes of whole pages in `left`, whose lock the caller holds,
+    /// and advances it and `done` past them; false if none were left to do.
+    pub(super) fn fault_step(left: &mut Range<usize>, done: &HintCell, step: usize) -> bool {
         let page = page_size();
         if page == 0 {
             return false;
@@ -440,7 +450,7 @@ mod background {
         if start >= end {
             return false;
         }
-        let len = PREFAULT_STEP.min(end - start);
+        let len = step.min(end - start);
         // `[start, start + len)` is whole pages of a live allocation: its owner frees it only
         // after dropping its `Prefaulting`, which takes this lock first and empties the range.
         // `MADV_POPULATE_WRITE` maps the pages as a write would, without writing: what the
@@ -496,7 +506,7 @@ mod tests {
 
     use std::sync::Arc;
 
-    use super::{PREFAULT_STEP, Prefaulting, Progress, prefault};
+    use super::{CATCH_UP_STEP, Prefaulting, Progress, prefault};
     use crate::sync::{BookkeepingMutex, HintCell};
 
     const PAGE: usize = 4096;
@@ -590,20 +600,20 @@ mod tests {
         let bytes = 1 << 20;
         let memory = fresh(bytes);
         let start = memory.as_ptr() as usize;
-        let step = PREFAULT_STEP / PAGE;
+        let step = CATCH_UP_STEP / PAGE;
         let prefaulting = unscheduled(memory, bytes);
         assert!(prefaulting.behind(start + 1).is_some());
         prefaulting.catch_up(start + 1);
         assert_eq!(mapped(memory, bytes), step, "one step from the start");
-        prefaulting.catch_up(start + PREFAULT_STEP);
-        assert!(prefaulting.behind(start + PREFAULT_STEP).is_none());
+        prefaulting.catch_up(start + CATCH_UP_STEP);
+        assert!(prefaulting.behind(start + CATCH_UP_STEP).is_none());
         assert_eq!(
             mapped(memory, bytes),
             step,
             "nothing for pages already done"
         );
         prefaulting
-            .behind(start + PREFAULT_STEP + 1)
+            .behind(start + CATCH_UP_STEP + 1)
             .expect("the next page is not done")
             .run();
         assert_eq!(mapped(memory, bytes), 2 * step, "the next step");
