@@ -69,10 +69,20 @@ pub fn measure(plan: &Plan) -> Result<Vec<Row>, String> {
     };
     let mut rows = Vec::new();
     let implemented = |shape: Shape| matches!(shape, Shape::Mixed | Shape::Growth);
+    // One run per key count, with every workload at that count: the Go side measures each
+    // contestant's footprint once per run, a few seconds at 1M keys.
+    let mut by_keys: Vec<(usize, Vec<&str>)> = Vec::new();
     for (workload, keys) in plan.workloads.iter().filter(|w| implemented(w.0.shape)) {
-        eprintln!("Go baseline: {} ...", workload.name);
+        match by_keys.iter_mut().find(|(k, _)| k == keys) {
+            Some((_, names)) => names.push(workload.name),
+            None => by_keys.push((*keys, vec![workload.name])),
+        }
+    }
+    for (keys, names) in &by_keys {
+        let names = names.join(",");
+        eprintln!("Go baseline: {names} at {keys} keys ...");
         let out = Command::new(&binary)
-            .args(["-workloads", workload.name, "-threads", &threads.join(",")])
+            .args(["-workloads", &names, "-threads", &threads.join(",")])
             .args(["-keys", &keys.to_string(), "-ops", &plan.ops.to_string()])
             .args(["-reps", &plan.reps.to_string(), "-dist", dist])
             .args(
@@ -83,8 +93,7 @@ pub fn measure(plan: &Plan) -> Result<Vec<Row>, String> {
             .map_err(|e| format!("cannot run the Go baseline: {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "the Go baseline failed on {}:\n{}",
-                workload.name,
+                "the Go baseline failed on {names}:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
