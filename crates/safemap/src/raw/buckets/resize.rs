@@ -170,17 +170,20 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     ) where
         K: Hash,
     {
+        let growing = next.bits() > table.bits();
+        let fresh = growing.then(|| next.chains_within(table.span(index)));
+        if let Some(fresh) = &fresh {
+            // Before the lock, so that the chain's writers do not wait through it.
+            next.catch_up_faults(fresh);
+        }
         let head = table.head(index);
         let _lock = line::lock(head);
         // SAFETY: the lock is held until the end of this function, and `head` heads its chain.
         let chain = unsafe { Chain::locked(head) };
-        let growing = next.bits() > table.bits();
-        if growing {
+        if let Some(fresh) = fresh {
             // A table to grow into is reached only through the chains that moved into it
             // (`Table::for_growth`); this chain's held lock keeps it unmarked until the mark
             // below, whose Release publishes the fresh chains.
-            let fresh = next.chains_within(table.span(index));
-            next.catch_up_faults(&fresh);
             // SAFETY: so no one else reaches them; they hold nothing to drop (never made, or
             // copies a panicking move left).
             unsafe { next.make_fresh(fresh) };
