@@ -12,8 +12,9 @@
 /// never while waiting on anything else. `parking_lot`, so TSAN sees it.
 pub(crate) use parking_lot::Mutex as BookkeepingMutex;
 
-/// A word that only steers prefetches (`raw::probe_hint`): no thread waits on it and no result
-/// depends on it, so schedule explorers leave it alone.
+/// A word that only steers prefetches (`raw::probe_hint`) or a write's faulting in of pages
+/// (`raw::release`): no thread waits on it and no result depends on it, so schedule explorers
+/// leave it alone.
 pub(crate) use std::sync::atomic::AtomicUsize as HintCell;
 
 #[cfg(not(shuttle))]

@@ -26,15 +26,15 @@
 //! before any freeing it has been handed. The owner of the allocation stops that work before it
 //! frees the allocation ([`Prefaulting`]).
 //!
-//! That thread runs at idle priority, so when every processor is busy it gets almost no time,
-//! and the writes took the faults again: growing a map to 4M entries with a reading thread beside
-//! the inserting one, on this 2-core machine, the inserting thread took 24,000 page faults,
-//! against 3,700 alone (`perf record -e page-faults`). So a write about to fill pages the thread has
-//! not reached does its next step itself ([`Prefaulting::catch_up`]). Such a step maps
-//! [`CATCH_UP_STEP`] bytes, 64 pages, in one call, so where one move in 16 paid for a fault
-//! (about one insert in 170 while the map grew), one in 1,024 pays for a step: few enough to
-//! leave the fastest 99.9% of inserts alone, where steps of 16 pages, one in 256 moves, were
-//! about one insert in 1,000.
+//! That thread runs at idle priority, so when every processor is busy it gets almost no time, and
+//! the writes took the faults again: growing a map to 4M entries with a reading thread beside the
+//! inserting one, on this 2-core machine, the inserting thread took 24,000 page faults, against
+//! 3,700 alone (`perf record -e page-faults`). So a write about to fill pages the thread has not
+//! reached does its next step itself ([`Prefaulting::catch_up`]). Such a step maps
+//! [`CATCH_UP_STEP`] bytes, 64 pages, in one call, so where one move in 16 paid for a fault (about
+//! one insert in 170 while the map grew), one in 1,024 pays for a step: few enough to leave the
+//! fastest 99.9% of inserts alone, where steps of 16 pages, one in 256 moves, were about one insert
+//! in 1,000.
 //!
 //! Smaller tables, those freed inside [`on_this_thread`] (`shrink_to_fit`, which promises the
 //! memory back on return and is a maintenance call the caller chose to pay for), and every table
