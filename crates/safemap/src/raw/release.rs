@@ -583,14 +583,9 @@ mod tests {
         assert_eq!(mapped(memory, bytes), 0);
         let prefaulting = prefault(memory, bytes).expect("1 MiB is prefaulted");
         // It runs on an otherwise idle processor only, which a busy test run may leave it little.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while mapped(memory, bytes) < bytes / PAGE {
-            assert!(
-                Instant::now() < deadline,
-                "pages still unmapped after a minute"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        eventually("every page mapped", || {
+            mapped(memory, bytes) == bytes / PAGE
+        });
         drop(prefaulting);
         unmap(memory, bytes);
     }
