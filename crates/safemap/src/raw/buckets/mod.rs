@@ -109,7 +109,8 @@ impl<K, V, L: Line<K, V>> Drop for Buckets<K, V, L> {
 struct Locked<'a, K, V, L: Line<K, V>> {
     chain: Chain<'a, L>,
     table: &'a Table<K, V, L>,
-    span: Range<u128>,
+    /// The chain's index in `table`.
+    index: usize,
     collector: &'a Collector,
     pass: &'a Pass<'a>,
     /// Whether an overflow bucket was linked, so the table may need to grow.
@@ -121,6 +122,11 @@ impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
     #[inline]
     fn locate(&self, probe: &impl Probe<K>) -> Option<Located<'a, K, V, L>> {
         L::locate(self.chain, probe.hash(), |k| probe.matches(k))
+    }
+
+    /// The positions the chain covers: worked out when asked, since few writes ask.
+    fn span(&self) -> Range<u128> {
+        self.table.span(self.index)
     }
 
     /// Adds `entry`, whose key is not in the chain.
@@ -291,7 +297,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             let locked = Locked {
                 chain,
                 table,
-                span: table.span(index),
+                index,
                 collector,
                 pass: &pass,
                 overflowed: Cell::new(false),
@@ -390,13 +396,14 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         // A hash at position `at`: the position is the hash without its tag bits.
         let hash = (at >> super::routing::TAG_BITS) as u64;
         let retained = self.write(Wait::Forever, hash, (), hasher, |locked, ()| {
+            let span = locked.span();
             for (slot, entry) in L::occupied(locked.chain) {
-                let inside = Self::lies_in(&entry, &locked.span, &(at..end), hasher);
+                let inside = Self::lies_in(&entry, &span, &(at..end), hasher);
                 if inside && !keep(entry.key(), entry.value()) {
                     locked.remove(slot);
                 }
             }
-            locked.span.end
+            span.end
         });
         match retained {
             Ok(chain_end) => chain_end.min(end),
