@@ -119,6 +119,31 @@ for_every_strategy! {
         assert_eq!(ledger.live(), 0);
     }
 
+    /// `shrink_to_fit` hashes the keys it keeps where it rebuilds a table (or, in `SnapshotMap`,
+    /// folds thinned-out trie nodes into one leaf); a `Hash` that panics there leaves the map
+    /// as it was, every value still dropped once.
+    #[test]
+    fn panicking_hash_during_shrink_leaves_map_whole() {
+        let ledger = DropLedger::new();
+        let trigger = Arc::new(AtomicU64::new(NO_TRIGGER));
+        let map: Map<Touchy, Tracked> = Map::new();
+        // Enough keys that a SnapshotMap's trie has branches to fold.
+        for id in 0..2_000 {
+            map.insert(Touchy::new(id, &trigger), ledger.value());
+        }
+        map.retain(|key, _| key.id < 10);
+        trigger.store(5, Ordering::Relaxed);
+        let _ = catch_unwind(AssertUnwindSafe(|| map.shrink_to_fit()));
+        trigger.store(NO_TRIGGER, Ordering::Relaxed);
+        assert_eq!(assert_consistent(&map), 10);
+        assert!((0..10).all(|id| map.contains_key(&Touchy::new(id, &trigger))));
+        map.shrink_to_fit();
+        assert_eq!(assert_consistent(&map), 10);
+        drop(map);
+        assert_eq!(ledger.double_drops(), 0);
+        assert_eq!(ledger.live(), 0);
+    }
+
     #[test]
     fn panicking_eq_during_lookup_leaves_map_usable() {
         let ledger = DropLedger::new();

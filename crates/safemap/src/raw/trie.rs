@@ -7,7 +7,9 @@
 //! trie's own bits do not rob it of entropy. A leaf splits into a branch when it passes
 //! [`LEAF_MAX`] entries, until the trie is [`MAX_DEPTH`] branches deep; below that, a leaf only
 //! grows (that takes a hash function so poor that more than [`LEAF_MAX`] keys agree on all 36 bits
-//! the branches use). The bit layout is the one `raw::routing` describes.
+//! the branches use). The bit layout is the one `raw::routing` describes. Removals never merge
+//! nodes; `shrink_to_fit` does, folding every subtree of [`FOLD_MAX`] entries or fewer back into
+//! one leaf.
 //!
 //! A lookup walks a few branches (two for 65,536 entries, three for a million) and probes one
 //! leaf, so it costs close to one hashbrown probe: the branches near the root stay in cache.
@@ -239,10 +241,12 @@ where
         removed
     }
 
-    /// Shrinks every leaf that has room to spare, copying it (and its branches) unless this trie
-    /// already owns it; returns whether any was shrunk.
+    /// Shrinks every leaf that has room to spare, and folds every branch whose subtree holds
+    /// [`FOLD_MAX`] entries or fewer into one leaf (an empty one into nothing), copying what it
+    /// changes (and the branches above) unless this trie already owns it; returns whether
+    /// anything changed.
     pub(crate) fn shrink_to_fit(&mut self, hasher: &impl BuildHasher) -> bool {
-        shrink_in(&mut self.root, hasher)
+        shrink_in(&mut self.root, hasher).changed
     }
 
     /// Keeps the entries `keep` approves of, calling it once per entry. Copies only the leaves
@@ -316,24 +320,93 @@ fn split<K: Hash, V>(
     }
 }
 
-fn shrink_in<K: Clone + Hash, V: Clone>(node: &mut Child<K, V>, hasher: &impl BuildHasher) -> bool {
+/// A subtree no larger than this is one leaf after `shrink_to_fit`: half a leaf, so that the
+/// writes after a shrink do not split it again at once.
+const FOLD_MAX: usize = LEAF_MAX / 2;
+
+/// What [`shrink_in`] did to a subtree.
+struct Shrunk {
+    changed: bool,
+    /// The entries the subtree holds.
+    entries: usize,
+}
+
+/// Shrinks the subtree at `node`, children first: an empty leaf becomes nothing, a leaf with
+/// room to spare is shrunk, and a branch whose children (folded first) hold [`FOLD_MAX`] entries
+/// or fewer becomes one leaf holding them, the inverse of [`split`]. Without the folding, a map
+/// emptied by removals kept every branch and leaf it ever grew.
+fn shrink_in<K: Clone + Hash, V: Clone>(
+    node: &mut Child<K, V>,
+    hasher: &impl BuildHasher,
+) -> Shrunk {
     match node {
-        Child::Empty => false,
+        Child::Empty => Shrunk {
+            changed: false,
+            entries: 0,
+        },
+        Child::Leaf(leaf) if leaf.entries.is_empty() => {
+            *node = Child::Empty;
+            Shrunk {
+                changed: true,
+                entries: 0,
+            }
+        }
+        // Tables run below full, so nearly every leaf has room: each is copied and shrunk.
+        Child::Leaf(leaf) => {
+            let entries = leaf.entries.len();
+            let changed = leaf.entries.capacity() > entries;
+            if changed {
+                Arc::make_mut(leaf)
+                    .entries
+                    .shrink_to_fit(|(k, _)| hasher.hash_one(k));
+            }
+            Shrunk { changed, entries }
+        }
         Child::Branch(branch) => {
-            let mut shrunk = false;
-            for child in &mut Arc::make_mut(branch).children {
-                shrunk |= shrink_in(child, hasher);
+            let children = &mut Arc::make_mut(branch).children;
+            let mut shrunk = Shrunk {
+                changed: false,
+                entries: 0,
+            };
+            for child in children.iter_mut() {
+                let one = shrink_in(child, hasher);
+                shrunk.changed |= one.changed;
+                shrunk.entries += one.entries;
+            }
+            if shrunk.entries <= FOLD_MAX {
+                *node = fold(children, shrunk.entries, hasher);
+                shrunk.changed = true;
             }
             shrunk
         }
-        // Tables run below full, so nearly every leaf has room: each is copied and shrunk.
-        Child::Leaf(leaf) if leaf.entries.capacity() > leaf.entries.len() => {
-            let entries = &mut Arc::make_mut(leaf).entries;
-            entries.shrink_to_fit(|(k, _)| hasher.hash_one(k));
-            true
-        }
-        Child::Leaf(_) => false,
     }
+}
+
+/// One leaf holding the entries of `children` (`entries` of them), each of which is a leaf or
+/// nothing; nothing if they hold none. Entries a snapshot still shares are cloned, the others
+/// moved.
+fn fold<K: Clone + Hash, V: Clone>(
+    children: &mut [Child<K, V>; FANOUT],
+    entries: usize,
+    hasher: &impl BuildHasher,
+) -> Child<K, V> {
+    if entries == 0 {
+        return Child::Empty;
+    }
+    let mut folded = HashTable::with_capacity(entries);
+    for child in children {
+        match std::mem::replace(child, Child::Empty) {
+            Child::Empty => {}
+            Child::Leaf(leaf) => {
+                for (key, value) in Arc::unwrap_or_clone(leaf).entries {
+                    let hash = hasher.hash_one(&key);
+                    folded.insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+                }
+            }
+            Child::Branch(_) => unreachable!("a subtree of so few entries was folded first"),
+        }
+    }
+    Child::Leaf(Arc::new(Leaf { entries: folded }))
 }
 
 fn retain_in<K: Clone, V: Clone>(
@@ -471,7 +544,7 @@ mod tests {
         model
     }
 
-    /// Inserts, removes and retains against a model, keeping a few old versions (O(1) clones) and
+    /// Inserts, removes, retains and shrinks against a model, keeping a few old versions (O(1) clones) and
     /// checking at the end that each still holds exactly what it held when it was taken.
     fn differential(hasher: &impl BuildHasher, ops: &[(u8, u32, u32)]) {
         let mut trie = Trie::default();
@@ -495,6 +568,9 @@ mod tests {
                         model.extract_if(|k, _| k % 3 == value % 3).collect();
                     expected.sort_unstable();
                     assert_eq!(removed, expected);
+                }
+                _ if i % 89 == 0 => {
+                    trie.shrink_to_fit(hasher);
                 }
                 _ => assert_eq!(
                     trie.get(Lookup { hash, key: &key }).map(|(_, v)| *v),
@@ -540,6 +616,55 @@ mod tests {
             0x5555_5555_5555_5555
         }
         fn write(&mut self, _: &[u8]) {}
+    }
+
+    /// Shrinking folds what removals thinned out back into leaves, and an emptied trie into
+    /// nothing, while a version taken before keeps its own nodes and entries.
+    #[test]
+    fn shrinking_folds_thinned_subtrees_and_keeps_old_versions() {
+        let hasher = foldhash::fast::FixedState::with_seed(3);
+        let find = |trie: &Trie<u32, u32>, k: u32| {
+            trie.get(Lookup {
+                hash: hasher.hash_one(k),
+                key: &k,
+            })
+            .map(|(_, v)| *v)
+        };
+        let mut trie = Trie::default();
+        for k in 0..100_000u32 {
+            trie.insert(hasher.hash_one(k), k, k, &hasher);
+        }
+        let full = trie.clone();
+        // Few enough to fold into one leaf (two under the stress cfg's tiny leaves).
+        let kept = FOLD_MAX.min(10) as u32;
+        trie.retain(&mut |k, _| *k < kept);
+        assert!(
+            matches!(trie.root, Child::Branch(_)),
+            "removals leave the branches"
+        );
+        assert!(trie.shrink_to_fit(&hasher));
+        let Child::Leaf(leaf) = &trie.root else {
+            panic!("{kept} entries must fold into one leaf");
+        };
+        assert_eq!(leaf.entries.len(), kept as usize);
+        assert!((0..kept).all(|k| find(&trie, k) == Some(k)));
+        assert_eq!(find(&trie, kept), None);
+        trie.retain(&mut |_, _| false);
+        assert!(trie.shrink_to_fit(&hasher));
+        assert!(matches!(trie.root, Child::Empty));
+        assert_eq!(trie.len(), 0);
+        assert_eq!(contents(&full).len(), 100_000);
+        assert!((0..100_000).step_by(997).all(|k| find(&full, k) == Some(k)));
+        // A folded trie grows and splits again as before.
+        for k in 0..100_000u32 {
+            trie.insert(hasher.hash_one(k), k, k + 1, &hasher);
+        }
+        assert!(matches!(trie.root, Child::Branch(_)));
+        assert!(
+            (0..100_000)
+                .step_by(997)
+                .all(|k| find(&trie, k) == Some(k + 1))
+        );
     }
 
     #[test]
