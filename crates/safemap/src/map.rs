@@ -126,8 +126,10 @@ pub struct Consistency {
     pub update_in_place: bool,
     /// Whether [`reserve`](ConcurrentMap::reserve) and `with_capacity` make room ahead, so that
     /// the entries they made room for are stored without allocating the map's own memory
-    /// (`true`); `false` for `SnapshotMap`, whose every write allocates the path it copies, and
-    /// whose capacity is therefore its length.
+    /// (`true`). `false` for `SnapshotMap`, whose every write allocates the path it copies, and
+    /// whose capacity is therefore its length; and for the ScalableMaps, whose tables are sized
+    /// ahead but which allocate each entry (`ScalableMap`) or a chain's overflow bucket
+    /// (`ScalablePodMap`) as it is stored.
     pub reserves: bool,
     /// The [`Maintenance`] kinds this strategy reports to an [`Observer`](crate::Observer) wrapped
     /// around it; it reports no other.
@@ -429,9 +431,10 @@ pub trait ConcurrentMap<K, V> {
     /// ```
     fn capacity(&self) -> usize;
 
-    /// Makes room for `additional` more entries, spread over the shards as keys spread, so that
-    /// growing by that many does not resize a table (a table resize stalls its shard). Does
-    /// nothing where [`Consistency::reserves`] is false.
+    /// Makes room for `additional` more entries beside those the map holds, spread over the
+    /// shards as keys spread, so that growing by that many does not resize a table (a table
+    /// resize stalls its shard). The ScalableMaps grow their table and return once it is moved;
+    /// `SnapshotMap` has no table to size and does nothing (see [`Consistency::reserves`]).
     fn reserve(&self, additional: usize);
 
     /// Gives back the memory the entries do not need: after a map shrank, its tables keep their

@@ -80,6 +80,23 @@ for_every_strategy_on_plain_data! {
         fills_without_allocating(&m);
     }
 
+    /// On a map that holds entries, `reserve` makes room for that many more beside them, where
+    /// the map's capacity is more than its length.
+    #[test]
+    fn reserve_on_a_filled_map_makes_room_beside_its_entries() {
+        let m: Map<u64, u64, Fixed> = Map::with_hasher(fixed());
+        for k in ENTRIES..ENTRIES + 1000 {
+            m.insert(k, k);
+        }
+        m.reserve(ENTRIES as usize);
+        let (len, capacity) = (m.len(), m.capacity());
+        assert!(
+            capacity >= len + ENTRIES as usize || !declared().reserves && capacity == len,
+            "{len} entries, capacity {capacity} after reserving {ENTRIES} more"
+        );
+        fills_without_allocating(&m);
+    }
+
     #[test]
     fn with_capacity_makes_room_ahead_where_declared() {
         let m: Map<u64, u64, Fixed> = Map::with_capacity_and_hasher(ENTRIES as usize, fixed());

@@ -40,6 +40,32 @@ for_every_strategy! {
         assert_eq!(m.remove("alpha"), Some(vec![1, 2]));
     }
 
+    /// Replacing a present key's value keeps the stored key, as std's `insert` does: a key equal
+    /// by `Eq` but spelled differently shows which one stays.
+    #[test]
+    fn replacing_a_value_keeps_the_stored_key() {
+        #[derive(Clone, Debug)]
+        struct Spelled(&'static str);
+        impl PartialEq for Spelled {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.eq_ignore_ascii_case(other.0)
+            }
+        }
+        impl Eq for Spelled {}
+        impl std::hash::Hash for Spelled {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.to_ascii_lowercase().hash(state);
+            }
+        }
+        let m: Map<Spelled, u32> = Map::new();
+        m.insert(Spelled("Alpha"), 1);
+        assert_eq!(m.insert(Spelled("ALPHA"), 2), Some(1));
+        m.compute(Spelled("alpha"), |_| Action::Set(3));
+        let entries: Vec<(Spelled, u32)> = m.iter().collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].0.0, entries[0].1), ("Alpha", 3));
+    }
+
     /// `&map` iterates like `map.iter()`, and `keys`/`values` yield their halves.
     #[test]
     fn maps_iterate_by_reference_by_key_and_by_value() {

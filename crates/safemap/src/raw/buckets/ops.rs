@@ -114,10 +114,9 @@ where
         match self.take_located() {
             Some((slot, view)) => {
                 let displaced = view.value().clone();
-                let key = match T::OWNS_KEY {
-                    true => key_to_store(self.target),
-                    false => view.key().clone(),
-                };
+                // The stored key stays, as std's `insert` keeps it and the other strategies do;
+                // the caller's equal key is dropped.
+                let key = view.key().clone();
                 (self.locked).replace(slot, Buckets::<K, V, L>::entry(hash, key, value));
                 Some(displaced)
             }
