@@ -254,7 +254,9 @@ pub trait ConcurrentMap<K, V> {
         self.get_with(key, |_| ()).is_some()
     }
 
-    /// Stores `value` for `key`, returning the value it replaced.
+    /// Stores `value` for `key`, returning the value it replaced. Where the key was present,
+    /// the stored key stays and `key` is dropped, as in std's `HashMap::insert` (this shows
+    /// only for keys that are equal but can be told apart).
     ///
     /// ```
     /// use safemap::{ConcurrentMap, ShardedMap};
