@@ -35,6 +35,18 @@ for_every_strategy! {
         map
     }
 
+    /// A map of keys `0..n` that panic when hashed or compared once `trigger` holds their id,
+    /// with values from `ledger`.
+    fn touchy(n: u64) -> (Arc<DropLedger>, Arc<AtomicU64>, Map<Touchy, Tracked>) {
+        let ledger = DropLedger::new();
+        let trigger = Arc::new(AtomicU64::new(NO_TRIGGER));
+        let map = Map::new();
+        for id in 0..n {
+            map.insert(Touchy::new(id, &trigger), ledger.value());
+        }
+        (ledger, trigger, map)
+    }
+
     #[test]
     fn panicking_closures_change_nothing() {
         let ledger = DropLedger::new();
@@ -85,12 +97,7 @@ for_every_strategy! {
 
     #[test]
     fn panicking_hash_during_growth_leaves_map_usable() {
-        let ledger = DropLedger::new();
-        let trigger = Arc::new(AtomicU64::new(NO_TRIGGER));
-        let map: Map<Touchy, Tracked> = Map::new();
-        for id in 0..8 {
-            map.insert(Touchy::new(id, &trigger), ledger.value());
-        }
+        let (ledger, trigger, map) = touchy(8);
         // Key 3 is inside; from now on hashing it panics, which only growth does.
         trigger.store(3, Ordering::Relaxed);
         let mut next = 8;
@@ -127,13 +134,8 @@ for_every_strategy! {
     /// as it was, every value still dropped once.
     #[test]
     fn panicking_hash_during_shrink_leaves_map_whole() {
-        let ledger = DropLedger::new();
-        let trigger = Arc::new(AtomicU64::new(NO_TRIGGER));
-        let map: Map<Touchy, Tracked> = Map::new();
         // Enough keys that a SnapshotMap's trie has branches to fold.
-        for id in 0..2_000 {
-            map.insert(Touchy::new(id, &trigger), ledger.value());
-        }
+        let (ledger, trigger, map) = touchy(2_000);
         map.retain(|key, _| key.id < 10);
         trigger.store(5, Ordering::Relaxed);
         let _ = catch_unwind(AssertUnwindSafe(|| map.shrink_to_fit()));
@@ -149,12 +151,7 @@ for_every_strategy! {
 
     #[test]
     fn panicking_eq_during_lookup_leaves_map_usable() {
-        let ledger = DropLedger::new();
-        let trigger = Arc::new(AtomicU64::new(NO_TRIGGER));
-        let map: Map<Touchy, Tracked> = Map::new();
-        for id in 0..32 {
-            map.insert(Touchy::new(id, &trigger), ledger.value());
-        }
+        let (ledger, trigger, map) = touchy(32);
         trigger.store(5, Ordering::Relaxed);
         let probe = Touchy { id: 5, trigger: Arc::new(AtomicU64::new(NO_TRIGGER)) };
         must_panic(|| map.get(&probe));
