@@ -576,18 +576,17 @@ mod tests {
         assert!(<Inline<u64, u64> as Line<u64, u64>>::zero_is_fresh());
     }
 
-    /// Readers racing a writer that rewrites a two-word value see one whole value or another,
-    /// never halves of two: the version check discards every torn copy. (Without it, this fails
-    /// in a debug build, and in some release builds; `slot_reuse_race` in the shuttle schedules
-    /// finds it every time.) The writer keeps writing until the
-    /// readers have read 200,000 times between them, so the two really overlap.
-    #[test]
-    fn a_reader_never_sees_half_of_a_write() {
+    type Torn = Inline<u64, [u64; 2]>;
+
+    /// Readers racing a writer that rewrites a two-word value, reading it with `read`, see one
+    /// whole value or another, never halves of two: the version checks discard every torn copy.
+    /// The writer keeps writing until the readers have read 200,000 times between them, so the
+    /// two really overlap.
+    fn no_read_is_torn(read: impl Fn(&Torn, &Guard<'_>) -> [u64; 2] + Sync) {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::time::{Duration, Instant};
 
         const READS: usize = 200_000;
-        type Torn = Inline<u64, [u64; 2]>;
         let line = Torn::new();
         let hash = 0x1234;
         // SAFETY: only this test writes the line, from one thread at a time: the add here, then
@@ -609,11 +608,8 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         while !done.load(Ordering::Relaxed) {
-                            let guard = collector.enter();
-                            let Found::Entry(entry) = line.find(&guard, hash, |k| *k == 7) else {
-                                panic!("the key went missing");
-                            };
-                            assert_eq!(entry.value[0], entry.value[1], "a torn read");
+                            let value = read(&line, &collector.enter());
+                            assert_eq!(value[0], value[1], "a torn read");
                             reads.fetch_add(1, Ordering::Relaxed);
                         }
                     })
@@ -645,6 +641,30 @@ mod tests {
             reads.load(Ordering::Relaxed) >= READS,
             "the readers ran alongside the writer"
         );
+    }
+
+    /// A lookup copies the keys, then the matching value, each checked against the version.
+    /// (Without the checks, this fails in a debug build, and in some release builds;
+    /// `slot_reuse_race` in the shuttle schedules finds it every time.)
+    #[test]
+    fn a_reader_never_sees_half_of_a_write() {
+        no_read_is_torn(|line, guard| {
+            let Found::Entry(entry) = line.find(guard, 0x1234, |k| *k == 7) else {
+                panic!("the key went missing");
+            };
+            entry.value
+        });
+    }
+
+    /// An iteration copies the whole line at once (`read_all`), under the version check alone.
+    #[test]
+    fn an_iteration_never_sees_half_of_a_write() {
+        no_read_is_torn(|line, guard| {
+            let mut value = None;
+            line.read_all(guard, |entry| value = Some(entry.value))
+                .expect("the line never moves");
+            value.expect("the key went missing")
+        });
     }
 
     /// What a slot stores comes back bit for bit, for sizes that do not fill their words.
