@@ -184,6 +184,18 @@ for_every_strategy_on_plain_data! {
         drop(map);
     }
 
+    /// A map made roomy ahead iterates every entry once: in `ScalableMap`, a table of `2^16`
+    /// chains or more, where an iteration prefetches the entries of chains ahead of the one it
+    /// reads.
+    #[test]
+    fn a_roomy_map_iterates_every_entry_once() {
+        let m: Map<u64, u64, Fixed> = Map::with_capacity_and_hasher(400_000, fixed());
+        (0..ENTRIES).for_each(|k| { m.insert(k, 2 * k); });
+        let mut keys: Vec<u64> = m.iter().map(|(k, v)| { assert_eq!(v, 2 * k); k }).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, (0..ENTRIES).collect::<Vec<_>>());
+    }
+
     /// An iteration copies one part at a time into one buffer it keeps: all of it allocates
     /// a few times what the largest part holds (the buffer doubles as it meets larger parts), not
     /// what the map holds, so a copy taken under a lock seldom allocates there. (Where the map is

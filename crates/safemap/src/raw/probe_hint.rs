@@ -82,7 +82,7 @@ impl ProbeHint {
 
 /// Hints the processor to bring the cache line holding `address` closer.
 #[inline(always)]
-fn prefetch(address: usize) {
+pub(crate) fn prefetch(address: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` has no precondition on its address: a prefetch does not read or write
     // memory as the program sees it and never faults, so an unmapped or freed address is allowed.

@@ -18,6 +18,7 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::line::{Chain, Entry, Found, Line, Located, Slot};
+use crate::raw::probe_hint::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicPtr, AtomicU64, Mutex};
@@ -231,6 +232,15 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
                 None => return Ok(()),
             }
             meta = bucket.meta.load(Acquire);
+        }
+    }
+
+    /// Prefetches the entries the head line's occupied slots point to. Relaxed: a stale or
+    /// freed pointer only wastes a prefetch, which never faults.
+    #[inline(always)]
+    fn prefetch_entries(&self) {
+        for slot in slots_of(occupied(self.meta.load(Relaxed))) {
+            prefetch(self.slots[slot].load(Relaxed).addr());
         }
     }
 

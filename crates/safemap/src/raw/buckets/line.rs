@@ -109,6 +109,12 @@ pub trait Line<K, V>: Sized {
         visit: impl FnMut(Self::View<'g>),
     ) -> Result<(), ()>;
 
+    /// Starts loading what [`Line::read_all`] of this chain will follow beyond the line itself,
+    /// so that an iteration has it in cache by the time it gets here; changes nothing and reads
+    /// nothing the program uses.
+    #[inline(always)]
+    fn prefetch_entries(&self) {}
+
     /// The chain's lock, held by every change to it; this line must be a chain's head.
     fn lock_word(&self) -> &crate::sync::Mutex<()>;
 
