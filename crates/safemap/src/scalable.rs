@@ -32,7 +32,7 @@ use crate::raw::buckets::{Buckets, Inline};
 /// - a whole-map pass (`iter`, `for_each`, `par_iter`) follows a pointer per entry, which in a map
 ///   larger than the caches is a miss per entry, started a few chains ahead: about 30 ns an entry
 ///   at 1M entries on the machine we measure on, against about 4 for [`ShardedMap`](crate::ShardedMap)
-///   and 9 for [`ScalablePodMap`] (`safemap-bench iterate`).
+///   and 7-11 for [`ScalablePodMap`] (`safemap-bench iterate`).
 ///
 /// `len`, `clear` and `snapshot` are atomic. `len` reads the writers' per-thread counts at a
 /// moment between writes, holding no one back; only when writes keep it from finding one does it

@@ -21,6 +21,34 @@ fn fixed() -> Fixed {
 
 const ENTRIES: u64 = 20_000;
 
+/// Hashes a `u64` key to one of 16 values, so that keys pile up in a few chains (or probe runs)
+/// of over a hundred entries each.
+#[derive(Clone, Default)]
+struct Piling;
+
+struct PilingHasher(u64);
+
+impl std::hash::BuildHasher for Piling {
+    type Hasher = PilingHasher;
+    fn build_hasher(&self) -> PilingHasher {
+        PilingHasher(0)
+    }
+}
+
+impl std::hash::Hasher for PilingHasher {
+    fn finish(&self) -> u64 {
+        (self.0 % 16).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(u64::from(byte));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The live bytes `make` leaves behind, with the std calls a map's first construction makes
 /// (reading the core count) done beforehand, so that only the map is counted.
 fn live_bytes_of<T>(make: impl FnOnce() -> T) -> (T, isize) {
@@ -184,16 +212,20 @@ for_every_strategy_on_plain_data! {
         drop(map);
     }
 
-    /// A map made roomy ahead iterates every entry once: in `ScalableMap`, a table of `2^16`
-    /// chains or more, where an iteration prefetches the entries of chains ahead of the one it
-    /// reads.
+    /// A map made roomy ahead iterates every entry once, its keys spread or piled into a few long
+    /// chains: in the ScalableMaps, a table of `2^16` chains or more, where an iteration
+    /// prefetches what the head line of a chain ahead links to (entries, overflow lines).
     #[test]
     fn a_roomy_map_iterates_every_entry_once() {
-        let m: Map<u64, u64, Fixed> = Map::with_capacity_and_hasher(400_000, fixed());
-        (0..ENTRIES).for_each(|k| { m.insert(k, 2 * k); });
-        let mut keys: Vec<u64> = m.iter().map(|(k, v)| { assert_eq!(v, 2 * k); k }).collect();
-        keys.sort_unstable();
-        assert_eq!(keys, (0..ENTRIES).collect::<Vec<_>>());
+        fn check<S: std::hash::BuildHasher + Clone>(hasher: S, entries: u64) {
+            let m: Map<u64, u64, S> = Map::with_capacity_and_hasher(400_000, hasher);
+            (0..entries).for_each(|k| { m.insert(k, 2 * k); });
+            let mut keys: Vec<u64> = m.iter().map(|(k, v)| { assert_eq!(v, 2 * k); k }).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, (0..entries).collect::<Vec<_>>());
+        }
+        check(fixed(), ENTRIES);
+        check(Piling, 2_000);
     }
 
     /// An iteration copies one part at a time into one buffer it keeps: all of it allocates

@@ -55,13 +55,19 @@ use super::entry::Probe;
 use super::reclaim::{Collector, Guard};
 use crate::sync::{AtomicPtr, Mutex};
 
-/// How many chains ahead of the one it reads an iteration prefetches the entries of, in tables
-/// of at least `2^PREFETCH_FROM_BITS` chains. A pointer line's entries lie wherever the allocator
-/// put them, so visiting them in chain order waits on a miss each once they outgrow the caches.
-/// `safemap-bench iterate --contestants ScalableMap`, three alternated runs each: 1M entries
-/// (`2^18` chains) 38-43 -> 27-30 ms, 256k (`2^16`) 8.5-9.8 -> 4.0-7.6 ms; but in tables that stay
-/// cached the prefetches only cost: 128k entries (`2^15`) 1.15-1.18 -> 1.27-1.39 ms, 64k 0.52-0.58
-/// -> 0.67-0.92 ms. Two chains ahead did as well as four, eight worse.
+/// How many chains ahead of the one it reads an iteration prefetches what that chain's head line
+/// links to (`Line::prefetch_entries`: a pointer line's entries, and either kind's overflow line),
+/// in tables of at least `2^PREFETCH_FROM_BITS` chains. Entries lie wherever the allocator put
+/// them and overflow lines in spare blocks, so visiting them in chain order waits on a miss each
+/// once they outgrow the caches. `safemap-bench iterate --reps 5`, alternated with the build
+/// before, one pass:
+/// - entries: `ScalableMap`, 1M entries (`2^18` chains), three runs, 38-43 -> 27-30 ms; 256k
+///   (`2^16`) 8.5-9.8 -> 4.0-7.6 ms; but in tables that stay cached the prefetches only cost:
+///   128k entries (`2^15`) 1.15-1.18 -> 1.27-1.39 ms, 64k 0.52-0.58 -> 0.67-0.92 ms. Two chains
+///   ahead did as well as four, eight worse.
+/// - overflow lines, two runs each: `ScalablePodMap` 900k entries 11.6-13.6 -> 6.6-7.9 ms, 450k
+///   4.5-7.8 -> 3.3-5.1 ms, 256k level (2.3 / 2.2-2.3 ms); `ScalableMap` 900k 23.5-27.5 ->
+///   18.4-25.9 ms.
 const PREFETCH_AHEAD: usize = 4;
 const PREFETCH_FROM_BITS: u32 = 16;
 
