@@ -24,6 +24,9 @@
 //! - [`release`] gives a large table's memory back off the caller's thread, a step at a time, so
 //!   that freeing it stalls no operation.
 //!
+//! - [`prefetch`] starts loading a cache line, for the tables' probe hints and the iterations that
+//!   load a chain's entries ahead.
+//!
 //! Nothing here imports the strategy files or the crate root: they build on this.
 
 pub(crate) mod barrier;
@@ -44,3 +47,17 @@ pub(crate) mod tables;
 pub(crate) mod thread_index;
 pub(crate) mod trie;
 pub(crate) mod versioned;
+
+/// Hints the processor to bring the cache line holding `address` closer.
+#[inline(always)]
+pub(crate) fn prefetch(address: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` has no precondition on its address: a prefetch does not read or write
+    // memory as the program sees it and never faults, so an unmapped or freed address is allowed.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(address));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}

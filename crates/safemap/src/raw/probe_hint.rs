@@ -33,6 +33,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use allocator_api2::alloc::Allocator;
 use hashbrown::hash_table::OccupiedEntry;
 
+use super::prefetch;
 use crate::sync::HintCell;
 
 /// The last known `end` and bucket mask of one table.
@@ -78,20 +79,6 @@ impl ProbeHint {
             self.mask.store(table.num_buckets() - 1, Relaxed);
         }
     }
-}
-
-/// Hints the processor to bring the cache line holding `address` closer.
-#[inline(always)]
-pub(crate) fn prefetch(address: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` has no precondition on its address: a prefetch does not read or write
-    // memory as the program sees it and never faults, so an unmapped or freed address is allowed.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(address));
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
 }
 
 #[cfg(test)]

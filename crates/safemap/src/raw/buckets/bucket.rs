@@ -18,7 +18,7 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::line::{Chain, Entry, Found, Line, Located, Slot};
-use crate::raw::probe_hint::prefetch;
+use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicPtr, AtomicU64, Mutex};
@@ -239,7 +239,7 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     /// links to, if any (it comes from a spare block, away from the head lines an iteration reads
     /// in order). Relaxed: a stale or freed pointer only wastes a prefetch, which never faults.
     #[inline(always)]
-    fn prefetch_entries(&self) {
+    fn prefetch_linked(&self) {
         for slot in slots_of(occupied(self.meta.load(Relaxed))) {
             prefetch(self.slots[slot].load(Relaxed).addr());
         }

@@ -64,7 +64,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use bytemuck::Pod;
 
 use super::line::{Chain, Entry, Found, Line, Located, Slot, Stored};
-use crate::raw::probe_hint::prefetch;
+use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
 use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Mutex, Spin, fence};
 
@@ -468,7 +468,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     /// comes from a spare block, away from the head lines an iteration reads in order. Relaxed: a
     /// stale link only wastes a prefetch, which never faults.
     #[inline(always)]
-    fn prefetch_entries(&self) {
+    fn prefetch_linked(&self) {
         let next = self.next.load(Relaxed);
         if !next.is_null() {
             prefetch(next.addr());

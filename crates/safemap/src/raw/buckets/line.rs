@@ -113,7 +113,7 @@ pub trait Line<K, V>: Sized {
     /// so that an iteration has it in cache by the time it gets here; changes nothing and reads
     /// nothing the program uses.
     #[inline(always)]
-    fn prefetch_entries(&self) {}
+    fn prefetch_linked(&self) {}
 
     /// The chain's lock, held by every change to it; this line must be a chain's head.
     fn lock_word(&self) -> &crate::sync::Mutex<()>;

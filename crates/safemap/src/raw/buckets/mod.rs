@@ -56,7 +56,7 @@ use super::reclaim::{Collector, Guard};
 use crate::sync::{AtomicPtr, Mutex};
 
 /// How many chains ahead of the one it reads an iteration prefetches what that chain's head line
-/// links to (`Line::prefetch_entries`: a pointer line's entries, and either kind's overflow line),
+/// links to (`Line::prefetch_linked`: a pointer line's entries, and either kind's overflow line),
 /// in tables of at least `2^PREFETCH_FROM_BITS` chains. Entries lie wherever the allocator put
 /// them and overflow lines in spare blocks, so visiting them in chain order waits on a miss each
 /// once they outgrow the caches. `safemap-bench iterate --reps 5`, alternated with the build
@@ -369,7 +369,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             let chain = table.span(index);
             let end = chain.end.min(span.end);
             if table.bits() >= PREFETCH_FROM_BITS && index + PREFETCH_AHEAD < table.chains() {
-                table.head(index + PREFETCH_AHEAD).prefetch_entries();
+                table.head(index + PREFETCH_AHEAD).prefetch_linked();
             }
             let read = table.head(index).read_all(guard, |entry| {
                 if Self::lies_in(&entry, &chain, &(at..end), hasher) {
