@@ -16,15 +16,15 @@
 //! # How
 //! A table's allocations go to one thread per process, started on first use, when they add up to
 //! at least [`LARGE`] bytes. It gives each large allocation's pages back [`STEP`] bytes at a
-//! time (`madvise(MADV_DONTNEED)` on Linux), yielding the processor between steps, then frees it,
-//! which leaves no pages to unmap. No operation waits for it; [`settle_memory`] does, for
-//! measurements of memory.
+//! time (`madvise(MADV_DONTNEED)` on Linux), then frees it, which leaves no pages to unmap. No
+//! operation waits for it; [`settle_memory`] does, for measurements of memory.
 //!
 //! The same thread faults in the pages of fresh allocations of [`PREFAULT_FROM`] bytes or more
 //! ([`prefault`]), [`PREFAULT_STEP`] bytes at a time (`madvise(MADV_POPULATE_WRITE)`, which maps
 //! the pages as a write would, without writing), ahead of the writes that will fill them, and
 //! before any freeing it has been handed. The owner of the allocation stops that work before it
-//! frees the allocation ([`Prefaulting`]).
+//! frees the allocation ([`Prefaulting`]). Every few steps of either kind it sleeps ([`PAUSE`]), so
+//! that the process's other threads can change their mappings.
 //!
 //! That thread runs at idle priority, so when every processor is busy it gets almost no time, and
 //! the writes took the faults again: growing a map to 4M entries with a reading thread beside the
@@ -66,6 +66,28 @@ const PREFAULT_FROM: usize = 256 << 10;
 /// that stops the work waits for it.
 #[cfg(not(shuttle))]
 const PREFAULT_STEP: usize = 64 << 10;
+
+/// How long the release thread sleeps after every [`PAUSE_EVERY`] bytes of steps. Each step holds
+/// the process's address-space lock (`mmap_lock`) for reading, and Linux lets a reader that comes
+/// back at once take it ahead of a waiting writer until that writer has waited a scheduler tick
+/// (4 ms at `HZ=250`); every `mmap`, `munmap`, `mprotect` and `brk` of the process is such a
+/// writer, so is any allocation that grows or shrinks a heap. With only a yield between steps,
+/// which gives nothing away while a processor is idle, they waited that long: under `perf record
+/// -e sched:sched_switch`, a `ScalablePodMap` growing to 4M entries had its own thread's
+/// `mprotect` (glibc growing a heap) put back to sleep 64 times over 2.5 ms while the release
+/// thread faulted pages in. A pause longer than a woken writer takes to run lets it in. Seven
+/// alternated runs of `safemap-bench run --workload Growth --threads 1 --reps 3`: the longest
+/// insert took 1.2-8.1 ms (median 4.3) with yields, 0.42-1.25 ms (median 0.47) with pauses, and
+/// writers were put back to sleep 235 and 366 times in two such runs, against 17 and 18.
+#[cfg(not(shuttle))]
+const PAUSE: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Bytes of steps between two pauses: four steps of faulting in, one of giving back. Pausing after
+/// every 64 KiB step slowed faulting in so much that writes did a fifth of it themselves: in three
+/// growths to 4M entries (`perf record -e syscalls:sys_enter_madvise`), 1,419 writes faulted in
+/// a [`CATCH_UP_STEP`] each, against 356 with yields; with a pause every 256 KiB, 447.
+#[cfg(not(shuttle))]
+const PAUSE_EVERY: usize = 256 << 10;
 
 /// Bytes a write that catches up faults in at once: the fewer such writes, the fewer of the
 /// slowest inserts, as long as each stays far below a millisecond. Growing `ScalablePodMap` to 4M
@@ -250,7 +272,7 @@ mod background {
 
     use std::sync::atomic::Ordering::Relaxed;
 
-    use super::{Left, PREFAULT_STEP, Progress, STEP};
+    use super::{Left, PAUSE, PAUSE_EVERY, PREFAULT_STEP, Progress, STEP};
     use crate::sync::{Condvar, HintCell, Mutex};
 
     /// An allocation waiting for the release thread; an address, so that it can cross threads.
@@ -421,6 +443,26 @@ mod background {
         }
     }
 
+    /// Spaces the release thread's steps: a yield after each, a sleep of [`PAUSE`] once
+    /// [`PAUSE_EVERY`] bytes of them have gone by since the last.
+    #[derive(Default)]
+    pub(super) struct Pacer {
+        pub(super) since_pause: usize,
+    }
+
+    impl Pacer {
+        /// After a step over `bytes`.
+        pub(super) fn after(&mut self, bytes: usize) {
+            self.since_pause += bytes;
+            if self.since_pause >= PAUSE_EVERY {
+                self.since_pause = 0;
+                std::thread::sleep(PAUSE);
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
     /// The size of a page, or 0 where it cannot be told.
     fn page_size() -> usize {
         #[cfg(target_os = "linux")]
@@ -433,8 +475,9 @@ mod background {
     /// Faults in the whole pages left in `progress`, a step at a time, each step under its lock,
     /// until none is left or the owner empties it.
     fn fault_in(progress: &Progress) {
+        let mut pacer = Pacer::default();
         while fault_step(&mut progress.left.lock(), &progress.done, PREFAULT_STEP) {
-            std::thread::yield_now();
+            pacer.after(PREFAULT_STEP);
         }
     }
 
@@ -481,6 +524,7 @@ mod background {
             let start = address.next_multiple_of(page);
             let end = (address + size) / page * page;
             let mut at = start;
+            let mut pacer = Pacer::default();
             while at < end {
                 let len = STEP.min(end - at);
                 // `[at, at + len)` is whole pages inside an allocation that this thread owns and
@@ -491,7 +535,7 @@ mod background {
                 // SAFETY: so the call changes only bytes no one will read, as argued above.
                 unsafe { libc::madvise(at as *mut libc::c_void, len, libc::MADV_DONTNEED) };
                 at += len;
-                std::thread::yield_now();
+                pacer.after(len);
             }
         }
         #[cfg(not(target_os = "linux"))]
@@ -506,7 +550,10 @@ mod tests {
 
     use std::sync::Arc;
 
-    use super::{CATCH_UP_STEP, Prefaulting, Progress, prefault};
+    use super::background::Pacer;
+    use super::{
+        CATCH_UP_STEP, PAUSE, PAUSE_EVERY, PREFAULT_STEP, Prefaulting, Progress, prefault,
+    };
     use crate::sync::{BookkeepingMutex, HintCell};
 
     const PAGE: usize = 4096;
@@ -663,5 +710,18 @@ mod tests {
             "pages mapped after the stop"
         );
         unmap(memory, bytes);
+    }
+
+    #[test]
+    fn the_release_thread_sleeps_once_per_pause_every_bytes_of_steps() {
+        let mut pacer = Pacer::default();
+        for _ in 1..PAUSE_EVERY / PREFAULT_STEP {
+            pacer.after(PREFAULT_STEP);
+        }
+        assert_eq!(pacer.since_pause, PAUSE_EVERY - PREFAULT_STEP);
+        let start = Instant::now();
+        pacer.after(PREFAULT_STEP);
+        assert!(start.elapsed() >= PAUSE, "slept {:?}", start.elapsed());
+        assert_eq!(pacer.since_pause, 0);
     }
 }
