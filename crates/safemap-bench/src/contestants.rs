@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::iterate::{Iterable, IterationCost, measure_iteration};
 use crate::measure::{Cell, Measurement, measure};
+use crate::neighbour;
 use crate::workload::{Shape, Workload, key};
 
 /// The hasher every contestant uses, so that hashing cost is equal.
@@ -455,6 +456,8 @@ pub struct Contestant {
     pub snapshots: bool,
     /// Measures its iteration (name, entries, repetitions), if it can be iterated while shared.
     pub iterate: Option<fn(&'static str, usize, usize) -> IterationCost>,
+    /// Grows it from empty (keys, repetitions) beside a thread that maps and unmaps memory.
+    pub neighbour: fn(usize, usize) -> Vec<neighbour::Rep>,
 }
 
 impl Contestant {
@@ -467,6 +470,7 @@ impl Contestant {
             consistency: None,
             snapshots: M::SNAPSHOTS,
             iterate: None,
+            neighbour: neighbour::measure_neighbour::<M>,
         }
     }
 

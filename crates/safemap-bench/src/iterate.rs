@@ -17,19 +17,18 @@
 //! Every pass sums the values it sees; a pass with no writer must see each entry once, or the run
 //! fails.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use hdrhistogram::Histogram;
 use rayon::prelude::*;
 use safemap::{ConcurrentMap, SafeMap};
 use serde::Serialize;
 
 use crate::alloc;
 use crate::contestants::{Hasher, SharedMap};
-use crate::session::pick_contestants;
+use crate::measure::timed_beside;
+use crate::session::{pick_able, positive, write_json};
 use crate::workload::key;
 
 /// How long the writer runs, alongside back-to-back passes or none.
@@ -193,7 +192,8 @@ pub struct IterationCost {
     pub idle_writer_over_1ms: u64,
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+/// The median of `xs` (the upper one of an even count); `xs` is not empty.
+pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
@@ -225,44 +225,26 @@ struct WriterRecord {
 /// Runs `main` here while a writer removes and re-inserts random present keys of `map`, each
 /// operation timed on its own.
 fn with_writer<M: SharedMap>(map: &M, entries: usize, main: impl FnOnce()) -> WriterRecord {
-    let stop = AtomicBool::new(false);
-    let started = Barrier::new(2);
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            // Nanoseconds from 1 to a minute; a longer operation is recorded as a minute.
-            let mut latencies =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
-            let mut state = 0x2545_f491_4f6c_dd1du64;
-            started.wait();
-            // Relaxed: the flag only ends the loop; the scope's join orders everything else.
-            while !stop.load(Ordering::Relaxed) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let i = state % entries as u64;
-                for op in [true, false] {
-                    let start = Instant::now();
-                    if op {
-                        map.remove(key(i));
-                    } else {
-                        map.insert(key(i), i);
-                    }
-                    latencies.saturating_record(start.elapsed().as_nanos() as u64);
-                }
-            }
-            latencies
-        });
-        started.wait();
-        main();
-        stop.store(true, Ordering::Relaxed);
-        let latencies = writer.join().expect("the writer does not panic");
-        WriterRecord {
-            max_us: latencies.max() as f64 / 1e3,
-            p999_us: latencies.value_at_quantile(0.999) as f64 / 1e3,
-            ops: latencies.len(),
-            over_1ms: latencies.len() - latencies.count_between(0, 1_000_000),
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut removed = None;
+    let write = || match removed.take() {
+        Some(i) => map.insert(key(i), i),
+        None => {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let i = state % entries as u64;
+            map.remove(key(i));
+            removed = Some(i);
         }
-    })
+    };
+    let (_, latencies) = timed_beside(Duration::ZERO, write, main);
+    WriterRecord {
+        max_us: latencies.max() as f64 / 1e3,
+        p999_us: latencies.value_at_quantile(0.999) as f64 / 1e3,
+        ops: latencies.len(),
+        over_1ms: latencies.len() - latencies.count_between(0, 1_000_000),
+    }
 }
 
 /// Measures contestant `M` with `entries` entries over `reps` (at least 1) repetitions.
@@ -378,16 +360,13 @@ pub fn table(costs: &[IterationCost]) -> String {
 
 /// Runs `iterate`.
 pub fn iterate(args: &IterateArgs) -> Result<(), String> {
-    if args.keys == 0 || args.reps == 0 {
-        return Err("iterate: --keys and --reps must be at least 1".into());
-    }
-    let chosen: Vec<_> = pick_contestants(&args.contestants)?
-        .into_iter()
-        .filter(|c| c.iterate.is_some() || !args.contestants.is_empty())
-        .collect();
-    if let Some(c) = chosen.iter().find(|c| c.iterate.is_none()) {
-        return Err(format!("{} cannot be iterated while it is shared", c.name));
-    }
+    positive("keys", args.keys)?;
+    positive("reps", args.reps)?;
+    let chosen = pick_able(
+        &args.contestants,
+        |c| c.iterate.is_some(),
+        |c| format!("{} cannot be iterated while it is shared", c.name),
+    )?;
     let costs: Vec<IterationCost> = chosen
         .iter()
         .filter_map(|c| {
@@ -403,8 +382,7 @@ pub fn iterate(args: &IterateArgs) -> Result<(), String> {
     );
     print!("{}", table(&costs));
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&costs).map_err(|e| e.to_string())?;
-        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_json(path, &costs)?;
     }
     Ok(())
 }

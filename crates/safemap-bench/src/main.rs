@@ -6,6 +6,7 @@
 //! cargo run --release -p safemap-bench -- advise --read-pct 99 --insert-pct 1 --remove-pct 0 --threads 2
 //! cargo run --release -p safemap-bench -- iterate --keys 1000000
 //! cargo run --release -p safemap-bench -- memory --from 10000 --to 2000000
+//! cargo run --release -p safemap-bench -- neighbour --keys 4194304
 //! ```
 
 mod advise;
@@ -16,6 +17,7 @@ mod html;
 mod iterate;
 mod measure;
 mod memory;
+mod neighbour;
 mod report;
 mod session;
 mod steal;
@@ -51,6 +53,9 @@ enum Command {
     Iterate(iterate::IterateArgs),
     /// Measure bytes per entry over a sweep of map sizes, against hashbrown's at the same sizes.
     Memory(memory::MemoryArgs),
+    /// Measure what growing each map costs another thread of the process that maps and unmaps
+    /// memory.
+    Neighbour(neighbour::NeighbourArgs),
 }
 
 /// Options of `run`.
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
         Some(Command::Advise(args)) => advise::advise(&args),
         Some(Command::Iterate(args)) => iterate::iterate(&args),
         Some(Command::Memory(args)) => memory::memory(&args),
+        Some(Command::Neighbour(args)) => neighbour::neighbour(&args),
         Some(Command::Run(args)) => session::run(&args),
         None => session::run(&cli.run),
     };

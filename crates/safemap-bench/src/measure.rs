@@ -8,6 +8,7 @@
 
 use std::hint::black_box;
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -126,6 +127,47 @@ fn run<H: MapOps>(
     let ops: usize = spans.iter().map(|s| s.3).sum();
     let mops = ops as f64 / last.duration_since(first).as_secs_f64() / 1e6;
     (mops, spans.into_iter().map(|s| s.2).collect())
+}
+
+/// Runs `main` on this thread while another thread calls `step` over and over, each call timed
+/// on its own, with `gap` of sleep between calls (none if zero), until `main` has returned; the
+/// side thread makes at least one call. Returns how long `main` took and the calls' latencies
+/// in nanoseconds, from 1 to a minute (a longer call is recorded as a minute).
+pub fn timed_beside(
+    gap: Duration,
+    mut step: impl FnMut() + Send,
+    main: impl FnOnce(),
+) -> (Duration, Histogram<u64>) {
+    let stop = AtomicBool::new(false);
+    let started = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let side = scope.spawn(|| {
+            let mut calls =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+            started.wait();
+            // Relaxed: the flag only ends the loop; the scope's join orders everything else.
+            loop {
+                let start = Instant::now();
+                step();
+                calls.saturating_record(start.elapsed().as_nanos() as u64);
+                if stop.load(Ordering::Relaxed) {
+                    break calls;
+                }
+                if !gap.is_zero() {
+                    std::thread::sleep(gap);
+                }
+            }
+        });
+        started.wait();
+        let start = Instant::now();
+        main();
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (
+            elapsed,
+            side.join().expect("the side thread does not panic"),
+        )
+    })
 }
 
 #[inline(always)]

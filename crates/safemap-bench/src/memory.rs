@@ -15,7 +15,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::contestants::{Contestant, Family};
-use crate::session::pick_contestants;
+use crate::session::{pick_contestants, write_json};
 
 /// Options of `memory`.
 #[derive(Args, Debug, Clone)]
@@ -120,8 +120,7 @@ pub fn memory(args: &MemoryArgs) -> Result<(), String> {
             sizes,
             contestants: footprints,
         };
-        let json = serde_json::to_string_pretty(&sweep).map_err(|e| e.to_string())?;
-        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_json(path, &sweep)?;
     }
     Ok(())
 }

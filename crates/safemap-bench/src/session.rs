@@ -30,11 +30,29 @@ pub struct Plan {
     pub with_go: bool,
 }
 
-fn positive(name: &str, value: usize) -> Result<usize, String> {
+/// `value`, or an error if it is 0.
+pub fn positive(name: &str, value: usize) -> Result<usize, String> {
     if value == 0 {
         Err(format!("--{name} must be at least 1"))
     } else {
         Ok(value)
+    }
+}
+
+/// The contestants named in `names` that `able` approves, or every local one it approves when
+/// `names` is empty; an error from `unable` for a named one it does not approve.
+pub fn pick_able(
+    names: &[String],
+    able: impl Fn(&Contestant) -> bool,
+    unable: impl Fn(&Contestant) -> String,
+) -> Result<Vec<Contestant>, String> {
+    let chosen: Vec<_> = pick_contestants(names)?
+        .into_iter()
+        .filter(|c| able(c) || !names.is_empty())
+        .collect();
+    match chosen.iter().find(|c| !able(c)) {
+        Some(c) => Err(unable(c)),
+        None => Ok(chosen),
     }
 }
 
@@ -278,13 +296,20 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
             results: &rows,
             host: host.as_ref(),
         };
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-        write(path, &text)?;
+        write_json(path, &doc)?;
     }
     if let Some(path) = &args.html {
         write(path, &crate::html::render(&machine, &rows)?)?;
     }
     Ok(())
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), String> {
+    write(
+        path,
+        &serde_json::to_string_pretty(value).map_err(|e| e.to_string())?,
+    )
 }
 
 fn write(path: &std::path::Path, text: &str) -> Result<(), String> {

@@ -224,6 +224,27 @@ fn iterate_reports_every_iterable_contestant_and_tells_bounded_copies_from_whole
 }
 
 #[test]
+fn neighbour_grows_every_in_process_contestant_and_a_control() {
+    let path = std::env::temp_dir().join(format!("safemap-neighbour-{}.json", std::process::id()));
+    let args = ["neighbour", "--keys", "5000", "--reps", "1", "--json"];
+    let (code, out, err) = bench(&[&args[..], &[path.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("neighbour p99.9"), "{out}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    let rows = doc.as_array().expect("an array of contestants");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let mut expected = contestants();
+    expected.push("control");
+    assert_eq!(names, expected);
+    for r in rows {
+        assert!(r["neighbour_calls"].as_f64().unwrap() >= 1.0, "{r}");
+        let grew = r["insert_mops"].as_f64().unwrap() > 0.0;
+        assert_eq!(grew, r["name"] != "control", "{r}");
+    }
+}
+
+#[test]
 fn bad_input_is_refused_with_a_reason() {
     let cases: &[(&[&str], &str)] = &[
         (&["--workload", "nope"], "unknown workload"),
@@ -261,14 +282,16 @@ fn bad_input_is_refused_with_a_reason() {
             ],
             "--keys, --threads, --reps and --ops must be at least 1",
         ),
-        (
-            &["iterate", "--keys", "0"],
-            "--keys and --reps must be at least 1",
-        ),
+        (&["iterate", "--keys", "0"], "--keys must be at least 1"),
         (&["iterate", "--contestants", "nope"], "unknown contestant"),
         (
             &["iterate", "--contestants", "std-Mutex", "--keys", "10"],
             "std-Mutex cannot be iterated",
+        ),
+        (&["neighbour", "--reps", "0"], "--reps must be at least 1"),
+        (
+            &["neighbour", "--contestants", "redis", "--keys", "10"],
+            "redis does not grow in this process",
         ),
     ];
     for (args, reason) in cases {
