@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::alloc::{Counting, process_live};
+use common::alloc::{Counting, largest_freed_by, process_live};
 use common::for_every_strategy_on_plain_data;
 use safemap::{ConcurrentMap, Maintenance};
 
@@ -49,9 +49,18 @@ for_every_strategy_on_plain_data! {
         } else {
             Map::with_hasher(hasher)
         };
-        for k in 0..entries {
-            map.insert(k, k);
-        }
+        let ((), largest) = largest_freed_by(|| {
+            for k in 0..entries {
+                map.insert(k, k);
+            }
+        });
+        // Unmapping a megabyte or more takes long enough to stall the insert that grew out of
+        // it and every thread of the process that maps memory meanwhile: the release thread
+        // frees such blocks.
+        assert!(
+            largest < 1 << 20,
+            "an insert freed a block of {largest} bytes on the inserting thread"
+        );
         let held = settled_live() - before;
         drop(map);
         let left = settled_live() - before;

@@ -6,7 +6,12 @@
 //! `ScalablePodMap` to 4M entries, `strace -T` timed the `munmap` of its old tables (8, 16, 32 and
 //! 64 MiB) at 0.6, 1.1, 2.2 and 3.8 ms. Freeing the 3,500 to 7,000 blocks of overflow buckets of
 //! the larger of those tables took another 0.5 to 0.8 ms. A retired table is freed by whichever
-//! operation reclaims it, a write or a read, so that one operation stalled for milliseconds.
+//! operation reclaims it, a write or a read, so that one operation stalled for milliseconds. The
+//! hashbrown tables of the lock-based strategies free their old buckets inside the insert that
+//! grows them, with the lock held (`raw::table::TableAlloc` hands large ones over instead). And
+//! `munmap` holds the process's address-space lock for writing, so every other thread of the
+//! process that maps memory waited as long: a thread beside a `LockedMap` growing to 4M entries
+//! (`safemap-bench neighbour`) waited 6.6-8.9 ms at the longest, 0.4-0.5 ms since.
 //!
 //! The other way round, a table to grow into is allocated unwritten, and the first write to each
 //! of its pages stalled the write that made it while the kernel cleared the page (a quarter of
@@ -240,9 +245,10 @@ pub(crate) fn prefault(memory: NonNull<u8>, bytes: usize) -> Option<Prefaulting>
 /// Waits until the memory of every large table a map has let go of so far is back with the
 /// allocator.
 ///
-/// `ScalableMap` and `ScalablePodMap` free a table of 1 MiB or more (one they grew out of, or
-/// one of a map that was dropped) on a background thread, a step at a time, so that no
-/// operation stalls for the milliseconds that giving many pages back to the kernel takes
+/// Every strategy but `SnapshotMap` frees a table of 1 MiB or more (one it grew out of, one
+/// `clear` emptied, or one of a map that was dropped) on a background thread, a step at a time,
+/// so that no operation stalls for the milliseconds that giving many pages back to the kernel
+/// takes, and no other thread of the process that maps memory waits for it meanwhile
 /// (`shrink_to_fit` frees on the caller's thread instead). Call this before measuring a
 /// process's memory.
 ///

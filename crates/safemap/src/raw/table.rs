@@ -25,6 +25,7 @@ use hashbrown::hash_table::{Entry, OccupiedEntry};
 
 use super::entry::{KeyEntry, Probe, Target, key_to_store};
 use super::probe_hint::ProbeHint;
+use super::release;
 use crate::tally;
 
 /// The entries of one table.
@@ -34,13 +35,19 @@ pub(crate) type Table<K, V> = HashTable<(K, V), TableAlloc>;
 /// grows allocates its new buckets, moves its entries, then frees the old, smaller buckets, all
 /// within the insert that grew it, so an observed call can time its resize from the first to the
 /// last, and nothing else runs on the paths that do not allocate.
+///
+/// Buckets of a megabyte or more are freed by the release thread (`raw::release`), not by the
+/// insert that grew out of them or the `clear` or drop that let them go: unmapping a large block
+/// takes milliseconds, with the writer's lock held, and holds up every thread of the process that
+/// maps memory meanwhile (`safemap-bench neighbour`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TableAlloc;
 
-// SAFETY: both methods forward to `Global` unchanged, so every block this allocator hands out is a
-// `Global` block and is returned to `Global`; the tally calls around them neither touch the memory
-// nor fail. The allocator is a stateless value, so its copies are interchangeable, as the trait
-// requires of clones.
+// SAFETY: `allocate` forwards to `Global` unchanged, so every block this allocator hands out is a
+// `Global` block, that is one of the global allocator; `deallocate` returns it to the global
+// allocator through `release::free`, once, with its layout. The tally calls neither touch the
+// memory nor fail. The allocator is a stateless value, so its copies are interchangeable, as the
+// trait requires of clones.
 unsafe impl Allocator for TableAlloc {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         tally::table_allocating(layout.size());
@@ -48,9 +55,16 @@ unsafe impl Allocator for TableAlloc {
     }
 
     unsafe fn deallocate(&self, block: NonNull<u8>, layout: Layout) {
-        // SAFETY: the caller passes a block of this allocator, that is a `Global` block, with the
-        // layout it was allocated with.
-        unsafe { Global.deallocate(block, layout) };
+        if layout.size() == 0 {
+            return; // A dangling pointer from `Global`, with nothing to free.
+        }
+        let block = release::Allocation {
+            memory: block,
+            layout,
+        };
+        // SAFETY: the caller passes a block of this allocator, that is of the global allocator,
+        // with the layout it was allocated with, frees it once and uses it no more.
+        unsafe { release::free(vec![block]) };
         tally::table_freed(layout.size());
     }
 }
@@ -77,7 +91,8 @@ pub(crate) fn shrink_to_fit<K, V>(
     rehash: impl Fn(&K) -> u64,
     hint: &ProbeHint,
 ) {
-    table.shrink_to_fit(|(k, _)| rehash(k));
+    // Freed here, as `shrink_to_fit` promises the memory back on return.
+    release::on_this_thread(|| table.shrink_to_fit(|(k, _)| rehash(k)));
     hint.learn(table);
 }
 

@@ -15,6 +15,7 @@ pub struct Counting;
 thread_local! {
     static ALLOCATED: Cell<usize> = const { Cell::new(0) };
     static FREED: Cell<usize> = const { Cell::new(0) };
+    static LARGEST_FREED: Cell<usize> = const { Cell::new(0) };
 }
 
 // SAFETY: forwards to `System` unchanged; the counts are thread-local `Cell`s with no destructor,
@@ -30,6 +31,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let _ = FREED.try_with(|f| f.set(f.get() + layout.size()));
+        let _ = LARGEST_FREED.try_with(|l| l.set(l.get().max(layout.size())));
         PROCESS_LIVE.fetch_sub(layout.size() as isize, Relaxed);
         // SAFETY: `ptr` came from `alloc` above, that is from `System`, with this layout.
         unsafe { System.dealloc(ptr, layout) }
@@ -51,6 +53,14 @@ pub fn allocated_by<R>(work: impl FnOnce() -> R) -> (R, usize) {
     let before = allocated();
     let result = work();
     (result, allocated() - before)
+}
+
+/// The largest block this thread freed while `work` ran (0 if none).
+pub fn largest_freed_by<R>(work: impl FnOnce() -> R) -> (R, usize) {
+    let outer = LARGEST_FREED.with(|l| l.replace(0));
+    let result = work();
+    let largest = LARGEST_FREED.with(|l| l.replace(outer.max(l.get())));
+    (result, largest)
 }
 
 /// Bytes the whole process holds, whichever thread allocated or freed them.
