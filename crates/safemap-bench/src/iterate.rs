@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::alloc;
 use crate::contestants::{Hasher, SharedMap};
-use crate::measure::timed_beside;
+use crate::measure::{median, timed_beside};
 use crate::session::{pick_able, positive, write_json};
 use crate::workload::key;
 
@@ -190,12 +190,6 @@ pub struct IterationCost {
     pub writer_over_1ms: u64,
     /// Writer operations over 1 ms during the control, summed over repetitions.
     pub idle_writer_over_1ms: u64,
-}
-
-/// The median of `xs` (the upper one of an even count); `xs` is not empty.
-pub fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {

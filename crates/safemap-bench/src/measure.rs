@@ -50,8 +50,15 @@ impl Measurement {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+/// A histogram of latencies in nanoseconds, from 1 to 100 s (a longer one is recorded as 100 s).
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds")
+}
+
+/// The median of `xs` (the upper one of an even count); `xs` is not empty.
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 /// Measures contestant `M` on `cell`.
@@ -132,7 +139,7 @@ fn run<H: MapOps>(
 /// Runs `main` on this thread while another thread calls `step` over and over, each call timed
 /// on its own, with `gap` of sleep between calls (none if zero), until `main` has returned; the
 /// side thread makes at least one call. Returns how long `main` took and the calls' latencies
-/// in nanoseconds, from 1 to a minute (a longer call is recorded as a minute).
+/// ([`histogram`]).
 pub fn timed_beside(
     gap: Duration,
     mut step: impl FnMut() + Send,
@@ -142,8 +149,7 @@ pub fn timed_beside(
     let started = Barrier::new(2);
     std::thread::scope(|scope| {
         let side = scope.spawn(|| {
-            let mut calls =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+            let mut calls = histogram();
             started.wait();
             // Relaxed: the flag only ends the loop; the scope's join orders everything else.
             loop {

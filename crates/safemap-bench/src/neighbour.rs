@@ -1,10 +1,11 @@
 //! `safemap-bench neighbour`: what growing a map costs the process's other threads.
 //!
 //! A growing map allocates ever larger tables and frees the old ones, and on Linux each mapping
-//! or unmapping of memory takes the process's address-space lock for writing; safemap's
-//! ScalableMaps hand the mapping in and giving back of their tables' pages to a thread of their
-//! own, which takes that lock for reading, step after step. Every other thread of the process
-//! that maps or unmaps memory, or whose allocator grows or shrinks a heap, waits for both.
+//! or unmapping of memory takes the process's address-space lock for writing; safemap hands the
+//! giving back of large tables' pages (and, for the ScalableMaps, the mapping in of fresh ones)
+//! to a thread of its own, which takes that lock for reading, step after step. Every other thread
+//! of the process that maps or unmaps memory, or whose allocator grows or shrinks a heap, waits
+//! for both.
 //!
 //! For every in-process contestant, `--reps` repetitions of: one thread inserting `--keys` keys
 //! (4M by default) into an empty map, each insert timed, while a neighbour thread that never
@@ -19,8 +20,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::contestants::{Contender, Family, MapOps};
-use crate::iterate::median;
-use crate::measure::timed_beside;
+use crate::measure::{histogram, median, timed_beside};
 use crate::session::{pick_able, positive, write_json};
 use crate::workload::key;
 
@@ -44,11 +44,6 @@ pub struct NeighbourArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
-}
-
-/// Nanoseconds from 1 to a minute; a longer call is recorded as a minute.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
 
 /// What one repetition saw.
