@@ -147,19 +147,17 @@ impl Judge<'_> {
 /// operation from a linearizable history leaves it linearizable, so removing it from a failing
 /// one keeps the failure a real one.
 fn effect_free(event: &Event) -> bool {
-    matches!(
-        (&event.op, &event.ret),
-        (
-            Op::Get(_) | Op::Len | Op::Snapshot | Op::ForEach | Op::Iter,
-            _
-        ) | (Op::Remove(_) | Op::RemoveIf(..), Ret::Value(None))
-            | (Op::GetOrInsert(..), Ret::Inserted { ran: false, .. })
-            | (
-                Op::TryGetOrInsert(..),
-                Ret::Inserted { ran: false, .. } | Ret::Failed
-            )
-            | (Op::Update(..), Ret::Value(None))
-    )
+    spec::reads_only(&event.op)
+        || matches!(
+            (&event.op, &event.ret),
+            (Op::Remove(_) | Op::RemoveIf(..), Ret::Value(None))
+                | (Op::GetOrInsert(..), Ret::Inserted { ran: false, .. })
+                | (
+                    Op::TryGetOrInsert(..),
+                    Ret::Inserted { ran: false, .. } | Ret::Failed
+                )
+                | (Op::Update(..), Ret::Value(None))
+        )
 }
 
 impl fmt::Display for Violation {

@@ -38,6 +38,38 @@ impl Scope {
     }
 }
 
+/// Whether `op` only reads the map, whatever it returns.
+pub fn reads_only(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Get(_) | Op::Len | Op::Snapshot | Op::ForEach | Op::Iter
+    )
+}
+
+/// What a step that spans keys depends on, and so which key steps it commutes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spanning {
+    /// The map's size alone (a `len`, atomic or one of a weak one's bounds): a key step that
+    /// leaves its key present, or absent, commutes with it.
+    Size,
+    /// Every entry, changing none (an atomic snapshot, `for_each` or `iter`): a key step that
+    /// leaves its key's entry as it was commutes with it.
+    Entries,
+    /// It changes the map (an atomic `retain` or `clear`): no key step commutes with it.
+    Changes,
+}
+
+impl Spanning {
+    /// What `event`'s step over `scope`, which spans keys, depends on.
+    pub fn of(event: &Event, scope: Scope) -> Spanning {
+        match (&event.op, scope) {
+            (_, Scope::SizeAtMost | Scope::SizeAtLeast) | (Op::Len, _) => Spanning::Size,
+            (op, _) if reads_only(op) => Spanning::Entries,
+            _ => Spanning::Changes,
+        }
+    }
+}
+
 /// One atomic step of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
