@@ -19,14 +19,16 @@
 //! keep the search bounded:
 //! - a key step that conflicts with no pending step invoked before it returned is taken alone,
 //!   without trying the others first. Every step a linearization could put ahead of it leaves
-//!   its key as it is now, so it can be moved first without changing its result or breaking
-//!   real-time order; it conflicts with a step that changes its key or the whole map, with a
-//!   read of its key or of every entry if it changes its key, and with a count of the map's
-//!   size if it adds or removes its key ([`Spanning`]). That history is then decided, and so are
-//!   the ones where counts and atomic reads of the whole map sit among weakly consistent steps
-//!   (`tests/histories/read-mostly-len-retain.json`). Taking a step alone only prunes the
-//!   search, and a linearization it finds is checked step by step, so a wrong rule could make the
-//!   checker reject a correct history, never accept a wrong one; a test holds this search to the
+//!   its key as it is now, but for at most one change of the whole map, so it can be moved first
+//!   without changing its result or breaking real-time order if each of those steps sees and
+//!   does the same with it moved (`Search::commutes_ahead`, [`Spanning`]): a read of its key or
+//!   of every entry, if it leaves its key as it was; a count of the map's size, if it keeps its
+//!   key present or absent; a change of the whole map, if it does the same on either side of it.
+//!   That history is then decided, and so are ones where counts, atomic reads and an atomic
+//!   `clear` sit among weakly consistent steps (`tests/histories/read-mostly-len-retain.json`,
+//!   `clear-among-retains.json`). Taking a step alone only prunes the search, and a
+//!   linearization it finds is checked step by step, so a wrong rule could make the checker
+//!   reject a correct history, never accept a wrong one; a test holds this search to the
 //!   exhaustive one on recorded histories, correct and seeded-buggy;
 //! - past [`STATES`] pairs the search gives up and says the history is undecided, which the
 //!   checker reports as neither passed nor failed, rather than run out of memory.
@@ -147,40 +149,61 @@ impl Search<'_> {
         })
     }
 
-    /// Whether key step `i` conflicts, from `state`, with no pending step invoked before it
-    /// returned: none that changes the whole map, none that changes its key, none that reads its
-    /// key if `i` changes it, and no count of the map's size if `i` adds or removes its key.
-    /// Whatever comes before `i` in a linearization from here leaves its key as it is in
-    /// `state`, so `i` does there what it does here.
+    /// Whether key step `i` may go first from `state`: whether each pending step invoked before
+    /// it returned (each that a linearization from here may put ahead of it) sees and does the
+    /// same with `i` moved ahead of it. Those steps leave `i`'s key as it is in `state`, but for
+    /// at most one that changes the whole map (an atomic `retain` or `clear`), so `i` meets its
+    /// key as it is now, or as that step leaves it. A step that conflicts:
+    /// - one that writes `i`'s key, or reads it while `i` changes it;
+    /// - a count of the map's size, if `i` adds or removes its key;
+    /// - a read of every entry, if `i` changes its key;
+    /// - a second step that changes the whole map, or one with which `i` does not commute on
+    ///   its key: `i` must do the same before it as after it, and leave the key as it would.
     fn commutes_ahead(&self, done: &Done, state: &State, i: usize) -> bool {
         let step = self.steps[i];
         let Scope::Key(key) = step.scope else {
             return false;
         };
-        let returned = self.events[step.event].response;
-        // A step that cannot apply here cannot later either, and taking it alone ends the
-        // search of this branch, whatever it conflicts with.
-        let after = spec::apply(state, &self.events[step.event], step.scope)
-            .map_or(state[key as usize], |next| next[key as usize]);
-        let before = state[key as usize];
-        !(0..self.steps.len()).any(|j| {
+        let k = key as usize;
+        let event = &self.events[step.event];
+        let applied = spec::apply(state, event, step.scope);
+        // A step that cannot apply here cannot later either, unless a change of the whole map
+        // comes first; taking it alone then ends the search of this branch.
+        let (before, after) = (state[k], applied.map_or(state[k], |next| next[k]));
+        let mut whole_change = None;
+        for j in 0..self.steps.len() {
             let other = self.steps[j];
-            j != i
-                && !done.contains(j)
-                && self.events[other.event].invoke < returned
-                && match other.scope {
-                    // A read of the key sees the same if `i`, moved ahead of it, leaves the
-                    // key as it was.
-                    Scope::Key(_) => {
-                        other.scope == step.scope
-                            && !(spec::reads_only(&self.events[other.event].op) && after == before)
-                    }
-                    spanning => match Spanning::of(&self.events[other.event], spanning) {
-                        Spanning::Size => after.is_some() != before.is_some(),
-                        Spanning::Entries => after != before,
-                        Spanning::Changes => true,
-                    },
+            let other_event = &self.events[other.event];
+            if j == i || done.contains(j) || other_event.invoke >= event.response {
+                continue;
+            }
+            let conflicts = match other.scope {
+                Scope::Key(_) => {
+                    other.scope == step.scope
+                        && !(spec::reads_only(&other_event.op) && after == before)
                 }
-        })
+                spanning => match Spanning::of(other_event, spanning) {
+                    Spanning::Size => after.is_some() != before.is_some(),
+                    Spanning::Entries => after != before,
+                    Spanning::Changes => whole_change.replace(other_event).is_some(),
+                },
+            };
+            if conflicts {
+                return false;
+            }
+        }
+        let Some(change) = whole_change else {
+            return true;
+        };
+        // With the change ahead of it, `i` meets `changed`; it must apply there with the same
+        // result and leave it as it is, and the change must leave `after` as it leaves `before`.
+        let on_key = |from: &State| spec::apply(from, change, step.scope).map(|to| to[k]);
+        let (Some(next), Some(changed)) = (applied, on_key(state)) else {
+            return false;
+        };
+        let mut meets = *state;
+        meets[k] = changed;
+        spec::apply(&meets, event, step.scope).is_some_and(|then| then[k] == changed)
+            && on_key(&next) == Some(changed)
     }
 }

@@ -165,22 +165,32 @@ fn search_decides_a_long_weakly_consistent_retain() {
     );
 }
 
-/// A ReadMostlyMap history from a stress-cfg soak whose whole-map search passed its budget
-/// undecided: one thread's weakly consistent `retain` (one step per key) spans another's weakly
-/// consistent `iter` and `for_each`, with atomic `len`s and `for_each`es beside them, and every
-/// key step conflicted with those. Now a key step commutes with a count if it leaves its key
-/// present (or absent), and with reads of every entry, or of its key, if it leaves its key as it
-/// was; the history is decided.
+/// Histories from a stress-cfg soak whose whole-map search passed its budget undecided: one
+/// thread's weakly consistent `retain` (one step per key) spans most of the others' operations,
+/// with atomic `len`s beside it, and atomic `for_each`es (ReadMostlyMap's) or an atomic `clear`
+/// (ScalablePodMap's); every key step conflicted with those. Now a key step commutes with a
+/// count if it leaves its key present (or absent), with reads of every entry or of its key if it
+/// leaves the key as it was, and with one change of the whole map if it does the same on either
+/// side of it; both are decided.
 #[test]
-fn search_decides_a_retain_beside_counts_and_reads() {
-    let events: Vec<Event> =
-        serde_json::from_str(include_str!("histories/read-mostly-len-retain.json"))
-            .expect("valid events");
-    let declared = <safemap::ReadMostlyMap<Key, Val> as ConcurrentMap<Key, Val>>::CONSISTENCY;
-    assert_eq!(
-        check(&history(events), &declared, 8).ok(),
-        Some(Judged::Linearizable)
-    );
+fn search_decides_a_retain_beside_counts_reads_and_a_clear() {
+    let cases = [
+        (
+            include_str!("histories/read-mostly-len-retain.json"),
+            <safemap::ReadMostlyMap<Key, Val> as ConcurrentMap<Key, Val>>::CONSISTENCY,
+        ),
+        (
+            include_str!("histories/clear-among-retains.json"),
+            <safemap::ScalablePodMap<Key, Val> as ConcurrentMap<Key, Val>>::CONSISTENCY,
+        ),
+    ];
+    for (json, declared) in cases {
+        let events: Vec<Event> = serde_json::from_str(json).expect("valid events");
+        assert_eq!(
+            check(&history(events), &declared, 8).ok(),
+            Some(Judged::Linearizable)
+        );
+    }
 }
 
 #[test]
