@@ -197,6 +197,8 @@ impl Search<'_> {
         };
         // With the change ahead of it, `i` meets `changed`; it must apply there with the same
         // result and leave it as it is, and the change must leave `after` as it leaves `before`.
+        // (For today's operations and changes, `clear` and `retain`, the second follows from
+        // the first; it is checked so that one added later cannot slip through.)
         let on_key = |from: &State| spec::apply(from, change, step.scope).map(|to| to[k]);
         let (Some(next), Some(changed)) = (applied, on_key(state)) else {
             return false;

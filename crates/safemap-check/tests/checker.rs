@@ -193,6 +193,25 @@ fn search_decides_a_retain_beside_counts_reads_and_a_clear() {
     }
 }
 
+/// A `compute` that keeps 6 but stores 8 where a `clear` left nothing, beside that `clear` and an
+/// atomic `retain` (which keeps 6): only clear, compute, retain explains the read of 8 after
+/// them. The `compute` commutes with the `retain` but not with the `clear`, so the search must
+/// not take it alone, though either change alone would be judged on its own.
+#[test]
+fn a_step_two_whole_map_changes_could_precede_is_not_taken_alone() {
+    let h = history(vec![
+        ev(0, 0, 1, Op::Insert(0, 6), Ret::Value(None)),
+        ev(1, 2, 9, Op::Clear, Ret::Unit),
+        ev(2, 3, 9, Op::RetainEven, Ret::Unit),
+        ev(0, 4, 8, Op::Compute(0, 8), Ret::Value(None)),
+        ev(0, 10, 11, Op::Get(0), Ret::Value(Some(8))),
+    ]);
+    assert_eq!(
+        check(&h, &declared(ATOMIC), 1).ok(),
+        Some(Judged::Linearizable)
+    );
+}
+
 #[test]
 fn a_read_after_a_completed_write_must_see_it() {
     let h = history(vec![
