@@ -4,7 +4,8 @@
 //! - [`spec`]: the sequential model, and how each operation is judged given the strategy's
 //!   declared [`Consistency`](safemap::Consistency): atomic operations are one step over the whole
 //!   map, weakly consistent ones one step per key;
-//! - [`wgl`]: the Wing–Gong search with memoization;
+//! - [`wgl`]: the Wing–Gong search with memoization, taking alone a step on one key that commutes
+//!   with every step that could come before it;
 //! - [`check`]: splits a history by key when it can (P-compositionality), and shrinks a failure to
 //!   a minimal counterexample, printed as a per-thread timeline;
 //! - [`run`]: random histories against every strategy;
