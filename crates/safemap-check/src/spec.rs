@@ -55,7 +55,8 @@ pub enum Spanning {
     /// Every entry, changing none (an atomic snapshot, `for_each` or `iter`): a key step that
     /// leaves its key's entry as it was commutes with it.
     Entries,
-    /// It changes the map (an atomic `retain` or `clear`): no key step commutes with it.
+    /// It changes the map (an atomic `retain` or `clear`): a key step commutes with one such step
+    /// if it does the same on either side of it, and with no two.
     Changes,
 }
 
