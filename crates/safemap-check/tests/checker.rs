@@ -194,9 +194,10 @@ fn search_decides_a_retain_beside_counts_reads_and_a_clear() {
 }
 
 /// A `compute` that keeps 6 but stores 8 where a `clear` left nothing, beside that `clear` and an
-/// atomic `retain` (which keeps 6): only clear, compute, retain explains the read of 8 after
-/// them. The `compute` commutes with the `retain` but not with the `clear`, so the search must
-/// not take it alone, though either change alone would be judged on its own.
+/// atomic `retain` (which keeps 6 and 8): only an order with the `compute` after the `clear`
+/// explains the read of 8 after them. The `compute` commutes with the `retain` but not with the
+/// `clear`, so the search must not take it alone: one that judged it against the `retain` only
+/// would put it first and reject the history.
 #[test]
 fn a_step_two_whole_map_changes_could_precede_is_not_taken_alone() {
     let h = history(vec![
