@@ -128,6 +128,7 @@ pub(crate) fn on_this_thread<R>(work: impl FnOnce() -> R) -> R {
 }
 
 /// One allocation of the global allocator, to be freed.
+#[derive(Clone, Copy)]
 pub(crate) struct Allocation {
     pub(crate) memory: NonNull<u8>,
     pub(crate) layout: Layout,
@@ -139,7 +140,7 @@ pub(crate) struct Allocation {
 /// # Safety
 /// Each allocation was made by the global allocator with its layout, is freed once, and nothing
 /// uses it again.
-pub(crate) unsafe fn free(allocations: Vec<Allocation>) {
+pub(crate) unsafe fn free(allocations: &[Allocation]) {
     #[cfg(not(shuttle))]
     {
         let bytes: usize = allocations.iter().map(|a| a.layout.size()).sum();

@@ -64,7 +64,7 @@ unsafe impl Allocator for TableAlloc {
         };
         // SAFETY: the caller passes a block of this allocator, that is of the global allocator,
         // with the layout it was allocated with, frees it once and uses it no more.
-        unsafe { release::free(vec![block]) };
+        unsafe { release::free(&[block]) };
         tally::table_freed(layout.size());
     }
 }

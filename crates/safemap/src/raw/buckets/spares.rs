@@ -172,7 +172,7 @@ mod tests {
         );
         assert_eq!(DROPPED.with(Cell::get), MIN_BLOCK * 2 + 5);
         // SAFETY: `release` hands over allocations of the global allocator with their layouts.
-        unsafe { crate::raw::release::free(allocations) };
+        unsafe { crate::raw::release::free(&allocations) };
         assert!(spares.release().is_empty());
     }
 
@@ -186,6 +186,6 @@ mod tests {
             (1 << 20) / super::BLOCKS_PER_TABLE * size_of::<Counted>()
         );
         // SAFETY: as above.
-        unsafe { crate::raw::release::free(allocations) };
+        unsafe { crate::raw::release::free(&allocations) };
     }
 }

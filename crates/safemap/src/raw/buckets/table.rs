@@ -297,7 +297,7 @@ impl<K, V, L> Drop for Table<K, V, L> {
         });
         // SAFETY: the table's memory was allocated in `new` with this layout, and the spare
         // blocks' as `release` gives them; the table goes with them.
-        unsafe { release::free(allocations) };
+        unsafe { release::free(&allocations) };
     }
 }
 
