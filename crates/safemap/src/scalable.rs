@@ -68,25 +68,27 @@ use crate::raw::buckets::{Buckets, Inline};
 pub type ScalableMap<K, V, S = DefaultHashBuilder> = SafeMap<Buckets<K, V>, S>;
 
 /// [`ScalableMap`] for keys and values that are plain old data ([`bytemuck::Pod`]: integers,
-/// floats, arrays and `#[repr(C)]` structs of them, with no padding), stored in the buckets
-/// themselves: a read touches one bucket (two adjacent cache lines) and no entry, and a write
-/// allocates nothing.
+/// floats, arrays and `#[repr(C)]` structs of them, with no padding), stored in the table itself:
+/// a read touches the key's 16-byte line (its chain's lock, version and one tag byte per slot,
+/// in a dense array that stays cached) and then the one slot whose tag matches, in a 128-byte
+/// block kept apart; a write allocates nothing.
 ///
 /// The protocol, consistency and growth are [`ScalableMap`]'s, with one difference in how a read
-/// stays safe without a lock: it copies its bucket's words with atomic loads and keeps the copy
-/// only if the bucket's sequence word did not change meanwhile (a version-validated read, sound
-/// because every word is an atomic). A read so writes nothing but its own guard slot, and
-/// retries only if a writer changed that bucket during it; it waits only while a writer is
-/// between the two stores of the sequence word, which bracket a few word stores and never a
-/// closure. A bucket keeps no hashes, only keys and values (seven `u64 -> u64` entries in 128
-/// bytes, against `ScalableMap`'s five pointers in 64), so a lookup compares its key with `Eq` against each entry of
-/// the bucket, and the map runs a stored key's `Hash` again where it must place an entry (when a
-/// table grows or shrinks, and for an iteration that meets a table of another size:
+/// stays safe without a lock: it copies the line's tags, then the matching slot's words, with
+/// atomic loads, and keeps the copies only if the line's sequence word did not change meanwhile
+/// (a version-validated read, sound because every word is an atomic). A read so writes nothing
+/// but its own guard slot, and retries only if a writer changed that line during it; it waits
+/// only while a writer is between the two stores of the sequence word, which bracket a few word
+/// stores and never a closure. A line keeps no hashes, only tags, keys and values (seven `u64 ->
+/// u64` entries to a 16-byte line and a 128-byte block, against `ScalableMap`'s five pointers in
+/// 64 bytes), so a lookup compares its key with `Eq` against the entries whose tag matches, and
+/// the map runs a stored key's `Hash` again where it must place an entry (when a table grows or
+/// shrinks, and for an iteration that meets a table of another size:
 /// [`Consistency::rehashes_keys`](crate::Consistency::rehashes_keys)). The README has the figures
 /// against `ScalableMap` in both regimes.
 ///
 /// A key and its value take at most 112 bytes together (each rounded up to 8-byte words):
-/// `u64 -> u64` entries sit seven to a 128-byte bucket. Larger types fail to compile.
+/// `u64 -> u64` entries sit seven to a line. Larger types fail to compile.
 ///
 /// ```
 /// use safemap::{Action, ConcurrentMap, ScalablePodMap};

@@ -17,10 +17,12 @@ use std::hash::BuildHasher;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use super::line::{Chain, Entry, Found, Line, Located, Slot};
+use super::line::{
+    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Unit, slots_of, tag_at, tag_of, tagged,
+    with_tag,
+};
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
-use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicPtr, AtomicU64, Mutex};
 
 /// Entry pointers per bucket: with the lock, the meta word and the link, one 64-byte line.
@@ -30,48 +32,10 @@ pub(crate) const SLOTS: usize = 5;
 /// on the chain is frozen and every operation on its keys goes to the next table.
 const MOVED: u64 = 1 << 63;
 
-/// The tag a key's entry carries in its bucket: the hash's top bits (which the table index does
-/// not use), with the high bit set so that a tag is never the empty byte.
-#[inline(always)]
-fn tag_of(hash: u64) -> u8 {
-    ((hash >> (64 - TAG_BITS)) as u8) | 0x80
-}
-
-#[inline(always)]
-fn tag_at(meta: u64, slot: usize) -> u8 {
-    (meta >> (8 * slot)) as u8
-}
-
-/// The high bit of each slot's tag byte.
-const TAG_HIGH_BITS: u64 = 0x80_8080_8080;
-
-/// The slots that hold an entry: a tag always has its high bit set.
+/// The slots of a meta word that hold an entry.
 #[inline(always)]
 fn occupied(meta: u64) -> u64 {
-    meta & TAG_HIGH_BITS
-}
-
-/// The slots whose tag is `tag`, as a mask like [`occupied`]'s, plus at most a few slots past
-/// one that matches (the zero-byte test's borrow), which the caller's hash comparison rejects.
-#[inline(always)]
-fn tagged(meta: u64, tag: u8) -> u64 {
-    let differs = meta ^ (u64::from(tag) * 0x01_0101_0101);
-    differs.wrapping_sub(0x01_0101_0101) & !differs & TAG_HIGH_BITS
-}
-
-/// The slot indices of a mask from [`occupied`], lowest first.
-#[inline(always)]
-fn slots_of(mut mask: u64) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        let slot = (mask != 0).then(|| mask.trailing_zeros() as usize / 8)?;
-        mask &= mask - 1;
-        Some(slot)
-    })
-}
-
-#[inline(always)]
-fn with_tag(meta: u64, slot: usize, tag: u8) -> u64 {
-    (meta & !(0xff << (8 * slot))) | (u64::from(tag) << (8 * slot))
+    super::line::occupied::<SLOTS>(meta)
 }
 
 /// One line of a chain of pointers to boxed entries.
@@ -83,10 +47,22 @@ pub struct Bucket<K, V> {
     next: AtomicPtr<Bucket<K, V>>,
 }
 
+impl<K, V> Blocks for Bucket<K, V> {
+    /// Nothing: a pointer line holds its slots.
+    type Block = ();
+
+    fn fresh_block() {}
+}
+
 impl<K, V> Bucket<K, V> {
+    /// `line` as a chain's line: it has no block.
+    fn head(line: &Self) -> Head<'_, Self> {
+        Head::new(line, &())
+    }
+
     /// The buckets of the chain, head first, for its lock holder.
     fn buckets(chain: Chain<'_, Self>) -> impl Iterator<Item = &Self> {
-        std::iter::successors(Some(chain.head()), |bucket| {
+        std::iter::successors(Some(chain.head().line()), |bucket| {
             // SAFETY: overflow buckets live as long as the table, which outlives the lock.
             unsafe { bucket.next.load(Relaxed).as_ref() }
         })
@@ -97,10 +73,10 @@ impl<K, V> Bucket<K, V> {
         chain: Chain<'a, Self>,
         entry: *mut Entry<K, V>,
         hash: u64,
-        spare: impl FnOnce() -> &'a Self,
+        spare: impl FnOnce() -> &'a Unit<Self>,
     ) -> bool {
         let tag = tag_of(hash);
-        let mut last = chain.head();
+        let mut last = chain.head().line();
         for bucket in Self::buckets(chain) {
             let meta = bucket.meta.load(Relaxed);
             if let Some(index) = (0..SLOTS).find(|&index| tag_at(meta, index) == 0) {
@@ -112,7 +88,7 @@ impl<K, V> Bucket<K, V> {
             }
             last = bucket;
         }
-        let overflow = spare();
+        let overflow = spare().head().line();
         overflow.slots[0].store(entry, Relaxed);
         overflow.meta.store(u64::from(tag), Relaxed);
         // Release: a reader that follows the link sees the bucket as built.
@@ -167,22 +143,22 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
 
     #[inline(always)]
     fn find<'g>(
-        &'g self,
+        head: Head<'g, Self>,
         guard: &'g Guard<'_>,
         hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Found<&'g Entry<K, V>> {
+        let mut bucket = head.line();
         // Acquire: seeing a tag (or MOVED) makes the slot (or the next table's copy) visible.
-        let mut meta = self.meta.load(Acquire);
+        let mut meta = bucket.meta.load(Acquire);
         if meta & MOVED != 0 {
             return Found::Moved;
         }
         let tag = tag_of(hash);
-        let mut bucket = self;
         loop {
             // The slots whose tag matches, found without a branch per slot (which slot holds a
             // key is random, and such a branch mispredicts): usually one, the key's.
-            for slot in slots_of(tagged(meta, tag)) {
+            for slot in slots_of(tagged::<SLOTS>(meta, tag)) {
                 let entry = guard.load(&bucket.slots[slot]);
                 // SAFETY: a non-null slot points to a published entry, which stays allocated while
                 // `guard` lives: it is retired only after being unlinked, and the guard was entered
@@ -206,16 +182,16 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     }
 
     fn read_all<'g>(
-        &'g self,
+        head: Head<'g, Self>,
         guard: &'g Guard<'_>,
         mut visit: impl FnMut(&'g Entry<K, V>),
     ) -> Result<(), ()> {
+        let mut bucket = head.line();
         // Acquire: as in `find`.
-        let mut meta = self.meta.load(Acquire);
+        let mut meta = bucket.meta.load(Acquire);
         if meta & MOVED != 0 {
             return Err(());
         }
-        let mut bucket = self;
         loop {
             for slot in slots_of(occupied(meta)) {
                 let entry = guard.load(&bucket.slots[slot]);
@@ -239,11 +215,12 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     /// links to, if any (it comes from a spare block, away from the head lines an iteration reads
     /// in order). Relaxed: a stale or freed pointer only wastes a prefetch, which never faults.
     #[inline(always)]
-    fn prefetch_linked(&self) {
-        for slot in slots_of(occupied(self.meta.load(Relaxed))) {
-            prefetch(self.slots[slot].load(Relaxed).addr());
+    fn prefetch_linked(head: Head<'_, Self>) {
+        let bucket = head.line();
+        for slot in slots_of(occupied(bucket.meta.load(Relaxed))) {
+            prefetch(bucket.slots[slot].load(Relaxed).addr());
         }
-        let next = self.next.load(Relaxed);
+        let next = bucket.next.load(Relaxed);
         if !next.is_null() {
             prefetch(next.addr());
         }
@@ -255,13 +232,14 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
 
     fn is_moved(chain: Chain<'_, Self>) -> bool {
         // Relaxed: MOVED is set under the lock this writer holds.
-        chain.head().meta.load(Relaxed) & MOVED != 0
+        chain.head().line().meta.load(Relaxed) & MOVED != 0
     }
 
     fn mark_moved(chain: Chain<'_, Self>) {
-        let meta = chain.head().meta.load(Relaxed);
+        let head = chain.head().line();
+        let meta = head.meta.load(Relaxed);
         // Release: whoever sees MOVED sees every entry already placed in the next table.
-        chain.head().meta.store(meta | MOVED, Release);
+        head.meta.store(meta | MOVED, Release);
     }
 
     /// Compares tags first, all of a bucket's at once as readers do, so that only a matching
@@ -275,13 +253,13 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         let tag = tag_of(hash);
         Self::buckets(chain).find_map(|line| {
             let meta = line.meta.load(Relaxed);
-            slots_of(tagged(meta, tag)).find_map(|index| {
+            slots_of(tagged::<SLOTS>(meta, tag)).find_map(|index| {
                 // SAFETY: a slot `tagged` lists has a tag (the one looked for or, past it,
                 // another), so it holds a published entry; only lock holders unlink and retire
                 // entries, and this writer holds the lock.
                 let entry = unsafe { line.slots[index].load(Relaxed).as_ref() }?;
                 (entry.hash == hash && matches(&entry.key))
-                    .then(|| (Slot::of(chain, line, index), entry))
+                    .then(|| (Slot::of(chain, Self::head(line), index), entry))
             })
         })
     }
@@ -295,18 +273,18 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
                 // SAFETY: a tagged slot holds a published entry; only lock holders unlink and
                 // retire entries, and this writer holds the lock.
                 let entry = unsafe { &*line.slots[index].load(Relaxed) };
-                (Slot::of(chain, line, index), entry)
+                (Slot::of(chain, Self::head(line), index), entry)
             })
         })
     }
 
     fn replace(slot: Slot<'_, Self>, item: Box<Entry<K, V>>) -> *mut Entry<K, V> {
         // Release: a reader that loads the pointer sees the entry's contents.
-        slot.line().slots[slot.index()].swap(Box::into_raw(item), Release)
+        slot.line().line().slots[slot.index()].swap(Box::into_raw(item), Release)
     }
 
     fn remove(slot: Slot<'_, Self>) -> *mut Entry<K, V> {
-        let bucket = slot.line();
+        let bucket = slot.line().line();
         // Relaxed: a reader that still sees the tag finds the entry or a null slot, either
         // of which is a valid answer from before or after the removal; the retire that follows
         // orders the unlink before the entry can be freed.
@@ -318,21 +296,24 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     fn add<'a>(
         chain: Chain<'a, Self>,
         item: Box<Entry<K, V>>,
-        spare: impl FnOnce() -> &'a Self,
+        spare: impl FnOnce() -> &'a Unit<Self>,
     ) -> bool {
         let hash = item.hash;
         Self::add_pointer(chain, Box::into_raw(item), hash, spare)
     }
 
     /// The pointer, not a copy: the entry is reachable from both chains until the old table goes.
-    fn carry<'a>(chain: Chain<'a, Self>, entry: &&Entry<K, V>, spare: impl FnOnce() -> &'a Self) {
+    fn carry<'a>(
+        chain: Chain<'a, Self>,
+        entry: &&Entry<K, V>,
+        hash: u64,
+        spare: impl FnOnce() -> &'a Unit<Self>,
+    ) {
         let pointer = ptr::from_ref(*entry).cast_mut();
-        Self::add_pointer(chain, pointer, entry.hash, spare);
+        Self::add_pointer(chain, pointer, hash, spare);
     }
 
-    fn drain(&mut self) -> Vec<(K, V)> {
-        // SAFETY: `&mut self` excludes every other writer, as the lock would.
-        let chain = unsafe { Chain::locked(&*self) };
+    fn drain(chain: Chain<'_, Self>) -> Vec<(K, V)> {
         if Self::is_moved(chain) {
             return Vec::new();
         }
@@ -367,57 +348,5 @@ mod tests {
     #[test]
     fn a_fresh_bucket_is_zeroed_memory() {
         assert!(<Bucket<u64, u64> as Line<u64, u64>>::zero_is_fresh());
-    }
-
-    /// Random meta words: slot tags (a third of them empty, the others from a few values, so
-    /// that equal tags are common), and the MOVED bit half the time.
-    fn random_metas() -> impl Iterator<Item = (u64, Vec<u8>)> {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        std::iter::repeat_with(move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let tags: Vec<u8> = (0..SLOTS)
-                .map(|i| match (state >> (8 * i)) as u8 {
-                    t if t % 3 == 0 => 0,
-                    t => 0x80 | (t % 4),
-                })
-                .collect();
-            let moved = if state & 1 == 0 { MOVED } else { 0 };
-            let meta = (0..SLOTS).fold(moved, |m, i| with_tag(m, i, tags[i]));
-            (meta, tags)
-        })
-        .take(100_000)
-    }
-
-    /// `occupied` lists exactly the slots with a tag, whatever the tags and the MOVED bit.
-    #[test]
-    fn occupied_lists_the_tagged_slots() {
-        for (meta, tags) in random_metas() {
-            let occupied: Vec<usize> = slots_of(occupied(meta)).collect();
-            let expected: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] != 0).collect();
-            assert_eq!(occupied, expected);
-        }
-    }
-
-    /// `tagged` lists every slot with the tag looked for, and no other slot below the first
-    /// such one (none at all if there is none).
-    #[test]
-    fn tagged_lists_every_slot_with_the_tag() {
-        for (meta, tags) in random_metas() {
-            for tag in 0x80..0x84 {
-                let listed: Vec<usize> = slots_of(tagged(meta, tag)).collect();
-                let with_tag: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] == tag).collect();
-                assert!(
-                    with_tag.iter().all(|slot| listed.contains(slot)),
-                    "{meta:#x}, {tag:#x}: {listed:?} misses one of {with_tag:?}"
-                );
-                let first = with_tag.first().copied().unwrap_or(SLOTS);
-                assert!(
-                    listed.iter().all(|&slot| tags[slot] == tag || slot > first),
-                    "{meta:#x}, {tag:#x}: {listed:?} lists a slot below {first} without the tag"
-                );
-            }
-        }
     }
 }

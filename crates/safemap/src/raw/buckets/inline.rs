@@ -1,38 +1,35 @@
-//! One bucket of a chain that holds its entries themselves, for keys and values that are plain
-//! old data (`bytemuck::Pod`): a read touches this bucket and nothing else.
+//! One line of a chain that holds its entries themselves, for keys and values that are plain
+//! old data (`bytemuck::Pod`): a read touches the line, then the one slot it looks for.
 //!
 //! # Layout
-//! 128 bytes, two adjacent cache lines: the chain's lock (used in head buckets), an occupancy byte
-//! (a bit per slot, and `MOVED`), a sequence word, the link to an overflow bucket, and [`WORDS`]
-//! words of slots. A slot is the entry's key's bytes, then its value's, each rounded up to whole
-//! words: `u64` keys and values take two words, so a bucket holds seven entries. The hash is not
-//! kept: the core computes it again with the map's hasher where it needs an entry's position
-//! (moving a chain to a larger table, iterating across tables of different sizes), so the slots
-//! hold only data.
+//! A line is 16 bytes: the chain's lock (used in head lines), a sequence word, and a meta word
+//! holding a tag byte per slot (the hash's top bits, high bit set; zero for a free slot) and two
+//! flags, `MOVED` (head lines) and `LINKED` (an overflow line follows). Its slots live apart, in
+//! a 128-byte [`Slots`] block: [`WORDS`] words of entries and the link to the overflow line. A
+//! slot is the entry's key's bytes, then its value's, each rounded up to whole words: `u64` keys
+//! and values take two words, so a line has seven slots. A table keeps its head lines in one
+//! dense array and their blocks in another (`table.rs`), and an overflow line comes with its
+//! block from the table's spare memory. So the lines a lookup and a lock touch first are a
+//! ninth of the table's bytes, and stay cached when the slots do not: at 64k keys the lines of
+//! `ScalablePodMap` take 128 KiB. The hash is not kept: the core computes it again with the
+//! map's hasher where it needs an entry's position (moving a chain to a larger table, iterating
+//! across tables of different sizes).
 //!
-//! Why two lines and not one: a 64-byte line held three `u64` entries (a sixth of it is header),
-//! and a table grows at one bucket's worth of entries per chain, so at the load it grows at a third
-//! of the chains had an overflow bucket, which a lookup there follows (a second miss at 1M keys),
-//! and which costs a whole bucket for one or two entries. Seven slots per 128 bytes take 18 bytes a
-//! slot instead of 21, and a chain overflows less often for the entries it holds. `safemap-bench
-//! memory`: 44.1 -> 35.8 bytes per entry on average (1.58 -> 1.28 of hashbrown's), highest 72.1
-//! -> 62.3. The README gives the speed on both sides of the change.
+//! Why the lines apart from their slots: with the lock, tags and version in each 128-byte bucket,
+//! a lookup at 64k keys missed the caches on the bucket's first line and a write's lock waited
+//! for it. Two prototypes of this layout (`docs/performance-log.md`, "A dense header per chain")
+//! read about 1.4 times as fast and wrote 1.4-1.6 times as fast.
 //!
 //! # Reads
-//! A lookup copies the line's occupancy, link and keys with atomic loads, and keeps the copy only
-//! if the sequence word was even before and is unchanged after. Every word is an atomic, so a copy
+//! A lookup prefetches the line's slot block, copies the line's meta word with atomic loads and
+//! keeps the copy only if the sequence word was even before and is unchanged after. For each slot
+//! whose tag matches (usually one), it copies the slot's key and value from the block, and keeps
+//! them only if the sequence word still holds the value the meta word was validated at (else it
+//! reads the line again); only then does it compare the key. Every word is an atomic, so a copy
 //! that races a write is discarded, never undefined behaviour (a seqlock over non-atomic data
-//! would be). It compares the probe with the copied keys, then loads the words of the matching
-//! slot's value and keeps them only if the sequence word still holds the value the keys were
-//! validated at (else it reads the line again): keys and value are one moment's, and user code
-//! (`Eq`) only ever sees a validated copy, never a torn key. Loading only the value it hands out
-//! took a lookup from about 195 to 150 instructions (callgrind, ReadHeavy on 64k keys, one thread;
-//! 140 with 64-byte lines). A lookup compares the probe with every slot of a line, free ones too
-//! (whose words are a removed key or zeros, a valid `K` either way), and masks the hits by
-//! occupancy: a branch per slot would mispredict on which slot holds the key, and that cost a
-//! cache-resident lookup more than the comparisons (ReadHeavy on 64k keys, one thread: 24-25 ->
-//! 29-31 Mops/s). An iteration copies whole lines the same way. A reader stores nothing in the
-//! line. It waits only while a writer is between the two stores of the sequence word, which
+//! would be), and user code (`Eq`) only ever sees a validated copy, never a torn key. An
+//! iteration copies a line's meta word and all its slot words the same way. A reader stores
+//! nothing. It waits only while a writer is between the two stores of the sequence word, which
 //! bracket a few word stores and no user code.
 //!
 //! # Writes
@@ -46,7 +43,7 @@
 //! - Writer: `seq = s + 1` (Relaxed), fence(Release), the stores (Relaxed), `seq = s + 2`
 //!   (Release).
 //! - Reader: `s1 = seq` (Acquire), the loads (Relaxed), fence(Acquire), `s2 = seq` (Relaxed). A
-//!   lookup's value loads follow `s2 == s1` with a second fence(Acquire) and `s3 = seq` (Relaxed),
+//!   lookup's slot loads follow `s2 == s1` with a second fence(Acquire) and `s3 = seq` (Relaxed),
 //!   kept if `s3 == s1`: the same argument, for loads made between `s1` and `s3`.
 //!
 //! If one of the reader's loads saw a store of a bracket, the reader's fence synchronizes with
@@ -63,37 +60,59 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use bytemuck::Pod;
 
-use super::line::{Chain, Entry, Found, Line, Located, Slot, Stored};
+use super::line::{
+    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Stored, Unit, occupied, slots_of,
+    tag_of, tagged, with_tag,
+};
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
-use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Mutex, Spin, fence};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Spin, fence};
 
-/// Slot words per bucket: with the lock, occupancy, sequence word and link, two 64-byte lines.
+/// Slot words per block: with the link, one 128-byte block.
 const WORDS: usize = 14;
 
-/// Set in a head line's occupancy once its chain has been copied to the next table.
-const MOVED: u8 = 0x80;
+/// Slots per line: as many as the meta word has tag bytes below its flags.
+const MAX_SLOTS: usize = 7;
 
-/// One bucket of a chain of inline entries.
-#[repr(C, align(128))]
+/// Set in a head line's meta word once its chain has been copied to the next table.
+const MOVED: u64 = 1 << 63;
+
+/// Set in a line's meta word once an overflow line is linked after it.
+const LINKED: u64 = 1 << 62;
+
+/// One line of a chain of inline entries: what a reader or a lock holder looks at first.
+#[repr(C, align(16))]
 pub struct Inline<K, V> {
     lock: Mutex<()>,
-    occupied: AtomicU8,
     /// Odd while a bracketed change is under way.
     seq: AtomicU32,
-    next: AtomicPtr<Inline<K, V>>,
-    words: [AtomicU64; WORDS],
+    /// A tag byte per slot, and `MOVED` and `LINKED`.
+    meta: AtomicU64,
     holds: PhantomData<Entry<K, V>>,
 }
 
-/// A reader's validated copy of one line.
-struct LineCopy<K, V> {
-    occupied: u8,
-    next: *const Inline<K, V>,
-    words: [u64; WORDS],
+/// The slots of one line, kept apart from it: 128 bytes, which a table's array starts on a cache
+/// line (`table.rs`); aligned to 16 bytes only, so that an overflow line and its block take 144
+/// bytes of spare memory rather than 192 (an overflow block may then span three cache lines).
+#[repr(C, align(16))]
+pub struct Slots<K, V> {
+    words: [AtomicU64; WORDS],
+    /// The overflow line after this one, with its block; set once, before `LINKED`.
+    next: AtomicPtr<Unit<Inline<K, V>>>,
 }
 
-/// An entry copied out of a line: its key and value (the line keeps no hash).
+impl<K, V> Blocks for Inline<K, V> {
+    type Block = Slots<K, V>;
+
+    fn fresh_block() -> Slots<K, V> {
+        Slots {
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// An entry copied out of a block: its key and value (the line keeps no hash).
 #[derive(Clone, Copy)]
 pub struct Copied<K, V> {
     key: K,
@@ -124,40 +143,75 @@ fn encode<T: Pod>(value: &T, words: &mut [u64]) {
         .copy_from_slice(bytemuck::bytes_of(value));
 }
 
-impl<K: Pod, V: Pod> Inline<K, V> {
+impl<K: Pod, V: Pod> Slots<K, V> {
     const KEY_WORDS: usize = words_of::<K>();
     const VALUE_WORDS: usize = words_of::<V>();
     const SLOT_WORDS: usize = Self::KEY_WORDS + Self::VALUE_WORDS;
-    const FITS: () = assert!(
-        Self::SLOT_WORDS <= WORDS,
-        "an inline entry's key and value take at most 112 bytes"
-    );
 
-    /// The occupied slots of `occupied`, lowest first.
-    fn slots_of(occupied: u8) -> impl Iterator<Item = usize> {
-        (0..<Self as Line<K, V>>::SLOTS).filter(move |&index| occupied & (1 << index) != 0)
+    /// The entry in slot `index`, with Relaxed loads: inside a validated read, or by the lock
+    /// holder.
+    #[inline(always)]
+    fn entry(&self, index: usize) -> Copied<K, V> {
+        let first = index * Self::SLOT_WORDS;
+        let words: [u64; WORDS] = std::array::from_fn(|word| {
+            if word < Self::SLOT_WORDS {
+                self.words[first + word].load(Relaxed)
+            } else {
+                0
+            }
+        });
+        Copied {
+            key: decode(&words[..Self::KEY_WORDS]),
+            value: decode(&words[Self::KEY_WORDS..Self::SLOT_WORDS]),
+        }
     }
 
-    /// The words of slot `index` in `words`.
-    fn slot_words(words: &[u64; WORDS], index: usize) -> &[u64] {
-        &words[index * Self::SLOT_WORDS..][..Self::SLOT_WORDS]
+    /// Every slot word, with Relaxed loads: inside a validated read, or by the lock holder.
+    #[inline(always)]
+    fn all_words(&self) -> [u64; WORDS] {
+        std::array::from_fn(|index| self.words[index].load(Relaxed))
     }
 
-    fn key_at(words: &[u64; WORDS], index: usize) -> K {
-        decode(&Self::slot_words(words, index)[..Self::KEY_WORDS])
-    }
-
-    fn entry_at(words: &[u64; WORDS], index: usize) -> Copied<K, V> {
-        let slot = Self::slot_words(words, index);
+    /// The entry of slot `index` in `words` (from [`Self::all_words`]).
+    fn entry_in(words: &[u64; WORDS], index: usize) -> Copied<K, V> {
+        let slot = &words[index * Self::SLOT_WORDS..][..Self::SLOT_WORDS];
         Copied {
             key: decode(&slot[..Self::KEY_WORDS]),
             value: decode(&slot[Self::KEY_WORDS..]),
         }
     }
 
-    /// What `copy` loads of this line (with Relaxed loads only), from a run during which no
-    /// bracket was under way or began, and the sequence value of that run: the seqlock read, in
-    /// one place.
+    /// Stores `key` and `value` in slot `index`; inside a bracket, or in a block no reader sees
+    /// yet.
+    fn store(&self, index: usize, key: &K, value: &V) {
+        let mut words = [0; WORDS];
+        encode(key, &mut words[..Self::KEY_WORDS]);
+        encode(value, &mut words[Self::KEY_WORDS..Self::SLOT_WORDS]);
+        let first = index * Self::SLOT_WORDS;
+        for (at, word) in words[..Self::SLOT_WORDS].iter().enumerate() {
+            self.words[first + at].store(*word, Relaxed);
+        }
+    }
+
+    /// The overflow line after this block's line, for a reader whose validated meta word said
+    /// `LINKED`, or for the lock holder.
+    fn next(&self) -> Option<Head<'_, Inline<K, V>>> {
+        // SAFETY: the link is set once, before `LINKED` (in a bracket a reader's validated copy
+        // saw, or under the lock the holder holds), to a unit of this table's spare memory,
+        // which lives as long as the table, which the caller's guard or lock keeps.
+        unsafe { self.next.load(Relaxed).as_ref() }.map(Unit::head)
+    }
+}
+
+impl<K: Pod, V: Pod> Inline<K, V> {
+    const FITS: () = assert!(
+        Slots::<K, V>::SLOT_WORDS <= WORDS,
+        "an inline entry's key and value take at most 112 bytes"
+    );
+
+    /// What `copy` loads of this line and its block (with Relaxed loads only), from a run during
+    /// which no bracket was under way or began, and the sequence value of that run: the seqlock
+    /// read, in one place.
     #[inline(always)]
     fn validated<T>(&self, copy: impl Fn(&Self) -> T) -> (T, u32) {
         let spin = Spin::new();
@@ -182,163 +236,15 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     /// the first load of the sequence word moved back to that run, makes these loads and that
     /// run's one moment's contents.
     #[inline(always)]
-    fn still<T>(&self, at: u32, copy: impl FnOnce(&Self) -> T) -> Option<T> {
-        let copied = copy(self);
+    fn still<T>(&self, at: u32, copy: impl FnOnce() -> T) -> Option<T> {
+        let copied = copy();
         // Acquire: as in `validated`.
         fence(Acquire);
         (self.seq.load(Relaxed) == at).then_some(copied)
     }
 
-    /// A validated copy of this line, as of one moment within the call.
-    #[inline(always)]
-    fn read(&self) -> LineCopy<K, V> {
-        self.read_with(Self::all_words).0
-    }
-
-    /// A validated copy of this line's occupancy, link and keys (its value words left zero), and
-    /// the sequence value it is valid at: what a lookup compares, without the values it does not
-    /// hand out.
-    #[inline(always)]
-    fn read_keys(&self) -> (LineCopy<K, V>, u32) {
-        self.read_with(Self::key_words)
-    }
-
-    /// A validated copy of the occupancy, the link and the slot words `words` loads, with the
-    /// sequence value it is valid at.
-    #[inline(always)]
-    fn read_with(&self, words: impl Fn(&Self) -> [u64; WORDS]) -> (LineCopy<K, V>, u32) {
-        self.validated(|line| LineCopy {
-            occupied: line.occupied.load(Relaxed),
-            next: line.next.load(Relaxed),
-            words: words(line),
-        })
-    }
-
-    /// Every slot word, with Relaxed loads: inside a validated read, or by the lock holder (for
-    /// whom no change is under way).
-    #[inline(always)]
-    fn all_words(&self) -> [u64; WORDS] {
-        std::array::from_fn(|index| self.words[index].load(Relaxed))
-    }
-
-    /// The slots' key words, with Relaxed loads, and zeros for the value words: inside a
-    /// validated read, or by the lock holder.
-    #[inline(always)]
-    fn key_words(&self) -> [u64; WORDS] {
-        std::array::from_fn(|index| {
-            if index % Self::SLOT_WORDS < Self::KEY_WORDS {
-                self.words[index].load(Relaxed)
-            } else {
-                0
-            }
-        })
-    }
-
-    /// The value in slot `index`, if the line is still as a [`Self::read_keys`] that returned
-    /// `at` copied it.
-    #[inline(always)]
-    fn value_at(&self, index: usize, at: u32) -> Option<V> {
-        self.still(at, |line| line.load_value(index))
-    }
-
-    /// The value of slot `index`, with Relaxed loads: inside a validated read, or by the lock
-    /// holder.
-    #[inline(always)]
-    fn load_value(&self, index: usize) -> V {
-        let first = index * Self::SLOT_WORDS + Self::KEY_WORDS;
-        let words: [u64; WORDS] = std::array::from_fn(|word| {
-            if word < Self::VALUE_WORDS {
-                self.words[first + word].load(Relaxed)
-            } else {
-                0
-            }
-        });
-        decode(&words[..Self::VALUE_WORDS])
-    }
-
-    /// The first occupied slot of a line (its `words` and `occupied` as read) whose key
-    /// `matches` approves. Every slot's key is compared, and the hits masked by occupancy, with no
-    /// branch per slot: which slot holds a key is random, and such a branch mispredicts. (A free
-    /// slot's words are a removed key or zeros, either a valid `K`, as `K: Pod`.)
-    #[inline(always)]
-    fn matching_slot(
-        words: &[u64; WORDS],
-        occupied: u8,
-        matches: impl Fn(&K) -> bool,
-    ) -> Option<usize> {
-        let hits = (0..<Self as Line<K, V>>::SLOTS).fold(0u8, |hits, index| {
-            hits | u8::from(matches(&Self::key_at(words, index))) << index
-        }) & occupied;
-        (hits != 0).then(|| hits.trailing_zeros() as usize)
-    }
-
-    /// The entry whose key `matches` approves in `line`, whose keys `keys` copied at sequence
-    /// value `at`, or in the rest of its chain. Keys are compared on validated copies; the
-    /// matching slot's value is then loaded and kept only if the line is still as it was then,
-    /// else the line is read again.
-    #[inline(always)]
-    fn find_from(
-        mut line: &Self,
-        (mut keys, mut at): (LineCopy<K, V>, u32),
-        matches: impl Fn(&K) -> bool,
-    ) -> Found<Copied<K, V>> {
-        loop {
-            if let Some(index) = Self::matching_slot(&keys.words, keys.occupied, &matches) {
-                match line.value_at(index, at) {
-                    Some(value) => {
-                        let key = Self::key_at(&keys.words, index);
-                        return Found::Entry(Copied { key, value });
-                    }
-                    None => {
-                        (keys, at) = line.read_keys();
-                        continue;
-                    }
-                }
-            }
-            // SAFETY: the link was read in a validated copy, so it points to an overflow line of
-            // this table, which is freed only with the table, which the reader's guard keeps.
-            match unsafe { keys.next.as_ref() } {
-                Some(next) => {
-                    line = next;
-                    (keys, at) = next.read_keys();
-                }
-                None => return Found::Absent,
-            }
-        }
-    }
-
-    /// Puts `key` and `value` in the first free slot of the chain, linking `spare()` if there is
-    /// none; returns whether it did.
-    fn add_pair<'a>(
-        chain: Chain<'a, Self>,
-        key: &K,
-        value: &V,
-        spare: impl FnOnce() -> &'a Self,
-    ) -> bool {
-        let mut last = chain.head();
-        for line in Self::lines(chain) {
-            let occupied = line.occupied.load(Relaxed);
-            let free = !occupied & ((1 << <Self as Line<K, V>>::SLOTS) - 1);
-            if free != 0 {
-                let index = free.trailing_zeros() as usize;
-                line.bracketed(|| {
-                    line.store_slot(index, key, value);
-                    line.occupied.store(occupied | 1 << index, Relaxed);
-                });
-                return false;
-            }
-            last = line;
-        }
-        let overflow = spare();
-        overflow.store_slot(0, key, value);
-        overflow.occupied.store(1, Relaxed);
-        // Bracketed: a reader that follows the link sees, through the bracket's fence, the line
-        // as filled above.
-        last.bracketed(|| last.next.store(ptr::from_ref(overflow).cast_mut(), Relaxed));
-        true
-    }
-
-    /// Runs `change`, which stores into this line, as one bracket readers see whole or not at all.
+    /// Runs `change`, which stores into this line or its block, as one bracket readers see whole
+    /// or not at all.
     fn bracketed(&self, change: impl FnOnce()) {
         let seq = self.seq.load(Relaxed);
         self.seq.store(seq.wrapping_add(1), Relaxed);
@@ -349,34 +255,83 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         self.seq.store(seq.wrapping_add(2), Release);
     }
 
-    /// Stores `key` and `value` in slot `index`; inside a bracket, or in a line no reader sees
-    /// yet.
-    fn store_slot(&self, index: usize, key: &K, value: &V) {
-        let mut words = [0; WORDS];
-        encode(key, &mut words[..Self::KEY_WORDS]);
-        encode(value, &mut words[Self::KEY_WORDS..Self::SLOT_WORDS]);
-        let first = index * Self::SLOT_WORDS;
-        for (at, word) in words[..Self::SLOT_WORDS].iter().enumerate() {
-            self.words[first + at].store(*word, Relaxed);
+    /// The entry whose key `matches` approves among the slots tagged `tag` in the chain from
+    /// `line`, whose meta word `meta` was validated at `at`. Candidates are copied, validated,
+    /// then compared; a line that changed meanwhile is read again.
+    #[inline(always)]
+    fn find_from(
+        mut line: Head<'_, Self>,
+        (mut meta, mut at): (u64, u32),
+        tag: u8,
+        matches: impl Fn(&K) -> bool,
+    ) -> Found<Copied<K, V>> {
+        'lines: loop {
+            for index in slots_of(tagged::<MAX_SLOTS>(meta, tag) & occupied::<MAX_SLOTS>(meta)) {
+                let Some(entry) = line.line().still(at, || line.block().entry(index)) else {
+                    (meta, at) = line.line().validated(|l| l.meta.load(Relaxed));
+                    continue 'lines;
+                };
+                if matches(&entry.key) {
+                    return Found::Entry(entry);
+                }
+            }
+            if meta & LINKED == 0 {
+                return Found::Absent;
+            }
+            line = line.block().next().expect("a linked line has a next one");
+            (meta, at) = line.line().validated(|l| l.meta.load(Relaxed));
         }
     }
 
+    /// Puts `key` and `value` in the first free slot of the chain, linking `spare()` if there is
+    /// none; returns whether it did.
+    fn add_pair<'a>(
+        chain: Chain<'a, Self>,
+        hash: u64,
+        key: &K,
+        value: &V,
+        spare: impl FnOnce() -> &'a Unit<Self>,
+    ) -> bool {
+        let tag = tag_of(hash);
+        let mut last = chain.head();
+        for line in Self::lines(chain) {
+            let meta = line.line().meta.load(Relaxed);
+            if let Some(index) = (0..Self::SLOTS).find(|&i| meta & (0x80 << (8 * i)) == 0) {
+                line.line().bracketed(|| {
+                    line.block().store(index, key, value);
+                    line.line().meta.store(with_tag(meta, index, tag), Relaxed);
+                });
+                return false;
+            }
+            last = line;
+        }
+        let unit = spare();
+        let overflow = unit.head();
+        overflow.block().store(0, key, value);
+        overflow.line().meta.store(with_tag(0, 0, tag), Relaxed);
+        let unit = ptr::from_ref(unit).cast_mut();
+        let meta = last.line().meta.load(Relaxed);
+        // Bracketed: a reader that sees `LINKED` sees, through the bracket's fence, the link and
+        // the line as filled above.
+        last.line().bracketed(|| {
+            last.block().next.store(unit, Relaxed);
+            last.line().meta.store(meta | LINKED, Relaxed);
+        });
+        true
+    }
+
     /// The lines of the chain, head first, for its lock holder.
-    fn lines(chain: Chain<'_, Self>) -> impl Iterator<Item = &Self> {
-        std::iter::successors(Some(chain.head()), |line| {
-            // SAFETY: overflow lines live as long as the table, which outlives the lock.
-            unsafe { line.next.load(Relaxed).as_ref() }
-        })
+    fn lines(chain: Chain<'_, Self>) -> impl Iterator<Item = Head<'_, Self>> {
+        std::iter::successors(Some(chain.head()), |line| line.block().next())
     }
 }
 
 impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     const SLOTS: usize = {
         let () = Self::FITS;
-        // As many as fit, up to one occupancy bit each below `MOVED`.
-        let fit = WORDS / Self::SLOT_WORDS;
-        let bits = MOVED.trailing_zeros() as usize;
-        if fit < bits { fit } else { bits }
+        // As many as fit, up to one tag byte each.
+        let fit = WORDS / Slots::<K, V>::SLOT_WORDS;
+        if fit < MAX_SLOTS { fit } else { MAX_SLOTS }
     };
 
     const KEEPS_HASH: bool = false;
@@ -395,16 +350,14 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     fn new() -> Self {
         Inline {
             lock: Mutex::new(()),
-            occupied: AtomicU8::new(0),
             seq: AtomicU32::new(0),
-            next: AtomicPtr::new(ptr::null_mut()),
-            words: std::array::from_fn(|_| AtomicU64::new(0)),
+            meta: AtomicU64::new(0),
             holds: PhantomData,
         }
     }
 
-    /// The atomics are zero when null or 0 by their documented representation; the lock is
-    /// asked.
+    /// The atomics are zero when 0 by their documented representation, and so are a block's
+    /// words and link; the lock is asked.
     #[cfg(not(shuttle))]
     fn zero_is_fresh() -> bool {
         super::line::lock_is_zero()
@@ -427,52 +380,63 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         hasher.hash_one(entry.key)
     }
 
-    /// Copies each line of the chain whole, validated, and compares the keys on the copy: with
-    /// no hash kept, a key is told apart by `Eq` alone.
+    /// The line's tags first, then the matching slots' words, each copy validated; keys are
+    /// compared on validated copies.
     #[inline(always)]
     fn find<'g>(
-        &'g self,
+        head: Head<'g, Self>,
         _guard: &'g Guard<'_>,
-        _hash: u64,
+        hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Found<Self::View<'g>> {
-        let keys = self.read_keys();
-        if keys.0.occupied & MOVED != 0 {
+        let block = ptr::from_ref(head.block()).addr();
+        prefetch(block);
+        prefetch(block + 64);
+        let (meta, at) = head.line().validated(|l| l.meta.load(Relaxed));
+        if meta & MOVED != 0 {
             return Found::Moved;
         }
-        Self::find_from(self, keys, matches)
+        Self::find_from(head, (meta, at), tag_of(hash), matches)
     }
 
     fn read_all<'g>(
-        &'g self,
+        head: Head<'g, Self>,
         _guard: &'g Guard<'_>,
         mut visit: impl FnMut(Self::View<'g>),
     ) -> Result<(), ()> {
-        let mut copy = self.read();
-        if copy.occupied & MOVED != 0 {
-            return Err(());
-        }
+        let mut line = head;
+        let mut first = true;
         loop {
-            for index in Self::slots_of(copy.occupied) {
-                visit(Self::entry_at(&copy.words, index));
+            let ((meta, words), _) = line
+                .line()
+                .validated(|l| (l.meta.load(Relaxed), line.block().all_words()));
+            if first && meta & MOVED != 0 {
+                return Err(());
             }
-            // SAFETY: as in `find_from`.
-            match unsafe { copy.next.as_ref() } {
-                Some(next) => copy = next.read(),
-                None => return Ok(()),
+            first = false;
+            for index in slots_of(occupied::<MAX_SLOTS>(meta)) {
+                visit(Slots::entry_in(&words, index));
             }
+            if meta & LINKED == 0 {
+                return Ok(());
+            }
+            line = line.block().next().expect("a linked line has a next one");
         }
     }
 
-    /// Prefetches both lines of the overflow line this head links to, if any: an overflow line
-    /// comes from a spare block, away from the head lines an iteration reads in order. Relaxed: a
+    /// Prefetches both lines of the chain's slot block, and the overflow line it links to, if
+    /// any (from a spare block, away from the lines an iteration reads in order). Relaxed: a
     /// stale link only wastes a prefetch, which never faults.
     #[inline(always)]
-    fn prefetch_linked(&self) {
-        let next = self.next.load(Relaxed);
+    fn prefetch_linked(head: Head<'_, Self>) {
+        let block = ptr::from_ref(head.block()).addr();
+        prefetch(block);
+        prefetch(block + 64);
+        let next = head.block().next.load(Relaxed);
         if !next.is_null() {
             prefetch(next.addr());
             prefetch(next.addr() + 64);
+            prefetch(next.addr() + 128);
         }
     }
 
@@ -481,31 +445,31 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     }
 
     fn is_moved(chain: Chain<'_, Self>) -> bool {
-        chain.head().occupied.load(Relaxed) & MOVED != 0
+        chain.head().line().meta.load(Relaxed) & MOVED != 0
     }
 
     /// Bracketed: a reader that sees `MOVED` sees, through the bracket's fence, every entry
     /// already placed in the next table.
     fn mark_moved(chain: Chain<'_, Self>) {
-        let head = chain.head();
-        let occupied = head.occupied.load(Relaxed);
-        head.bracketed(|| head.occupied.store(occupied | MOVED, Relaxed));
+        let head = chain.head().line();
+        let meta = head.meta.load(Relaxed);
+        head.bracketed(|| head.meta.store(meta | MOVED, Relaxed));
     }
 
-    /// By key alone, as readers do: the keys, then the matching slot's value.
+    /// By tag, then key, as readers do.
     fn locate<'a>(
         chain: Chain<'a, Self>,
-        _hash: u64,
+        hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Option<Located<'a, K, V, Self>> {
+        let tag = tag_of(hash);
         Self::lines(chain).find_map(|line| {
-            let keys = line.key_words();
-            let index = Self::matching_slot(&keys, line.occupied.load(Relaxed), &matches)?;
-            let entry = Copied {
-                key: Self::key_at(&keys, index),
-                value: line.load_value(index),
-            };
-            Some((Slot::of(chain, line, index), entry))
+            let meta = line.line().meta.load(Relaxed);
+            let candidates = tagged::<MAX_SLOTS>(meta, tag) & occupied::<MAX_SLOTS>(meta);
+            slots_of(candidates).find_map(|index| {
+                let entry = line.block().entry(index);
+                matches(&entry.key).then(|| (Slot::of(chain, line, index), entry))
+            })
         })
     }
 
@@ -513,42 +477,43 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         chain: Chain<'a, Self>,
     ) -> impl Iterator<Item = (Slot<'a, Self>, Copied<K, V>)> {
         Self::lines(chain).flat_map(move |line| {
-            let words = line.all_words();
-            Self::slots_of(line.occupied.load(Relaxed))
-                .map(move |index| (Slot::of(chain, line, index), Self::entry_at(&words, index)))
+            let words = line.block().all_words();
+            slots_of(occupied::<MAX_SLOTS>(line.line().meta.load(Relaxed)))
+                .map(move |index| (Slot::of(chain, line, index), Slots::entry_in(&words, index)))
         })
     }
 
     fn replace(slot: Slot<'_, Self>, item: Entry<K, V>) {
         let line = slot.line();
-        line.bracketed(|| line.store_slot(slot.index(), &item.key, &item.value));
+        line.line()
+            .bracketed(|| line.block().store(slot.index(), &item.key, &item.value));
     }
 
     fn remove(slot: Slot<'_, Self>) {
-        let line = slot.line();
-        let occupied = line.occupied.load(Relaxed);
-        line.bracketed(|| {
-            line.occupied
-                .store(occupied & !(1 << slot.index()), Relaxed)
-        });
+        let line = slot.line().line();
+        let meta = line.meta.load(Relaxed);
+        line.bracketed(|| line.meta.store(with_tag(meta, slot.index(), 0), Relaxed));
     }
 
     fn add<'a>(
         chain: Chain<'a, Self>,
         item: Entry<K, V>,
-        spare: impl FnOnce() -> &'a Self,
+        spare: impl FnOnce() -> &'a Unit<Self>,
     ) -> bool {
-        Self::add_pair(chain, &item.key, &item.value, spare)
+        Self::add_pair(chain, item.hash, &item.key, &item.value, spare)
     }
 
     /// A copy: readers of the moved chain read their own.
-    fn carry<'a>(chain: Chain<'a, Self>, entry: &Copied<K, V>, spare: impl FnOnce() -> &'a Self) {
-        Self::add_pair(chain, &entry.key, &entry.value, spare);
+    fn carry<'a>(
+        chain: Chain<'a, Self>,
+        entry: &Copied<K, V>,
+        hash: u64,
+        spare: impl FnOnce() -> &'a Unit<Self>,
+    ) {
+        Self::add_pair(chain, hash, &entry.key, &entry.value, spare);
     }
 
-    fn drain(&mut self) -> Vec<(K, V)> {
-        // SAFETY: `&mut self` excludes every other writer, as the lock would.
-        let chain = unsafe { Chain::locked(&*self) };
+    fn drain(chain: Chain<'_, Self>) -> Vec<(K, V)> {
         if Self::is_moved(chain) {
             return Vec::new();
         }
@@ -556,7 +521,8 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
             .map(|(_, entry)| (entry.key, entry.value))
             .collect();
         for line in Self::lines(chain) {
-            line.occupied.store(0, Relaxed);
+            let meta = line.line().meta.load(Relaxed);
+            line.line().meta.store(meta & LINKED, Relaxed);
         }
         entries
     }
@@ -570,9 +536,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bucket_is_two_cache_lines_holding_seven_word_sized_entries() {
-        assert_eq!(size_of::<Inline<u64, u64>>(), 128);
-        assert_eq!(align_of::<Inline<u64, u64>>(), 128);
+    fn a_line_is_sixteen_bytes_and_its_block_two_cache_lines_of_seven_word_sized_entries() {
+        assert_eq!(size_of::<Inline<u64, u64>>(), 16);
+        assert_eq!(size_of::<Slots<u64, u64>>(), 128);
+        assert_eq!(size_of::<Unit<Inline<u64, u64>>>(), 144);
         assert_eq!(<Inline<u64, u64> as Line<u64, u64>>::SLOTS, 7);
         assert_eq!(<Inline<u32, [u8; 3]> as Line<u32, [u8; 3]>>::SLOTS, 7);
         assert_eq!(<Inline<[u64; 2], u64> as Line<[u64; 2], u64>>::SLOTS, 4);
@@ -584,7 +551,7 @@ mod tests {
             <Inline<[u64; 7], [u64; 7]> as Line<[u64; 7], [u64; 7]>>::SLOTS,
             1
         );
-        // One-word entries would fit fourteen times; the occupancy byte has seven slot bits.
+        // One-word entries would fit fourteen times; the meta word has seven tag bytes.
         assert_eq!(<Inline<(), u64> as Line<(), u64>>::SLOTS, 7);
         assert!(<Inline<u64, u64> as Line<u64, u64>>::zero_is_fresh());
     }
@@ -595,16 +562,17 @@ mod tests {
     /// whole value or another, never halves of two: the version checks discard every torn copy.
     /// The writer keeps writing until the readers have read 200,000 times between them, so the
     /// two really overlap.
-    fn no_read_is_torn(read: impl Fn(&Torn, &Guard<'_>) -> [u64; 2] + Sync) {
+    fn no_read_is_torn(read: impl Fn(Head<'_, Torn>, &Guard<'_>) -> [u64; 2] + Sync) {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::time::{Duration, Instant};
 
         const READS: usize = 200_000;
-        let line = Torn::new();
+        let (line, block) = (Torn::new(), Torn::fresh_block());
+        let head = Head::new(&line, &block);
         let hash = 0x1234;
         // SAFETY: only this test writes the line, from one thread at a time: the add here, then
         // the writer loop below, while the reader threads only read.
-        let chain = unsafe { Chain::locked(&line) };
+        let chain = unsafe { Chain::locked(head) };
         Torn::add(
             chain,
             Entry {
@@ -621,7 +589,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         while !done.load(Ordering::Relaxed) {
-                            let value = read(&line, &collector.enter());
+                            let value = read(head, &collector.enter());
                             assert_eq!(value[0], value[1], "a torn read");
                             reads.fetch_add(1, Ordering::Relaxed);
                         }
@@ -656,25 +624,26 @@ mod tests {
         );
     }
 
-    /// A lookup copies the keys, then the matching value, each checked against the version.
-    /// (Without the checks, this fails in a debug build, and in some release builds;
+    /// A lookup copies the line's tags, then the matching slot, each checked against the
+    /// version. (Without the checks, this fails in a debug build, and in some release builds;
     /// `slot_reuse_race` in the shuttle schedules finds it every time.)
     #[test]
     fn a_reader_never_sees_half_of_a_write() {
-        no_read_is_torn(|line, guard| {
-            let Found::Entry(entry) = line.find(guard, 0x1234, |k| *k == 7) else {
+        no_read_is_torn(|head, guard| {
+            let Found::Entry(entry) = Torn::find(head, guard, 0x1234, |k| *k == 7) else {
                 panic!("the key went missing");
             };
             entry.value
         });
     }
 
-    /// An iteration copies the whole line at once (`read_all`), under the version check alone.
+    /// An iteration copies the line and its whole block at once (`read_all`), under the version
+    /// check alone.
     #[test]
     fn an_iteration_never_sees_half_of_a_write() {
-        no_read_is_torn(|line, guard| {
+        no_read_is_torn(|head, guard| {
             let mut value = None;
-            line.read_all(guard, |entry| value = Some(entry.value))
+            Torn::read_all(head, guard, |entry| value = Some(entry.value))
                 .expect("the line never moves");
             value.expect("the key went missing")
         });
@@ -684,13 +653,62 @@ mod tests {
     #[test]
     fn an_entry_comes_back_as_stored() {
         type Odd = Inline<[u8; 3], u32>;
-        let line = Odd::new();
+        let block = Odd::fresh_block();
         let (key, value) = ([1, 2, 3], 0x0102_0304);
         for index in 0..<Odd as Line<[u8; 3], u32>>::SLOTS {
-            line.store_slot(index, &key, &value);
-            let back = Odd::entry_at(&line.all_words(), index);
+            block.store(index, &key, &value);
+            let back = block.entry(index);
             assert_eq!((back.key, back.value), (key, value));
-            assert_eq!(Odd::key_at(&line.all_words(), index), key);
+            let back = Slots::entry_in(&block.all_words(), index);
+            assert_eq!((back.key, back.value), (key, value));
         }
+    }
+
+    /// A chain longer than one line links overflow lines, and every entry stays findable, by
+    /// readers and by the lock holder, and is listed once.
+    #[test]
+    fn a_chain_links_overflow_lines_and_finds_every_entry() {
+        type Map = Inline<u64, u64>;
+        let (line, block) = (Map::new(), Map::fresh_block());
+        let head = Head::new(&line, &block);
+        // SAFETY: this test alone reaches the chain.
+        let chain = unsafe { Chain::locked(head) };
+        let units: Vec<Box<Unit<Map>>> =
+            (0..4).map(|_| Box::new(Unit::fresh(Map::new()))).collect();
+        let mut spares = units.iter();
+        let entries = 20u64;
+        let hash = |key: u64| key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut linked = 0;
+        for key in 0..entries {
+            let item = Entry {
+                hash: hash(key),
+                key,
+                value: key * 10,
+            };
+            linked += usize::from(Map::add(chain, item, || spares.next().expect("a spare")));
+        }
+        assert_eq!(linked, 2, "20 entries take three lines of seven");
+        let collector = Collector::new();
+        let guard = collector.enter();
+        for key in 0..entries {
+            let Found::Entry(found) = Map::find(head, &guard, hash(key), |k| *k == key) else {
+                panic!("{key} not found by a reader");
+            };
+            assert_eq!(found.value, key * 10);
+            let (_, located) = Map::locate(chain, hash(key), |k| *k == key).expect("located");
+            assert_eq!(located.value, key * 10);
+        }
+        let absent = Map::find(head, &guard, hash(99), |k| *k == 99);
+        assert!(matches!(absent, Found::Absent));
+        let mut listed = Vec::new();
+        Map::read_all(head, &guard, |entry| listed.push(entry.key)).expect("not moved");
+        listed.sort_unstable();
+        assert_eq!(listed, (0..entries).collect::<Vec<_>>());
+        let mut drained: Vec<u64> = Map::drain(chain).into_iter().map(|(k, _)| k).collect();
+        drained.sort_unstable();
+        assert_eq!(drained, (0..entries).collect::<Vec<_>>());
+        let mut after = 0;
+        Map::read_all(head, &guard, |_| after += 1).expect("not moved");
+        assert_eq!(after, 0, "drained lines are empty");
     }
 }

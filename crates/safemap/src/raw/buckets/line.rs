@@ -1,8 +1,14 @@
-//! What the core asks of one bucket of a chain (one cache line or two), whatever it holds:
-//! - `bucket.rs`: tags and pointers to boxed, immutable entries, for any `K` and `V`; readers
-//!   dereference the pointer they match, under their reclamation guard;
-//! - `inline.rs`: the entries themselves, as atomic words, for plain-old-data `K` and `V`;
-//!   readers copy the line and validate the copy against the line's sequence word.
+//! What the core asks of one bucket of a chain, whatever it holds:
+//! - `bucket.rs`: one cache line of tags and pointers to boxed, immutable entries, for any `K`
+//!   and `V`; readers dereference the pointer they match, under their reclamation guard;
+//! - `inline.rs`: a 16-byte line of tags, and apart from it a block of the entries themselves,
+//!   as atomic words, for plain-old-data `K` and `V`; readers copy the matching slots and
+//!   validate the copies against the line's sequence word.
+//!
+//! A line's [`Blocks::Block`] is what it keeps apart from itself (nothing, for `bucket.rs`): a
+//! table holds its head lines in one array and their blocks in another, so the lines stay dense
+//! and cached, and every operation gets a line with its block, a [`Head`]. Tags, shared by both
+//! kinds, are a byte per slot in one meta word ([`tag_of`], [`tagged`], [`occupied`]).
 //!
 //! Readers call [`Line::find`] and [`Line::read_all`] with no lock. Everything else takes a
 //! [`Chain`], which only the holder of the chain head's lock can make, so the changes are
@@ -13,7 +19,57 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
 use crate::raw::reclaim::{Collector, Guard};
+use crate::raw::routing::TAG_BITS;
 use crate::sync::MutexGuard;
+
+/// The tag a key's entry carries in its line's meta word: the hash's top bits (which the table
+/// index does not use), with the high bit set so that a tag is never the empty byte.
+#[inline(always)]
+pub(super) fn tag_of(hash: u64) -> u8 {
+    ((hash >> (64 - TAG_BITS)) as u8) | 0x80
+}
+
+/// The tag of slot `slot` in a meta word: its byte, zero if the slot is empty.
+#[inline(always)]
+pub(super) fn tag_at(meta: u64, slot: usize) -> u8 {
+    (meta >> (8 * slot)) as u8
+}
+
+/// `meta` with slot `slot`'s tag set to `tag` (zero to empty it).
+#[inline(always)]
+pub(super) fn with_tag(meta: u64, slot: usize, tag: u8) -> u64 {
+    (meta & !(0xff << (8 * slot))) | (u64::from(tag) << (8 * slot))
+}
+
+/// A byte of ones in each of the low `SLOTS` bytes, times `byte`.
+const fn per_slot<const SLOTS: usize>(byte: u8) -> u64 {
+    (u64::MAX >> (64 - 8 * SLOTS)) / 0xff * byte as u64
+}
+
+/// The slots of a meta word of `SLOTS` tag bytes that hold an entry, as the high bit of each
+/// such slot's byte: a tag always has its high bit set.
+#[inline(always)]
+pub(super) fn occupied<const SLOTS: usize>(meta: u64) -> u64 {
+    meta & per_slot::<SLOTS>(0x80)
+}
+
+/// The slots whose tag is `tag`, as a mask like [`occupied`]'s, plus at most a few slots past
+/// one that matches (the zero-byte test's borrow), which the caller's key comparison rejects.
+#[inline(always)]
+pub(super) fn tagged<const SLOTS: usize>(meta: u64, tag: u8) -> u64 {
+    let differs = meta ^ per_slot::<SLOTS>(tag);
+    differs.wrapping_sub(per_slot::<SLOTS>(1)) & !differs & per_slot::<SLOTS>(0x80)
+}
+
+/// The slot indices of a mask from [`occupied`] or [`tagged`], lowest first.
+#[inline(always)]
+pub(super) fn slots_of(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let slot = (mask != 0).then(|| mask.trailing_zeros() as usize / 8)?;
+        mask &= mask - 1;
+        Some(slot)
+    })
+}
 
 /// A key, its value and its hash: what a write hands a line, and what a pointer line stores.
 #[derive(Clone, Copy)]
@@ -52,9 +108,20 @@ pub enum Found<E> {
     Moved,
 }
 
+/// What a line describes beside itself: the block of slots it keeps apart from it, so that the
+/// lines a table holds stay dense and cached while the slots miss; `()` for a line that holds
+/// its slots. A table keeps its head lines in one array and their blocks in another.
+pub trait Blocks: Sized {
+    /// The slots kept apart.
+    type Block;
+
+    /// An empty block.
+    fn fresh_block() -> Self::Block;
+}
+
 /// One line of a chain. The head line of each chain lives in the table's array; overflow lines
 /// come from the table's spare blocks and are freed with the table.
-pub trait Line<K, V>: Sized {
+pub trait Line<K, V>: Blocks {
     /// Entries one line holds.
     const SLOTS: usize;
 
@@ -95,16 +162,16 @@ pub trait Line<K, V>: Sized {
     /// The entry for the key `matches` recognises among those with hash `hash`, as of a moment
     /// within this call; this line must be a chain's head.
     fn find<'g>(
-        &'g self,
+        head: Head<'g, Self>,
         guard: &'g Guard<'_>,
         hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Found<Self::View<'g>>;
 
-    /// Calls `visit` on every entry of the chain, as readers see it; this line must be a chain's
+    /// Calls `visit` on every entry of the chain, as readers see it; `head` must be a chain's
     /// head. `Err(())` if the chain has moved.
     fn read_all<'g>(
-        &'g self,
+        head: Head<'g, Self>,
         guard: &'g Guard<'_>,
         visit: impl FnMut(Self::View<'g>),
     ) -> Result<(), ()>;
@@ -113,7 +180,7 @@ pub trait Line<K, V>: Sized {
     /// so that an iteration has it in cache by the time it gets here; changes nothing and reads
     /// nothing the program uses.
     #[inline(always)]
-    fn prefetch_linked(&self) {}
+    fn prefetch_linked(_head: Head<'_, Self>) {}
 
     /// The chain's lock, held by every change to it; this line must be a chain's head.
     fn lock_word(&self) -> &crate::sync::Mutex<()>;
@@ -143,16 +210,26 @@ pub trait Line<K, V>: Sized {
     fn remove(slot: Slot<'_, Self>) -> Self::Unlinked;
 
     /// Adds `item`, whose key is not in the chain, in the first free slot, linking `spare()`, a
-    /// fresh line that lives as long as the chain, if there is none; returns whether it did.
-    fn add<'a>(chain: Chain<'a, Self>, item: Self::Item, spare: impl FnOnce() -> &'a Self) -> bool;
+    /// fresh line and block that live as long as the chain, if there is none; returns whether it
+    /// did.
+    fn add<'a>(
+        chain: Chain<'a, Self>,
+        item: Self::Item,
+        spare: impl FnOnce() -> &'a Unit<Self>,
+    ) -> bool;
 
-    /// Adds an entry of a moved chain to `chain`, in the next table: the same entry, which the
-    /// moved chain keeps showing to the readers already in it.
-    fn carry<'a>(chain: Chain<'a, Self>, entry: &Self::View<'_>, spare: impl FnOnce() -> &'a Self);
+    /// Adds an entry of a moved chain, whose key has hash `hash`, to `chain`, in the next table:
+    /// the same entry, which the moved chain keeps showing to the readers already in it.
+    fn carry<'a>(
+        chain: Chain<'a, Self>,
+        entry: &Self::View<'_>,
+        hash: u64,
+        spare: impl FnOnce() -> &'a Unit<Self>,
+    );
 
-    /// Every entry of this chain, if it has not moved, with its slot emptied; for owners of the
-    /// whole table (no reader or writer left), to move or free them. This line must be a head.
-    fn drain(&mut self) -> Vec<(K, V)>;
+    /// Every entry of the chain, if it has not moved, with its slot emptied; for owners of the
+    /// whole table (no reader or writer left), to move or free them.
+    fn drain(chain: Chain<'_, Self>) -> Vec<(K, V)>;
 
     /// Hands what a write unlinked to `collector`.
     ///
@@ -161,48 +238,100 @@ pub trait Line<K, V>: Sized {
     unsafe fn retire(collector: &Collector, unlinked: Self::Unlinked);
 }
 
-/// A chain while its head's lock is held: every change to it goes through here.
-pub struct Chain<'a, L> {
-    // Invariant: the maker of this value holds `head`'s lock while it is in use (`locked`).
-    head: &'a L,
+/// A line and the block it describes.
+pub struct Head<'a, L: Blocks> {
+    line: &'a L,
+    block: &'a L::Block,
 }
 
-impl<L> Clone for Chain<'_, L> {
+impl<L: Blocks> Clone for Head<'_, L> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<L> Copy for Chain<'_, L> {}
+impl<L: Blocks> Copy for Head<'_, L> {}
 
-impl<'a, L> Chain<'a, L> {
+impl<'a, L: Blocks> Head<'a, L> {
+    pub(crate) fn new(line: &'a L, block: &'a L::Block) -> Self {
+        Head { line, block }
+    }
+
+    /// The line.
+    pub(crate) fn line(self) -> &'a L {
+        self.line
+    }
+
+    /// The block it describes.
+    pub(crate) fn block(self) -> &'a L::Block {
+        self.block
+    }
+}
+
+/// An overflow line with its block, made together from a table's spare memory.
+#[repr(C)]
+pub struct Unit<L: Blocks> {
+    line: L,
+    block: L::Block,
+}
+
+impl<L: Blocks> Unit<L> {
+    /// A fresh unit.
+    pub(crate) fn fresh(line: L) -> Self {
+        Unit {
+            line,
+            block: L::fresh_block(),
+        }
+    }
+
+    /// Its line and block.
+    pub(crate) fn head(&self) -> Head<'_, L> {
+        Head::new(&self.line, &self.block)
+    }
+}
+
+/// A chain while its head's lock is held: every change to it goes through here.
+pub struct Chain<'a, L: Blocks> {
+    // Invariant: the maker of this value holds `head`'s lock while it is in use (`locked`).
+    head: Head<'a, L>,
+}
+
+impl<L: Blocks> Clone for Chain<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L: Blocks> Copy for Chain<'_, L> {}
+
+impl<'a, L: Blocks> Chain<'a, L> {
     /// # Safety
     /// The caller holds `head`'s lock for as long as it uses the chain, or no one else can reach
     /// the chain meanwhile; and `head` is the first line of a chain.
-    pub(crate) unsafe fn locked(head: &'a L) -> Self {
+    pub(crate) unsafe fn locked(head: Head<'a, L>) -> Self {
         Chain { head }
     }
 
-    /// The chain's first line.
-    pub(crate) fn head(self) -> &'a L {
+    /// The chain's first line and its block.
+    pub(crate) fn head(self) -> Head<'a, L> {
         self.head
     }
 }
 
 /// Where an entry sits in a chain, for the holder of the chain's lock.
-pub struct Slot<'a, L> {
+pub struct Slot<'a, L: Blocks> {
     // Invariant: made from a `Chain`, so the chain's lock is held; `line` is one of its lines.
-    line: &'a L,
+    line: Head<'a, L>,
     index: usize,
 }
 
-impl<'a, L> Slot<'a, L> {
+impl<'a, L: Blocks> Slot<'a, L> {
     /// Slot `index` of `line`, a line of `chain`.
-    pub(crate) fn of(_chain: Chain<'a, L>, line: &'a L, index: usize) -> Self {
+    pub(crate) fn of(_chain: Chain<'a, L>, line: Head<'a, L>, index: usize) -> Self {
         Slot { line, index }
     }
 
-    pub(crate) fn line(self) -> &'a L {
+    pub(crate) fn line(self) -> Head<'a, L> {
         self.line
     }
 
@@ -211,13 +340,13 @@ impl<'a, L> Slot<'a, L> {
     }
 }
 
-impl<L> Clone for Slot<'_, L> {
+impl<L: Blocks> Clone for Slot<'_, L> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<L> Copy for Slot<'_, L> {}
+impl<L: Blocks> Copy for Slot<'_, L> {}
 
 /// An entry a writer found, and where it sits.
 pub type Located<'a, K, V, L> = (Slot<'a, L>, <L as Line<K, V>>::View<'a>);
@@ -255,4 +384,74 @@ pub(crate) fn lock_is_zero() -> bool {
         // SAFETY: the lock is one initialized byte (its state, an atomic no one else can
         // reach), read while nothing writes it.
         && unsafe { std::ptr::from_ref(&lock).cast::<u8>().read() } == 0
+}
+
+#[cfg(all(test, not(shuttle)))]
+mod tests {
+    use super::*;
+
+    /// Random meta words of `SLOTS` tag bytes (a third of them empty, the others from a few
+    /// values, so that equal tags are common), with the two top bits (the lines' flags) set at
+    /// random.
+    fn random_metas<const SLOTS: usize>() -> impl Iterator<Item = (u64, Vec<u8>)> {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        std::iter::repeat_with(move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let tags: Vec<u8> = (0..SLOTS)
+                .map(|i| match (state >> (8 * i)) as u8 {
+                    t if t % 3 == 0 => 0,
+                    t => 0x80 | (t % 4),
+                })
+                .collect();
+            let flags = state & (0b11 << 62);
+            let meta = (0..SLOTS).fold(flags, |m, i| with_tag(m, i, tags[i]));
+            (meta, tags)
+        })
+        .take(100_000)
+    }
+
+    /// `occupied` lists exactly the slots with a tag, whatever the tags and the flags.
+    fn occupied_lists_the_tagged_slots<const SLOTS: usize>() {
+        for (meta, tags) in random_metas::<SLOTS>() {
+            let listed: Vec<usize> = slots_of(occupied::<SLOTS>(meta)).collect();
+            let expected: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] != 0).collect();
+            assert_eq!(listed, expected);
+            assert!((0..SLOTS).all(|i| tag_at(meta, i) == tags[i]));
+        }
+    }
+
+    /// `tagged` lists every slot with the tag looked for, and no other slot below the first
+    /// such one (none at all if there is none).
+    fn tagged_lists_every_slot_with_the_tag<const SLOTS: usize>() {
+        for (meta, tags) in random_metas::<SLOTS>() {
+            for tag in 0x80..0x84 {
+                let listed: Vec<usize> = slots_of(tagged::<SLOTS>(meta, tag)).collect();
+                let with_tag: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] == tag).collect();
+                assert!(
+                    with_tag.iter().all(|slot| listed.contains(slot)),
+                    "{meta:#x}, {tag:#x}: {listed:?} misses one of {with_tag:?}"
+                );
+                let first = with_tag.first().copied().unwrap_or(SLOTS);
+                assert!(
+                    listed.iter().all(|&slot| tags[slot] == tag || slot > first),
+                    "{meta:#x}, {tag:#x}: {listed:?} lists a slot below {first} without the tag"
+                );
+                assert!(
+                    listed.iter().all(|&slot| slot < SLOTS),
+                    "{listed:?}: past the slots"
+                );
+            }
+        }
+    }
+
+    /// Both kinds of line: five slots (`bucket.rs`) and seven (`inline.rs`).
+    #[test]
+    fn tags_are_read_alike_for_five_and_seven_slots() {
+        occupied_lists_the_tagged_slots::<5>();
+        occupied_lists_the_tagged_slots::<7>();
+        tagged_lists_every_slot_with_the_tag::<5>();
+        tagged_lists_every_slot_with_the_tag::<7>();
+    }
 }

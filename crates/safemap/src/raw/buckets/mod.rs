@@ -7,8 +7,10 @@
 //! The design of CLHT-LB and Go's xsync map, with Java's `ConcurrentHashMap` resize:
 //! - **Reads** enter a reclamation guard (a store to the thread's own slot, `raw/reclaim.rs`),
 //!   load the root table, and look in the key's head bucket: follow the slots whose tags match
-//!   to their entries (`bucket.rs`), or copy the line and validate the copy against its version
-//!   word (`inline.rs`). Nothing another thread writes is written.
+//!   to their entries (`bucket.rs`), or copy the matching slots from the line's block and
+//!   validate the copies against the line's version word (`inline.rs`, whose lines sit in a
+//!   dense array apart from their blocks: `line::Blocks`). Nothing another thread writes is
+//!   written.
 //! - **Writes** pass the gate (`gate.rs`: a store to the thread's own slot), lock the key's chain and
 //!   change it: an insert or a `compute` builds a new entry and swaps it in (or stores its words,
 //!   inline), a removal empties the slot, and a pointer line retires the entry it displaced.
@@ -261,7 +263,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         let hash = probe.hash();
         let mut table = self.root_table(guard)?;
         loop {
-            match table.head_for(hash).find(guard, hash, |k| probe.matches(k)) {
+            match L::find(table.head_for(hash), guard, hash, |k| probe.matches(k)) {
                 Found::Entry(entry) => return Some(entry),
                 Found::Absent => return None,
                 Found::Moved => table = table.next().expect("a moved chain has a next table"),
@@ -297,8 +299,8 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             let index = table.chain_at(position(hash));
             let head = table.head(index);
             let lock = match deadline {
-                None => line::lock(head),
-                Some(deadline) => match line::try_lock_until(head, deadline) {
+                None => line::lock(head.line()),
+                Some(deadline) => match line::try_lock_until(head.line(), deadline) {
                     Some(lock) => lock,
                     None => return Err(payload),
                 },
@@ -369,9 +371,9 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             let chain = table.span(index);
             let end = chain.end.min(span.end);
             if table.bits() >= PREFETCH_FROM_BITS && index + PREFETCH_AHEAD < table.chains() {
-                table.head(index + PREFETCH_AHEAD).prefetch_linked();
+                L::prefetch_linked(table.head(index + PREFETCH_AHEAD));
             }
-            let read = table.head(index).read_all(guard, |entry| {
+            let read = L::read_all(table.head(index), guard, |entry| {
                 if Self::lies_in(&entry, &chain, &(at..end), hasher) {
                     visit(entry);
                 }

@@ -177,7 +177,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             next.catch_up_faults(fresh);
         }
         let head = table.head(index);
-        let _lock = line::lock(head);
+        let _lock = line::lock(head.line());
         // SAFETY: the lock is held until the end of this function, and `head` heads its chain.
         let chain = unsafe { Chain::locked(head) };
         if let Some(fresh) = fresh {
@@ -195,11 +195,12 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         // `for_each`, not `for`: a flattened iterator's fold runs each line's slots in a loop of
         // their own, where `next` goes through its whole state machine per entry.
         L::occupied(chain).for_each(|(_, entry)| {
-            let to = next.head_for(L::hash_of(&entry, hasher));
-            let _to_lock = (!growing).then(|| line::lock_fresh(to));
+            let hash = L::hash_of(&entry, hasher);
+            let to = next.head_for(hash);
+            let _to_lock = (!growing).then(|| line::lock_fresh(to.line()));
             // SAFETY: the new chain's lock is held, or, growing, no one else reaches it (above).
             let to_chain = unsafe { Chain::locked(to) };
-            L::carry(to_chain, &entry, || next.spare());
+            L::carry(to_chain, &entry, hash, || next.spare());
         });
         L::mark_moved(chain);
     }

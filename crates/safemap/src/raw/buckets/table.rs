@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-use super::line::{Chain, Entry, Line};
+use super::line::{Blocks, Chain, Entry, Head, Line, Unit};
 use super::spares::Spares;
 use crate::raw::release;
 use crate::raw::routing::TAG_BITS;
@@ -30,10 +30,15 @@ pub(crate) fn position(hash: u64) -> u128 {
 /// Every position.
 pub(crate) const ALL: Range<u128> = 0..1 << 64;
 
-pub(crate) struct Table<K, V, L> {
-    /// The allocation, and the first bucket in it (at the first multiple of the bucket alignment).
+/// Where a table's blocks start: a cache line, so that a block of 128 bytes spans two.
+const BLOCK_ALIGN: usize = 64;
+
+pub(crate) struct Table<K, V, L: Blocks> {
+    /// The allocation, the first head line in it (at the first multiple of the line alignment),
+    /// and the first block, after the lines (dangling if blocks take no room).
     memory: NonNull<u8>,
     buckets: NonNull<L>,
+    blocks: NonNull<L::Block>,
     bits: u32,
     /// The table this one's chains are moving into; null unless a resize is under way.
     pub(crate) next: AtomicPtr<Table<K, V, L>>,
@@ -46,18 +51,20 @@ pub(crate) struct Table<K, V, L> {
     pub(crate) unmoved: BookkeepingMutex<Vec<usize>>,
     /// Overflow buckets, freed with the table, so that freeing a table never walks its chains (a
     /// walk of a 4M-entry table's chains took 80 ms).
-    spares: BookkeepingMutex<Spares<L>>,
-    /// The release thread faulting the chains' pages in; stopped before they are freed.
-    prefaulting: Option<release::Prefaulting>,
+    spares: BookkeepingMutex<Spares<Unit<L>>>,
+    /// The release thread faulting the pages of the lines, and of the blocks, in; stopped before
+    /// they are freed. Two jobs, so that a mover that catches up with them maps lines and blocks
+    /// as its chains reach them, not every line first.
+    prefaulting: [Option<release::Prefaulting>; 2],
     holds: PhantomData<Entry<K, V>>,
 }
 
 // SAFETY: a table owns its buckets and the entries they point to, like a `Box<[Bucket]>`; moving
 // or sharing it across threads moves or shares `K`s and `V`s, which the bounds require.
-unsafe impl<K: Send, V: Send, L> Send for Table<K, V, L> {}
+unsafe impl<K: Send, V: Send, L: Blocks> Send for Table<K, V, L> {}
 // SAFETY: shared access reads entries from several threads and drops displaced ones on whichever
 // thread reclaims them.
-unsafe impl<K: Send + Sync, V: Send + Sync, L> Sync for Table<K, V, L> {}
+unsafe impl<K: Send + Sync, V: Send + Sync, L: Blocks> Sync for Table<K, V, L> {}
 
 impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// A table of `2^bits` empty chains, its memory made here. Zeroed memory where that is a
@@ -124,8 +131,12 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     pub(crate) unsafe fn make_fresh(&self, chains: Range<usize>) {
         assert!(chains.end <= self.chains());
         for index in chains {
-            // SAFETY: inside the allocation, aligned for buckets; written by the caller alone.
-            unsafe { self.buckets.add(index).write(L::new()) };
+            // SAFETY: inside the allocation, aligned for lines and blocks; written by the caller
+            // alone.
+            unsafe {
+                self.buckets.add(index).write(L::new());
+                self.blocks.add(index).write(L::fresh_block());
+            }
         }
     }
 
@@ -135,11 +146,13 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// made fresh before anyone reaches them ([`Table::for_growth`]).
     unsafe fn in_memory(bits: u32, memory: NonNull<u8>, write_fresh: bool) -> Box<Self> {
         let skip = memory.align_offset(align_of::<L>());
-        // SAFETY: the layout has room for the buckets after up to one alignment's worth of bytes.
+        // SAFETY: the layout has room for the lines after up to one alignment's worth of bytes.
         let buckets = unsafe { memory.add(skip) }.cast::<L>();
+        let blocks = Self::blocks_after(buckets, bits);
         let table = Box::new(Table {
             memory,
             buckets,
+            blocks,
             bits,
             next: AtomicPtr::new(std::ptr::null_mut()),
             claimed: AtomicUsize::new(0),
@@ -148,7 +161,7 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
             spares: BookkeepingMutex::new(Spares::new()),
             // Unwritten pages get mapped now, off the writes' path; pages already written (by
             // `calloc` clearing recycled memory, or the debug pattern) cost it nothing more.
-            prefaulting: release::prefault(memory, Self::layout(bits).size()),
+            prefaulting: Self::prefault(memory, blocks, bits),
             holds: PhantomData,
         });
         if write_fresh {
@@ -159,13 +172,29 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     }
 }
 
-impl<K, V, L> Table<K, V, L> {
-    /// The chains' memory, with room to align them: at the allocator's own alignment, which
-    /// `calloc` serves.
+impl<K, V, L: Blocks> Table<K, V, L> {
+    /// The chains' memory, lines then blocks, with room to align each: at the allocator's own
+    /// alignment, which `calloc` serves.
     pub(super) fn layout(bits: u32) -> Layout {
-        let bytes = size_of::<L>() << bits;
-        Layout::from_size_align(bytes + align_of::<L>(), align_of::<usize>() * 2)
-            .expect("a table fits in memory")
+        let lines = size_of::<L>() << bits;
+        let blocks = size_of::<L::Block>() << bits;
+        let room = lines + align_of::<L>() + blocks + BLOCK_ALIGN;
+        Layout::from_size_align(room, align_of::<usize>() * 2).expect("a table fits in memory")
+    }
+
+    /// Where the blocks of a table of `2^bits` lines from `lines` start: past the last line, at
+    /// the start of a cache line (dangling if blocks take no room).
+    fn blocks_after(lines: NonNull<L>, bits: u32) -> NonNull<L::Block> {
+        const { assert!(align_of::<L::Block>() <= BLOCK_ALIGN) };
+        if size_of::<L::Block>() == 0 {
+            return NonNull::dangling();
+        }
+        // SAFETY: the layout has room for the lines, then the blocks after up to
+        // `BLOCK_ALIGN` bytes.
+        let end = unsafe { lines.add(1 << bits) }.cast::<u8>();
+        let skip = end.align_offset(BLOCK_ALIGN);
+        // SAFETY: as above.
+        unsafe { end.add(skip) }.cast()
     }
 
     pub(crate) fn bits(&self) -> u32 {
@@ -198,22 +227,55 @@ impl<K, V, L> Table<K, V, L> {
     /// Has the pages of chains up to `chains.end` faulted in now if the release thread has not
     /// (`release::Prefaulting::catch_up`): for the mover about to fill `chains`.
     pub(crate) fn catch_up_faults(&self, chains: &Range<usize>) {
-        if let Some(prefaulting) = &self.prefaulting {
-            prefaulting.catch_up(self.buckets.as_ptr().wrapping_add(chains.end) as usize);
+        let ends = [
+            self.buckets.as_ptr().wrapping_add(chains.end) as usize,
+            self.blocks.as_ptr().wrapping_add(chains.end) as usize,
+        ];
+        for (prefaulting, end) in self.prefaulting.iter().zip(ends) {
+            if let Some(prefaulting) = prefaulting {
+                prefaulting.catch_up(end);
+            }
         }
+    }
+
+    /// The release thread's jobs for a table's memory: the lines (with the alignment before
+    /// them), and the blocks (with the alignment before them; none if blocks take no room).
+    fn prefault(
+        memory: NonNull<u8>,
+        blocks: NonNull<L::Block>,
+        bits: u32,
+    ) -> [Option<release::Prefaulting>; 2] {
+        let start = memory.as_ptr() as usize;
+        let end = start + Self::layout(bits).size();
+        if size_of::<L::Block>() == 0 {
+            return [release::prefault(memory, end - start), None];
+        }
+        let split = blocks.as_ptr() as usize;
+        // SAFETY: `split` lies inside the allocation (the blocks start in it).
+        let second = unsafe { memory.add(split - start) };
+        [
+            release::prefault(memory, split - start),
+            release::prefault(second, end - split),
+        ]
     }
 
     /// The head of chain `index`.
     #[inline(always)]
-    pub(crate) fn head(&self, index: usize) -> &L {
+    pub(crate) fn head(&self, index: usize) -> Head<'_, L> {
         debug_assert!(index < self.chains());
-        // SAFETY: `index` is below the chain count, and the buckets live as long as the table.
-        unsafe { self.buckets.add(index).as_ref() }
+        // SAFETY: `index` is below the chain count, and the lines and blocks live as long as the
+        // table.
+        unsafe {
+            Head::new(
+                self.buckets.add(index).as_ref(),
+                self.blocks.add(index).as_ref(),
+            )
+        }
     }
 
     /// The head of the chain for `hash`.
     #[inline(always)]
-    pub(crate) fn head_for(&self, hash: u64) -> &L {
+    pub(crate) fn head_for(&self, hash: u64) -> Head<'_, L> {
         self.head(self.chain_at(position(hash)))
     }
 
@@ -229,16 +291,16 @@ impl<K, V, L> Table<K, V, L> {
 
 impl<K, V, L: Line<K, V>> Table<K, V, L> {
     /// A fresh line for a chain that has outgrown its slots, living as long as the table.
-    pub(crate) fn spare(&self) -> &L {
-        let (bucket, behind) = self.spares.lock().reserve(self.chains());
+    pub(crate) fn spare(&self) -> &Unit<L> {
+        let (unit, behind) = self.spares.lock().reserve(self.chains());
         if let Some(behind) = behind {
             behind.run();
         }
-        // SAFETY: the bucket is reserved for this call alone, written once, here, before it is
+        // SAFETY: the unit is reserved for this call alone, written once, here, before it is
         // returned, and stays where it is until the table drops.
         unsafe {
-            bucket.write(L::new());
-            bucket.as_ref()
+            unit.write(Unit::fresh(L::new()));
+            unit.as_ref()
         }
     }
 
@@ -249,13 +311,12 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
         let next = self.take_next();
         let mut entries = Vec::new();
         for index in 0..self.chains() {
-            // SAFETY: `index` is below the chain count, and `self` is owned.
-            let head = unsafe { self.buckets.add(index).as_mut() };
             // SAFETY: owning the table excludes every other holder of the chain's lock.
-            if L::is_moved(unsafe { Chain::locked(&*head) }) {
+            let chain = unsafe { Chain::locked(self.head(index)) };
+            if L::is_moved(chain) {
                 continue;
             }
-            entries.extend(head.drain());
+            entries.extend(L::drain(chain));
             if let Some(next) = next.as_ref().filter(|next| next.bits > self.bits) {
                 // SAFETY: the chains this one splits into were never reached: it has not moved.
                 unsafe { next.make_fresh(next.chains_within(self.span(index))) };
@@ -268,7 +329,7 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
     }
 }
 
-impl<K, V, L> Table<K, V, L> {
+impl<K, V, L: Blocks> Table<K, V, L> {
     /// The table this one is moving into, unlinked, for the owner of both.
     fn take_next(&mut self) -> Option<Box<Self>> {
         let next = self.next.swap(std::ptr::null_mut(), Relaxed);
@@ -278,16 +339,19 @@ impl<K, V, L> Table<K, V, L> {
     }
 }
 
-impl<K, V, L> Drop for Table<K, V, L> {
+impl<K, V, L: Blocks> Drop for Table<K, V, L> {
     /// Frees the chains and the spare buckets, not the entries, which may have moved on, nor the
     /// next table.
     fn drop(&mut self) {
-        drop(self.prefaulting.take());
-        if std::mem::needs_drop::<L>() {
+        drop(self.prefaulting.each_mut().map(Option::take));
+        if std::mem::needs_drop::<L>() || std::mem::needs_drop::<L::Block>() {
             for index in 0..self.chains() {
-                // SAFETY: `index` is below the chain count, the bucket was initialized in `new`,
-                // and it is dropped once, here.
-                unsafe { self.buckets.add(index).drop_in_place() };
+                // SAFETY: `index` is below the chain count, the line and block were initialized
+                // in `new`, and they are dropped once, here.
+                unsafe {
+                    self.buckets.add(index).drop_in_place();
+                    self.blocks.add(index).drop_in_place();
+                }
             }
         }
         let mut allocations = self.spares.get_mut().release();
