@@ -1,4 +1,6 @@
-//! A power-of-two array of bucket chains, and the link to the table it is moving into.
+//! A power-of-two array of bucket chains, and the link to the table it is moving into. Lines that
+//! keep their slots apart (`line::Blocks`) have them in a second array after the first, on a cache
+//! line, so that the lines stay dense.
 //!
 //! A key's chain is picked by the bits just below the hash's tag (`raw/routing.rs`), read from the
 //! top: the key's *position* is its hash shifted left past the tag, and a table of `2^bits` chains
