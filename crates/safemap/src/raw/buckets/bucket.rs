@@ -18,8 +18,8 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::line::{
-    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Unit, slots_of, tag_at, tag_of, tagged,
-    with_tag,
+    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Unit, free_slot, slots_of, tag_of,
+    tagged, with_tag,
 };
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
@@ -79,7 +79,7 @@ impl<K, V> Bucket<K, V> {
         let mut last = chain.head().line();
         for bucket in Self::buckets(chain) {
             let meta = bucket.meta.load(Relaxed);
-            if let Some(index) = (0..SLOTS).find(|&index| tag_at(meta, index) == 0) {
+            if let Some(index) = free_slot(meta, SLOTS) {
                 // Release: a reader that loads the pointer sees the entry's contents.
                 bucket.slots[index].store(entry, Release);
                 // Release: a reader that sees the tag sees the slot.

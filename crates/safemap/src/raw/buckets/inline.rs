@@ -61,8 +61,8 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use bytemuck::Pod;
 
 use super::line::{
-    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Stored, Unit, occupied, slots_of,
-    tag_of, tagged, with_tag,
+    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Stored, Unit, free_slot, occupied,
+    slots_of, tag_of, tagged, with_tag,
 };
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
@@ -255,6 +255,13 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         self.seq.store(seq.wrapping_add(2), Release);
     }
 
+    /// The occupied slots of a meta word whose tag is `tag`, plus at most a few more, which the
+    /// key comparison rejects (`line::tagged`).
+    #[inline(always)]
+    fn candidates(meta: u64, tag: u8) -> u64 {
+        tagged::<MAX_SLOTS>(meta, tag) & occupied::<MAX_SLOTS>(meta)
+    }
+
     /// The entry whose key `matches` approves among the slots tagged `tag` in the chain from
     /// `line`, whose meta word `meta` was validated at `at`. Candidates are copied, validated,
     /// then compared; a line that changed meanwhile is read again.
@@ -266,7 +273,7 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         matches: impl Fn(&K) -> bool,
     ) -> Found<Copied<K, V>> {
         'lines: loop {
-            for index in slots_of(tagged::<MAX_SLOTS>(meta, tag) & occupied::<MAX_SLOTS>(meta)) {
+            for index in slots_of(Self::candidates(meta, tag)) {
                 let Some(entry) = line.line().still(at, || line.block().entry(index)) else {
                     (meta, at) = line.line().validated(|l| l.meta.load(Relaxed));
                     continue 'lines;
@@ -296,7 +303,7 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         let mut last = chain.head();
         for line in Self::lines(chain) {
             let meta = line.line().meta.load(Relaxed);
-            if let Some(index) = (0..Self::SLOTS).find(|&i| meta & (0x80 << (8 * i)) == 0) {
+            if let Some(index) = free_slot(meta, Self::SLOTS) {
                 line.line().bracketed(|| {
                     line.block().store(index, key, value);
                     line.line().meta.store(with_tag(meta, index, tag), Relaxed);
@@ -465,8 +472,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         let tag = tag_of(hash);
         Self::lines(chain).find_map(|line| {
             let meta = line.line().meta.load(Relaxed);
-            let candidates = tagged::<MAX_SLOTS>(meta, tag) & occupied::<MAX_SLOTS>(meta);
-            slots_of(candidates).find_map(|index| {
+            slots_of(Self::candidates(meta, tag)).find_map(|index| {
                 let entry = line.block().entry(index);
                 matches(&entry.key).then(|| (Slot::of(chain, line, index), entry))
             })

@@ -35,6 +35,12 @@ pub(super) fn tag_at(meta: u64, slot: usize) -> u8 {
     (meta >> (8 * slot)) as u8
 }
 
+/// The first of the first `slots` slots of a meta word that holds no entry.
+#[inline(always)]
+pub(super) fn free_slot(meta: u64, slots: usize) -> Option<usize> {
+    (0..slots).find(|&slot| tag_at(meta, slot) == 0)
+}
+
 /// `meta` with slot `slot`'s tag set to `tag` (zero to empty it).
 #[inline(always)]
 pub(super) fn with_tag(meta: u64, slot: usize, tag: u8) -> u64 {
