@@ -37,6 +37,17 @@
 //! closed (or, once the closer has reopened it, acquires the reopening store, which orders the
 //! closer's work before the write). A write withdraws with a release store that the scan
 //! acquires, so all it did, its count included, happens before the closer goes on.
+//!
+//! # Waiting out the writes under way without closing
+//! A write may use a table it loaded after passing for as long as its pass lasts, with no
+//! reclamation guard: a table taken out of the map's reach is freed only once every write that
+//! was under way when it was taken out has left (`mod.rs`, `Leaving`). [`Gate::under_way`] is the
+//! handshake's heavy side again: the caller has stored the change that takes the table out of
+//! reach (`SeqCst`), and the barrier then cuts every write either after its announcement, which
+//! the scan sees, or before it, and then the write's `SeqCst` load of the root sees the change.
+//! [`UnderWay::have_left`] tells when the writes the scan saw are gone: a thread's own slot holds
+//! one write at a time, so that write has left once `left` reaches the `entered` seen; the shared
+//! slot holds several, so it must be seen idle once (its `left`, then its `entered`, read equal).
 
 use std::cell::Cell;
 use std::iter;
@@ -249,6 +260,86 @@ impl Gate {
         // Relaxed: exact only with the gate closed, when the scan has ordered every count.
         let sum: isize = self.every_slot().map(|s| s.count.load(Relaxed)).sum();
         sum.max(0) as usize
+    }
+}
+
+/// The writes under way at one instant, by slot, in [`Gate::every_slot`]'s order: for each slot
+/// in use then, the value of `entered` to wait for.
+pub(crate) struct UnderWay(Box<[Option<usize>]>);
+
+impl Gate {
+    /// The writes under way now; the caller has just taken something out of their reach with a
+    /// `SeqCst` store (module docs).
+    pub(crate) fn under_way(&self) -> UnderWay {
+        barrier::heavy();
+        UnderWay(
+            self.every_slot()
+                .map(|slot| {
+                    // SeqCst: the heavy side's loads, as in `in_use`; `left` first, so that
+                    // equal values mean the slot was idle when `left` was read.
+                    let left = slot.left.load(SeqCst);
+                    let entered = slot.entered.load(SeqCst);
+                    (entered != left).then_some(entered)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Where [`UnderWay::have_left`] found a write still under way: a slot and its `left` count then,
+/// packed in a word (the slot plus one above bit 48, the count's low 48 bits below) that is
+/// never 0, so that a word can say "nothing to wait for" with 0.
+#[derive(Clone, Copy)]
+pub(crate) struct Mark(u64);
+
+const MARK_COUNT_BITS: u32 = 48;
+
+impl Mark {
+    pub(crate) fn to_word(self) -> u64 {
+        self.0
+    }
+
+    /// The mark a nonzero word holds.
+    pub(crate) fn from_word(word: u64) -> Self {
+        debug_assert_ne!(word, 0);
+        Mark(word)
+    }
+}
+
+impl UnderWay {
+    /// Whether every write under way when these were taken has left `gate` (what each did then
+    /// happens before the caller goes on), or where one was found still under way.
+    pub(crate) fn have_left(&mut self, gate: &Gate) -> Result<(), Mark> {
+        let shared = self.0.len() - 1;
+        for (index, (waited, slot)) in self.0.iter_mut().zip(gate.every_slot()).enumerate() {
+            let Some(entered) = *waited else { continue };
+            // Acquire: the writes' release withdrawals, so that what they did happens before.
+            let left = slot.left.load(Acquire);
+            let gone = if index == shared {
+                // SeqCst, after `left`: equal, the slot was idle when `left` was read.
+                left == slot.entered.load(SeqCst)
+            } else {
+                left.wrapping_sub(entered) as isize >= 0
+            };
+            if !gone {
+                let count = left as u64 & ((1 << MARK_COUNT_BITS) - 1);
+                return Err(Mark(((index as u64 + 1) << MARK_COUNT_BITS) | count));
+            }
+            *waited = None;
+        }
+        Ok(())
+    }
+}
+
+impl Gate {
+    /// Whether a write has left the slot of `mark` since the mark was taken: one load of one
+    /// slot, for writes to ask cheaply whether a wait may be over.
+    pub(crate) fn left_since(&self, mark: Mark) -> bool {
+        let index = (mark.0 >> MARK_COUNT_BITS) as usize - 1;
+        let slot = self.every_slot().nth(index).expect("a mark names a slot");
+        // Relaxed: a hint; `have_left` decides, with its own loads.
+        let left = slot.left.load(Relaxed) as u64 & ((1 << MARK_COUNT_BITS) - 1);
+        left != mark.0 & ((1 << MARK_COUNT_BITS) - 1)
     }
 }
 

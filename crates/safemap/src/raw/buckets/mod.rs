@@ -12,7 +12,8 @@
 //!   dense array apart from their blocks: `line::Blocks`). Nothing another thread writes is
 //!   written.
 //! - **Writes** pass the gate (`gate.rs`: a store to the thread's own slot), lock the key's chain and
-//!   change it: an insert or a `compute` builds a new entry and swaps it in (or stores its words,
+//!   change it, holding no reclamation guard: the pass keeps the tables they load (`Leaving`
+//!   below): an insert or a `compute` builds a new entry and swaps it in (or stores its words,
 //!   inline), a removal empties the slot, and a pointer line retires the entry it displaced.
 //!   Closures run under the chain's lock, so each runs exactly once and writers of other chains
 //!   never wait for it. The value a write displaces is returned as a clone, since readers may
@@ -28,6 +29,21 @@
 //!   once even if tables change in between.
 //!
 //! An empty map has no table; the first write makes it.
+//!
+//! # Tables that leave, and the writes that may still hold them
+//! A write loads the root after its pass, and holds no guard: entering and leaving one took about
+//! 35 of a write's 190 instructions (callgrind), a locked instruction among them. So a table that
+//! a finished resize takes out of reach (the only way a table leaves while writes run; `clear`
+//! and `shrink_to_fit` close the gate) is not retired at once: the mover swaps the root
+//! (`SeqCst`), notes the writes under way ([`Gate::under_way`], the heavy side of the gate's
+//! handshake), and parks the table in `leaving`. A write that passed after the note loads the new
+//! root (the handshake), and reaches the old table from nowhere else; the noted ones may hold it.
+//! Each write, as it leaves the gate, loads one slot: the one where the last check found a noted
+//! write under way (`waiting_on`, a [`Mark`]). If that write has left, it checks every parked
+//! table's noted writes and retires the tables whose writes have all left. So the writes that end
+//! no wait write nothing shared, and the last noted write to leave retires the table (or, if it
+//! leaves in the instant before the mark is stored, the next write after it). Retiring hands the
+//! table to the reclamation, which then waits for the readers' guards as for any other object.
 
 mod bucket;
 mod gate;
@@ -43,10 +59,10 @@ use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 pub use bucket::Bucket;
-use gate::{Gate, Pass};
+use gate::{Gate, Mark, Pass, UnderWay};
 pub use inline::Inline;
 use line::{Chain, Entry, Found, Line, Located, Slot, Stored};
 use resize::MIN_BITS;
@@ -55,7 +71,7 @@ use table::{ALL, Detached, Table, position};
 use super::core::Wait;
 use super::entry::Probe;
 use super::reclaim::{Collector, Guard};
-use crate::sync::{AtomicPtr, Mutex};
+use crate::sync::{AtomicPtr, AtomicU64, BookkeepingMutex, Mutex};
 
 /// How many chains ahead of the one it reads an iteration prefetches what that chain's head line
 /// links to (`Line::prefetch_linked`: a pointer line's entries, and either kind's overflow line),
@@ -84,7 +100,41 @@ pub struct Buckets<K, V, L: Line<K, V> = Bucket<K, V>> {
     /// Made by the first write (it holds a few KiB of per-thread slots), so an empty map stays
     /// small; null until then. Dropped (in `drop`) after the tables' entries are freed.
     collector: AtomicPtr<Collector>,
+    /// Tables out of reach that writes under way may still hold (module docs).
+    leaving: BookkeepingMutex<Vec<Leaving<K, V, L>>>,
+    /// 0 if `leaving` is empty; else a [`Mark`] of a write it waits for, which a write checks
+    /// as it leaves (one load of that write's slot), so that the writes that do not end a wait
+    /// write nothing shared.
+    waiting_on: AtomicU64,
     owns: PhantomData<(Entry<K, V>, L)>,
+}
+
+/// A table out of reach, and the writes that were under way when it went.
+struct Leaving<K, V, L: Line<K, V>> {
+    table: *mut Table<K, V, L>,
+    writes: UnderWay,
+}
+
+/// What keeps the tables a thread loads from the root allocated while it holds it: a reclamation
+/// guard, or a pass through the gate (module docs).
+trait Keeps {
+    /// The root, loaded as what keeps it requires.
+    fn load_root<T>(&self, root: &AtomicPtr<T>) -> *mut T;
+}
+
+impl Keeps for Guard<'_> {
+    #[inline(always)]
+    fn load_root<T>(&self, root: &AtomicPtr<T>) -> *mut T {
+        self.load(root)
+    }
+}
+
+impl Keeps for Pass<'_> {
+    #[inline(always)]
+    fn load_root<T>(&self, root: &AtomicPtr<T>) -> *mut T {
+        // SeqCst: the light side's load after the pass's announcement (module docs, `gate.rs`).
+        root.load(SeqCst)
+    }
 }
 
 // SAFETY: the map owns its entries (`Box`es behind the table pointers); sending it sends them.
@@ -101,6 +151,8 @@ impl<K, V, L: Line<K, V>> Default for Buckets<K, V, L> {
             gate: Gate::new(),
             resizing: Mutex::new(()),
             collector: AtomicPtr::new(ptr::null_mut()),
+            leaving: BookkeepingMutex::new(Vec::new()),
+            waiting_on: AtomicU64::new(0),
             owns: PhantomData,
         }
     }
@@ -113,6 +165,11 @@ impl<K, V, L: Line<K, V>> Drop for Buckets<K, V, L> {
         drop(Detached(
             (!root.is_null()).then(|| unsafe { Box::from_raw(root) }),
         ));
+        for leaving in self.leaving.get_mut().drain(..) {
+            // SAFETY: a table that left came from `Box::into_raw` and was not retired; with
+            // `&mut self` no write holds it. It owns no entries: they moved to the next table.
+            drop(unsafe { Box::from_raw(leaving.table) });
+        }
         let collector = self.collector.swap(ptr::null_mut(), Relaxed);
         if !collector.is_null() {
             // SAFETY: made by `Box::into_raw` in `make_collector`, dropped once, here, after
@@ -212,21 +269,22 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     }
 
     #[inline(always)]
-    fn root(&self, guard: &Guard<'_>) -> *const Table<K, V, L> {
-        guard.load(&self.root)
+    fn root(&self, keeps: &impl Keeps) -> *const Table<K, V, L> {
+        keeps.load_root(&self.root)
     }
 
     #[inline(always)]
-    fn root_table<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g Table<K, V, L>> {
-        // SAFETY: a root is retired only after it stops being the root, so one loaded under
-        // `guard` stays allocated while the guard lives.
-        unsafe { self.root(guard).as_ref() }
+    fn root_table<'k>(&self, keeps: &'k impl Keeps) -> Option<&'k Table<K, V, L>> {
+        // SAFETY: a root is retired only after it stops being the root and after the writes
+        // under way then have left (module docs), so one loaded under a guard or a pass stays
+        // allocated while that lives.
+        unsafe { self.root(keeps).as_ref() }
     }
 
     /// Makes a first table of `2^bits` chains, unless there is one.
-    fn install_root(&self, guard: &Guard<'_>, bits: u32) {
+    fn install_root(&self, keeps: &impl Keeps, bits: u32) {
         let _starting = self.resizing.lock();
-        if self.root_table(guard).is_none() {
+        if self.root_table(keeps).is_none() {
             // Release: a reader that loads the root sees the table as built.
             self.root.store(Box::into_raw(Table::new(bits)), Release);
         }
@@ -234,22 +292,79 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
 
     /// The root, made first if the map has none.
     #[inline(always)]
-    fn root_for_write<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V, L> {
+    fn root_for_write<'p>(&self, pass: &'p Pass<'_>) -> &'p Table<K, V, L> {
         // The check inline, the making apart: only a map's first write makes its root.
-        match self.root_table(guard) {
+        match self.root_table(pass) {
             Some(root) => root,
-            None => self.make_first_root(guard),
+            None => self.make_first_root(pass),
         }
     }
 
     #[cold]
-    fn make_first_root<'g>(&self, guard: &'g Guard<'_>) -> &'g Table<K, V, L> {
+    fn make_first_root<'p>(&self, pass: &'p Pass<'_>) -> &'p Table<K, V, L> {
         loop {
-            self.install_root(guard, MIN_BITS);
-            if let Some(root) = self.root_table(guard) {
+            self.install_root(pass, MIN_BITS);
+            if let Some(root) = self.root_table(pass) {
                 return root;
             }
         }
+    }
+
+    /// Parks `table`, which a finished resize just took out of reach with a `SeqCst` store, until
+    /// the writes under way have left (module docs).
+    fn park(&self, table: *mut Table<K, V, L>) {
+        let writes = self.gate.under_way();
+        self.leaving.lock().push(Leaving { table, writes });
+        self.retire_left();
+    }
+
+    /// Ends a write's pass, then retires the parked tables, if a write they wait for has left.
+    #[inline(always)]
+    fn leave(&self, pass: Pass<'_>) {
+        drop(pass);
+        // Relaxed: a stale word only costs a check, or leaves the table to a later write.
+        let waiting_on = self.waiting_on.load(Relaxed);
+        if waiting_on != 0 && self.gate.left_since(Mark::from_word(waiting_on)) {
+            self.retire_left();
+        }
+    }
+
+    /// Retires the parked tables whose writes have all left, unless another thread is at it,
+    /// and marks where the rest wait.
+    #[cold]
+    fn retire_left(&self) {
+        let Some(mut leaving) = self.leaving.try_lock() else {
+            return;
+        };
+        let mut gone = Vec::new();
+        let mut waiting_on = 0;
+        leaving.retain_mut(|parked| match parked.writes.have_left(&self.gate) {
+            Ok(()) => {
+                gone.push(parked.table);
+                false
+            }
+            Err(mark) => {
+                waiting_on = mark.to_word();
+                true
+            }
+        });
+        // Relaxed: stored under the lock, which every parker and retirer takes.
+        self.waiting_on.store(waiting_on, Relaxed);
+        drop(leaving);
+        if gone.is_empty() {
+            return;
+        }
+        for table in gone {
+            // SAFETY: out of reach since the root moved past it, parked once, and taken out of
+            // `leaving` here once; the writes that may hold it have left, and readers entered
+            // their guards before this retire. It owns no entries: they moved to the next table.
+            unsafe {
+                #[cfg(shuttle)]
+                (*table).mark_retired();
+                self.collector().retire(table);
+            }
+        }
+        self.collector().flush();
     }
 
     /// The entry for `probe`, as of a moment within the call.
@@ -293,18 +408,21 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             return Err(payload);
         };
         let collector = self.collector();
-        let guard = collector.enter();
-        let mut table = self.root_for_write(&guard);
+        let mut table = self.root_for_write(&pass);
         let (result, overflowed) = loop {
             let index = table.chain_at(position(hash));
             let head = table.head(index);
             let lock = match deadline {
                 None => line::lock(head.line()),
-                Some(deadline) => match line::try_lock_until(head.line(), deadline) {
-                    Some(lock) => lock,
-                    None => return Err(payload),
-                },
+                Some(deadline) => {
+                    let Some(lock) = line::try_lock_until(head.line(), deadline) else {
+                        self.leave(pass);
+                        return Err(payload);
+                    };
+                    lock
+                }
             };
+            table.assert_kept();
             // SAFETY: the lock is held until `lock` drops, after `change` returns.
             let chain = unsafe { Chain::locked(head) };
             if L::is_moved(chain) {
@@ -321,17 +439,18 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
                 overflowed: Cell::new(false),
             };
             let result = change(&locked, payload);
+            table.assert_kept();
             drop(lock);
             break (result, locked.overflowed.get());
         };
         if overflowed || resize::STRESS {
-            self.consider_growing(&guard, table);
+            self.consider_growing(&pass, table);
         }
         // Moving chains waits for their locks, which a deadline does not allow for.
         if deadline.is_none() {
-            self.help_resize(&guard, hasher);
+            self.help_resize(&pass, hasher);
         }
-        drop(pass);
+        self.leave(pass);
         Ok(result)
     }
 

@@ -183,18 +183,17 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         let Some(pass) = self.gate.pass(None) else {
             return;
         };
-        let guard = self.collector().enter();
-        self.finish_resize(&guard, hasher);
+        self.finish_resize(&pass, hasher);
         let wanted = Self::bits_for(self.gate.approximate_count().saturating_add(additional));
-        match self.root_table(&guard) {
-            None => self.install_root(&guard, wanted),
+        match self.root_table(&pass) {
+            None => self.install_root(&pass, wanted),
             Some(root) if root.bits() < wanted => {
                 self.link_next_once(root, wanted);
-                self.finish_resize(&guard, hasher);
+                self.finish_resize(&pass, hasher);
             }
             Some(_) => {}
         }
-        drop(pass);
+        self.leave(pass);
     }
 
     /// With the gate closed: moves every chain into a table sized for the entries, or drops the

@@ -5,7 +5,8 @@
 //! its own change, moves the next [`CHUNK`] chains: it claims them from `claimed`, and for each one
 //! takes the chain's lock, places the chain's entries (pointers, or copies of inline entries) in
 //! the new table's chains, marks the chain `MOVED` and lets go. The mover that brings `moved` to
-//! the chain count makes the new table the root and retires the old one.
+//! the chain count makes the new table the root and parks the old one until the writes under way
+//! have left, then retires it (`mod.rs`).
 //!
 //! - A reader that finds a chain `MOVED` looks in the next table, where the chain's entries were
 //!   placed before the mark; one that read the chain before the mark read it whole, since a
@@ -30,12 +31,11 @@
 
 use std::hash::{BuildHasher, Hash};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release, SeqCst};
 
-use super::Buckets;
 use super::line::{self, Chain, Line};
 use super::table::Table;
-use crate::raw::reclaim::Guard;
+use super::{Buckets, Keeps};
 use crate::sync::Spin;
 
 /// Under `--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`) and shuttle, tables grow past
@@ -71,9 +71,9 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// Starts growing `table`, which just had to link an overflow bucket, if it is the root, no
     /// resize is under way, and its entries outnumber its slots. Never waits: if another writer is
     /// starting one, that is enough.
-    pub(super) fn consider_growing(&self, guard: &Guard<'_>, table: &Table<K, V, L>) {
+    pub(super) fn consider_growing(&self, keeps: &impl Keeps, table: &Table<K, V, L>) {
         let full = table.chains() * Self::GROW_PAST;
-        if self.gate.approximate_count() <= full || !std::ptr::eq(self.root(guard), table) {
+        if self.gate.approximate_count() <= full || !std::ptr::eq(self.root(keeps), table) {
             return;
         }
         if let Some(_starting) = self.resizing.try_lock()
@@ -107,12 +107,12 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// Moves the next few chains of a resize under way, if there is one; once every chain has
     /// been handed out, one whose move a panic cut short.
     #[inline(always)]
-    pub(super) fn help_resize<S: BuildHasher>(&self, guard: &Guard<'_>, hasher: &S)
+    pub(super) fn help_resize<S: BuildHasher>(&self, keeps: &impl Keeps, hasher: &S)
     where
         K: Hash,
     {
         // Checked inline: most writes find no resize under way, and the mover's frame is large.
-        if let Some(root) = self.root_table(guard)
+        if let Some(root) = self.root_table(keeps)
             && let Some(next) = root.next()
         {
             self.move_chunk(root, next, hasher);
@@ -214,30 +214,27 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         if moved < root.chains() {
             return;
         }
-        let old = std::ptr::from_ref(root).cast_mut();
-        // Release: a reader that loads the new root sees every chain placed in it.
-        self.root
-            .store(std::ptr::from_ref(next).cast_mut(), Release);
-        // SAFETY: `old` came from `Box::into_raw`, is retired once (by the one mover that counted
-        // the last chain), and is unreachable from now on: the root no longer points to it and
-        // nothing else does. Dropping it frees its chains, not the entries, which live in `next`.
-        unsafe { self.collector().retire(old) };
-        self.collector().flush();
+        // SeqCst: releases every chain placed in `next` to the readers that load the new root,
+        // and is the heavy side's store of the handshake that parks `root` (`mod.rs`). Only the
+        // mover that counted the last chain gets here, so `root` is parked once; nothing but the
+        // root pointed to it.
+        self.root.store(std::ptr::from_ref(next).cast_mut(), SeqCst);
+        self.park(std::ptr::from_ref(root).cast_mut());
     }
 
     /// Moves chains until no resize is under way, waiting for other movers to finish theirs.
-    pub(super) fn finish_resize<S: BuildHasher>(&self, guard: &Guard<'_>, hasher: &S)
+    pub(super) fn finish_resize<S: BuildHasher>(&self, keeps: &impl Keeps, hasher: &S)
     where
         K: Hash,
     {
         let spin = Spin::new();
-        while let Some(root) = self.root_table(guard)
+        while let Some(root) = self.root_table(keeps)
             && root.next().is_some()
         {
             if root.claimed.load(Relaxed) >= root.chains() {
                 spin.wait();
             }
-            self.help_resize(guard, hasher);
+            self.help_resize(keeps, hasher);
         }
     }
 }
@@ -365,5 +362,33 @@ mod tests {
             };
             assert_eq!(core.get(Wait::Forever, probe, |v| *v), Ok(Some(k)));
         }
+    }
+
+    /// A table a finished resize leaves behind waits, parked, while a write that was under way
+    /// then may still hold it, and is retired as that write leaves (`mod.rs`, `Leaving`). This
+    /// thread's own pass plays the write under way; the inserts meanwhile pass through the shared
+    /// slot, since a thread's own slot holds one write at a time.
+    #[test]
+    fn a_table_left_behind_waits_for_the_writes_under_way() {
+        fn check<L: Line<u64, u64>>(core: Buckets<u64, u64, L>) {
+            let (hasher, mut next) = (DefaultHashBuilder::default(), 0);
+            insert_until(&core, &hasher, &mut next, |state| state == (4096, true));
+            let under_way = core
+                .gate
+                .pass(None)
+                .expect("an open gate lets a write through");
+            insert_until(&core, &hasher, &mut next, |state| state == (8192, false));
+            assert_eq!(core.leaving.lock().len(), 1, "the old table, parked");
+            insert_until(&core, &hasher, &mut next, |_| true);
+            assert_eq!(
+                core.leaving.lock().len(),
+                1,
+                "parked while a write may hold it"
+            );
+            core.leave(under_way);
+            assert!(core.leaving.lock().is_empty(), "retired as the write left");
+        }
+        check(Pod::default());
+        check(Pointers::default());
     }
 }

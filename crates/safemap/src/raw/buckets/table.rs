@@ -58,6 +58,10 @@ pub(crate) struct Table<K, V, L: Blocks> {
     /// they are freed. Two jobs, so that a mover that catches up with them maps lines and blocks
     /// as its chains reach them, not every line first.
     prefaulting: [Option<release::Prefaulting>; 2],
+    /// Set when the table is handed to the reclamation, which under shuttle never frees it: a
+    /// write that uses it after that breaks the protocol of `mod.rs` (`Leaving`), and panics.
+    #[cfg(shuttle)]
+    retired: crate::sync::AtomicBool,
     holds: PhantomData<Entry<K, V>>,
 }
 
@@ -164,6 +168,8 @@ impl<K, V, L: Line<K, V>> Table<K, V, L> {
             // Unwritten pages get mapped now, off the writes' path; pages already written (by
             // `calloc` clearing recycled memory, or the debug pattern) cost it nothing more.
             prefaulting: Self::prefault(memory, blocks, bits),
+            #[cfg(shuttle)]
+            retired: crate::sync::AtomicBool::new(false),
             holds: PhantomData,
         });
         if write_fresh {
@@ -286,8 +292,26 @@ impl<K, V, L: Blocks> Table<K, V, L> {
     pub(crate) fn next<'t>(&self) -> Option<&'t Table<K, V, L>> {
         // Acquire: the next table was built before the Release store that linked it.
         // SAFETY: a next table outlives this one: it is freed only as a root, after this table
-        // has been retired, and every caller holds a guard entered while this table was reachable.
+        // has been retired, and every caller holds a guard or a pass from while this table was
+        // reachable (`mod.rs`).
         unsafe { self.next.load(Acquire).as_ref() }
+    }
+
+    /// Records that the table is handed to the reclamation (under shuttle, which keeps it).
+    #[cfg(shuttle)]
+    pub(crate) fn mark_retired(&self) {
+        self.retired.store(true, Relaxed);
+    }
+
+    /// Under shuttle, panics if the table was handed to the reclamation: a write still using it
+    /// would read freed memory in a real run.
+    #[inline(always)]
+    pub(crate) fn assert_kept(&self) {
+        #[cfg(shuttle)]
+        assert!(
+            !self.retired.load(Relaxed),
+            "a write used a table after it was retired"
+        );
     }
 }
 
