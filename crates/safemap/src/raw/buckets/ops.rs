@@ -200,6 +200,9 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
     /// table of an empty map.
     fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
         let closed = self.gate.close();
+        // No write is under way, so a table a resize left behind can go now, not at the next
+        // write's leaving.
+        self.retire_left();
         let guard = self.collector().enter();
         self.finish_resize(&guard, hasher);
         if closed.count() == 0 {

@@ -391,4 +391,25 @@ mod tests {
         check(Pod::default());
         check(Pointers::default());
     }
+
+    /// `shrink_to_fit` promises the memory back on return, so it retires a parked table whose
+    /// writes have left without a leaving write noticing (here the pass is dropped bare).
+    #[test]
+    fn shrink_to_fit_retires_a_table_left_behind() {
+        let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);
+        insert_until(&core, &hasher, &mut next, |state| state == (4096, true));
+        let under_way = core
+            .gate
+            .pass(None)
+            .expect("an open gate lets a write through");
+        insert_until(&core, &hasher, &mut next, |state| state == (8192, false));
+        drop(under_way);
+        assert_eq!(
+            core.leaving.lock().len(),
+            1,
+            "parked, and no write has left since"
+        );
+        core.shrink_to_fit(&hasher);
+        assert!(core.leaving.lock().is_empty(), "retired by shrink_to_fit");
+    }
 }
