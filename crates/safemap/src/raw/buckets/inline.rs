@@ -292,6 +292,7 @@ impl<K: Pod, V: Pod> Inline<K, V> {
 
     /// Puts `key` and `value` in the first free slot of the chain, linking `spare()` if there is
     /// none; returns whether it did.
+    #[inline]
     fn add_pair<'a>(
         chain: Chain<'a, Self>,
         hash: u64,
@@ -312,7 +313,15 @@ impl<K: Pod, V: Pod> Inline<K, V> {
             }
             last = line;
         }
-        let unit = spare();
+        Self::link_spare(last, tag, key, value, spare());
+        true
+    }
+
+    /// Puts `key` and `value` in the first slot of `unit`, a spare line, and links it after
+    /// `last`, the chain's last line, which is full: the rare end of an insert, kept out of its
+    /// body.
+    #[cold]
+    fn link_spare(last: Head<'_, Self>, tag: u8, key: &K, value: &V, unit: &Unit<Self>) {
         let overflow = unit.head();
         overflow.block().store(0, key, value);
         overflow.line().meta.store(with_tag(0, 0, tag), Relaxed);
@@ -324,7 +333,6 @@ impl<K: Pod, V: Pod> Inline<K, V> {
             last.block().next.store(unit, Relaxed);
             last.line().meta.store(meta | LINKED, Relaxed);
         });
-        true
     }
 
     /// The lines of the chain, head first, for its lock holder.
@@ -501,6 +509,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         line.bracketed(|| line.meta.store(with_tag(meta, slot.index(), 0), Relaxed));
     }
 
+    #[inline]
     fn add<'a>(
         chain: Chain<'a, Self>,
         item: Entry<K, V>,

@@ -205,6 +205,7 @@ impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
     }
 
     /// Adds `entry`, whose key is not in the chain.
+    #[inline]
     fn add(&self, entry: L::Item) {
         if L::add(self.chain, entry, || self.table.spare()) {
             self.overflowed.set(true);
