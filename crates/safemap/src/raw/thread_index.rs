@@ -38,9 +38,10 @@ pub(crate) fn current() -> Option<usize> {
 /// threads per core; threads with higher indices take a shared path. Whoever scans every slot
 /// pays for each, so there are not many more.
 ///
-/// Under `--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`) there is one slot, so all but one thread take the shared path.
+/// Under `--cfg safemap_stress` (`SAFEMAP_STRESS=1`, `build.rs`) and shuttle there is one slot,
+/// so all but one thread take the shared path, and the schedules explore it.
 pub(crate) fn slot_count() -> usize {
-    if cfg!(safemap_stress) {
+    if cfg!(any(safemap_stress, shuttle)) {
         return 1;
     }
     let cores = std::thread::available_parallelism().map_or(4, usize::from);

@@ -332,11 +332,15 @@ impl UnderWay {
 }
 
 impl Gate {
-    /// Whether a write has left the slot of `mark` since the mark was taken: one load of one
-    /// slot, for writes to ask cheaply whether a wait may be over.
+    /// Whether a write has left the own slot of `mark` since the mark was taken, or the shared
+    /// slot is idle: one slot's loads, for writes to ask cheaply whether a wait may be over.
+    /// (Every write through the shared slot changes its `left`, so a change there says little
+    /// when threads beyond the slots keep writing.)
     pub(crate) fn left_since(&self, mark: Mark) -> bool {
         let index = (mark.0 >> MARK_COUNT_BITS) as usize - 1;
-        let slot = self.every_slot().nth(index).expect("a mark names a slot");
+        let Some(slot) = self.slots.get(index) else {
+            return !self.shared.in_use();
+        };
         // Relaxed: a hint; `have_left` decides, with its own loads.
         let left = slot.left.load(Relaxed) as u64 & ((1 << MARK_COUNT_BITS) - 1);
         left != mark.0 & ((1 << MARK_COUNT_BITS) - 1)
@@ -347,7 +351,11 @@ impl Slot {
     fn in_use(&self) -> bool {
         // SeqCst: the heavy side's load (module docs); the load of `left` also acquires the
         // writes' release withdrawals, so what a write did happens before the closer goes on.
-        self.entered.load(SeqCst) != self.left.load(SeqCst)
+        // `left` first: read equal, the slot was idle when `left` was read. Read the other way
+        // round, the shared slot could show two writes under way, then one of them leaving and
+        // a third entering and leaving between the loads, and read as idle with one still on.
+        let left = self.left.load(SeqCst);
+        left != self.entered.load(SeqCst)
     }
 }
 

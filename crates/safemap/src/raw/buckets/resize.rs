@@ -412,4 +412,33 @@ mod tests {
         core.shrink_to_fit(&hasher);
         assert!(core.leaving.lock().is_empty(), "retired by shrink_to_fit");
     }
+
+    /// A write through the shared slot (here a pass taken while this thread's own slot is busy)
+    /// holds a table left behind too, though the shared slot's writes are counted together: the
+    /// wait is for the phase it entered in (`gate.rs`).
+    #[test]
+    fn a_table_left_behind_waits_for_a_write_through_the_shared_slot() {
+        let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);
+        insert_until(&core, &hasher, &mut next, |state| state == (4096, true));
+        let own = core
+            .gate
+            .pass(None)
+            .expect("an open gate lets a write through");
+        let shared = core
+            .gate
+            .pass(None)
+            .expect("an open gate lets a write through");
+        drop(own);
+        insert_until(&core, &hasher, &mut next, |state| state == (8192, false));
+        assert_eq!(
+            core.leaving.lock().len(),
+            1,
+            "parked while the shared write may hold it"
+        );
+        core.leave(shared);
+        assert!(
+            core.leaving.lock().is_empty(),
+            "retired as the shared write left"
+        );
+    }
 }
