@@ -245,6 +245,7 @@ mod tests {
 
     use super::CHUNK;
     use crate::map::DefaultHashBuilder;
+    use crate::raw::buckets::gate::{Gate, Pass};
     use crate::raw::buckets::line::Line;
     use crate::raw::buckets::{Bucket, Buckets, Inline};
     use crate::raw::core::{Core, Wait};
@@ -364,20 +365,33 @@ mod tests {
         }
     }
 
+    /// Inserts into `core` until a resize is under way, lets `hold` take the passes that play
+    /// writes under way, then inserts on until the resize is done, which parks the old table
+    /// behind them (`mod.rs`, `Leaving`). The inserts pass through the shared slot while this
+    /// thread's own slot is held, since a thread's own slot holds one write at a time.
+    fn resize_beside<'c, L: Line<u64, u64>, H>(
+        core: &'c Buckets<u64, u64, L>,
+        hasher: &DefaultHashBuilder,
+        next: &mut u64,
+        hold: impl FnOnce(&'c Gate) -> H,
+    ) -> H {
+        insert_until(core, hasher, next, |state| state == (4096, true));
+        let held = hold(&core.gate);
+        insert_until(core, hasher, next, |state| state == (8192, false));
+        held
+    }
+
+    fn pass(gate: &Gate) -> Pass<'_> {
+        gate.pass(None).expect("an open gate lets a write through")
+    }
+
     /// A table a finished resize leaves behind waits, parked, while a write that was under way
-    /// then may still hold it, and is retired as that write leaves (`mod.rs`, `Leaving`). This
-    /// thread's own pass plays the write under way; the inserts meanwhile pass through the shared
-    /// slot, since a thread's own slot holds one write at a time.
+    /// then may still hold it, and is retired as that write leaves.
     #[test]
     fn a_table_left_behind_waits_for_the_writes_under_way() {
         fn check<L: Line<u64, u64>>(core: Buckets<u64, u64, L>) {
             let (hasher, mut next) = (DefaultHashBuilder::default(), 0);
-            insert_until(&core, &hasher, &mut next, |state| state == (4096, true));
-            let under_way = core
-                .gate
-                .pass(None)
-                .expect("an open gate lets a write through");
-            insert_until(&core, &hasher, &mut next, |state| state == (8192, false));
+            let under_way = resize_beside(&core, &hasher, &mut next, pass);
             assert_eq!(core.leaving.lock().len(), 1, "the old table, parked");
             insert_until(&core, &hasher, &mut next, |_| true);
             assert_eq!(
@@ -397,13 +411,7 @@ mod tests {
     #[test]
     fn shrink_to_fit_retires_a_table_left_behind() {
         let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);
-        insert_until(&core, &hasher, &mut next, |state| state == (4096, true));
-        let under_way = core
-            .gate
-            .pass(None)
-            .expect("an open gate lets a write through");
-        insert_until(&core, &hasher, &mut next, |state| state == (8192, false));
-        drop(under_way);
+        drop(resize_beside(&core, &hasher, &mut next, pass));
         assert_eq!(
             core.leaving.lock().len(),
             1,
@@ -415,21 +423,16 @@ mod tests {
 
     /// A write through the shared slot (here a pass taken while this thread's own slot is busy)
     /// holds a table left behind too, though the shared slot's writes are counted together: the
-    /// wait is for the phase it entered in (`gate.rs`).
+    /// slot must be seen idle (`gate.rs`).
     #[test]
     fn a_table_left_behind_waits_for_a_write_through_the_shared_slot() {
         let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);
-        insert_until(&core, &hasher, &mut next, |state| state == (4096, true));
-        let own = core
-            .gate
-            .pass(None)
-            .expect("an open gate lets a write through");
-        let shared = core
-            .gate
-            .pass(None)
-            .expect("an open gate lets a write through");
-        drop(own);
-        insert_until(&core, &hasher, &mut next, |state| state == (8192, false));
+        let shared = resize_beside(&core, &hasher, &mut next, |gate| {
+            let own = pass(gate);
+            let shared = pass(gate);
+            drop(own);
+            shared
+        });
         assert_eq!(
             core.leaving.lock().len(),
             1,
