@@ -357,8 +357,9 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         }
         for table in gone {
             // SAFETY: out of reach since the root moved past it, parked once, and taken out of
-            // `leaving` here once; the writes that may hold it have left, and readers entered
-            // their guards before this retire. It owns no entries: they moved to the next table.
+            // `leaving` here once; the writes that may hold it have left, and a reader that may
+            // hold it entered its guard before the root moved, so before this retire. It owns
+            // no entries: they moved to the next table.
             unsafe {
                 #[cfg(shuttle)]
                 (*table).mark_retired();
