@@ -272,17 +272,7 @@ impl Gate {
     /// `SeqCst` store (module docs).
     pub(crate) fn under_way(&self) -> UnderWay {
         barrier::heavy();
-        UnderWay(
-            self.every_slot()
-                .map(|slot| {
-                    // SeqCst: the heavy side's loads, as in `in_use`; `left` first, so that
-                    // equal values mean the slot was idle when `left` was read.
-                    let left = slot.left.load(SeqCst);
-                    let entered = slot.entered.load(SeqCst);
-                    (entered != left).then_some(entered)
-                })
-                .collect(),
-        )
+        UnderWay(self.every_slot().map(Slot::under_way).collect())
     }
 }
 
@@ -293,6 +283,11 @@ impl Gate {
 pub(crate) struct Mark(u64);
 
 const MARK_COUNT_BITS: u32 = 48;
+
+/// The low bits of a `left` count that a [`Mark`] keeps.
+fn mark_count(left: usize) -> u64 {
+    left as u64 & ((1 << MARK_COUNT_BITS) - 1)
+}
 
 impl Mark {
     pub(crate) fn to_word(self) -> u64 {
@@ -313,17 +308,18 @@ impl UnderWay {
         let shared = self.0.len() - 1;
         for (index, (waited, slot)) in self.0.iter_mut().zip(gate.every_slot()).enumerate() {
             let Some(entered) = *waited else { continue };
-            // Acquire: the writes' release withdrawals, so that what they did happens before.
+            // Acquire: the writes' release withdrawals, so that what they did happens before
+            // (`in_use`'s SeqCst load of `left` is one too).
             let left = slot.left.load(Acquire);
             let gone = if index == shared {
-                // SeqCst, after `left`: equal, the slot was idle when `left` was read.
-                left == slot.entered.load(SeqCst)
+                !slot.in_use()
             } else {
                 left.wrapping_sub(entered) as isize >= 0
             };
             if !gone {
-                let count = left as u64 & ((1 << MARK_COUNT_BITS) - 1);
-                return Err(Mark(((index as u64 + 1) << MARK_COUNT_BITS) | count));
+                return Err(Mark(
+                    ((index as u64 + 1) << MARK_COUNT_BITS) | mark_count(left),
+                ));
             }
             *waited = None;
         }
@@ -342,20 +338,25 @@ impl Gate {
             return !self.shared.in_use();
         };
         // Relaxed: a hint; `have_left` decides, with its own loads.
-        let left = slot.left.load(Relaxed) as u64 & ((1 << MARK_COUNT_BITS) - 1);
-        left != mark.0 & ((1 << MARK_COUNT_BITS) - 1)
+        mark_count(slot.left.load(Relaxed)) != mark_count(mark.0 as usize)
     }
 }
 
 impl Slot {
     fn in_use(&self) -> bool {
-        // SeqCst: the heavy side's load (module docs); the load of `left` also acquires the
+        self.under_way().is_some()
+    }
+
+    /// `entered`, if the slot is in use.
+    fn under_way(&self) -> Option<usize> {
+        // SeqCst: the heavy side's loads (module docs); the load of `left` also acquires the
         // writes' release withdrawals, so what a write did happens before the closer goes on.
         // `left` first: read equal, the slot was idle when `left` was read. Read the other way
         // round, the shared slot could show two writes under way, then one of them leaving and
         // a third entering and leaving between the loads, and read as idle with one still on.
         let left = self.left.load(SeqCst);
-        left != self.entered.load(SeqCst)
+        let entered = self.entered.load(SeqCst);
+        (entered != left).then_some(entered)
     }
 }
 

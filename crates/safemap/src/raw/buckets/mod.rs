@@ -356,15 +356,17 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             return;
         }
         for table in gone {
-            // SAFETY: out of reach since the root moved past it, parked once, and taken out of
-            // `leaving` here once; the writes that may hold it have left, and a reader that may
-            // hold it entered its guard before the root moved, so before this retire. It owns
-            // no entries: they moved to the next table.
+            #[cfg(shuttle)]
+            // SAFETY: parked tables stay allocated until retired, just below.
             unsafe {
-                #[cfg(shuttle)]
-                (*table).mark_retired();
-                self.collector().retire(table);
-            }
+                (*table).mark_retired()
+            };
+            // The table is out of reach since the root moved past it, was parked once and is
+            // taken out of `leaving` here once; the writes that may hold it have left, and a
+            // reader that may hold it entered its guard before the root moved. It owns no
+            // entries: they moved to the next table.
+            // SAFETY: so it is retired once, unreachable to any guard entered from now on.
+            unsafe { self.collector().retire(table) };
         }
         self.collector().flush();
     }
