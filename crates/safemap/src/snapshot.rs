@@ -28,7 +28,11 @@ use crate::reentry;
 /// Writers are serialized and each copies one short path of the trie (a leaf of at most 512
 /// entries and one small branch per level), so writes cost microseconds, not nanoseconds: for
 /// write-heavy maps use [`ShardedMap`](crate::ShardedMap). Batch writes with
-/// [`write_batch`](Self::write_batch) to publish many changes at once.
+/// [`write_batch`](Self::write_batch) to publish many changes at once. Writes from several
+/// threads at once take turns, and the versions they displace are freed on whichever thread the
+/// reclamation picks: with glibc's allocator that thread can sleep on the arena lock of the
+/// thread that allocated them, so a map written from many threads is better written from one,
+/// or in batches.
 ///
 /// Keys and values are cloned when a write copies the leaf they share with older versions, so
 /// both must be `Clone` for writes; cheap clones (integers, `Arc`s, short strings) suit it best.
