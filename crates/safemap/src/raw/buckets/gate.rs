@@ -308,13 +308,14 @@ impl UnderWay {
         let shared = self.0.len() - 1;
         for (index, (waited, slot)) in self.0.iter_mut().zip(gate.every_slot()).enumerate() {
             let Some(entered) = *waited else { continue };
-            // Acquire: the writes' release withdrawals, so that what they did happens before
-            // (`in_use`'s SeqCst load of `left` is one too).
-            let left = slot.left.load(Acquire);
-            let gone = if index == shared {
-                !slot.in_use()
+            // The shared slot's `left` goes in no mark (`left_since` asks whether it is idle).
+            let (gone, left) = if index == shared {
+                // `in_use`'s SeqCst load of `left` acquires the withdrawals, as below.
+                (!slot.in_use(), 0)
             } else {
-                left.wrapping_sub(entered) as isize >= 0
+                // Acquire: the writes' release withdrawals, so that what they did happens before.
+                let left = slot.left.load(Acquire);
+                (left.wrapping_sub(entered) as isize >= 0, left)
             };
             if !gone {
                 return Err(Mark(
