@@ -136,7 +136,7 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
         Q: Hash + Eq + ?Sized,
     {
         self.enter();
-        waited(self.core.get(Wait::Forever, self.probe(key), read))
+        self.core.get(self.probe(key), read)
     }
 
     /// `remove_if` and its deadline form.
@@ -217,10 +217,7 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
     where
         C::Value: Clone,
     {
-        waited(
-            self.core
-                .get(Wait::Forever, Lookup { hash, key }, C::Value::clone),
-        )
+        self.core.get(Lookup { hash, key }, C::Value::clone)
     }
 
     /// Stores `made` for `key` if it is still absent; returns the value the key then holds, and
@@ -579,8 +576,7 @@ where
         C::Value: Clone,
     {
         self.enter();
-        self.core
-            .get(Wait::Until(deadline), self.probe(key), C::Value::clone)
+        (self.core).get_until(deadline, self.probe(key), C::Value::clone)
     }
 
     fn try_insert_until(

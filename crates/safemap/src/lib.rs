@@ -268,6 +268,9 @@ pub use snapshot::{Batch, SnapshotMap};
 ///    the single-key operations a core writes only `get` and `write`, which locks the key and
 ///    hands its entry (a `raw::entry::KeyEntry` of the core's own) to the operation; `insert`,
 ///    `remove_if`, `compute`, `update` and `update_or_insert_with` are written once over it.
+///    Its walk (iteration, `Debug`, the move out) is `raw::parts::Parts`, which a core of shards
+///    gets by implementing `raw::parts::ShardTables`; both rest on `raw::parts::Entries`, where
+///    the core names its key and value types.
 /// 2. Its front file `src/<strategy>.rs`: `pub type NameMap<K, V, S = DefaultHashBuilder> =
 ///    SafeMap<TheCore<K, V>, S>;` with its docs, constructors and the methods only it has; in
 ///    `src/lib.rs`, `mod <strategy>;` and `pub use <strategy>::NameMap;`.

@@ -5,7 +5,7 @@
 //! # How the work is split
 //! A parallel iteration visits the same parts as [`iter`](ConcurrentMap::iter): the shards of a
 //! lock-based or left-right map, the leaves of a `SnapshotMap`'s current version. The parts still
-//! to visit are halved between threads as rayon asks for work (`Core::split_cursor`); a thread
+//! to visit are halved between threads as rayon asks for work (`Parts::split_cursor`); a thread
 //! copies one part at a time, holding the part's lock only while it copies, as `iter` does, and
 //! gives the copy to the consumer with no lock held. A part that cannot be split (a `LockedMap`'s
 //! one table) is copied once and its entries are shared out. So a parallel iteration is exactly

@@ -12,22 +12,25 @@
 //! writes (`insert`, `remove_if`, `compute`, `update`, `update_or_insert_with`) are provided
 //! methods over `write`, so each is written once for every core.
 //!
-//! Operations that can wait for a lock take a [`Wait`]: [`Wait::Forever`] for the ordinary
-//! methods, [`Wait::Until`] for `DeadlineMap`'s. A core that cannot honour a deadline all the way
-//! (it may wait on something that is not a lock) does not implement [`BoundedWait`], and the front
-//! offers no deadline methods for it.
+//! Writes take a [`Wait`]: [`Wait::Forever`] for the ordinary methods, [`Wait::Until`] for
+//! `DeadlineMap`'s. `get` has no deadline, as most cores' readers never wait; the deadline form
+//! of a read is [`BoundedWait::get_until`], which only a core whose readers lock overrides. A
+//! core that cannot honour a deadline all the way (it may wait on something that is not a lock)
+//! does not implement [`BoundedWait`], and the front offers no deadline methods for it.
+//!
+//! How a core's entries are walked part by part (iteration, `Debug`, the move out of a map it
+//! owns) is its [`Parts`], a supertrait of `Core` in [`super::parts`].
 //!
 //! The trait is public only so that `SafeMap`'s trait impls can name it; it lives in a private
 //! module, so no code outside the crate can implement it (it is sealed).
 
-use std::fmt;
-use std::hash::{BuildHasher, Hash};
-use std::ops::Range;
+use std::hash::BuildHasher;
 use std::time::Instant;
 
 use super::entry::{
     Change, ChangeOrInsert, Compute, EntryOp, Insert, Owned, Probe, RemoveIf, Target,
 };
+use super::parts::Parts;
 use crate::map::{
     Action, Blocks, Consistency, Cost, Maintenance, MapSnapshot, Once, TimedOut, WholeMap,
 };
@@ -81,11 +84,7 @@ pub type Inserted<K, V> = Timed<Option<V>, (K, V)>;
 /// Every closure a core receives has been wrapped by the front already (user closures run
 /// recorded as inside the map), so a core calls them as they are. Values a write displaces are
 /// returned, so that the caller drops them after every lock is released.
-pub trait Core: Default {
-    /// The key type.
-    type Key: Hash + Eq;
-    /// The value type.
-    type Value;
+pub trait Core: Default + Parts {
     /// The point-in-time view [`Core::snapshot`] returns, hashing with `S`.
     type Snapshot<S: BuildHasher>: MapSnapshot<Self::Key, Self::Value>;
 
@@ -104,13 +103,12 @@ pub trait Core: Default {
     /// Gives back the memory the entries do not need.
     fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S);
 
-    /// Runs `read` on the value `probe` finds.
+    /// Runs `read` on the value `probe` finds, waiting for a lock if the core's readers take one.
     fn get<R>(
         &self,
-        wait: Wait,
         probe: impl Probe<Self::Key>,
         read: impl FnOnce(&Self::Value) -> R,
-    ) -> Timed<Option<R>, ()>;
+    ) -> Option<R>;
 
     /// Runs `op` on the entry `target` locates, with the key's other writers excluded; hands
     /// `target` and `op` back if `wait`'s deadline passes first. Every single-key write is one
@@ -214,14 +212,8 @@ pub trait Core: Default {
     /// The number of entries.
     fn len(&self) -> usize;
 
-    /// The number of entries in each independently locked part; one count for a core that has
-    /// no parts.
-    fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
-        vec![self.len()]
-    }
-
     /// Calls `visit` for every entry, holding no lock while it runs: by default on the copies
-    /// [`Core::next_chunk`] takes, one part at a time, so `for_each` is as consistent as `iter`. A
+    /// [`Parts::next_chunk`] takes, one part at a time, so `for_each` is as consistent as `iter`. A
     /// core that promises more (an atomic `for_each`), or can visit without copying, overrides it.
     fn for_each<S: BuildHasher>(&self, visit: &mut impl FnMut(&Self::Key, &Self::Value), hasher: &S)
     where
@@ -246,56 +238,18 @@ pub trait Core: Default {
     where
         Self::Key: Clone,
         Self::Value: Clone;
-
-    /// The iterator [`Core::into_entries`] returns.
-    type IntoIter: Iterator<Item = (Self::Key, Self::Value)>;
-
-    /// Every entry, moved out of the core.
-    fn into_entries(self) -> Self::IntoIter;
-
-    /// Where an iteration over this core stands.
-    type Cursor;
-
-    /// A cursor before the first part of the map.
-    fn cursor(&self) -> Self::Cursor;
-
-    /// Hands off about half of the parts `cursor` has still to visit, as a cursor of its own,
-    /// for a parallel iteration to give another thread; `None` once `cursor` has one part or
-    /// none left. The two cursors together visit what `cursor` would have.
-    fn split_cursor(&self, cursor: &mut Self::Cursor) -> Option<Self::Cursor>;
-
-    /// Appends copies of the entries of the next part of the map (a shard, a trie leaf) to
-    /// `chunk`, advancing `cursor`; `false`, appending nothing, past the last part. Holds a lock,
-    /// if any, only while it copies. Callers pass one buffer again and again, emptied, so that
-    /// after the first parts a copy allocates nothing while it holds a lock.
-    fn next_chunk<S: BuildHasher>(
-        &self,
-        cursor: &mut Self::Cursor,
-        chunk: &mut Vec<(Self::Key, Self::Value)>,
-        hasher: &S,
-    ) -> bool
-    where
-        Self::Key: Clone,
-        Self::Value: Clone;
-
-    /// Adds every entry to `out`, as readers see them.
-    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, hasher: &S)
-    where
-        Self::Key: fmt::Debug,
-        Self::Value: fmt::Debug;
-}
-
-/// The second half of the shards `range` has left, split off it (see [`Core::split_cursor`]),
-/// for cores whose cursor is the range of shards still to copy.
-pub(crate) fn split_shards(range: &mut Range<usize>) -> Option<Range<usize>> {
-    if range.len() < 2 {
-        return None;
-    }
-    let middle = range.start + range.len() / 2;
-    let second = middle..range.end;
-    range.end = middle;
-    Some(second)
 }
 
 /// A core whose every wait is for a lock, so a [`Wait::Until`] bounds the whole operation.
-pub trait BoundedWait: Core {}
+pub trait BoundedWait: Core {
+    /// [`Core::get`], giving up at `deadline` if it has to wait that long for a lock. By default
+    /// for a core whose readers take no lock: it never waits, so it never gives up.
+    fn get_until<R>(
+        &self,
+        _deadline: Instant,
+        probe: impl Probe<Self::Key>,
+        read: impl FnOnce(&Self::Value) -> R,
+    ) -> Timed<Option<R>, ()> {
+        Ok(self.get(probe, read))
+    }
+}

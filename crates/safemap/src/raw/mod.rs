@@ -2,7 +2,8 @@
 //!
 //! - [`core`]: the trait a core implements, with the [`core::Wait`] mode every lock-taking
 //!   operation accepts; [`entry`]: the single-key writes, written once over the entry a core
-//!   locates for a pre-hashed [`entry::Probe`] or owned key.
+//!   locates for a pre-hashed [`entry::Probe`] or owned key; [`parts`]: how a core is walked part
+//!   by part (iteration, `Debug`), written once for the cores made of shards.
 //! - [`routing`]: which shard a hash goes to, and the hash bit layout shards, trie branches and
 //!   hashbrown tables share; [`lazy_shards`] holds a sharded core's shards, each made by the first
 //!   write that needs it.
@@ -37,6 +38,7 @@ pub(crate) mod frozen;
 pub(crate) mod lazy_shards;
 pub(crate) mod left_right;
 pub(crate) mod locked_table;
+pub(crate) mod parts;
 pub(crate) mod probe_hint;
 pub(crate) mod published;
 pub(crate) mod reclaim;

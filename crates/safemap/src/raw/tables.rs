@@ -21,19 +21,18 @@
 //! shard that was never made reads as empty. The atomic whole-map operations freeze the set while
 //! they lock every made shard, so no shard appears behind them.
 
-use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::iter::Flatten;
 use std::marker::PhantomData;
-use std::ops::Range;
+use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use super::core::{ATOMIC, BoundedWait, Core, Timed, Wait, split_shards};
+use super::core::{ATOMIC, BoundedWait, Core, Timed, Wait, waited};
 use super::entry::{EntryOp, Probe, Target};
 use super::frozen::TableSnapshot;
 use super::lazy_shards::LazyShards;
 use super::locked_table::LockedTable;
+use super::parts::{Entries, ShardTables};
 use super::probe_hint::ProbeHint;
 use super::routing::{Routing, default_shard_count};
 use super::table::{self, Table, TableAlloc, TableEntry, copy_of};
@@ -115,6 +114,7 @@ impl<K, V, L> Tables<K, V, L> {
         }
     }
 
+    /// How many shards the map routes to, made or not.
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.count()
     }
@@ -125,6 +125,22 @@ impl<K, V, L> Tables<K, V, L> {
         let shard = self.shards.get(self.routing.shard(hash))?;
         shard.prefetch(hash);
         Some(shard)
+    }
+
+    /// Runs `read` on the value `probe` finds, under its shard's shared lock; gives up if
+    /// `wait`'s deadline passes first.
+    #[inline(always)]
+    fn read_waiting<R>(
+        &self,
+        wait: Wait,
+        probe: impl Probe<K>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Timed<Option<R>, ()> {
+        let Some(shard) = self.locate(probe.hash()) else {
+            return Ok(None);
+        };
+        let table = shard.read(wait).ok_or(TimedOut(()))?;
+        Ok(table::find(&table, probe, read))
     }
 
     /// The write lock of `hash`'s shard, made now if it was not, and the shard's hint; `None`
@@ -180,9 +196,29 @@ fn rehash<K: Hash>(hasher: &impl BuildHasher) -> impl Fn(&K) -> u64 + '_ {
     |k| hasher.hash_one(k)
 }
 
-impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
+impl<K: Hash + Eq, V, L: Layout> Entries for Tables<K, V, L> {
     type Key = K;
     type Value = V;
+}
+
+/// Readers take a shard's shared lock.
+impl<K: Hash + Eq, V, L: Layout> ShardTables for Tables<K, V, L> {
+    fn shard_count(&self) -> usize {
+        Tables::shard_count(self)
+    }
+
+    fn read_shard<R>(&self, index: usize, read: impl FnOnce(&Table<K, V>) -> R) -> Option<R> {
+        Some(read(&self.shards.get(index)?.read_now()))
+    }
+
+    fn into_tables(self) -> Vec<Table<K, V>> {
+        (self.shards.into_made())
+            .map(|(_, shard)| CachePadded::into_inner(shard).into_table())
+            .collect()
+    }
+}
+
+impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     type Snapshot<S: BuildHasher> = TableSnapshot<K, V, S>;
 
     const CONSISTENCY: Consistency = L::CONSISTENCY;
@@ -221,17 +257,8 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
     }
 
     #[inline]
-    fn get<R>(
-        &self,
-        wait: Wait,
-        probe: impl Probe<K>,
-        read: impl FnOnce(&V) -> R,
-    ) -> Timed<Option<R>, ()> {
-        let Some(shard) = self.locate(probe.hash()) else {
-            return Ok(None);
-        };
-        let table = shard.read(wait).ok_or(TimedOut(()))?;
-        Ok(table::find(&table, probe, read))
+    fn get<R>(&self, probe: impl Probe<K>, read: impl FnOnce(&V) -> R) -> Option<R> {
+        waited(self.read_waiting(Wait::Forever, probe, read))
     }
 
     /// Locks the key's shard; a write that cannot store (its key is borrowed) leaves a shard
@@ -285,13 +312,6 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         tables.iter().map(|(_, table)| table.len()).sum()
     }
 
-    /// Each shard's length, read under its shared lock, one shard at a time (0 for one not made).
-    fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
-        (0..self.shard_count())
-            .map(|i| self.shards.get(i).map_or(0, |shard| shard.read_now().len()))
-            .collect()
-    }
-
     /// Point-in-time: every made shard is read-locked, as for `len`, while all are copied.
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S>
     where
@@ -299,46 +319,6 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         V: Clone,
     {
         TableSnapshot::new(self.copies().into(), self.routing, hasher.clone())
-    }
-
-    type IntoIter = Flatten<std::vec::IntoIter<Table<K, V>>>;
-
-    /// Table by table, moving the entries.
-    fn into_entries(self) -> Self::IntoIter {
-        let tables: Vec<_> = (self.shards.into_made())
-            .map(|(_, shard)| CachePadded::into_inner(shard).into_table())
-            .collect();
-        tables.into_iter().flatten()
-    }
-
-    /// The shards still to copy.
-    type Cursor = Range<usize>;
-
-    fn cursor(&self) -> Range<usize> {
-        0..self.shard_count()
-    }
-
-    fn split_cursor(&self, shards: &mut Range<usize>) -> Option<Range<usize>> {
-        split_shards(shards)
-    }
-
-    /// One shard at a time, copied under its shared lock: with one table, the whole map at once.
-    fn next_chunk<S: BuildHasher>(
-        &self,
-        shards: &mut Range<usize>,
-        chunk: &mut Vec<(K, V)>,
-        _hasher: &S,
-    ) -> bool
-    where
-        K: Clone,
-        V: Clone,
-    {
-        // Shards not made hold nothing: on to the next made one.
-        let Some(shard) = shards.find_map(|i| self.shards.get(i)) else {
-            return false;
-        };
-        table::clone_into(&shard.read_now(), chunk);
-        true
     }
 
     /// Copied as for a snapshot; the shards this map has not made, the copy does not either.
@@ -350,21 +330,20 @@ impl<K: Hash + Eq, V, L: Layout> Core for Tables<K, V, L> {
         let mut copies = self.copies().into_iter();
         Self::from_tables(self.routing, |_| copies.next())
     }
-
-    /// One shard at a time.
-    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, _hasher: &S)
-    where
-        K: fmt::Debug,
-        V: fmt::Debug,
-    {
-        for (_, shard) in self.shards.made() {
-            out.entries(shard.read_now().iter().map(|(k, v)| (k, v)));
-        }
-    }
 }
 
 /// Every wait in this core is for a shard's lock.
-impl<K: Hash + Eq, V, L: Layout> BoundedWait for Tables<K, V, L> {}
+impl<K: Hash + Eq, V, L: Layout> BoundedWait for Tables<K, V, L> {
+    /// Readers take their shard's shared lock, and may wait for it.
+    fn get_until<R>(
+        &self,
+        deadline: Instant,
+        probe: impl Probe<K>,
+        read: impl FnOnce(&V) -> R,
+    ) -> Timed<Option<R>, ()> {
+        self.read_waiting(Wait::Until(deadline), probe, read)
+    }
+}
 
 #[cfg(test)]
 mod tests {

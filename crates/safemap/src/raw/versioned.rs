@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::core::{ATOMIC, BoundedWait, Core, Timed, Wait};
 use super::entry::{EntryOp, KeyEntry, Lookup, Probe, Target, key_to_store};
+use super::parts::{Entries, Parts};
 use super::published::{Published, Writer};
 use super::trie::{Iter as TrieSnapshotIter, Leaves, Trie};
 use crate::map::{Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
@@ -140,8 +141,6 @@ impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
-    type Key = K;
-    type Value = V;
     type Snapshot<S: BuildHasher> = TrieSnapshot<K, V, S>;
 
     /// Every operation works on one version, so all are atomic, and a snapshot is a version. A
@@ -177,15 +176,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
 
     /// Never waits: reads take no lock.
     #[inline]
-    fn get<R>(
-        &self,
-        _: Wait,
-        probe: impl Probe<K>,
-        read: impl FnOnce(&V) -> R,
-    ) -> Timed<Option<R>, ()> {
-        Ok(self
-            .published
-            .read(|trie| trie.get(probe).map(|(_, v)| read(v))))
+    fn get<R>(&self, probe: impl Probe<K>, read: impl FnOnce(&V) -> R) -> Option<R> {
+        (self.published).read(|trie| trie.get(probe).map(|(_, v)| read(v)))
     }
 
     fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
@@ -255,6 +247,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         }
     }
 
+    /// O(1): the new map starts from the current version, sharing every node.
+    fn duplicate<S: BuildHasher>(&self, _hasher: &S) -> Self {
+        Versioned {
+            published: Published::new(Trie::clone(&self.current())),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Entries for Versioned<K, V> {
+    type Key = K;
+    type Value = V;
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Parts for Versioned<K, V> {
     type IntoIter = std::vec::IntoIter<(K, V)>;
 
     /// The current version's entries, moved out of the nodes no snapshot still shares.
@@ -292,11 +298,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         true
     }
 
-    /// O(1): the new map starts from the current version, sharing every node.
-    fn duplicate<S: BuildHasher>(&self, _hasher: &S) -> Self {
-        Versioned {
-            published: Published::new(Trie::clone(&self.current())),
-        }
+    /// One count: the trie has no parts locked apart.
+    fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
+        vec![self.len()]
     }
 
     fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, _hasher: &S)

@@ -18,8 +18,8 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::line::{
-    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Unit, free_slot, slots_of, tag_of,
-    tagged, with_tag,
+    Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Unit, free_slot, slots_of,
+    tag_of, tagged, with_tag,
 };
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
@@ -27,10 +27,6 @@ use crate::sync::{AtomicPtr, AtomicU64, Mutex};
 
 /// Entry pointers per bucket: with the lock, the meta word and the link, one 64-byte line.
 pub(crate) const SLOTS: usize = 5;
-
-/// Set in a head bucket's meta word once its chain has been copied to the next table; from then
-/// on the chain is frozen and every operation on its keys goes to the next table.
-const MOVED: u64 = 1 << 63;
 
 /// The slots of a meta word that hold an entry.
 #[inline(always)]
@@ -230,9 +226,8 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         &self.lock
     }
 
-    fn is_moved(chain: Chain<'_, Self>) -> bool {
-        // Relaxed: MOVED is set under the lock this writer holds.
-        chain.head().line().meta.load(Relaxed) & MOVED != 0
+    fn meta(&self) -> &AtomicU64 {
+        &self.meta
     }
 
     fn mark_moved(chain: Chain<'_, Self>) {

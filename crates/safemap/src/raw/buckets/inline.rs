@@ -61,8 +61,8 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use bytemuck::Pod;
 
 use super::line::{
-    Blocks, Chain, Entry, Found, Head, Line, Located, Slot, Stored, Unit, free_slot, occupied,
-    slots_of, tag_of, tagged, with_tag,
+    Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Stored, Unit, free_slot,
+    occupied, slots_of, tag_of, tagged, with_tag,
 };
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
@@ -73,9 +73,6 @@ const WORDS: usize = 14;
 
 /// Slots per line: as many as the meta word has tag bytes below its flags.
 const MAX_SLOTS: usize = 7;
-
-/// Set in a head line's meta word once its chain has been copied to the next table.
-const MOVED: u64 = 1 << 63;
 
 /// Set in a line's meta word once an overflow line is linked after it.
 const LINKED: u64 = 1 << 62;
@@ -459,8 +456,8 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         &self.lock
     }
 
-    fn is_moved(chain: Chain<'_, Self>) -> bool {
-        chain.head().line().meta.load(Relaxed) & MOVED != 0
+    fn meta(&self) -> &AtomicU64 {
+        &self.meta
     }
 
     /// Bracketed: a reader that sees `MOVED` sees, through the bracket's fence, every entry

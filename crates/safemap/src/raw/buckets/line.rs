@@ -16,11 +16,16 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use crate::raw::reclaim::{Collector, Guard};
 use crate::raw::routing::TAG_BITS;
-use crate::sync::MutexGuard;
+use crate::sync::{AtomicU64, MutexGuard};
+
+/// Set in a head line's meta word once its chain has been copied to the next table; from then
+/// on the chain is frozen and every operation on its keys goes to the next table.
+pub(super) const MOVED: u64 = 1 << 63;
 
 /// The tag a key's entry carries in its line's meta word: the hash's top bits (which the table
 /// index does not use), with the high bit set so that a tag is never the empty byte.
@@ -191,8 +196,14 @@ pub trait Line<K, V>: Blocks {
     /// The chain's lock, held by every change to it; this line must be a chain's head.
     fn lock_word(&self) -> &crate::sync::Mutex<()>;
 
+    /// The line's meta word: a tag byte per slot, and flags above them ([`MOVED`] on a head).
+    fn meta(&self) -> &AtomicU64;
+
     /// Whether the chain has been copied to the next table.
-    fn is_moved(chain: Chain<'_, Self>) -> bool;
+    fn is_moved(chain: Chain<'_, Self>) -> bool {
+        // Relaxed: MOVED is set under the chain's lock, which the caller holds.
+        chain.head().line().meta().load(Relaxed) & MOVED != 0
+    }
 
     /// Marks the chain as copied to the next table: readers and writers go there from now on.
     fn mark_moved(chain: Chain<'_, Self>);

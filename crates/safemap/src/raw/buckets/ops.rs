@@ -16,6 +16,7 @@ use crate::map::{Blocks, Consistency, TimedOut, WholeMap};
 use crate::raw::core::{ATOMIC, BoundedWait, Core, Timed, Wait};
 use crate::raw::entry::{EntryOp, KeyEntry, Probe, Target, key_to_store};
 use crate::raw::frozen::TableSnapshot;
+use crate::raw::parts::{Entries, Parts};
 use crate::raw::routing::Routing;
 use crate::raw::table::{Table as FrozenTable, TableAlloc};
 
@@ -138,8 +139,6 @@ where
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
-    type Key = K;
-    type Value = V;
     type Snapshot<S: BuildHasher> = TableSnapshot<K, V, S>;
 
     /// `len`, `clear` and `snapshot` close the gate and are atomic; the visits go chain by
@@ -218,17 +217,11 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         crate::raw::release::on_this_thread(|| drop(guard));
     }
 
+    /// Never waits: readers take no lock.
     #[inline(always)]
-    fn get<R>(
-        &self,
-        _wait: Wait,
-        probe: impl Probe<K>,
-        read: impl FnOnce(&V) -> R,
-    ) -> Timed<Option<R>, ()> {
-        let Some(guard) = self.reading() else {
-            return Ok(None);
-        };
-        Ok(self.find(&guard, &probe).map(|entry| read(entry.value())))
+    fn get<R>(&self, probe: impl Probe<K>, read: impl FnOnce(&V) -> R) -> Option<R> {
+        let guard = self.reading()?;
+        self.find(&guard, &probe).map(|entry| read(entry.value()))
     }
 
     #[inline(always)]
@@ -272,25 +265,6 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         self.gate.count()
     }
 
-    /// Per chain of the root: each chain is locked on its own.
-    fn shard_lengths<S: BuildHasher>(&self, hasher: &S) -> Vec<usize> {
-        let Some(guard) = self.reading() else {
-            return vec![0];
-        };
-        let Some(root) = self.root_table(&guard) else {
-            return vec![0];
-        };
-        (0..root.chains())
-            .map(|index| {
-                let mut entries = 0;
-                Self::read_span(&guard, root, root.span(index), hasher, &mut |_| {
-                    entries += 1
-                });
-                entries
-            })
-            .collect()
-    }
-
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S> {
         let closed = self.gate.close();
         let guard = self.collector().enter();
@@ -315,7 +289,14 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         });
         copy
     }
+}
 
+impl<K: Hash + Eq, V, L: Line<K, V>> Entries for Buckets<K, V, L> {
+    type Key = K;
+    type Value = V;
+}
+
+impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Parts for Buckets<K, V, L> {
     type IntoIter = std::vec::IntoIter<(K, V)>;
 
     fn into_entries(self) -> Self::IntoIter {
@@ -375,6 +356,25 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
             cursor.start = end;
         }
         chunk.len() > before
+    }
+
+    /// Per chain of the root: each chain is locked on its own.
+    fn shard_lengths<S: BuildHasher>(&self, hasher: &S) -> Vec<usize> {
+        let Some(guard) = self.reading() else {
+            return vec![0];
+        };
+        let Some(root) = self.root_table(&guard) else {
+            return vec![0];
+        };
+        (0..root.chains())
+            .map(|index| {
+                let mut entries = 0;
+                Self::read_span(&guard, root, root.span(index), hasher, &mut |_| {
+                    entries += 1
+                });
+                entries
+            })
+            .collect()
     }
 
     fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, hasher: &S)

@@ -43,6 +43,7 @@
 mod ops;
 
 use std::cell::{Cell, UnsafeCell};
+use std::hash::Hash;
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::time::Instant;
 
@@ -50,6 +51,7 @@ use crossbeam_utils::CachePadded;
 
 use super::core::Wait;
 use super::lazy_shards::LazyShards;
+use super::parts::{Entries, ShardTables};
 use super::probe_hint::ProbeHint;
 use super::routing::{Routing, default_shard_count};
 use super::table::{Table, TableAlloc, copy_of};
@@ -151,30 +153,10 @@ impl<K, V> LeftRight<K, V> {
         }
     }
 
-    /// One copy of each shard's table (an empty one for a shard not made); the other copies are
-    /// dropped.
-    pub(crate) fn into_tables(self) -> Vec<Table<K, V>> {
-        let mut tables: Vec<_> = (0..self.shard_count()).map(|_| empty_table()).collect();
-        for (i, shard) in self.shards.into_made() {
-            let [first, _second] = CachePadded::into_inner(shard).copies;
-            tables[i] = CachePadded::into_inner(first).into_inner();
-        }
-        tables
-    }
-
     /// The shard that holds keys with `hash`.
     #[inline]
     pub(crate) fn shard_of(&self, hash: u64) -> usize {
         self.routing.shard(hash)
-    }
-
-    pub(crate) fn shard_count(&self) -> usize {
-        self.shards.count()
-    }
-
-    /// Whether shard `index` has been made (one that has not is empty).
-    pub(crate) fn is_made(&self, index: usize) -> bool {
-        self.shards.get(index).is_some()
     }
 
     /// The indexes of the shards made so far, in ascending order.
@@ -298,6 +280,33 @@ impl<K, V> LeftRight<K, V> {
             spin.wait();
         }
         tally::lock_waited(since.elapsed());
+    }
+}
+
+impl<K: Hash + Eq, V> Entries for LeftRight<K, V> {
+    type Key = K;
+    type Value = V;
+}
+
+/// Readers read a shard's readable copy, announced in their slot (see the module docs).
+impl<K: Hash + Eq, V> ShardTables for LeftRight<K, V> {
+    fn shard_count(&self) -> usize {
+        self.shards.count()
+    }
+
+    fn read_shard<R>(&self, index: usize, read: impl FnOnce(&Table<K, V>) -> R) -> Option<R> {
+        self.shards.get(index)?;
+        Some(self.read(index, read))
+    }
+
+    /// One copy of each made shard's table; the other copies are dropped.
+    fn into_tables(self) -> Vec<Table<K, V>> {
+        let made = self.shards.into_made().map(|(_, shard)| shard);
+        made.map(|shard| {
+            let [first, _second] = CachePadded::into_inner(shard).copies;
+            CachePadded::into_inner(first).into_inner()
+        })
+        .collect()
     }
 }
 

@@ -7,17 +7,15 @@
 //! closures exactly once, though every change is made twice. The copy made second returns the
 //! displaced values, which are dropped after the writer lock is released.
 
-use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::iter::Flatten;
 use std::mem;
-use std::ops::Range;
 
 use super::{LeftRight, Writer};
 use crate::map::{Blocks, Consistency, TimedOut, WholeMap};
-use crate::raw::core::{ATOMIC, Core, Timed, Wait, split_shards};
+use crate::raw::core::{ATOMIC, Core, Timed, Wait};
 use crate::raw::entry::{EntryOp, KeyEntry, Lookup, Probe, Target, key_to_store};
 use crate::raw::frozen::TableSnapshot;
+use crate::raw::parts::ShardTables;
 use crate::raw::probe_hint::ProbeHint;
 use crate::raw::routing::Routing;
 use crate::raw::routing::default_shard_count;
@@ -177,8 +175,6 @@ impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
-    type Key = K;
-    type Value = V;
     type Snapshot<S: BuildHasher> = TableSnapshot<K, V, S>;
 
     // `retain` and `clear` hold every shard's writer lock, but readers never wait for writer
@@ -234,13 +230,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
 
     /// Never waits: readers take no lock.
     #[inline]
-    fn get<R>(
-        &self,
-        _: Wait,
-        probe: impl Probe<K>,
-        read: impl FnOnce(&V) -> R,
-    ) -> Timed<Option<R>, ()> {
-        Ok(self.read_keyed(probe.hash(), |table| table::find(table, probe, read)))
+    fn get<R>(&self, probe: impl Probe<K>, read: impl FnOnce(&V) -> R) -> Option<R> {
+        self.read_keyed(probe.hash(), |table| table::find(table, probe, read))
     }
 
     fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
@@ -301,12 +292,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         writers.iter().map(|w| w.table().len()).sum()
     }
 
-    fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
-        (0..self.shard_count())
-            .map(|shard| self.read(shard, |table| table.len()))
-            .collect()
-    }
-
     /// Visits a snapshot: atomic, and no lock is held while `visit` runs.
     fn for_each<S: BuildHasher>(&self, visit: &mut impl FnMut(&K, &V), _hasher: &S) {
         for table in self.copies() {
@@ -319,39 +304,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
         TableSnapshot::new(self.copies(), routing, hasher.clone())
     }
 
-    type IntoIter = Flatten<std::vec::IntoIter<Table<K, V>>>;
-
-    /// Shard by shard, moving the entries of one copy and dropping the other.
-    fn into_entries(self) -> Self::IntoIter {
-        self.into_tables().into_iter().flatten()
-    }
-
-    /// The shards still to copy.
-    type Cursor = Range<usize>;
-
-    fn cursor(&self) -> Range<usize> {
-        0..self.shard_count()
-    }
-
-    fn split_cursor(&self, shards: &mut Range<usize>) -> Option<Range<usize>> {
-        split_shards(shards)
-    }
-
-    /// One made shard at a time, copied as a reader (its writers wait for the copy; no one else
-    /// does).
-    fn next_chunk<S: BuildHasher>(
-        &self,
-        shards: &mut Range<usize>,
-        chunk: &mut Vec<(K, V)>,
-        _hasher: &S,
-    ) -> bool {
-        let Some(shard) = shards.find(|&i| self.is_made(i)) else {
-            return false;
-        };
-        self.read(shard, |table| table::clone_into(table, chunk));
-        true
-    }
-
     /// Copies of every shard, taken with every writer lock held, become both copies of the new
     /// map's shards.
     fn duplicate<S: BuildHasher>(&self, _hasher: &S) -> Self {
@@ -360,18 +312,5 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for LeftRight<K, V> {
             .into_iter()
             .map(|table| [copy_of(&table), table]);
         LeftRight::from_copies(copies.collect())
-    }
-
-    /// Shard by shard, as readers do: formatting holds no writer lock.
-    fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, _hasher: &S)
-    where
-        K: fmt::Debug,
-        V: fmt::Debug,
-    {
-        for shard in 0..self.shard_count() {
-            self.read(shard, |table| {
-                out.entries(table.iter().map(|(k, v)| (k, v)));
-            });
-        }
     }
 }
