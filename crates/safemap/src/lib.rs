@@ -37,7 +37,7 @@
 //! | [`SnapshotMap`] | no lock: one atomic load, then a persistent trie | serialized, one path copied; [`SnapshotMap::write_batch`] | atomic, on a snapshot | O(1) | configuration and routing tables: rare writes, consistent views |
 //! | [`ReadMostlyMap`] | no lock, no shared write: one of two table copies | per-shard lock, applied to both copies | `for_each` atomic, on a copy; `retain` shard by shard | O(n) copy | `sync.Map` users: read-mostly caches |
 //! | [`ScalableMap`] | no lock, no shared write: a guard in the thread's own slot, then a cache-line bucket of pointers to immutable entries | one bucket chain locked; growth moves a chain per write | chain by chain | O(n) copy, writers held back | hot maps read from many cores; keys and values `Clone` |
-//! | [`ScalablePodMap`] | no lock, no shared write: a guard in the thread's own slot, then the key's 16-byte line of tags (a dense array that stays cached) and the one slot whose tag matches, copied and validated by the line's version | as `ScalableMap`, storing words in place: no allocation | chain by chain | O(n) copy, writers held back | `ScalableMap` for plain-old-data keys and values (`u64 -> u64`) |
+//! | [`ScalablePodMap`] | no lock, no shared write: an announcement in the thread's own line (no locked instruction), then the key's 16-byte line of tags (a dense array that stays cached) and the one slot whose tag matches, copied and validated by the line's version | as `ScalableMap`, storing words in place: no allocation | chain by chain | O(n) copy, writers held back | `ScalableMap` for plain-old-data keys and values (`u64 -> u64`) |
 //!
 //! Each strategy declares its [`Consistency`].
 //!

@@ -81,8 +81,12 @@ pub type ScalableMap<K, V, S = DefaultHashBuilder> = SafeMap<Buckets<K, V>, S>;
 /// The protocol, consistency and growth are [`ScalableMap`]'s, with one difference in how a read
 /// stays safe without a lock: it copies the line's tags, then the matching slot's words, with
 /// atomic loads, and keeps the copies only if the line's sequence word did not change meanwhile
-/// (a version-validated read, sound because every word is an atomic). A read so writes nothing
-/// but its own guard slot, and retries only if a writer changed that line during it; it waits
+/// (a version-validated read, sound because every word is an atomic). Holding no entry, only the
+/// table, a read needs no reclamation guard: it announces itself in the thread's own line of the
+/// writers' gate (two plain stores, no locked instruction, where a guard's exit is a swap), and a
+/// table a resize leaves behind is freed once the reads and writes then under way have left. A
+/// read so writes nothing but its own line, and retries only if a writer changed the key's line
+/// during it; it waits
 /// only while a writer is between the two stores of the sequence word, which bracket a few word
 /// stores and never a closure. A line keeps no hashes, only tags, keys and values (seven `u64 ->
 /// u64` entries to a 16-byte line and a 128-byte block, against `ScalableMap`'s five pointers in

@@ -7,6 +7,10 @@
 //! one is a swap on that same slot, and the heavy barrier (`membarrier`) is paid by the retiring
 //! side, once per batch. So a reader writes no cache line that another thread writes.
 //!
+//! `ScalablePodMap`'s readers hold nothing but tables, and announce themselves in the map's
+//! writers' gate instead; its tables are freed once the reads under way have left, not here
+//! (`raw/buckets/mod.rs`).
+//!
 //! Under `--cfg shuttle` seize cannot run (its thread-locals are per OS thread, and shuttle runs
 //! every modelled thread on one), so retired objects are kept until the collector is dropped.
 //! Shuttle then explores publication and hand-off, and reclamation itself is left to the

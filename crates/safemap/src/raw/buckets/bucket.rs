@@ -17,6 +17,7 @@ use std::hash::BuildHasher;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
+use super::gate::Gate;
 use super::line::{
     Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Unit, free_slot, slots_of,
     tag_of, tagged, with_tag,
@@ -106,6 +107,16 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         Self: 'a;
 
     type Unlinked = *mut Entry<K, V>;
+
+    /// A reclamation guard: readers dereference entries that writes retire.
+    type Reader<'a> = Guard<'a>;
+
+    const READS_ANNOUNCED: bool = false;
+
+    #[inline(always)]
+    fn enter_read<'a>(collector: &'a Collector, _: &'a Gate) -> Guard<'a> {
+        collector.enter()
+    }
 
     fn new() -> Self {
         Bucket {

@@ -1,6 +1,8 @@
 //! The writers' gate: every write passes it, and an operation that needs the whole map at one
 //! instant (`len`, `clear`, `snapshot`) closes it, so that no write is under way while it runs.
-//! It also keeps the entry count. Readers never touch it.
+//! It also keeps the entry count. Readers never wait at it; those that hold nothing but tables
+//! (`inline.rs`) announce themselves in a lane of their own, so that a table taken out of reach
+//! waits for them ([`Gate::read`], `mod.rs`).
 //!
 //! # Algorithm
 //! Each thread has a slot of its own (a cache line, indexed by `thread_index`) that no other
@@ -61,21 +63,29 @@ use crate::raw::thread_index::{self, slot_count};
 use crate::sync::{AtomicBool, AtomicIsize, AtomicUsize, RwLock, RwLockWriteGuard, Spin, fence};
 use crate::tally::{self, acquire_timed};
 
+/// Operations of one kind (writes, or announced reads) that went through one slot.
 #[derive(Default)]
-struct Slot {
-    /// Writes that have entered through this slot; the slot is in use while it differs from
+struct Lane {
+    /// Operations that have entered through this lane; it is in use while this differs from
     /// `left`.
     entered: AtomicUsize,
-    /// Writes that have left through this slot.
+    /// Operations that have left through this lane.
     left: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    writes: Lane,
     /// Entries added minus entries removed by the writes that went through this slot.
     count: AtomicIsize,
     /// Set while the owning thread writes through its own slot, so that a nested write takes the
     /// shared slot. Touched by the owner only.
     busy: Cell<bool>,
+    /// The reads announced through this slot ([`Gate::read`]).
+    reads: Lane,
 }
 
-pub(crate) struct Gate {
+pub struct Gate {
     /// One slot per thread index below the slot count.
     slots: Box<[CachePadded<Slot>]>,
     /// For the other threads, and nested writes.
@@ -99,6 +109,14 @@ pub(crate) struct Pass<'a> {
     slot: &'a Slot,
     /// Whether `slot` is the thread's own (else the shared one).
     own: bool,
+}
+
+/// A read announced in the gate ([`Gate::read`]): the tables it loads stay allocated until it is
+/// dropped, as a write's pass keeps them (`mod.rs`).
+pub struct ReadPass<'a> {
+    /// The lane the read entered, and whether it is the thread's own; `None` for a read nested
+    /// in another of the same thread, whose announcement covers it.
+    lane: Option<(&'a Lane, bool)>,
 }
 
 /// The whole gate, held exclusively; reopened when dropped.
@@ -144,18 +162,52 @@ impl Gate {
             Some(slot) => {
                 slot.busy.set(true);
                 // No read-modify-write: only this thread writes its slot's counters.
-                let entered = slot.entered.load(Relaxed);
+                let entered = slot.writes.entered.load(Relaxed);
                 // The light side's store (module docs): Relaxed where the closer's barrier is
                 // process-wide, else SeqCst.
-                slot.entered.store(entered + 1, barrier::light_store());
+                slot.writes
+                    .entered
+                    .store(entered + 1, barrier::light_store());
                 Pass { slot, own: true }
             }
             None => {
                 // SeqCst: as above.
-                self.shared.entered.fetch_add(1, SeqCst);
+                self.shared.writes.entered.fetch_add(1, SeqCst);
                 Pass {
                     slot: &self.shared,
                     own: false,
+                }
+            }
+        }
+    }
+
+    /// Announces a read, in the thread's own slot if it has one: the light side of the handshake
+    /// that [`Gate::under_way`] completes, so that a table taken out of reach after this is not
+    /// freed before the read ends (`mod.rs`). Never waits, and never stops a closer.
+    #[inline(always)]
+    pub(crate) fn read(&self) -> ReadPass<'_> {
+        match thread_index::current().and_then(|index| self.slots.get(index)) {
+            Some(slot) => {
+                let lane = &slot.reads;
+                // Relaxed: only this thread writes its own lane.
+                let entered = lane.entered.load(Relaxed);
+                if entered != lane.left.load(Relaxed) {
+                    // Inside a read of this thread (a callback): that read's announcement,
+                    // which stays up until after this one, covers what this one loads.
+                    return ReadPass { lane: None };
+                }
+                // The light side's store and fence (module docs), as a write's announcement.
+                lane.entered.store(entered + 1, barrier::light_store());
+                barrier::light_fence();
+                ReadPass {
+                    lane: Some((lane, true)),
+                }
+            }
+            None => {
+                // SeqCst: the light side's store, as for a write through the shared slot.
+                self.shared.reads.entered.fetch_add(1, SeqCst);
+                ReadPass {
+                    lane: Some((&self.shared.reads, false)),
                 }
             }
         }
@@ -178,7 +230,7 @@ impl Gate {
         // SeqCst: the heavy side's store (module docs).
         self.closed.store(true, SeqCst);
         barrier::heavy();
-        if let Some(first) = self.every_slot().position(Slot::in_use) {
+        if let Some(first) = self.every_slot().position(|slot| slot.writes.in_use()) {
             self.wait_for_writers(first);
         }
         // Relaxed, then a release fence: a `count` that reads a count the closer stores reads
@@ -197,7 +249,7 @@ impl Gate {
     fn wait_for_writers(&self, first: usize) {
         let (spin, since) = (Spin::new(), Instant::now());
         for slot in self.every_slot().skip(first) {
-            while slot.in_use() {
+            while slot.writes.in_use() {
                 spin.rest();
             }
         }
@@ -236,10 +288,10 @@ impl Gate {
         let (mut sum, mut entered) = (0, 0usize);
         for slot in self.every_slot() {
             // Acquire: what the writes that left did, their counts included, is visible below.
-            let left = slot.left.load(Acquire);
+            let left = slot.writes.left.load(Acquire);
             // Acquire: a count a write stored comes with that write's entry, read next.
             let count = slot.count.load(Acquire);
-            let since = slot.entered.load(Relaxed);
+            let since = slot.writes.entered.load(Relaxed);
             if since != left {
                 return None;
             }
@@ -249,7 +301,7 @@ impl Gate {
         // Acquire: the second pass reads after every read of the first.
         fence(Acquire);
         let again = (self.every_slot()).fold(0usize, |sum, slot| {
-            sum.wrapping_add(slot.entered.load(Relaxed))
+            sum.wrapping_add(slot.writes.entered.load(Relaxed))
         });
         let undisturbed = again == entered && self.closings.load(Relaxed) == closings;
         undisturbed.then_some(sum.max(0) as usize)
@@ -263,22 +315,32 @@ impl Gate {
     }
 }
 
-/// The writes under way at one instant, by slot, in [`Gate::every_slot`]'s order: for each slot
-/// in use then, the value of `entered` to wait for.
+/// The writes and announced reads under way at one instant, by lane, in [`Gate::every_lane`]'s
+/// order: for each lane in use then, the value of `entered` to wait for.
 pub(crate) struct UnderWay(Box<[Option<usize>]>);
 
 impl Gate {
-    /// The writes under way now; the caller has just taken something out of their reach with a
-    /// `SeqCst` store (module docs).
+    /// The writes and announced reads under way now; the caller has just taken something out of
+    /// their reach with a `SeqCst` store (module docs).
     pub(crate) fn under_way(&self) -> UnderWay {
         barrier::heavy();
-        UnderWay(self.every_slot().map(Slot::under_way).collect())
+        UnderWay(
+            self.every_lane()
+                .map(|(lane, _)| lane.under_way())
+                .collect(),
+        )
+    }
+
+    /// Every lane, each with whether it is shared: the slots' writes, the shared slot's, the
+    /// slots' reads, the shared slot's.
+    fn every_lane(&self) -> impl Iterator<Item = (&Lane, bool)> {
+        (0..2 * (self.slots.len() + 1)).map(|index| self.lane(index))
     }
 }
 
-/// Where [`UnderWay::have_left`] found a write still under way: a slot and its `left` count then,
-/// packed in a word (the slot plus one above bit 48, the count's low 48 bits below) that is
-/// never 0, so that a word can say "nothing to wait for" with 0.
+/// Where [`UnderWay::have_left`] found a write or read still under way: a lane and its `left`
+/// count then, packed in a word (the lane plus one above bit 48, the count's low 48 bits below)
+/// that is never 0, so that a word can say "nothing to wait for" with 0.
 #[derive(Clone, Copy)]
 pub(crate) struct Mark(u64);
 
@@ -302,19 +364,20 @@ impl Mark {
 }
 
 impl UnderWay {
-    /// Whether every write under way when these were taken has left `gate` (what each did then
-    /// happens before the caller goes on), or where one was found still under way.
+    /// Whether every write and read under way when these were taken has left `gate` (what each
+    /// did then happens before the caller goes on), or where one was found still under way.
     pub(crate) fn have_left(&mut self, gate: &Gate) -> Result<(), Mark> {
-        let shared = self.0.len() - 1;
-        for (index, (waited, slot)) in self.0.iter_mut().zip(gate.every_slot()).enumerate() {
+        let lanes = self.0.iter_mut().zip(gate.every_lane());
+        for (index, (waited, (lane, shared))) in lanes.enumerate() {
             let Some(entered) = *waited else { continue };
-            // The shared slot's `left` goes in no mark (`left_since` asks whether it is idle).
-            let (gone, left) = if index == shared {
+            // A shared lane's `left` goes in no mark (`left_since` asks whether it is idle).
+            let (gone, left) = if shared {
                 // `in_use`'s SeqCst load of `left` acquires the withdrawals, as below.
-                (!slot.in_use(), 0)
+                (!lane.in_use(), 0)
             } else {
-                // Acquire: the writes' release withdrawals, so that what they did happens before.
-                let left = slot.left.load(Acquire);
+                // Acquire: the release withdrawals, so that what they did happens before. An own
+                // lane holds one operation at a time, so it has left once `left` reaches it.
+                let left = lane.left.load(Acquire);
                 (left.wrapping_sub(entered) as isize >= 0, left)
             };
             if !gone {
@@ -329,26 +392,42 @@ impl UnderWay {
 }
 
 impl Gate {
-    /// Whether a write has left the own slot of `mark` since the mark was taken, or the shared
-    /// slot is idle: one slot's loads, for writes to ask cheaply whether a wait may be over.
-    /// (Every write through the shared slot changes its `left`, so a change there says little
-    /// when threads beyond the slots keep writing.)
+    /// Whether an operation has left the own lane of `mark` since the mark was taken, or the
+    /// shared lane is idle: one lane's loads, for writes to ask cheaply whether a wait may be
+    /// over. (Every operation through a shared lane changes its `left`, so a change there says
+    /// little when threads beyond the slots keep at it.)
     pub(crate) fn left_since(&self, mark: Mark) -> bool {
         let index = (mark.0 >> MARK_COUNT_BITS) as usize - 1;
-        let Some(slot) = self.slots.get(index) else {
-            return !self.shared.in_use();
-        };
+        let (lane, shared) = self.lane(index);
+        if shared {
+            return !lane.in_use();
+        }
         // Relaxed: a hint; `have_left` decides, with its own loads.
-        mark_count(slot.left.load(Relaxed)) != mark_count(mark.0 as usize)
+        mark_count(lane.left.load(Relaxed)) != mark_count(mark.0 as usize)
+    }
+
+    /// Lane `index` of [`Gate::every_lane`], without walking them.
+    fn lane(&self, index: usize) -> (&Lane, bool) {
+        let per_kind = self.slots.len() + 1;
+        let slot = match self.slots.get(index % per_kind) {
+            Some(own) => own,
+            None => &self.shared,
+        };
+        let lane = if index < per_kind {
+            &slot.writes
+        } else {
+            &slot.reads
+        };
+        (lane, index % per_kind == self.slots.len())
     }
 }
 
-impl Slot {
+impl Lane {
     fn in_use(&self) -> bool {
         self.under_way().is_some()
     }
 
-    /// `entered`, if the slot is in use.
+    /// `entered`, if the lane is in use.
     fn under_way(&self) -> Option<usize> {
         // SeqCst: the heavy side's loads (module docs); the load of `left` also acquires the
         // writes' release withdrawals, so what a write did happens before the closer goes on.
@@ -380,11 +459,28 @@ impl Drop for Pass<'_> {
     fn drop(&mut self) {
         // Release: everything the write did happens before a closer's scan that sees it gone.
         if self.own {
-            let left = self.slot.left.load(Relaxed);
-            self.slot.left.store(left + 1, Release);
+            let left = self.slot.writes.left.load(Relaxed);
+            self.slot.writes.left.store(left + 1, Release);
             self.slot.busy.set(false);
         } else {
-            self.slot.left.fetch_add(1, Release);
+            self.slot.writes.left.fetch_add(1, Release);
+        }
+    }
+}
+
+impl Drop for ReadPass<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // Release: every load of the read happens before a retirer's scan that sees it gone.
+        match self.lane {
+            Some((lane, true)) => {
+                let left = lane.left.load(Relaxed);
+                lane.left.store(left + 1, Release);
+            }
+            Some((lane, false)) => {
+                lane.left.fetch_add(1, Release);
+            }
+            None => {}
         }
     }
 }

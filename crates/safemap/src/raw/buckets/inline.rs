@@ -60,12 +60,13 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use bytemuck::Pod;
 
+use super::gate::{Gate, ReadPass};
 use super::line::{
     Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Stored, Unit, free_slot,
     occupied, slots_of, tag_of, tagged, with_tag,
 };
 use crate::raw::prefetch;
-use crate::raw::reclaim::{Collector, Guard};
+use crate::raw::reclaim::Collector;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Spin, fence};
 
 /// Slot words per block: with the link, one 128-byte block.
@@ -359,6 +360,16 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     /// Nothing: the entry was a copy, and the slot is reused in place.
     type Unlinked = ();
 
+    /// An announcement in the gate: readers copy entries out, so they hold nothing but tables.
+    type Reader<'a> = ReadPass<'a>;
+
+    const READS_ANNOUNCED: bool = true;
+
+    #[inline(always)]
+    fn enter_read<'a>(_: &'a Collector, gate: &'a Gate) -> ReadPass<'a> {
+        gate.read()
+    }
+
     fn new() -> Self {
         Inline {
             lock: Mutex::new(()),
@@ -397,7 +408,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     #[inline(always)]
     fn find<'g>(
         head: Head<'g, Self>,
-        _guard: &'g Guard<'_>,
+        _reader: &'g ReadPass<'_>,
         hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Found<Self::View<'g>> {
@@ -413,7 +424,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
 
     fn read_all<'g>(
         head: Head<'g, Self>,
-        _guard: &'g Guard<'_>,
+        _reader: &'g ReadPass<'_>,
         mut visit: impl FnMut(Self::View<'g>),
     ) -> Result<(), ()> {
         let mut line = head;
@@ -574,7 +585,7 @@ mod tests {
     /// whole value or another, never halves of two: the version checks discard every torn copy.
     /// The writer keeps writing until the readers have read 200,000 times between them, so the
     /// two really overlap.
-    fn no_read_is_torn(read: impl Fn(Head<'_, Torn>, &Guard<'_>) -> [u64; 2] + Sync) {
+    fn no_read_is_torn(read: impl Fn(Head<'_, Torn>, &ReadPass<'_>) -> [u64; 2] + Sync) {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::time::{Duration, Instant};
 
@@ -594,14 +605,14 @@ mod tests {
             },
             || unreachable!(),
         );
-        let collector = Collector::new();
+        let gate = Gate::new();
         let (done, reads) = (AtomicBool::new(false), AtomicUsize::new(0));
         std::thread::scope(|s| {
             let readers: Vec<_> = (0..2)
                 .map(|_| {
                     s.spawn(|| {
                         while !done.load(Ordering::Relaxed) {
-                            let value = read(head, &collector.enter());
+                            let value = read(head, &gate.read());
                             assert_eq!(value[0], value[1], "a torn read");
                             reads.fetch_add(1, Ordering::Relaxed);
                         }
@@ -700,8 +711,8 @@ mod tests {
             linked += usize::from(Map::add(chain, item, || spares.next().expect("a spare")));
         }
         assert_eq!(linked, 2, "20 entries take three lines of seven");
-        let collector = Collector::new();
-        let guard = collector.enter();
+        let gate = Gate::new();
+        let guard = gate.read();
         for key in 0..entries {
             let Found::Entry(found) = Map::find(head, &guard, hash(key), |k| *k == key) else {
                 panic!("{key} not found by a reader");

@@ -19,7 +19,9 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use crate::raw::reclaim::{Collector, Guard};
+use super::Keeps;
+use super::gate::Gate;
+use crate::raw::reclaim::Collector;
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicU64, MutexGuard};
 
@@ -151,6 +153,19 @@ pub trait Line<K, V>: Blocks {
     /// What a write took out of a chain, retired once no reader can hold it.
     type Unlinked;
 
+    /// What a reader holds while it reads ([`Line::enter_read`]), keeping what it loads
+    /// allocated.
+    type Reader<'a>: Keeps;
+
+    /// Whether readers announce themselves in the gate rather than enter a reclamation guard:
+    /// then a table out of reach is freed once the reads and writes under way have left, and
+    /// not handed to the reclamation (`mod.rs`). Only lines whose readers copy entries out, so
+    /// that no reader holds anything but tables, can.
+    const READS_ANNOUNCED: bool;
+
+    /// Starts a read of a map with this reclamation and gate.
+    fn enter_read<'a>(collector: &'a Collector, gate: &'a Gate) -> Self::Reader<'a>;
+
     /// An empty line.
     fn new() -> Self;
 
@@ -174,7 +189,7 @@ pub trait Line<K, V>: Blocks {
     /// within this call; this line must be a chain's head.
     fn find<'g>(
         head: Head<'g, Self>,
-        guard: &'g Guard<'_>,
+        reader: &'g Self::Reader<'_>,
         hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Found<Self::View<'g>>;
@@ -183,7 +198,7 @@ pub trait Line<K, V>: Blocks {
     /// head. `Err(())` if the chain has moved.
     fn read_all<'g>(
         head: Head<'g, Self>,
-        guard: &'g Guard<'_>,
+        reader: &'g Self::Reader<'_>,
         visit: impl FnMut(Self::View<'g>),
     ) -> Result<(), ()>;
 

@@ -5,12 +5,12 @@
 //!
 //! # Algorithm
 //! The design of CLHT-LB and Go's xsync map, with Java's `ConcurrentHashMap` resize:
-//! - **Reads** enter a reclamation guard (a store to the thread's own slot, `raw/reclaim.rs`),
-//!   load the root table, and look in the key's head bucket: follow the slots whose tags match
-//!   to their entries (`bucket.rs`), or copy the matching slots from the line's block and
-//!   validate the copies against the line's version word (`inline.rs`, whose lines sit in a
-//!   dense array apart from their blocks: `line::Blocks`). Nothing another thread writes is
-//!   written.
+//! - **Reads** keep what they load (`Line::Reader`), load the root table, and look in the key's
+//!   head bucket: follow the slots whose tags match to their entries, under a reclamation guard
+//!   (a store to the thread's own slot, `raw/reclaim.rs`; `bucket.rs`), or copy the matching
+//!   slots from the line's block and validate the copies against the line's version word,
+//!   announced in the gate (`inline.rs`, whose lines sit in a dense array apart from their
+//!   blocks: `line::Blocks`; below). Nothing another thread writes is written.
 //! - **Writes** pass the gate (`gate.rs`: a store to the thread's own slot), lock the key's chain and
 //!   change it, holding no reclamation guard: the pass keeps the tables they load (`Leaving`
 //!   below): an insert or a `compute` builds a new entry and swaps it in (or stores its words,
@@ -44,6 +44,18 @@
 //! no wait write nothing shared, and the last noted write to leave retires the table (or, if it
 //! leaves in the instant before the mark is stored, the next write after it). Retiring hands the
 //! table to the reclamation, which then waits for the readers' guards as for any other object.
+//!
+//! # Reads that announce themselves instead
+//! An inline line's readers copy entries out, so all a read can hold is tables; entering and
+//! leaving a guard was about a fifth of such a read (a swap, a locked instruction, on leaving).
+//! So they announce themselves in the gate as writes do, in a lane of their own
+//! ([`Gate::read`]: the thread's own slot, two plain stores), and load the root with `SeqCst`
+//! after the announcement: the same handshake with the mover's `SeqCst` store of the root and
+//! [`Gate::under_way`], which notes the reads under way with the writes. A parked table is then
+//! freed, not retired, once both have left; a table `clear` or `shrink_to_fit` takes out as the
+//! root is parked the same way. A read that runs inside another of its thread (a callback) is
+//! covered by the outer one's announcement and makes none. The tables a read-only stretch leaves
+//! parked go at the next write, or with the map.
 
 mod bucket;
 mod gate;
@@ -62,7 +74,7 @@ use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 pub use bucket::Bucket;
-use gate::{Gate, Mark, Pass, UnderWay};
+use gate::{Gate, Mark, Pass, ReadPass, UnderWay};
 pub use inline::Inline;
 use line::{Chain, Entry, Found, Line, Located, Slot, Stored};
 use resize::MIN_BITS;
@@ -109,15 +121,34 @@ pub struct Buckets<K, V, L: Line<K, V> = Bucket<K, V>> {
     owns: PhantomData<(Entry<K, V>, L)>,
 }
 
-/// A table out of reach, and the writes that were under way when it went.
+/// A table out of reach, and the writes (and announced reads) that were under way when it went.
 struct Leaving<K, V, L: Line<K, V>> {
     table: *mut Table<K, V, L>,
-    writes: UnderWay,
+    /// Whether the table left as the root, with its entries and the tables it was moving into
+    /// (`detach_root`), rather than behind a finished resize, having moved every entry on.
+    detached: bool,
+    under_way: UnderWay,
+}
+
+impl<K, V, L: Line<K, V>> Leaving<K, V, L> {
+    /// Frees the table, and with a detached root what it still owns.
+    ///
+    /// # Safety
+    /// The table came from `Box::into_raw`, is freed once, and no one can reach it any more.
+    unsafe fn free(self) {
+        // SAFETY: as the caller promises.
+        let table = unsafe { Box::from_raw(self.table) };
+        if self.detached {
+            drop(Detached(Some(table)));
+        } else {
+            drop(table);
+        }
+    }
 }
 
 /// What keeps the tables a thread loads from the root allocated while it holds it: a reclamation
-/// guard, or a pass through the gate (module docs).
-trait Keeps {
+/// guard, or a write's pass or a read's announcement in the gate (module docs).
+pub trait Keeps {
     /// The root, loaded as what keeps it requires.
     fn load_root<T>(&self, root: &AtomicPtr<T>) -> *mut T;
 }
@@ -126,6 +157,14 @@ impl Keeps for Guard<'_> {
     #[inline(always)]
     fn load_root<T>(&self, root: &AtomicPtr<T>) -> *mut T {
         self.load(root)
+    }
+}
+
+impl Keeps for ReadPass<'_> {
+    #[inline(always)]
+    fn load_root<T>(&self, root: &AtomicPtr<T>) -> *mut T {
+        // SeqCst: the light side's load after the read's announcement (module docs, `gate.rs`).
+        root.load(SeqCst)
     }
 }
 
@@ -167,8 +206,8 @@ impl<K, V, L: Line<K, V>> Drop for Buckets<K, V, L> {
         ));
         for leaving in self.leaving.get_mut().drain(..) {
             // SAFETY: a table that left came from `Box::into_raw` and was not retired; with
-            // `&mut self` no write holds it. It owns no entries: they moved to the next table.
-            drop(unsafe { Box::from_raw(leaving.table) });
+            // `&mut self` no one holds it.
+            unsafe { leaving.free() };
         }
         let collector = self.collector.swap(ptr::null_mut(), Relaxed);
         if !collector.is_null() {
@@ -260,13 +299,20 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         unsafe { &*made }
     }
 
-    /// A guard for a read; `None` while no write has made the reclamation, hence no table.
+    /// What a read holds (a guard, or an announcement); `None` while no write has made the
+    /// reclamation, hence no table.
     #[inline(always)]
-    fn reading(&self) -> Option<Guard<'_>> {
+    fn reading(&self) -> Option<L::Reader<'_>> {
         // Acquire: as in `collector`.
         let made = self.collector.load(Acquire);
         // SAFETY: as in `collector`.
-        unsafe { made.as_ref() }.map(Collector::enter)
+        let collector = unsafe { made.as_ref() }?;
+        Some(L::enter_read(collector, &self.gate))
+    }
+
+    /// What a read holds, the reclamation made first if need be: for whole-map work.
+    fn reading_made(&self) -> L::Reader<'_> {
+        L::enter_read(self.collector(), &self.gate)
     }
 
     #[inline(always)]
@@ -311,11 +357,17 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         }
     }
 
-    /// Parks `table`, which a finished resize just took out of reach with a `SeqCst` store, until
-    /// the writes under way have left (module docs).
-    fn park(&self, table: *mut Table<K, V, L>) {
-        let writes = self.gate.under_way();
-        self.leaving.lock().push(Leaving { table, writes });
+    /// Parks `table`, which a finished resize (or, `detached`, a `detach_root`) just took out of
+    /// reach with a `SeqCst` store, until the writes and announced reads under way have left
+    /// (module docs).
+    fn park(&self, table: *mut Table<K, V, L>, detached: bool) {
+        let under_way = self.gate.under_way();
+        let leaving = Leaving {
+            table,
+            detached,
+            under_way,
+        };
+        self.leaving.lock().push(leaving);
         self.retire_left();
     }
 
@@ -339,41 +391,54 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         };
         let mut gone = Vec::new();
         let mut waiting_on = 0;
-        leaving.retain_mut(|parked| match parked.writes.have_left(&self.gate) {
-            Ok(()) => {
-                gone.push(parked.table);
-                false
+        let mut index = 0;
+        while index < leaving.len() {
+            match leaving[index].under_way.have_left(&self.gate) {
+                Ok(()) => gone.push(leaving.swap_remove(index)),
+                Err(mark) => {
+                    waiting_on = mark.to_word();
+                    index += 1;
+                }
             }
-            Err(mark) => {
-                waiting_on = mark.to_word();
-                true
-            }
-        });
+        }
         // Relaxed: stored under the lock, which every parker and retirer takes.
         self.waiting_on.store(waiting_on, Relaxed);
         drop(leaving);
         if gone.is_empty() {
             return;
         }
-        for table in gone {
+        for parked in gone {
             #[cfg(shuttle)]
             // SAFETY: parked tables stay allocated until retired, just below.
             unsafe {
-                (*table).mark_retired()
+                (*parked.table).mark_retired()
             };
             // The table is out of reach since the root moved past it, was parked once and is
-            // taken out of `leaving` here once; the writes that may hold it have left, and a
-            // reader that may hold it entered its guard before the root moved. It owns no
-            // entries: they moved to the next table.
-            // SAFETY: so it is retired once, unreachable to any guard entered from now on.
-            unsafe { self.collector().retire(table) };
+            // taken out of `leaving` here once; the writes that may hold it have left, and so
+            // have the announced reads. A reader that entered a guard instead entered it before
+            // the root moved.
+            if L::READS_ANNOUNCED && cfg!(not(shuttle)) {
+                // SAFETY: so no one can reach it: every reader of these lines announces itself.
+                unsafe { parked.free() };
+            } else if parked.detached {
+                // (Under shuttle, whose collector keeps what it is given, so that a use of the
+                // table, which it marks, fails the schedule.)
+                // SAFETY: as for `Leaving::free`.
+                let detached = Detached(Some(unsafe { Box::from_raw(parked.table) }));
+                // SAFETY: boxed just now and retired once, unreachable to any guard entered from
+                // now on, as below.
+                unsafe { self.collector().retire(Box::into_raw(Box::new(detached))) };
+            } else {
+                // SAFETY: so it is retired once, unreachable to any guard entered from now on.
+                unsafe { self.collector().retire(parked.table) };
+            }
         }
         self.collector().flush();
     }
 
     /// The entry for `probe`, as of a moment within the call.
     #[inline(always)]
-    fn find<'g>(&self, guard: &'g Guard<'_>, probe: &impl Probe<K>) -> Option<L::View<'g>>
+    fn find<'g>(&self, guard: &'g L::Reader<'_>, probe: &impl Probe<K>) -> Option<L::View<'g>>
     where
         K: 'g,
         V: 'g,
@@ -382,6 +447,9 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         let hash = probe.hash();
         let mut table = self.root_table(guard)?;
         loop {
+            if L::READS_ANNOUNCED {
+                table.assert_kept();
+            }
             match L::find(table.head_for(hash), guard, hash, |k| probe.matches(k)) {
                 Found::Entry(entry) => return Some(entry),
                 Found::Absent => return None,
@@ -480,7 +548,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// (the table's size changed since the caller's position was taken) asks `hasher` where each
     /// entry lies ([`Self::lies_in`]).
     fn read_span<'g, S: BuildHasher>(
-        guard: &'g Guard<'_>,
+        guard: &'g L::Reader<'_>,
         table: &'g Table<K, V, L>,
         span: Range<u128>,
         hasher: &S,
@@ -512,7 +580,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// Calls `visit` on every entry, for the holder of the closed gate or of `&mut self`.
     fn read_all<'g, S: BuildHasher>(
         &self,
-        guard: &'g Guard<'_>,
+        guard: &'g L::Reader<'_>,
         hasher: &S,
         visit: &mut impl FnMut(L::View<'g>),
     ) where

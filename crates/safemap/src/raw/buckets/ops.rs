@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use std::mem;
 use std::ops::Range;
 use std::ptr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use super::line::{Entry, Line, Located, Stored};
 use super::table::{ALL, Detached, Table};
@@ -202,7 +202,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
         // No write is under way, so a table a resize left behind can go now, not at the next
         // write's leaving.
         self.retire_left();
-        let guard = self.collector().enter();
+        let guard = self.reading_made();
         self.finish_resize(&guard, hasher);
         if closed.count() == 0 {
             self.detach_root();
@@ -212,9 +212,13 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
             self.link_next_once(root, Self::bits_for(closed.count()));
             self.finish_resize(&guard, hasher);
         }
-        // Leaving the guard frees the old table unless a reader still holds it: here, however
-        // large, as the method promises.
-        crate::raw::release::on_this_thread(|| drop(guard));
+        // Leaving the guard frees the old table unless a reader still holds it (or, where
+        // readers announce themselves, the parked tables go once this read has left): here,
+        // however large, as the method promises.
+        crate::raw::release::on_this_thread(|| {
+            drop(guard);
+            self.retire_left();
+        });
     }
 
     /// Never waits: readers take no lock.
@@ -267,7 +271,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
 
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TableSnapshot<K, V, S> {
         let closed = self.gate.close();
-        let guard = self.collector().enter();
+        let guard = self.reading_made();
         let mut table = FrozenTable::with_capacity_in(closed.count(), TableAlloc);
         self.read_all(&guard, hasher, &mut |entry| {
             table.insert_unique(
@@ -281,7 +285,7 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Core for Buckets<K, V, L> {
 
     fn duplicate<S: BuildHasher>(&self, hasher: &S) -> Self {
         let closed = self.gate.close();
-        let guard = self.collector().enter();
+        let guard = self.reading_made();
         let copy = Self::with_capacity(closed.count());
         self.read_all(&guard, hasher, &mut |e| {
             let entry = Self::entry(L::hash_of(&e, hasher), e.key().clone(), e.value().clone());
@@ -399,8 +403,14 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// closed, so no write, and no chain move, is under way. A resize half done goes as it stands:
     /// the root's unmoved chains and the next table hold every entry once (`Table::drain`).
     fn detach_root(&self) {
-        let root = self.root.swap(ptr::null_mut(), Relaxed);
+        // SeqCst: where readers announce themselves, the store that takes the table out of
+        // their reach (the heavy side of the handshake, `park`).
+        let root = self.root.swap(ptr::null_mut(), SeqCst);
         if root.is_null() {
+            return;
+        }
+        if L::READS_ANNOUNCED {
+            self.park(root, true);
             return;
         }
         // SAFETY: the root came from `Box::into_raw` and is unreachable now that the root is null.

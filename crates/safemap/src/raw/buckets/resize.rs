@@ -219,7 +219,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         // mover that counted the last chain gets here, so `root` is parked once; nothing but the
         // root pointed to it.
         self.root.store(std::ptr::from_ref(next).cast_mut(), SeqCst);
-        self.park(std::ptr::from_ref(root).cast_mut());
+        self.park(std::ptr::from_ref(root).cast_mut(), false);
     }
 
     /// Moves chains until no resize is under way, waiting for other movers to finish theirs.
@@ -420,6 +420,41 @@ mod tests {
         );
         core.shrink_to_fit(&hasher);
         assert!(core.leaving.lock().is_empty(), "retired by shrink_to_fit");
+    }
+
+    /// Where readers announce themselves, a table a finished resize leaves behind waits, parked,
+    /// while a read that was under way then may still hold it (whatever `meanwhile` does), and
+    /// is freed at the first write to leave after the read has.
+    fn parked_while_a_read_is_under_way(meanwhile: impl FnOnce(&Gate)) {
+        let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);
+        // A read before: each announcement leaves the thread's lane idle behind it.
+        drop(core.gate.read());
+        let read = resize_beside(&core, &hasher, &mut next, Gate::read);
+        meanwhile(&core.gate);
+        insert_until(&core, &hasher, &mut next, |_| true);
+        assert_eq!(
+            core.leaving.lock().len(),
+            1,
+            "parked while a read may hold it"
+        );
+        drop(read);
+        insert_until(&core, &hasher, &mut next, |_| true);
+        assert!(
+            core.leaving.lock().is_empty(),
+            "freed by a write leaving after the read"
+        );
+    }
+
+    #[test]
+    fn a_table_left_behind_waits_for_an_announced_read() {
+        parked_while_a_read_is_under_way(|_| {});
+    }
+
+    /// A read nested in another of the same thread (a callback) is covered by the outer one's
+    /// announcement: its leaving must not count as the outer read's.
+    #[test]
+    fn a_nested_read_does_not_end_the_outer_ones_wait() {
+        parked_while_a_read_is_under_way(|gate| drop(gate.read()));
     }
 
     /// A write through the shared slot (here a pass taken while this thread's own slot is busy)

@@ -310,7 +310,7 @@ impl<K, V, L: Blocks> Table<K, V, L> {
         #[cfg(shuttle)]
         assert!(
             !self.retired.load(Relaxed),
-            "a write used a table after it was retired"
+            "an operation used a table after it was retired"
         );
     }
 }
