@@ -148,6 +148,10 @@ mod shuttle_locks {
             self.try_lock_until(Instant::now())
         }
 
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+        }
+
         /// As [`RwLock::try_read_until`]: one try, since shuttle's clock is virtual.
         pub(crate) fn try_lock_until(&self, _deadline: Instant) -> Option<MutexGuard<'_, T>> {
             match self.0.try_lock() {

@@ -83,7 +83,7 @@ use table::{ALL, Detached, Table, position};
 use super::core::Wait;
 use super::entry::Probe;
 use super::reclaim::{Collector, Guard};
-use crate::sync::{AtomicPtr, AtomicU64, BookkeepingMutex, Mutex};
+use crate::sync::{AtomicPtr, AtomicU64, Mutex};
 
 /// How many chains ahead of the one it reads an iteration prefetches what that chain's head line
 /// links to (`Line::prefetch_linked`: a pointer line's entries, and either kind's overflow line),
@@ -112,8 +112,9 @@ pub struct Buckets<K, V, L: Line<K, V> = Bucket<K, V>> {
     /// Made by the first write (it holds a few KiB of per-thread slots), so an empty map stays
     /// small; null until then. Dropped (in `drop`) after the tables' entries are freed.
     collector: AtomicPtr<Collector>,
-    /// Tables out of reach that writes under way may still hold (module docs).
-    leaving: BookkeepingMutex<Vec<Leaving<K, V, L>>>,
+    /// Tables out of reach that writes and reads under way may still hold (module docs). A lock
+    /// schedule explorers see: `retire_left` loads the gate's lanes while it holds it.
+    leaving: Mutex<Vec<Leaving<K, V, L>>>,
     /// 0 if `leaving` is empty; else a [`Mark`] of a write it waits for, which a write checks
     /// as it leaves (one load of that write's slot), so that the writes that do not end a wait
     /// write nothing shared.
@@ -190,7 +191,7 @@ impl<K, V, L: Line<K, V>> Default for Buckets<K, V, L> {
             gate: Gate::new(),
             resizing: Mutex::new(()),
             collector: AtomicPtr::new(ptr::null_mut()),
-            leaving: BookkeepingMutex::new(Vec::new()),
+            leaving: Mutex::new(Vec::new()),
             waiting_on: AtomicU64::new(0),
             owns: PhantomData,
         }
