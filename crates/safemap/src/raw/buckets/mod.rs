@@ -52,8 +52,8 @@
 //! ([`Gate::read`]: the thread's own slot, two plain stores), and load the root with `SeqCst`
 //! after the announcement: the same handshake with the mover's `SeqCst` store of the root and
 //! [`Gate::under_way`], which notes the reads under way with the writes. A parked table is then
-//! freed, not retired, once both have left; a table `clear` or `shrink_to_fit` takes out as the
-//! root is parked the same way. A read that runs inside another of its thread (a callback) is
+//! freed, not retired, once both have left. A root that `clear` or `shrink_to_fit` takes out is
+//! parked the same way, with the gate closed (for pointer lines, it is then retired at once). A read that runs inside another of its thread (a callback) is
 //! covered by the outer one's announcement and makes none. The tables a read-only stretch leaves
 //! parked go at the next write, or with the map.
 
@@ -422,8 +422,8 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
                 // SAFETY: so no one can reach it: every reader of these lines announces itself.
                 unsafe { parked.free() };
             } else if parked.detached {
-                // (Under shuttle, whose collector keeps what it is given, so that a use of the
-                // table, which it marks, fails the schedule.)
+                // (Also under shuttle, whose collector keeps what it is given, so that a use of
+                // the table, which it marks, fails the schedule.)
                 // SAFETY: as for `Leaving::free`.
                 let detached = Detached(Some(unsafe { Box::from_raw(parked.table) }));
                 // SAFETY: boxed just now and retired once, unreachable to any guard entered from

@@ -10,7 +10,7 @@ use std::ptr;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use super::line::{Entry, Line, Located, Stored};
-use super::table::{ALL, Detached, Table};
+use super::table::{ALL, Table};
 use super::{Buckets, Locked};
 use crate::map::{Blocks, Consistency, TimedOut, WholeMap};
 use crate::raw::core::{ATOMIC, BoundedWait, Core, Timed, Wait};
@@ -399,25 +399,16 @@ impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> Parts for Buckets<K, V, L> {
 impl<K: Hash + Eq + Clone, V: Clone, L: Line<K, V>> BoundedWait for Buckets<K, V, L> {}
 
 impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
-    /// Takes the root out (the map reads as empty) and retires it with its entries; with the gate
-    /// closed, so no write, and no chain move, is under way. A resize half done goes as it stands:
-    /// the root's unmoved chains and the next table hold every entry once (`Table::drain`).
+    /// Takes the root out (the map reads as empty) and parks it with its entries until the reads
+    /// under way have left (`park`); with the gate closed, so no write, and no chain move, is
+    /// under way. A resize half done goes as it stands: the root's unmoved chains and the next
+    /// table hold every entry once (`Table::drain`).
     fn detach_root(&self) {
-        // SeqCst: where readers announce themselves, the store that takes the table out of
-        // their reach (the heavy side of the handshake, `park`).
+        // SeqCst: the store that takes the table out of reach (the heavy side of the handshake
+        // with announced reads, `park`).
         let root = self.root.swap(ptr::null_mut(), SeqCst);
-        if root.is_null() {
-            return;
-        }
-        if L::READS_ANNOUNCED {
+        if !root.is_null() {
             self.park(root, true);
-            return;
         }
-        // SAFETY: the root came from `Box::into_raw` and is unreachable now that the root is null.
-        let detached = Detached(Some(unsafe { Box::from_raw(root) }));
-        // SAFETY: made by `Box::into_raw` just now, retired once; readers that loaded the old
-        // root entered their guards before this retire, so reclamation waits for them.
-        unsafe { self.collector().retire(Box::into_raw(Box::new(detached))) };
-        self.collector().flush();
     }
 }
