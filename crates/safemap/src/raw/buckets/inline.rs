@@ -333,9 +333,22 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         });
     }
 
-    /// The lines of the chain, head first, for its lock holder.
+    /// The lines of the chain, head first, for its lock holder. Lazy, unlike `successors`: a
+    /// line's link sits in its block's second cache line, which a write that finds its key in
+    /// the line should not wait for; and loaded only behind `LINKED`, which the line holds.
     fn lines(chain: Chain<'_, Self>) -> impl Iterator<Item = Head<'_, Self>> {
-        std::iter::successors(Some(chain.head()), |line| line.block().next())
+        let mut last: Option<Head<'_, Self>> = None;
+        std::iter::from_fn(move || {
+            let line = match last {
+                None => chain.head(),
+                Some(line) if line.line().meta.load(Relaxed) & LINKED != 0 => {
+                    line.block().next().expect("a linked line has a next one")
+                }
+                Some(_) => return None,
+            };
+            last = Some(line);
+            Some(line)
+        })
     }
 }
 
