@@ -300,8 +300,7 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     ) -> bool {
         let tag = tag_of(hash);
         let mut last = chain.head();
-        for line in Self::lines(chain) {
-            let meta = line.line().meta.load(Relaxed);
+        for (line, meta) in Self::lines(chain) {
             if let Some(index) = free_slot(meta, Self::SLOTS) {
                 line.line().bracketed(|| {
                     line.block().store(index, key, value);
@@ -333,21 +332,23 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         });
     }
 
-    /// The lines of the chain, head first, for its lock holder. Lazy, unlike `successors`: a
-    /// line's link sits in its block's second cache line, which a write that finds its key in
-    /// the line should not wait for; and loaded only behind `LINKED`, which the line holds.
-    fn lines(chain: Chain<'_, Self>) -> impl Iterator<Item = Head<'_, Self>> {
-        let mut last: Option<Head<'_, Self>> = None;
+    /// The lines of the chain, head first, each with its meta word as loaded once, for its lock
+    /// holder. Lazy, unlike `successors`: a line's link sits in its block's second cache line,
+    /// which a write that finds its key in the line should not wait for; and loaded only behind
+    /// `LINKED`.
+    fn lines(chain: Chain<'_, Self>) -> impl Iterator<Item = (Head<'_, Self>, u64)> {
+        let mut last: Option<(Head<'_, Self>, u64)> = None;
         std::iter::from_fn(move || {
             let line = match last {
                 None => chain.head(),
-                Some(line) if line.line().meta.load(Relaxed) & LINKED != 0 => {
+                Some((line, meta)) if meta & LINKED != 0 => {
                     line.block().next().expect("a linked line has a next one")
                 }
                 Some(_) => return None,
             };
-            last = Some(line);
-            Some(line)
+            let meta = line.line().meta.load(Relaxed);
+            last = Some((line, meta));
+            last
         })
     }
 }
@@ -499,8 +500,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         matches: impl Fn(&K) -> bool,
     ) -> Option<Located<'a, K, V, Self>> {
         let tag = tag_of(hash);
-        Self::lines(chain).find_map(|line| {
-            let meta = line.line().meta.load(Relaxed);
+        Self::lines(chain).find_map(|(line, meta)| {
             slots_of(Self::candidates(meta, tag)).find_map(|index| {
                 let entry = line.block().entry(index);
                 matches(&entry.key).then(|| (Slot::of(chain, line, index), entry))
@@ -511,9 +511,9 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     fn occupied<'a>(
         chain: Chain<'a, Self>,
     ) -> impl Iterator<Item = (Slot<'a, Self>, Copied<K, V>)> {
-        Self::lines(chain).flat_map(move |line| {
+        Self::lines(chain).flat_map(move |(line, meta)| {
             let words = line.block().all_words();
-            slots_of(occupied::<MAX_SLOTS>(line.line().meta.load(Relaxed)))
+            slots_of(occupied::<MAX_SLOTS>(meta))
                 .map(move |index| (Slot::of(chain, line, index), Slots::entry_in(&words, index)))
         })
     }
@@ -556,8 +556,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         let entries = Self::occupied(chain)
             .map(|(_, entry)| (entry.key, entry.value))
             .collect();
-        for line in Self::lines(chain) {
-            let meta = line.line().meta.load(Relaxed);
+        for (line, meta) in Self::lines(chain) {
             line.line().meta.store(meta & LINKED, Relaxed);
         }
         entries

@@ -36,16 +36,11 @@ pub(super) fn tag_of(hash: u64) -> u8 {
     ((hash >> (64 - TAG_BITS)) as u8) | 0x80
 }
 
-/// The tag of slot `slot` in a meta word: its byte, zero if the slot is empty.
-#[inline(always)]
-pub(super) fn tag_at(meta: u64, slot: usize) -> u8 {
-    (meta >> (8 * slot)) as u8
-}
-
-/// The first of the first `slots` slots of a meta word that holds no entry.
+/// The first of the first `slots` slots of a meta word that holds no entry: the lowest byte
+/// whose high bit is clear, since a tag always has it set.
 #[inline(always)]
 pub(super) fn free_slot(meta: u64, slots: usize) -> Option<usize> {
-    (0..slots).find(|&slot| tag_at(meta, slot) == 0)
+    slots_of(!meta & per_slot(slots, 0x80)).next()
 }
 
 /// `meta` with slot `slot`'s tag set to `tag` (zero to empty it).
@@ -54,24 +49,25 @@ pub(super) fn with_tag(meta: u64, slot: usize, tag: u8) -> u64 {
     (meta & !(0xff << (8 * slot))) | (u64::from(tag) << (8 * slot))
 }
 
-/// A byte of ones in each of the low `SLOTS` bytes, times `byte`.
-const fn per_slot<const SLOTS: usize>(byte: u8) -> u64 {
-    (u64::MAX >> (64 - 8 * SLOTS)) / 0xff * byte as u64
+/// A byte of ones in each of the low `slots` bytes, times `byte`.
+#[inline(always)]
+const fn per_slot(slots: usize, byte: u8) -> u64 {
+    (u64::MAX >> (64 - 8 * slots)) / 0xff * byte as u64
 }
 
 /// The slots of a meta word of `SLOTS` tag bytes that hold an entry, as the high bit of each
 /// such slot's byte: a tag always has its high bit set.
 #[inline(always)]
 pub(super) fn occupied<const SLOTS: usize>(meta: u64) -> u64 {
-    meta & per_slot::<SLOTS>(0x80)
+    meta & per_slot(SLOTS, 0x80)
 }
 
 /// The slots whose tag is `tag`, as a mask like [`occupied`]'s, plus at most a few slots past
 /// one that matches (the zero-byte test's borrow), which the caller's key comparison rejects.
 #[inline(always)]
 pub(super) fn tagged<const SLOTS: usize>(meta: u64, tag: u8) -> u64 {
-    let differs = meta ^ per_slot::<SLOTS>(tag);
-    differs.wrapping_sub(per_slot::<SLOTS>(1)) & !differs & per_slot::<SLOTS>(0x80)
+    let differs = meta ^ per_slot(SLOTS, tag);
+    differs.wrapping_sub(per_slot(SLOTS, 1)) & !differs & per_slot(SLOTS, 0x80)
 }
 
 /// The slot indices of a mask from [`occupied`] or [`tagged`], lowest first.
@@ -454,6 +450,22 @@ mod tests {
         }
     }
 
+    /// The tag of slot `slot` in a meta word: its byte, zero if the slot is empty.
+    fn tag_at(meta: u64, slot: usize) -> u8 {
+        (meta >> (8 * slot)) as u8
+    }
+
+    /// `free_slot` finds the lowest slot without a tag, or none when all are tagged.
+    fn free_slot_finds_the_first_untagged_slot<const SLOTS: usize>() {
+        let mut full = 0;
+        for (meta, tags) in random_metas::<SLOTS>() {
+            let expected = (0..SLOTS).find(|&i| tags[i] == 0);
+            assert_eq!(free_slot(meta, SLOTS), expected, "{meta:#x}");
+            full += usize::from(expected.is_none());
+        }
+        assert!(full > 0, "no full line among the random ones");
+    }
+
     /// `tagged` lists every slot with the tag looked for, and no other slot below the first
     /// such one (none at all if there is none).
     fn tagged_lists_every_slot_with_the_tag<const SLOTS: usize>() {
@@ -485,5 +497,7 @@ mod tests {
         occupied_lists_the_tagged_slots::<7>();
         tagged_lists_every_slot_with_the_tag::<5>();
         tagged_lists_every_slot_with_the_tag::<7>();
+        free_slot_finds_the_first_untagged_slot::<5>();
+        free_slot_finds_the_first_untagged_slot::<7>();
     }
 }
