@@ -34,7 +34,8 @@
 //!
 //! # Writes
 //! Every change goes through the holder of the chain head's lock, which reads the lines with
-//! Relaxed loads (the lock orders the writers). Each change a reader may see is bracketed: the
+//! Relaxed loads (the lock orders the writers). A write prefetches the head's slot block before
+//! it takes the lock, so that the block's miss overlaps the one the lock waits for, on the line. Each change a reader may see is bracketed: the
 //! sequence word goes odd, the words change, the word goes even again. An overflow line is filled
 //! before the bracketed store that links it. A key, once placed, stays in its slot until removed,
 //! so a reader scanning the chain finds every key present throughout its scan, as in `bucket.rs`.
@@ -426,9 +427,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         hash: u64,
         matches: impl Fn(&K) -> bool,
     ) -> Found<Self::View<'g>> {
-        let block = ptr::from_ref(head.block()).addr();
-        prefetch(block);
-        prefetch(block + 64);
+        Self::prefetch_slots(head);
         let (meta, at) = head.line().validated(|l| l.meta.load(Relaxed));
         if meta & MOVED != 0 {
             return Found::Moved;
@@ -461,14 +460,20 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         }
     }
 
-    /// Prefetches both lines of the chain's slot block, and the overflow line it links to, if
-    /// any (from a spare block, away from the lines an iteration reads in order). Relaxed: a
-    /// stale link only wastes a prefetch, which never faults.
+    /// Both lines of the head's slot block.
     #[inline(always)]
-    fn prefetch_linked(head: Head<'_, Self>) {
+    fn prefetch_slots(head: Head<'_, Self>) {
         let block = ptr::from_ref(head.block()).addr();
         prefetch(block);
         prefetch(block + 64);
+    }
+
+    /// Prefetches the chain's slot block, and the overflow line it links to, if any (from a spare
+    /// block, away from the lines an iteration reads in order). Relaxed: a stale link only wastes
+    /// a prefetch, which never faults.
+    #[inline(always)]
+    fn prefetch_linked(head: Head<'_, Self>) {
+        Self::prefetch_slots(head);
         let next = head.block().next.load(Relaxed);
         if !next.is_null() {
             prefetch(next.addr());

@@ -198,6 +198,12 @@ pub trait Line<K, V>: Blocks {
         visit: impl FnMut(Self::View<'g>),
     ) -> Result<(), ()>;
 
+    /// Starts loading the slots a lookup or a write of this chain reads after the line itself,
+    /// where they lie apart from it, so that their miss overlaps the line's (a write's lock
+    /// waits for the line). Changes nothing and reads nothing the program uses.
+    #[inline(always)]
+    fn prefetch_slots(_head: Head<'_, Self>) {}
+
     /// Starts loading what [`Line::read_all`] of this chain will follow beyond the line itself,
     /// so that an iteration has it in cache by the time it gets here; changes nothing and reads
     /// nothing the program uses.

@@ -485,6 +485,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         let (result, overflowed) = loop {
             let index = table.chain_at(position(hash));
             let head = table.head(index);
+            L::prefetch_slots(head);
             let lock = match deadline {
                 None => line::lock(head.line()),
                 Some(deadline) => {
