@@ -338,11 +338,11 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
             .collect()
     }
 
-    unsafe fn retire(collector: &Collector, unlinked: *mut Entry<K, V>) {
+    unsafe fn retire<'c>(collector: impl FnOnce() -> &'c Collector, unlinked: *mut Entry<K, V>) {
         // SAFETY: an unlinked entry is unreachable for guards entered from now on: its chain was
         // the only place it was reachable from (a frozen copy of the chain is read only by guards
         // entered before it froze, see `resize.rs`). Freeing waits for the writer's guard too.
-        unsafe { collector.retire(unlinked) };
+        unsafe { collector().retire(unlinked) };
     }
 }
 

@@ -568,7 +568,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     }
 
     /// Nothing to retire: readers copy entries out, so none can hold a slot's old contents.
-    unsafe fn retire(_: &Collector, (): ()) {}
+    unsafe fn retire<'c>(_: impl FnOnce() -> &'c Collector, (): ()) {}
 }
 
 #[cfg(all(test, not(shuttle)))]

@@ -265,11 +265,12 @@ pub trait Line<K, V>: Blocks {
     /// whole table (no reader or writer left), to move or free them.
     fn drain(chain: Chain<'_, Self>) -> Vec<(K, V)>;
 
-    /// Hands what a write unlinked to `collector`.
+    /// Hands what a write unlinked to the map's collector, which `collector` gives (asked only by
+    /// lines that retire something, so that the others' writes never load it).
     ///
     /// # Safety
     /// `unlinked` was taken out of its chain by the caller's write, and is retired once.
-    unsafe fn retire(collector: &Collector, unlinked: Self::Unlinked);
+    unsafe fn retire<'c>(collector: impl FnOnce() -> &'c Collector, unlinked: Self::Unlinked);
 }
 
 /// A line and the block it describes.

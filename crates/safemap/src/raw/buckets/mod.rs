@@ -226,7 +226,8 @@ struct Locked<'a, K, V, L: Line<K, V>> {
     table: &'a Table<K, V, L>,
     /// The chain's index in `table`.
     index: usize,
-    collector: &'a Collector,
+    /// Where displaced entries are retired; made before the map's first root (`install_root`).
+    buckets: &'a Buckets<K, V, L>,
     pass: &'a Pass<'a>,
     /// Whether an overflow bucket was linked, so the table may need to grow.
     overflowed: Cell<bool>,
@@ -257,7 +258,7 @@ impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
     fn replace(&self, slot: Slot<'a, L>, entry: L::Item) {
         let old = L::replace(slot, entry);
         // SAFETY: unlinked just now, by this write, so retired once.
-        unsafe { L::retire(self.collector, old) };
+        unsafe { L::retire(|| self.buckets.collector(), old) };
     }
 
     /// Empties `slot` and retires its entry. The entry stays readable while this write's guard
@@ -265,7 +266,7 @@ impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
     fn remove(&self, slot: Slot<'a, L>) {
         let old = L::remove(slot);
         // SAFETY: as in `replace`.
-        unsafe { L::retire(self.collector, old) };
+        unsafe { L::retire(|| self.buckets.collector(), old) };
         self.pass.count(-1);
     }
 }
@@ -333,6 +334,8 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     fn install_root(&self, keeps: &impl Keeps, bits: u32) {
         let _starting = self.resizing.lock();
         if self.root_table(keeps).is_none() {
+            // First, as `reading` takes a map without a collector for a map without a table.
+            self.collector();
             // Release: a reader that loads the root sees the table as built.
             self.root.store(Box::into_raw(Table::new(bits)), Release);
         }
@@ -480,7 +483,6 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         let Some(pass) = self.gate.pass(deadline) else {
             return Err(payload);
         };
-        let collector = self.collector();
         let mut table = self.root_for_write(&pass);
         let (result, overflowed) = loop {
             let index = table.chain_at(position(hash));
@@ -508,7 +510,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
                 chain,
                 table,
                 index,
-                collector,
+                buckets: self,
                 pass: &pass,
                 overflowed: Cell::new(false),
             };
