@@ -114,8 +114,11 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     const READS_ANNOUNCED: bool = false;
 
     #[inline(always)]
-    fn enter_read<'a>(collector: &'a Collector, _: &'a Gate) -> Guard<'a> {
-        collector.enter()
+    fn enter_read<'a>(
+        collector: impl FnOnce() -> Option<&'a Collector>,
+        _: &'a Gate,
+    ) -> Option<Guard<'a>> {
+        collector().map(Collector::enter)
     }
 
     fn new() -> Self {

@@ -381,8 +381,11 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     const READS_ANNOUNCED: bool = true;
 
     #[inline(always)]
-    fn enter_read<'a>(_: &'a Collector, gate: &'a Gate) -> ReadPass<'a> {
-        gate.read()
+    fn enter_read<'a>(
+        _: impl FnOnce() -> Option<&'a Collector>,
+        gate: &'a Gate,
+    ) -> Option<ReadPass<'a>> {
+        Some(gate.read())
     }
 
     fn new() -> Self {

@@ -159,8 +159,13 @@ pub trait Line<K, V>: Blocks {
     /// that no reader holds anything but tables, can.
     const READS_ANNOUNCED: bool;
 
-    /// Starts a read of a map with this reclamation and gate.
-    fn enter_read<'a>(collector: &'a Collector, gate: &'a Gate) -> Self::Reader<'a>;
+    /// Starts a read of a map with this gate and the collector `collector` gives, if it has
+    /// made one; `None` if the read needs the collector and there is none (nor, then, a table).
+    /// Lines whose reads announce themselves never ask for it.
+    fn enter_read<'a>(
+        collector: impl FnOnce() -> Option<&'a Collector>,
+        gate: &'a Gate,
+    ) -> Option<Self::Reader<'a>>;
 
     /// An empty line.
     fn new() -> Self;

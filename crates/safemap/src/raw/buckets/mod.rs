@@ -301,20 +301,23 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         unsafe { &*made }
     }
 
-    /// What a read holds (a guard, or an announcement); `None` while no write has made the
-    /// reclamation, hence no table.
+    /// What a read holds (a guard, or an announcement); `None` for a guard while no write has
+    /// made the reclamation, hence no table (`install_root` makes it first).
     #[inline(always)]
     fn reading(&self) -> Option<L::Reader<'_>> {
-        // Acquire: as in `collector`.
-        let made = self.collector.load(Acquire);
-        // SAFETY: as in `collector`.
-        let collector = unsafe { made.as_ref() }?;
-        Some(L::enter_read(collector, &self.gate))
+        let made = || {
+            // Acquire: as in `collector`.
+            let made = self.collector.load(Acquire);
+            // SAFETY: as in `collector`.
+            unsafe { made.as_ref() }
+        };
+        L::enter_read(made, &self.gate)
     }
 
     /// What a read holds, the reclamation made first if need be: for whole-map work.
     fn reading_made(&self) -> L::Reader<'_> {
-        L::enter_read(self.collector(), &self.gate)
+        L::enter_read(|| Some(self.collector()), &self.gate)
+            .expect("a read with a made collector is entered")
     }
 
     #[inline(always)]
