@@ -114,9 +114,12 @@ pub(crate) struct Pass<'a> {
 /// A read announced in the gate ([`Gate::read`]): the tables it loads stay allocated until it is
 /// dropped, as a write's pass keeps them (`mod.rs`).
 pub struct ReadPass<'a> {
-    /// The lane the read entered, and whether it is the thread's own; `None` for a read nested
-    /// in another of the same thread, whose announcement covers it.
-    lane: Option<(&'a Lane, bool)>,
+    /// The thread's own lane, if the read entered it: only this thread writes it. Apart from
+    /// `shared` so that leaving it, the common case, tests one pointer.
+    own: Option<&'a Lane>,
+    /// The shared lane, if the read entered that instead. Neither for a read nested in another
+    /// of the same thread, whose announcement covers it.
+    shared: Option<&'a Lane>,
 }
 
 /// The whole gate, held exclusively; reopened when dropped.
@@ -186,7 +189,13 @@ impl Gate {
     /// freed before the read ends (`mod.rs`). Never waits, and never stops a closer.
     #[inline(always)]
     pub(crate) fn read(&self) -> ReadPass<'_> {
-        match thread_index::current().and_then(|index| self.slots.get(index)) {
+        self.read_in(thread_index::current().and_then(|index| self.slots.get(index)))
+    }
+
+    /// [`Gate::read`] in `own`, the thread's own slot, or in the shared one if it has none.
+    #[inline(always)]
+    fn read_in<'a>(&'a self, own: Option<&'a CachePadded<Slot>>) -> ReadPass<'a> {
+        match own {
             Some(slot) => {
                 let lane = &slot.reads;
                 // Relaxed: only this thread writes its own lane.
@@ -194,23 +203,34 @@ impl Gate {
                 if entered != lane.left.load(Relaxed) {
                     // Inside a read of this thread (a callback): that read's announcement,
                     // which stays up until after this one, covers what this one loads.
-                    return ReadPass { lane: None };
+                    return ReadPass {
+                        own: None,
+                        shared: None,
+                    };
                 }
                 // The light side's store and fence (module docs), as a write's announcement.
                 lane.entered.store(entered + 1, barrier::light_store());
                 barrier::light_fence();
                 ReadPass {
-                    lane: Some((lane, true)),
+                    own: Some(lane),
+                    shared: None,
                 }
             }
             None => {
                 // SeqCst: the light side's store, as for a write through the shared slot.
                 self.shared.reads.entered.fetch_add(1, SeqCst);
                 ReadPass {
-                    lane: Some((&self.shared.reads, false)),
+                    own: None,
+                    shared: Some(&self.shared.reads),
                 }
             }
         }
+    }
+
+    /// A read announced in the shared slot, as a thread without a slot of its own announces it.
+    #[cfg(test)]
+    pub(crate) fn read_shared(&self) -> ReadPass<'_> {
+        self.read_in(None)
     }
 
     /// Waits until the closer lets go of the gate; `None` if `deadline` passes first.
@@ -472,15 +492,11 @@ impl Drop for ReadPass<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         // Release: every load of the read happens before a retirer's scan that sees it gone.
-        match self.lane {
-            Some((lane, true)) => {
-                let left = lane.left.load(Relaxed);
-                lane.left.store(left + 1, Release);
-            }
-            Some((lane, false)) => {
-                lane.left.fetch_add(1, Release);
-            }
-            None => {}
+        if let Some(lane) = self.own {
+            let left = lane.left.load(Relaxed);
+            lane.left.store(left + 1, Release);
+        } else if let Some(lane) = self.shared {
+            lane.left.fetch_add(1, Release);
         }
     }
 }

@@ -245,7 +245,7 @@ mod tests {
 
     use super::CHUNK;
     use crate::map::DefaultHashBuilder;
-    use crate::raw::buckets::gate::{Gate, Pass};
+    use crate::raw::buckets::gate::{Gate, Pass, ReadPass};
     use crate::raw::buckets::line::Line;
     use crate::raw::buckets::{Bucket, Buckets, Inline};
     use crate::raw::core::{Core, Wait};
@@ -423,13 +423,16 @@ mod tests {
     }
 
     /// Where readers announce themselves, a table a finished resize leaves behind waits, parked,
-    /// while a read that was under way then may still hold it (whatever `meanwhile` does), and
-    /// is freed at the first write to leave after the read has.
-    fn parked_while_a_read_is_under_way(meanwhile: impl FnOnce(&Gate)) {
+    /// while a read (`read` announces it) that was under way then may still hold it (whatever
+    /// `meanwhile` does), and is freed at the first write to leave after the read has.
+    fn parked_while_a_read_is_under_way(
+        read: impl Fn(&Gate) -> ReadPass<'_>,
+        meanwhile: impl FnOnce(&Gate),
+    ) {
         let (core, hasher, mut next) = (Pod::default(), DefaultHashBuilder::default(), 0);
-        // A read before: each announcement leaves the thread's lane idle behind it.
-        drop(core.gate.read());
-        let read = resize_beside(&core, &hasher, &mut next, Gate::read);
+        // A read before: each announcement leaves its lane idle behind it.
+        drop(read(&core.gate));
+        let read = resize_beside(&core, &hasher, &mut next, &read);
         meanwhile(&core.gate);
         insert_until(&core, &hasher, &mut next, |_| true);
         assert_eq!(
@@ -447,14 +450,21 @@ mod tests {
 
     #[test]
     fn a_table_left_behind_waits_for_an_announced_read() {
-        parked_while_a_read_is_under_way(|_| {});
+        parked_while_a_read_is_under_way(Gate::read, |_| {});
     }
 
     /// A read nested in another of the same thread (a callback) is covered by the outer one's
     /// announcement: its leaving must not count as the outer read's.
     #[test]
     fn a_nested_read_does_not_end_the_outer_ones_wait() {
-        parked_while_a_read_is_under_way(|gate| drop(gate.read()));
+        parked_while_a_read_is_under_way(Gate::read, |gate| drop(gate.read()));
+    }
+
+    /// A read of a thread without a slot of its own, announced in the shared slot (which many
+    /// threads' reads enter at once), holds a table left behind too, and lets it go on leaving.
+    #[test]
+    fn a_table_left_behind_waits_for_a_read_through_the_shared_slot() {
+        parked_while_a_read_is_under_way(Gate::read_shared, |_| {});
     }
 
     /// A write through the shared slot (here a pass taken while this thread's own slot is busy)
