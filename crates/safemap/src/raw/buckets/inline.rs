@@ -35,10 +35,11 @@
 //! # Writes
 //! Every change goes through the holder of the chain head's lock, which reads the lines with
 //! Relaxed loads (the lock orders the writers). A write prefetches the head's slot block before
-//! it takes the lock, so that the block's miss overlaps the one the lock waits for, on the line. Each change a reader may see is bracketed: the
-//! sequence word goes odd, the words change, the word goes even again. An overflow line is filled
-//! before the bracketed store that links it. A key, once placed, stays in its slot until removed,
-//! so a reader scanning the chain finds every key present throughout its scan, as in `bucket.rs`.
+//! it takes the lock, so that the block's miss overlaps the one the lock waits for, on the line.
+//! Each change a reader may see is bracketed: the sequence word goes odd, the words change, the
+//! word goes even again. An overflow line is filled before the bracketed store that links it. A
+//! key, once placed, stays in its slot until removed, so a reader scanning the chain finds every
+//! key present throughout its scan, as in `bucket.rs`.
 //!
 //! # Orderings
 //! - Writer: `seq = s + 1` (Relaxed), fence(Release), the stores (Relaxed), `seq = s + 2`
