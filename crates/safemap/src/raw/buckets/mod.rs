@@ -53,9 +53,10 @@
 //! after the announcement: the same handshake with the mover's `SeqCst` store of the root and
 //! [`Gate::under_way`], which notes the reads under way with the writes. A parked table is then
 //! freed, not retired, once both have left. A root that `clear` or `shrink_to_fit` takes out is
-//! parked the same way, with the gate closed (for pointer lines, it is then retired at once). A read that runs inside another of its thread (a callback) is
-//! covered by the outer one's announcement and makes none. The tables a read-only stretch leaves
-//! parked go at the next write, or with the map.
+//! parked the same way, with the gate closed (for pointer lines, it is then retired at once). A
+//! read that runs inside another of its thread (a callback) is covered by the outer one's
+//! announcement and makes none. The tables a read-only stretch leaves parked go at the next
+//! write, or with the map.
 
 mod bucket;
 mod gate;
@@ -143,6 +144,22 @@ impl<K, V, L: Line<K, V>> Leaving<K, V, L> {
             drop(Detached(Some(table)));
         } else {
             drop(table);
+        }
+    }
+
+    /// Hands the table, and with a detached root what it still owns, to `collector`.
+    ///
+    /// # Safety
+    /// As for [`Leaving::free`], but for guards entered before now, which `collector` waits for.
+    unsafe fn retire(self, collector: &Collector) {
+        if self.detached {
+            // SAFETY: as the caller promises.
+            let detached = Detached(Some(unsafe { Box::from_raw(self.table) }));
+            // SAFETY: boxed just now and retired once.
+            unsafe { collector.retire(Box::into_raw(Box::new(detached))) };
+        } else {
+            // SAFETY: as the caller promises.
+            unsafe { collector.retire(self.table) };
         }
     }
 }
@@ -427,17 +444,11 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             if L::READS_ANNOUNCED && cfg!(not(shuttle)) {
                 // SAFETY: so no one can reach it: every reader of these lines announces itself.
                 unsafe { parked.free() };
-            } else if parked.detached {
+            } else {
                 // (Also under shuttle, whose collector keeps what it is given, so that a use of
                 // the table, which it marks, fails the schedule.)
-                // SAFETY: as for `Leaving::free`.
-                let detached = Detached(Some(unsafe { Box::from_raw(parked.table) }));
-                // SAFETY: boxed just now and retired once, unreachable to any guard entered from
-                // now on, as below.
-                unsafe { self.collector().retire(Box::into_raw(Box::new(detached))) };
-            } else {
                 // SAFETY: so it is retired once, unreachable to any guard entered from now on.
-                unsafe { self.collector().retire(parked.table) };
+                unsafe { parked.retire(self.collector()) };
             }
         }
         self.collector().flush();
