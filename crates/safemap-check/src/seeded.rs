@@ -4,7 +4,7 @@
 //! it wrong. The broken paths yield the thread in their race window, so that the races they
 //! contain show up within a few histories rather than once in a blue moon.
 
-use std::borrow::Borrow;
+use safemap::Equivalent;
 use std::hash::Hash;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,15 +95,14 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
 
     fn get<Q>(&self, key: &Q) -> Option<Val>
     where
-        Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<Key> + ?Sized,
     {
         if BUG == bug::STALE_READ {
             let cache = self.cache.lock();
             return cache
                 .0
                 .iter()
-                .find(|(k, _)| k.borrow() == key)
+                .find(|(k, _)| key.equivalent(k))
                 .map(|(_, v)| *v);
         }
         self.inner.get(key)
@@ -111,8 +110,7 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
 
     fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&Val) -> R) -> Option<R>
     where
-        Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<Key> + ?Sized,
     {
         self.inner.get_with(key, read)
     }
@@ -131,16 +129,14 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
 
     fn remove<Q>(&self, key: &Q) -> Option<Val>
     where
-        Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<Key> + ?Sized,
     {
         self.after_write(self.inner.remove(key))
     }
 
     fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&Key, &Val) -> bool) -> Option<Val>
     where
-        Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<Key> + ?Sized,
     {
         self.after_write(self.inner.remove_if(key, remove))
     }
@@ -184,8 +180,7 @@ impl<const BUG: u8> ConcurrentMap<Key, Val> for Seeded<BUG> {
 
     fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut Val) -> R) -> Option<R>
     where
-        Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<Key> + ?Sized,
     {
         self.after_write(self.inner.update(key, change))
     }

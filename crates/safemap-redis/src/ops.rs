@@ -1,9 +1,10 @@
 //! [`RedisMap`]'s [`TryConcurrentMap`] operations, each one script or command on the server, or a
 //! lease around a closure run here.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{Hash, RandomState};
+
+use safemap::Equivalent;
 
 use safemap::fallible::TryConcurrentMap;
 use safemap::{Action, Consistency, MapSnapshot};
@@ -19,20 +20,22 @@ use crate::scan::Scan;
 /// [`snapshot`](TryConcurrentMap::snapshot): of one instant in the one-hash layout, key by key
 /// in the key-per-entry layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RedisSnapshot<K: Hash + Eq, V>(HashMap<K, V>);
+pub struct RedisSnapshot<K: Hash + Eq, V>(Entries<K, V>);
+
+/// A snapshot's entries: hashbrown's map, which finds a key by any [`Equivalent`] form of it.
+type Entries<K, V> = hashbrown::HashMap<K, V, RandomState>;
 
 impl<K: Hash + Eq, V> RedisSnapshot<K, V> {
     /// The entries, by value.
     pub fn into_inner(self) -> HashMap<K, V> {
-        self.0
+        self.0.into_iter().collect()
     }
 }
 
 impl<K: Hash + Eq, V> MapSnapshot<K, V> for RedisSnapshot<K, V> {
     fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.0.get(key)
     }
@@ -151,11 +154,11 @@ where
     }
 
     /// Every entry of the one hash at one instant (`HGETALL`).
-    fn whole_hash(&self) -> Result<HashMap<K, V>, Error> {
+    fn whole_hash(&self) -> Result<Entries<K, V>, Error> {
         let flat: Vec<Vec<u8>> = redis::cmd("HGETALL")
             .arg(self.names.data())
             .query(&mut *self.connection()?)?;
-        let mut entries = HashMap::with_capacity(flat.len() / 2);
+        let mut entries = Entries::with_capacity_and_hasher(flat.len() / 2, RandomState::new());
         for pair in flat.chunks_exact(2) {
             entries.insert(
                 self.decode_key(&pair[0])?,

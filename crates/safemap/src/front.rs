@@ -14,7 +14,7 @@
 //! `ShardedMap<K, V, S> = SafeMap<Tables<K, V, ManyTables>, S>`; its own file adds constructors
 //! and the methods only it has.
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::convert::Infallible;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -132,8 +132,7 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
     #[inline]
     fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&C::Value) -> R) -> Option<R>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         self.enter();
         self.core.get(self.probe(key), read)
@@ -148,8 +147,7 @@ impl<C: Core, S: BuildHasher> SafeMap<C, S> {
         remove: impl FnOnce(&C::Key, &C::Value) -> bool,
     ) -> Result<Option<C::Value>, TimedOut<()>>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         let id = self.enter();
         let remove =
@@ -291,8 +289,7 @@ where
     #[inline]
     fn get<Q>(&self, key: &Q) -> Option<C::Value>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
         C::Value: Clone,
     {
         self.read(key, C::Value::clone)
@@ -300,8 +297,7 @@ where
 
     fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&C::Value) -> R) -> Option<R>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         let id = self.id();
         self.read(key, |v| reentry::run_inside(id, "get_with", || read(v)))
@@ -310,8 +306,7 @@ where
     #[inline]
     fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         self.read(key, |_| ()).is_some()
     }
@@ -324,8 +319,7 @@ where
     #[inline]
     fn remove<Q>(&self, key: &Q) -> Option<C::Value>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         self.enter();
         waited(
@@ -340,8 +334,7 @@ where
         remove: impl FnOnce(&C::Key, &C::Value) -> bool,
     ) -> Option<C::Value>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         waited(self.remove_waiting(Wait::Forever, key, remove))
     }
@@ -370,8 +363,7 @@ where
 
     fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut C::Value) -> R) -> Option<R>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         let id = self.enter();
         let change = |value: &mut C::Value| reentry::run_inside(id, "update", || change(value));
@@ -571,8 +563,7 @@ where
 {
     fn try_get_until<Q>(&self, key: &Q, deadline: Instant) -> Result<Option<C::Value>, TimedOut<()>>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
         C::Value: Clone,
     {
         self.enter();
@@ -594,8 +585,7 @@ where
         deadline: Instant,
     ) -> Result<Option<C::Value>, TimedOut<()>>
     where
-        C::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<C::Key> + ?Sized,
     {
         self.remove_waiting(Wait::Until(deadline), key, |_, _| true)
     }

@@ -217,6 +217,7 @@ mod snapshot;
 mod sync;
 mod tally;
 
+pub use equivalent::Equivalent;
 pub use front::{IntoIter, Iter, SafeMap};
 pub use locked::LockedMap;
 pub use map::{

@@ -5,7 +5,7 @@
 //! Every method takes `&self` and returns owned data, so no lock guard ever leaves a call: nothing
 //! returned can deadlock the map, and nothing returned pins a lock across an `.await`.
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::fmt;
 use std::hash::Hash;
 use std::time::Instant;
@@ -185,8 +185,30 @@ pub enum Blocks {
 
 /// A concurrent hash map whose every operation takes `&self` and returns owned data.
 ///
-/// Names follow [`std::collections::HashMap`]. Lookups accept any borrowed form `Q` of the key,
-/// as `HashMap::get` does. Each strategy states its guarantees in [`Self::CONSISTENCY`].
+/// Names follow [`std::collections::HashMap`]. Lookups accept any form `Q` of the key that is
+/// [`Equivalent`](crate::Equivalent) to it and hashes as it does: every borrowed form, as
+/// `HashMap::get` takes, and forms of one's own, as hashbrown, indexmap, papaya and scc take (a
+/// composite key found without building one). Each strategy states its guarantees in
+/// [`Self::CONSISTENCY`].
+///
+/// ```
+/// use safemap::{ConcurrentMap, Equivalent, ShardedMap};
+///
+/// /// A (user, device) pair of borrowed names, hashing as the owned pair does.
+/// #[derive(Hash)]
+/// struct Pair<'a>(&'a str, &'a str);
+///
+/// impl Equivalent<(String, String)> for Pair<'_> {
+///     fn equivalent(&self, key: &(String, String)) -> bool {
+///         self.0 == key.0 && self.1 == key.1
+///     }
+/// }
+///
+/// let sessions: ShardedMap<(String, String), u32> = ShardedMap::new();
+/// sessions.insert(("ana".to_string(), "phone".to_string()), 7);
+/// assert_eq!(sessions.get(&Pair("ana", "phone")), Some(7));
+/// assert_eq!(sessions.get(&Pair("ana", "laptop")), None);
+/// ```
 ///
 /// Rules that hold for every implementation:
 /// - no lock guard escapes a call;
@@ -223,8 +245,7 @@ pub trait ConcurrentMap<K, V> {
     /// ```
     fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone;
 
     /// Runs `read` on the value for `key` and returns its result, without cloning the value.
@@ -242,14 +263,12 @@ pub trait ConcurrentMap<K, V> {
     /// ```
     fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// Whether `key` is present.
     fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get_with(key, |_| ()).is_some()
     }
@@ -270,8 +289,7 @@ pub trait ConcurrentMap<K, V> {
     /// hold keep a clone of it until they let go.
     fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// Removes `key` only if `remove` returns true for its entry, atomically; returns the removed
     /// value. Calling back into the same map from `remove` panics.
@@ -285,8 +303,7 @@ pub trait ConcurrentMap<K, V> {
     /// ```
     fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// Returns the value for `key`, first storing `make()` if the key is absent.
     ///
@@ -351,8 +368,7 @@ pub trait ConcurrentMap<K, V> {
     /// ```
     fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// Changes the value for `key` in place, first building it with `make()` if the key is
     /// absent (`entry(k).or_insert_with(make)` followed by a change, without a guard); returns
@@ -546,14 +562,12 @@ pub trait MapSnapshot<K, V> {
     /// The value for `key` at the snapshot's instant.
     fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// Whether `key` was present at the snapshot's instant.
     fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get(key).is_some()
     }
@@ -623,8 +637,7 @@ pub trait DeadlineMap<K, V>: ConcurrentMap<K, V> {
     /// [`ConcurrentMap::get`], giving up at `deadline`.
     fn try_get_until<Q>(&self, key: &Q, deadline: Instant) -> Result<Option<V>, TimedOut<()>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone;
 
     /// [`ConcurrentMap::insert`], giving up at `deadline`; on timeout the key and value come back.
@@ -638,8 +651,7 @@ pub trait DeadlineMap<K, V>: ConcurrentMap<K, V> {
     /// [`ConcurrentMap::remove`], giving up at `deadline`.
     fn try_remove_until<Q>(&self, key: &Q, deadline: Instant) -> Result<Option<V>, TimedOut<()>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// [`ConcurrentMap::compute`], giving up at `deadline`; on timeout `update` has not run and
     /// the key comes back.

@@ -8,7 +8,7 @@
 //! one, so an audit log or an eBPF probe can correlate keys across maps, process restarts and
 //! versions of this crate without ever seeing the keys themselves.
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
@@ -445,8 +445,7 @@ where
 
     fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.keyed(Operation::Get, audit_hash(key), |m| m.get(key), found)
@@ -454,8 +453,7 @@ where
 
     fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.keyed(
             Operation::GetWith,
@@ -467,8 +465,7 @@ where
 
     fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let judge = |present: &bool| {
             if *present {
@@ -503,8 +500,7 @@ where
 
     fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.keyed(
             Operation::Remove,
@@ -516,8 +512,7 @@ where
 
     fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let call = |m: &M| m.remove_if(key, remove);
         self.keyed(Operation::RemoveIf, audit_hash(key), call, removed)
@@ -567,8 +562,7 @@ where
 
     fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let judge = |changed: &Option<R>| {
             if changed.is_some() {

@@ -7,7 +7,7 @@
 //! promotion step, so no O(n) cliff when new keys arrive, a resize rehashes one shard only, and
 //! values are stored inline, not boxed.
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hash};
 
@@ -77,8 +77,7 @@ where
     /// whether it did. Calling back into the same map from `PartialEq` panics.
     pub fn compare_and_swap<Q>(&self, key: &Q, current: &V, new: V) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: PartialEq,
     {
         let id = self.enter();
@@ -90,8 +89,7 @@ where
     /// did.
     pub fn compare_and_remove<Q>(&self, key: &Q, current: &V) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: PartialEq,
     {
         self.remove_if(key, |_, v| v == current).is_some()

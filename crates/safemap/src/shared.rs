@@ -4,7 +4,7 @@
 //! over `Deref`, it leaves no room for a `ConcurrentMap` impl of one's own on a type that derefs
 //! to a map; wrap such a type in a struct without `Deref` instead.)
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::hash::Hash;
 use std::ops::Deref;
 
@@ -33,8 +33,7 @@ where
 
     fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         (**self).get(key)
@@ -42,16 +41,14 @@ where
 
     fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         (**self).get_with(key, read)
     }
 
     fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         (**self).contains_key(key)
     }
@@ -62,16 +59,14 @@ where
 
     fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         (**self).remove(key)
     }
 
     fn remove_if<Q>(&self, key: &Q, remove: impl FnOnce(&K, &V) -> bool) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         (**self).remove_if(key, remove)
     }
@@ -92,8 +87,7 @@ where
 
     fn update<Q, R>(&self, key: &Q, change: impl FnOnce(&mut V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         (**self).update(key, change)
     }

@@ -11,7 +11,7 @@
 //! publishes many changes as one version. A snapshot is the current version itself: O(1), and
 //! valid for as long as it is kept.
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::hash::{BuildHasher, Hash};
 
 use crate::front::SafeMap;
@@ -119,8 +119,7 @@ where
     /// The value for `key`, with this batch's changes so far applied.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.trie.get(self.lookup(key)).map(|(_, v)| v)
     }
@@ -135,8 +134,7 @@ where
     /// Removes `key`, returning its value.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let removed = (self.trie).remove(self.lookup(key), self.hasher);
         self.changed |= removed.is_some();

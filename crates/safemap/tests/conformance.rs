@@ -40,6 +40,29 @@ for_every_strategy! {
         assert_eq!(m.remove("alpha"), Some(vec![1, 2]));
     }
 
+    /// A form of the key of the caller's own, equivalent to it and hashing as it does, finds and
+    /// changes the entry, in the map and in its snapshot; an absent one finds nothing.
+    #[test]
+    fn lookups_accept_equivalent_forms() {
+        #[derive(Hash)]
+        struct Pair<'a>(&'a str, &'a str);
+        impl safemap::Equivalent<(String, String)> for Pair<'_> {
+            fn equivalent(&self, key: &(String, String)) -> bool {
+                self.0 == key.0 && self.1 == key.1
+            }
+        }
+        let m: Map<(String, String), u32> = Map::new();
+        m.insert(("ana".to_string(), "phone".to_string()), 7);
+        assert_eq!(m.get(&Pair("ana", "phone")), Some(7));
+        assert_eq!(m.get(&Pair("ana", "laptop")), None);
+        assert_eq!(m.update(&Pair("ana", "phone"), |v| { *v += 1; *v }), Some(8));
+        assert_eq!(m.snapshot().get(&Pair("ana", "phone")), Some(&8));
+        assert!(!m.snapshot().contains_key(&Pair("bo", "phone")));
+        assert_eq!(m.remove_if(&Pair("ana", "phone"), |_, v| *v == 0), None);
+        assert_eq!(m.remove(&Pair("ana", "phone")), Some(8));
+        assert!(!m.contains_key(&Pair("ana", "phone")));
+    }
+
     /// Replacing a present key's value keeps the stored key, as std's `insert` does: a key equal
     /// by `Eq` but spelled differently shows which one stays.
     #[test]

@@ -4,7 +4,7 @@
 //! `compute`, `update` and `update_or_insert_with` are the five operations here, written once for
 //! every core; a core writes only how to lock and locate (`Core::write`) and its entry.
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 
 use crate::map::Action;
 
@@ -17,7 +17,7 @@ pub trait Probe<K>: Copy {
     fn matches(&self, stored: &K) -> bool;
 }
 
-/// A probe for `key`, in any borrowed form `Q` of the stored keys.
+/// A probe for `key`, in any form `Q` equivalent to the stored keys (a borrowed form, for one).
 pub struct Lookup<'q, Q: ?Sized> {
     /// The key's hash under the map's hasher.
     pub hash: u64,
@@ -33,7 +33,7 @@ impl<Q: ?Sized> Clone for Lookup<'_, Q> {
 
 impl<Q: ?Sized> Copy for Lookup<'_, Q> {}
 
-impl<K: Borrow<Q>, Q: Eq + ?Sized> Probe<K> for Lookup<'_, Q> {
+impl<K, Q: Equivalent<K> + ?Sized> Probe<K> for Lookup<'_, Q> {
     #[inline]
     fn hash(&self) -> u64 {
         self.hash
@@ -41,7 +41,7 @@ impl<K: Borrow<Q>, Q: Eq + ?Sized> Probe<K> for Lookup<'_, Q> {
 
     #[inline]
     fn matches(&self, stored: &K) -> bool {
-        stored.borrow() == self.key
+        self.key.equivalent(stored)
     }
 }
 
@@ -56,7 +56,7 @@ pub trait Target<K>: Sized {
     fn into_key(self) -> Option<K>;
 }
 
-impl<K: Borrow<Q>, Q: Eq + ?Sized> Target<K> for Lookup<'_, Q> {
+impl<K, Q: Equivalent<K> + ?Sized> Target<K> for Lookup<'_, Q> {
     const OWNS_KEY: bool = false;
 
     #[inline]

@@ -1,7 +1,7 @@
 //! [`TableSnapshot`]: the frozen copy of a table-based map's tables, taken at one instant by the
 //! lock-based core (`raw::tables`) and the left-right core (`raw::left_right`).
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
@@ -40,12 +40,11 @@ impl<K, V, S> TableSnapshot<K, V, S> {
 impl<K: Hash + Eq, V, S: BuildHasher> MapSnapshot<K, V> for TableSnapshot<K, V, S> {
     fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
         self.tables[self.routing.shard(hash)]
-            .find(hash, |(k, _)| k.borrow() == key)
+            .find(hash, |(k, _)| key.equivalent(k))
             .map(|(_, v)| v)
     }
 

@@ -9,7 +9,7 @@
 //! retired after the lock is released and freed once no reader can still hold it
 //! (`raw::published`).
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::mem;
@@ -333,8 +333,7 @@ where
 {
     fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
         self.version.get(Lookup { hash, key }).map(|(_, v)| v)
