@@ -330,9 +330,6 @@ impl TryConcurrentMap<Key, Val> for GetThenSet {
     ) -> Result<Option<Val>, Error> {
         self.0.remove_if(key, remove)
     }
-    fn get_or_insert_with(&self, key: Key, make: impl FnOnce() -> Val) -> Result<Val, Error> {
-        self.0.get_or_insert_with(key, make)
-    }
     fn try_get_or_insert_with<E>(
         &self,
         key: Key,

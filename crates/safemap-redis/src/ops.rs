@@ -209,14 +209,6 @@ where
         })
     }
 
-    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> Result<V, Error>
-    where
-        V: Clone,
-    {
-        self.try_get_or_insert_with(key, || Ok::<_, std::convert::Infallible>(make()))
-            .map(|made| made.unwrap_or_else(|never| match never {}))
-    }
-
     fn try_get_or_insert_with<E>(
         &self,
         key: K,

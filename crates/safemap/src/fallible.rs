@@ -72,10 +72,15 @@ pub trait TryConcurrentMap<K, V> {
         remove: impl FnOnce(&K, &V) -> bool,
     ) -> Result<Option<V>, Self::Error>;
 
-    /// [`ConcurrentMap::get_or_insert_with`].
+    /// [`ConcurrentMap::get_or_insert_with`]: by default,
+    /// [`try_get_or_insert_with`](Self::try_get_or_insert_with) with a `make` that cannot fail.
     fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> Result<V, Self::Error>
     where
-        V: Clone;
+        V: Clone,
+    {
+        let made = self.try_get_or_insert_with(key, || Ok::<_, Infallible>(make()))?;
+        Ok(made.unwrap_or_else(|never| match never {}))
+    }
 
     /// [`ConcurrentMap::try_get_or_insert_with`]: the outer error is the map's, the inner one
     /// `make`'s.
