@@ -17,11 +17,11 @@ use std::hash::BuildHasher;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use super::gate::Gate;
 use super::line::{
     Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Unit, free_slot, slots_of,
     tag_of, tagged, with_tag,
 };
+use crate::raw::entry::Probe;
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
 use crate::sync::{AtomicPtr, AtomicU64, Mutex};
@@ -79,8 +79,8 @@ impl<K, V> Bucket<K, V> {
             if let Some(index) = free_slot(meta, SLOTS) {
                 // Release: a reader that loads the pointer sees the entry's contents.
                 bucket.slots[index].store(entry, Release);
-                // Release: a reader that sees the tag sees the slot.
-                bucket.meta.store(with_tag(meta, index, tag), Release);
+                // A reader that sees the tag sees the slot.
+                bucket.publish_meta(with_tag(meta, index, tag));
                 return false;
             }
             last = bucket;
@@ -110,16 +110,6 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
 
     /// A reclamation guard: readers dereference entries that writes retire.
     type Reader<'a> = Guard<'a>;
-
-    const READS_ANNOUNCED: bool = false;
-
-    #[inline(always)]
-    fn enter_read<'a>(
-        collector: impl FnOnce() -> Option<&'a Collector>,
-        _: &'a Gate,
-    ) -> Option<Guard<'a>> {
-        collector().map(Collector::enter)
-    }
 
     fn new() -> Self {
         Bucket {
@@ -155,9 +145,9 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     fn find<'g>(
         head: Head<'g, Self>,
         guard: &'g Guard<'_>,
-        hash: u64,
-        matches: impl Fn(&K) -> bool,
+        probe: impl Probe<K>,
     ) -> Found<&'g Entry<K, V>> {
+        let hash = probe.hash();
         let mut bucket = head.line();
         // Acquire: seeing a tag (or MOVED) makes the slot (or the next table's copy) visible.
         let mut meta = bucket.meta.load(Acquire);
@@ -175,7 +165,7 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
                 // before this load.
                 if let Some(entry) = unsafe { entry.as_ref() }
                     && entry.hash == hash
-                    && matches(&entry.key)
+                    && probe.matches(&entry.key)
                 {
                     return Found::Entry(entry);
                 }
@@ -244,21 +234,16 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         &self.meta
     }
 
-    fn mark_moved(chain: Chain<'_, Self>) {
-        let head = chain.head().line();
-        let meta = head.meta.load(Relaxed);
-        // Release: whoever sees MOVED sees every entry already placed in the next table.
-        head.meta.store(meta | MOVED, Release);
+    fn publish_meta(&self, meta: u64) {
+        // Release: a reader that loads the word (Acquire) sees the holder's stores before it.
+        self.meta.store(meta, Release);
     }
 
     /// Compares tags first, all of a bucket's at once as readers do, so that only a matching
     /// entry is loaded.
     #[inline]
-    fn locate<'a>(
-        chain: Chain<'a, Self>,
-        hash: u64,
-        matches: impl Fn(&K) -> bool,
-    ) -> Option<Located<'a, K, V, Self>> {
+    fn locate<'a>(chain: Chain<'a, Self>, probe: impl Probe<K>) -> Option<Located<'a, K, V, Self>> {
+        let hash = probe.hash();
         let tag = tag_of(hash);
         Self::buckets(chain).find_map(|line| {
             let meta = line.meta.load(Relaxed);
@@ -267,7 +252,7 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
                 // another), so it holds a published entry; only lock holders unlink and retire
                 // entries, and this writer holds the lock.
                 let entry = unsafe { line.slots[index].load(Relaxed).as_ref() }?;
-                (entry.hash == hash && matches(&entry.key))
+                (entry.hash == hash && probe.matches(&entry.key))
                     .then(|| (Slot::of(chain, Self::head(line), index), entry))
             })
         })

@@ -62,11 +62,12 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use bytemuck::Pod;
 
-use super::gate::{Gate, ReadPass};
+use super::gate::ReadPass;
 use super::line::{
     Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Stored, Unit, free_slot,
     occupied, slots_of, tag_of, tagged, with_tag,
 };
+use crate::raw::entry::Probe;
 use crate::raw::prefetch;
 use crate::raw::reclaim::Collector;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Spin, fence};
@@ -262,23 +263,23 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         tagged::<MAX_SLOTS>(meta, tag) & occupied::<MAX_SLOTS>(meta)
     }
 
-    /// The entry whose key `matches` approves among the slots tagged `tag` in the chain from
-    /// `line`, whose meta word `meta` was validated at `at`. Candidates are copied, validated,
-    /// then compared; a line that changed meanwhile is read again.
+    /// The entry for `probe` in the chain from `line`, whose meta word `meta` was validated at
+    /// `at`. Candidates (by tag) are copied, validated, then compared; a line that changed
+    /// meanwhile is read again.
     #[inline(always)]
     fn find_from(
         mut line: Head<'_, Self>,
         (mut meta, mut at): (u64, u32),
-        tag: u8,
-        matches: impl Fn(&K) -> bool,
+        probe: impl Probe<K>,
     ) -> Found<Copied<K, V>> {
+        let tag = tag_of(probe.hash());
         'lines: loop {
             for index in slots_of(Self::candidates(meta, tag)) {
                 let Some(entry) = line.line().still(at, || line.block().entry(index)) else {
                     (meta, at) = line.line().validated(|l| l.meta.load(Relaxed));
                     continue 'lines;
                 };
-                if matches(&entry.key) {
+                if probe.matches(&entry.key) {
                     return Found::Entry(entry);
                 }
             }
@@ -379,16 +380,6 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     /// An announcement in the gate: readers copy entries out, so they hold nothing but tables.
     type Reader<'a> = ReadPass<'a>;
 
-    const READS_ANNOUNCED: bool = true;
-
-    #[inline(always)]
-    fn enter_read<'a>(
-        _: impl FnOnce() -> Option<&'a Collector>,
-        gate: &'a Gate,
-    ) -> Option<ReadPass<'a>> {
-        Some(gate.read())
-    }
-
     fn new() -> Self {
         Inline {
             lock: Mutex::new(()),
@@ -428,15 +419,14 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     fn find<'g>(
         head: Head<'g, Self>,
         _reader: &'g ReadPass<'_>,
-        hash: u64,
-        matches: impl Fn(&K) -> bool,
+        probe: impl Probe<K>,
     ) -> Found<Self::View<'g>> {
         Self::prefetch_slots(head);
         let (meta, at) = head.line().validated(|l| l.meta.load(Relaxed));
         if meta & MOVED != 0 {
             return Found::Moved;
         }
-        Self::find_from(head, (meta, at), tag_of(hash), matches)
+        Self::find_from(head, (meta, at), probe)
     }
 
     fn read_all<'g>(
@@ -494,25 +484,21 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         &self.meta
     }
 
-    /// Bracketed: a reader that sees `MOVED` sees, through the bracket's fence, every entry
-    /// already placed in the next table.
-    fn mark_moved(chain: Chain<'_, Self>) {
-        let head = chain.head().line();
-        let meta = head.meta.load(Relaxed);
-        head.bracketed(|| head.meta.store(meta | MOVED, Relaxed));
+    /// Bracketed: a reader that sees the word sees, through the bracket's fence, what the lock
+    /// holder stored before.
+    fn publish_meta(&self, meta: u64) {
+        self.bracketed(|| self.meta.store(meta, Relaxed));
     }
 
     /// By tag, then key, as readers do.
-    fn locate<'a>(
-        chain: Chain<'a, Self>,
-        hash: u64,
-        matches: impl Fn(&K) -> bool,
-    ) -> Option<Located<'a, K, V, Self>> {
-        let tag = tag_of(hash);
+    fn locate<'a>(chain: Chain<'a, Self>, probe: impl Probe<K>) -> Option<Located<'a, K, V, Self>> {
+        let tag = tag_of(probe.hash());
         Self::lines(chain).find_map(|(line, meta)| {
             slots_of(Self::candidates(meta, tag)).find_map(|index| {
                 let entry = line.block().entry(index);
-                matches(&entry.key).then(|| (Slot::of(chain, line, index), entry))
+                probe
+                    .matches(&entry.key)
+                    .then(|| (Slot::of(chain, line, index), entry))
             })
         })
     }
@@ -536,7 +522,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     fn remove(slot: Slot<'_, Self>) {
         let line = slot.line().line();
         let meta = line.meta.load(Relaxed);
-        line.bracketed(|| line.meta.store(with_tag(meta, slot.index(), 0), Relaxed));
+        line.publish_meta(with_tag(meta, slot.index(), 0));
     }
 
     #[inline]
@@ -578,6 +564,13 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
 #[cfg(all(test, not(shuttle)))]
 mod tests {
     use super::*;
+    use crate::raw::buckets::gate::Gate;
+    use crate::raw::entry::Lookup;
+
+    /// A probe for `key` with hash `hash`.
+    fn probe(hash: u64, key: &u64) -> Lookup<'_, u64> {
+        Lookup { hash, key }
+    }
 
     #[test]
     fn a_line_is_sixteen_bytes_and_its_block_two_cache_lines_of_seven_word_sized_entries() {
@@ -646,7 +639,7 @@ mod tests {
                 && started.elapsed() < Duration::from_secs(20)
             {
                 round += 1;
-                let (slot, _) = Torn::locate(chain, hash, |k| *k == 7).expect("stored");
+                let (slot, _) = Torn::locate(chain, probe(hash, &7)).expect("stored");
                 Torn::replace(
                     slot,
                     Entry {
@@ -674,7 +667,7 @@ mod tests {
     #[test]
     fn a_reader_never_sees_half_of_a_write() {
         no_read_is_torn(|head, guard| {
-            let Found::Entry(entry) = Torn::find(head, guard, 0x1234, |k| *k == 7) else {
+            let Found::Entry(entry) = Torn::find(head, guard, probe(0x1234, &7)) else {
                 panic!("the key went missing");
             };
             entry.value
@@ -735,14 +728,14 @@ mod tests {
         let gate = Gate::new();
         let guard = gate.read();
         for key in 0..entries {
-            let Found::Entry(found) = Map::find(head, &guard, hash(key), |k| *k == key) else {
+            let Found::Entry(found) = Map::find(head, &guard, probe(hash(key), &key)) else {
                 panic!("{key} not found by a reader");
             };
             assert_eq!(found.value, key * 10);
-            let (_, located) = Map::locate(chain, hash(key), |k| *k == key).expect("located");
+            let (_, located) = Map::locate(chain, probe(hash(key), &key)).expect("located");
             assert_eq!(located.value, key * 10);
         }
-        let absent = Map::find(head, &guard, hash(99), |k| *k == 99);
+        let absent = Map::find(head, &guard, probe(hash(99), &99));
         assert!(matches!(absent, Found::Absent));
         let mut listed = Vec::new();
         Map::read_all(head, &guard, |entry| listed.push(entry.key)).expect("not moved");

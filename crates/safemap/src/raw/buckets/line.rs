@@ -19,8 +19,8 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use super::Keeps;
-use super::gate::Gate;
+use super::Reads;
+use crate::raw::entry::Probe;
 use crate::raw::reclaim::Collector;
 use crate::raw::routing::TAG_BITS;
 use crate::sync::{AtomicU64, MutexGuard};
@@ -149,23 +149,8 @@ pub trait Line<K, V>: Blocks {
     /// What a write took out of a chain, retired once no reader can hold it.
     type Unlinked;
 
-    /// What a reader holds while it reads ([`Line::enter_read`]), keeping what it loads
-    /// allocated.
-    type Reader<'a>: Keeps;
-
-    /// Whether readers announce themselves in the gate rather than enter a reclamation guard:
-    /// then a table out of reach is freed once the reads and writes under way have left, and
-    /// not handed to the reclamation (`mod.rs`). Only lines whose readers copy entries out, so
-    /// that no reader holds anything but tables, can.
-    const READS_ANNOUNCED: bool;
-
-    /// Starts a read of a map with this gate and the collector `collector` gives, if it has
-    /// made one; `None` if the read needs the collector and there is none (nor, then, a table).
-    /// Lines whose reads announce themselves never ask for it.
-    fn enter_read<'a>(
-        collector: impl FnOnce() -> Option<&'a Collector>,
-        gate: &'a Gate,
-    ) -> Option<Self::Reader<'a>>;
+    /// What a reader holds while it reads, keeping what it loads allocated.
+    type Reader<'a>: Reads<'a>;
 
     /// An empty line.
     fn new() -> Self;
@@ -186,13 +171,11 @@ pub trait Line<K, V>: Blocks {
     where
         K: Hash;
 
-    /// The entry for the key `matches` recognises among those with hash `hash`, as of a moment
-    /// within this call; this line must be a chain's head.
+    /// The entry for `probe`, as of a moment within this call; this line must be a chain's head.
     fn find<'g>(
         head: Head<'g, Self>,
         reader: &'g Self::Reader<'_>,
-        hash: u64,
-        matches: impl Fn(&K) -> bool,
+        probe: impl Probe<K>,
     ) -> Found<Self::View<'g>>;
 
     /// Calls `visit` on every entry of the chain, as readers see it; `head` must be a chain's
@@ -227,15 +210,20 @@ pub trait Line<K, V>: Blocks {
         chain.head().line().meta().load(Relaxed) & MOVED != 0
     }
 
-    /// Marks the chain as copied to the next table: readers and writers go there from now on.
-    fn mark_moved(chain: Chain<'_, Self>);
+    /// Stores `meta` as the line's meta word, for its chain's lock holder, so that a reader that
+    /// sees the new word sees every store the holder made before it.
+    fn publish_meta(&self, meta: u64);
 
-    /// The slot of the entry with hash `hash` whose key `matches` approves.
-    fn locate<'a>(
-        chain: Chain<'a, Self>,
-        hash: u64,
-        matches: impl Fn(&K) -> bool,
-    ) -> Option<Located<'a, K, V, Self>>;
+    /// Marks the chain as copied to the next table: readers and writers go there from now on,
+    /// and see there every entry already placed in it.
+    fn mark_moved(chain: Chain<'_, Self>) {
+        let head = chain.head().line();
+        // Relaxed: the meta word changes only under the chain's lock, which the caller holds.
+        head.publish_meta(head.meta().load(Relaxed) | MOVED);
+    }
+
+    /// The slot of the entry for `probe`.
+    fn locate<'a>(chain: Chain<'a, Self>, probe: impl Probe<K>) -> Option<Located<'a, K, V, Self>>;
 
     /// Every occupied slot of the chain and its entry.
     fn occupied<'a>(

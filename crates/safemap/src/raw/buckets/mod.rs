@@ -186,6 +186,39 @@ impl Keeps for ReadPass<'_> {
     }
 }
 
+/// How a read keeps what it loads: the reclamation guard it enters, or its announcement in the
+/// gate.
+pub trait Reads<'a>: Keeps + Sized {
+    /// Whether the read announces itself in the gate rather than enter a reclamation guard:
+    /// then a table out of reach is freed once the reads and writes under way have left, and
+    /// not handed to the reclamation (module docs). Only lines whose readers copy entries out,
+    /// so that no reader holds anything but tables, can read so.
+    const ANNOUNCED: bool;
+
+    /// Starts a read of a map with this gate and the collector `collector` gives, if it has made
+    /// one; `None` if the read needs the collector and there is none (nor, then, a table). An
+    /// announced read never asks for it.
+    fn enter(collector: impl FnOnce() -> Option<&'a Collector>, gate: &'a Gate) -> Option<Self>;
+}
+
+impl<'a> Reads<'a> for Guard<'a> {
+    const ANNOUNCED: bool = false;
+
+    #[inline(always)]
+    fn enter(collector: impl FnOnce() -> Option<&'a Collector>, _: &'a Gate) -> Option<Self> {
+        collector().map(Collector::enter)
+    }
+}
+
+impl<'a> Reads<'a> for ReadPass<'a> {
+    const ANNOUNCED: bool = true;
+
+    #[inline(always)]
+    fn enter(_: impl FnOnce() -> Option<&'a Collector>, gate: &'a Gate) -> Option<Self> {
+        Some(gate.read())
+    }
+}
+
 impl Keeps for Pass<'_> {
     #[inline(always)]
     fn load_root<T>(&self, root: &AtomicPtr<T>) -> *mut T {
@@ -254,7 +287,7 @@ impl<'a, K, V, L: Line<K, V>> Locked<'a, K, V, L> {
     /// The entry for `probe`, and its slot.
     #[inline]
     fn locate(&self, probe: &impl Probe<K>) -> Option<Located<'a, K, V, L>> {
-        L::locate(self.chain, probe.hash(), |k| probe.matches(k))
+        L::locate(self.chain, *probe)
     }
 
     /// The positions the chain covers: worked out when asked, since few writes ask.
@@ -328,12 +361,12 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             // SAFETY: as in `collector`.
             unsafe { made.as_ref() }
         };
-        L::enter_read(made, &self.gate)
+        L::Reader::enter(made, &self.gate)
     }
 
     /// What a read holds, the reclamation made first if need be: for whole-map work.
     fn reading_made(&self) -> L::Reader<'_> {
-        L::enter_read(|| Some(self.collector()), &self.gate)
+        L::Reader::enter(|| Some(self.collector()), &self.gate)
             .expect("a read with a made collector is entered")
     }
 
@@ -441,7 +474,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             // taken out of `leaving` here once; the writes that may hold it have left, and so
             // have the announced reads. A reader that entered a guard instead entered it before
             // the root moved.
-            if L::READS_ANNOUNCED && cfg!(not(shuttle)) {
+            if <L::Reader<'_> as Reads>::ANNOUNCED && cfg!(not(shuttle)) {
                 // SAFETY: so no one can reach it: every reader of these lines announces itself.
                 unsafe { parked.free() };
             } else {
@@ -465,13 +498,13 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
         let hash = probe.hash();
         let mut table = self.root_table(guard)?;
         loop {
-            if L::READS_ANNOUNCED {
+            if <L::Reader<'_> as Reads>::ANNOUNCED {
                 table.assert_kept();
             }
-            match L::find(table.head_for(hash), guard, hash, |k| probe.matches(k)) {
+            match L::find(table.head_for(hash), guard, *probe) {
                 Found::Entry(entry) => return Some(entry),
                 Found::Absent => return None,
-                Found::Moved => table = table.next().expect("a moved chain has a next table"),
+                Found::Moved => table = table.after_moved(),
             }
         }
     }
@@ -517,7 +550,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
             let chain = unsafe { Chain::locked(head) };
             if L::is_moved(chain) {
                 drop(lock);
-                table = table.next().expect("a moved chain has a next table");
+                table = table.after_moved();
                 continue;
             }
             let locked = Locked {
@@ -588,7 +621,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
                 }
             });
             if read.is_err() {
-                let next = table.next().expect("a moved chain has a next table");
+                let next = table.after_moved();
                 Self::read_span(guard, next, at..end, hasher, visit);
             }
             at = end;

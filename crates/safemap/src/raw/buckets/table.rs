@@ -297,6 +297,19 @@ impl<K, V, L: Blocks> Table<K, V, L> {
         unsafe { self.next.load(Acquire).as_ref() }
     }
 
+    /// The next table, for a caller that found a moved chain here: its mover linked the next
+    /// table before it marked the chain. The panic is out of line, so that a lookup's loop
+    /// keeps no message at hand (which cost a read nine instructions).
+    #[inline(always)]
+    pub(crate) fn after_moved<'t>(&self) -> &'t Table<K, V, L> {
+        #[cold]
+        #[inline(never)]
+        fn unlinked() -> ! {
+            panic!("a moved chain has a next table")
+        }
+        self.next().unwrap_or_else(|| unlinked())
+    }
+
     /// Records that the table is handed to the reclamation (under shuttle, which keeps it).
     #[cfg(shuttle)]
     pub(crate) fn mark_retired(&self) {
