@@ -43,17 +43,17 @@ use crate::sync::Spin;
 /// through several resizes, each spread over several writes.
 pub(super) const STRESS: bool = cfg!(any(safemap_stress, shuttle));
 
-/// Chains a write moves when it finds a resize under way: one, so that a write that moves costs
-/// little more than one that does not. With four, the writes that moved were the slowest in a
-/// hundred: growing `ScalablePodMap` to 4M entries on one thread (`safemap-bench
-/// run --workload Growth --threads 1 --reps 3`, four runs alternated with the two builds) gave
-/// p99.9 1.9-2.9 us with four and 1.4-1.8 us with one, p99 1.2-1.6 / 1.0-1.2 us, and callgrind
-/// counted 2% fewer instructions for the growth with one. The price is memory: a resize now
-/// finishes as many writes after it starts as the old table has chains (a seventh more entries in
-/// `ScalablePodMap`, a fifth in `ScalableMap`, against a 28th and a 20th), holding both tables
-/// meanwhile, which lifted `ScalablePodMap`'s mean bytes per entry over a sweep of sizes from
-/// 1.17 to 1.28 of hashbrown's.
-const CHUNK: usize = 1;
+/// Chains a write moves when it finds a resize under way: two. A resize then ends as many writes
+/// after it starts as half the old table's chains, and both tables are held meanwhile: with one,
+/// growing from 131,072 chains began at 917,505 entries and ended at 1,048,576, so that a map
+/// filled to anywhere in between held both tables and its lookups met moved chains (two misses).
+/// Against one, three runs alternated with the two builds: `safemap-bench memory`'s mean bytes
+/// per entry over hashbrown's 1.34 / 1.44 (67.6 / 40.3 at 994,987 entries); RapidGrow at 1M keys
+/// (a map grown from empty), `ScalablePodMap` over `ShardedMap`, 0.76-0.93 / 0.71-0.88 on two
+/// threads and 0.65-0.87 / 0.60-0.65 on one. The price is the writes that move: growing to 4M
+/// entries on one thread (`run --workload Growth --threads 1 --reps 3`), p99.9 1.34-1.45 us /
+/// 1.07-1.34 us. Four chains gave 1.9-2.9 us, over the bar of 2.
+const CHUNK: usize = 2;
 
 /// The smallest table: two chains.
 pub(crate) const MIN_BITS: u32 = 1;
