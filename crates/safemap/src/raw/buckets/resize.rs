@@ -48,11 +48,11 @@ pub(super) const STRESS: bool = cfg!(any(safemap_stress, shuttle));
 /// growing from 131,072 chains began at 917,505 entries and ended at 1,048,576, so that a map
 /// filled to anywhere in between held both tables and its lookups met moved chains (two misses).
 /// Against one, three runs alternated with the two builds: `safemap-bench memory`'s mean bytes
-/// per entry over hashbrown's 1.34 / 1.44 (40.3 / 67.6 bytes at 994,987 entries); RapidGrow at 1M keys
-/// (a map grown from empty), `ScalablePodMap` over `ShardedMap`, 0.76-0.93 / 0.71-0.88 on two
-/// threads and 0.65-0.87 / 0.60-0.65 on one. The price is the writes that move: growing to 4M
-/// entries on one thread (`run --workload Growth --threads 1 --reps 3`), p99.9 1.34-1.45 us /
-/// 1.07-1.34 us. Four chains gave 1.9-2.9 us, over the bar of 2.
+/// per entry over hashbrown's 1.34 / 1.44 (40.3 / 67.6 bytes at 994,987 entries); RapidGrow at
+/// 1M keys (a map grown from empty), `ScalablePodMap` over `ShardedMap`, 0.76-0.93 / 0.71-0.88
+/// on two threads and 0.65-0.87 / 0.60-0.65 on one. The price is the writes that move: growing
+/// to 4M entries on one thread (`run --workload Growth --threads 1 --reps 3`), p99.9 1.34-1.45
+/// us / 1.07-1.34 us. Four chains gave 1.9-2.9 us, over the bar of 2.
 const CHUNK: usize = 2;
 
 /// The smallest table: two chains.
