@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //! A line is 16 bytes: the chain's lock (used in head lines), a sequence word, and a meta word
-//! holding a tag byte per slot (the hash's top bits, high bit set; zero for a free slot) and two
-//! flags, `MOVED` (head lines) and `LINKED` (an overflow line follows). Its slots live apart, in
+//! holding a tag byte per slot (the hash's top bits, high bit set; zero for a free slot), two
+//! flags, `MOVED` (head lines) and `LINKED` (an overflow line follows), and in a head line six
+//! bits summarizing its overflow lines' tags (below, "Overflow"). Its slots live apart, in
 //! a 128-byte [`Slots`] block: [`WORDS`] words of entries and the link to the overflow line. A
 //! slot is the entry's key's bytes, then its value's, each rounded up to whole words: `u64` keys
 //! and values take two words, so a line has seven slots. A table keeps its head lines in one
@@ -31,6 +32,23 @@
 //! iteration copies a line's meta word and all its slot words the same way. A reader stores
 //! nothing. It waits only while a writer is between the two stores of the sequence word, which
 //! bracket a few word stores and no user code.
+//!
+//! # Overflow
+//! A chain whose head line is full links overflow lines, each with its block, from the table's
+//! spare memory; they stay linked until the chain moves or is drained. A lookup that finds no
+//! match in the head would follow the link, in the head block's second cache line, to the
+//! overflow line: one or two misses more, for a key that is usually not there (at 64k keys, about
+//! one lookup in seven went on; more under churn, which leaves emptied overflow lines linked).
+//! So the head's meta word also holds [`BEYOND`]: bit [`beyond`]`(tag)` is set while an overflow
+//! line holds an entry tagged `tag`, and a lookup (or the lock holder's `locate`) leaves the head
+//! only if the bit for its tag is set. The lock holder keeps the bits exact: it sets a tag's bit,
+//! with a bracket of the head, before it places an entry so tagged in an overflow line, and
+//! recomputes the bits after it removes one from an overflow line. So a reader whose validated
+//! copy of the head shows the bit clear copied it at an instant when no such entry was in the
+//! overflow lines, and the key was absent then: the entry's bracket follows the bit's, and a
+//! removal's precedes the bit's clearing. Callgrind's cache simulation (one thread, 64k keys),
+//! first-level read misses an operation: ReadHeavy 2.18 -> 2.06, Exchange 2.19 -> 1.81
+//! (`docs/performance-log.md`, "A head line summarizes its overflow lines").
 //!
 //! # Writes
 //! Every change goes through the holder of the chain head's lock, which reads the lines with
@@ -67,6 +85,7 @@ use super::line::{
     Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Stored, Unit, free_slot,
     occupied, slots_of, tag_of, tagged, with_tag,
 };
+use super::resize::STRESS;
 use crate::raw::entry::Probe;
 use crate::raw::prefetch;
 use crate::raw::reclaim::Collector;
@@ -80,6 +99,24 @@ const MAX_SLOTS: usize = 7;
 
 /// Set in a line's meta word once an overflow line is linked after it.
 const LINKED: u64 = 1 << 62;
+
+/// A head line's summary of its overflow lines' tags, in the meta word's six bits below the
+/// flags: [`beyond`]`(tag)` is set while an overflow line holds an entry tagged `tag` (module
+/// docs, "Overflow").
+const BEYOND: u64 = 0x3f << 56;
+
+/// The bit of [`BEYOND`] that stands for `tag`: its seven hash bits scaled to six places, with a
+/// multiply and a shift rather than a division.
+#[inline(always)]
+fn beyond(tag: u8) -> u64 {
+    (1 << 56) << ((u32::from(tag & 0x7f) * 3) >> 6)
+}
+
+/// The [`BEYOND`] bits of the tags in a meta word.
+fn beyond_of(meta: u64) -> u64 {
+    slots_of(occupied::<MAX_SLOTS>(meta))
+        .fold(0, |bits, index| bits | beyond((meta >> (8 * index)) as u8))
+}
 
 /// One line of a chain of inline entries: what a reader or a lock holder looks at first.
 #[repr(C, align(16))]
@@ -263,37 +300,64 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         tagged::<MAX_SLOTS>(meta, tag) & occupied::<MAX_SLOTS>(meta)
     }
 
-    /// The entry for `probe` in the chain from `line`, whose meta word `meta` was validated at
-    /// `at`. Candidates (by tag) are copied, validated, then compared; a line that changed
-    /// meanwhile is read again.
+    /// The entry for `probe` in the chain from `head`, whose meta word was validated as
+    /// `validated`: the head's slots, then the overflow lines if the head's summary has the tag.
     #[inline(always)]
     fn find_from(
-        mut line: Head<'_, Self>,
-        (mut meta, mut at): (u64, u32),
+        head: Head<'_, Self>,
+        validated: (u64, u32),
         probe: impl Probe<K>,
     ) -> Found<Copied<K, V>> {
         let tag = tag_of(probe.hash());
-        'lines: loop {
+        match Self::find_in(head, validated, tag, probe) {
+            Ok(entry) => Found::Entry(entry),
+            Err(meta) if meta & LINKED == 0 || meta & beyond(tag) == 0 => Found::Absent,
+            Err(_) => Self::find_beyond(head, tag, probe),
+        }
+    }
+
+    /// The entry for `probe` (tagged `tag`) in the overflow lines after `head`.
+    #[inline(always)]
+    fn find_beyond(head: Head<'_, Self>, tag: u8, probe: impl Probe<K>) -> Found<Copied<K, V>> {
+        let mut line = head;
+        loop {
+            line = line.block().next().expect("a linked line has a next one");
+            let validated = line.line().validated(|l| l.meta.load(Relaxed));
+            match Self::find_in(line, validated, tag, probe) {
+                Ok(entry) => return Found::Entry(entry),
+                Err(meta) if meta & LINKED == 0 => return Found::Absent,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The entry for `probe` (tagged `tag`) in `line` alone, whose meta word `meta` was
+    /// validated at `at`, or the meta word it is absent under. Candidates (by tag) are copied,
+    /// validated, then compared; a line that changed meanwhile is read again.
+    #[inline(always)]
+    fn find_in(
+        line: Head<'_, Self>,
+        (mut meta, mut at): (u64, u32),
+        tag: u8,
+        probe: impl Probe<K>,
+    ) -> Result<Copied<K, V>, u64> {
+        'again: loop {
             for index in slots_of(Self::candidates(meta, tag)) {
                 let Some(entry) = line.line().still(at, || line.block().entry(index)) else {
                     (meta, at) = line.line().validated(|l| l.meta.load(Relaxed));
-                    continue 'lines;
+                    continue 'again;
                 };
                 if probe.matches(&entry.key) {
-                    return Found::Entry(entry);
+                    return Ok(entry);
                 }
             }
-            if meta & LINKED == 0 {
-                return Found::Absent;
-            }
-            line = line.block().next().expect("a linked line has a next one");
-            (meta, at) = line.line().validated(|l| l.meta.load(Relaxed));
+            return Err(meta);
         }
     }
 
     /// Puts `key` and `value` in the first free slot of the chain, linking `spare()` if there is
     /// none; returns whether it did.
-    #[inline]
+    #[inline(always)]
     fn add_pair<'a>(
         chain: Chain<'a, Self>,
         hash: u64,
@@ -303,8 +367,11 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     ) -> bool {
         let tag = tag_of(hash);
         let mut last = chain.head();
-        for (line, meta) in Self::lines(chain) {
+        for (depth, (line, meta)) in Self::lines(chain).enumerate() {
             if let Some(index) = free_slot(meta, Self::SLOTS) {
+                if depth > 0 {
+                    Self::summarize(chain, tag);
+                }
                 line.line().bracketed(|| {
                     line.block().store(index, key, value);
                     line.line().meta.store(with_tag(meta, index, tag), Relaxed);
@@ -313,8 +380,35 @@ impl<K: Pod, V: Pod> Inline<K, V> {
             }
             last = line;
         }
+        Self::summarize(chain, tag);
         Self::link_spare(last, tag, key, value, spare());
         true
+    }
+
+    /// Sets `tag`'s bit in the head's summary, before an entry tagged `tag` goes into an
+    /// overflow line: a reader that finds the bit clear then saw the head before the entry was
+    /// there.
+    #[cold]
+    fn summarize(chain: Chain<'_, Self>, tag: u8) {
+        let head = chain.head().line();
+        let meta = head.meta.load(Relaxed);
+        if meta & beyond(tag) == 0 {
+            head.publish_meta(meta | beyond(tag));
+        }
+    }
+
+    /// Recomputes the head's summary from the overflow lines' tags, after an entry left one: a
+    /// bit that no entry stands for any more sends lookups on to the overflow lines in vain.
+    #[cold]
+    fn resummarize(chain: Chain<'_, Self>) {
+        let bits = Self::lines(chain)
+            .skip(1)
+            .fold(0, |bits, (_, meta)| bits | beyond_of(meta));
+        let head = chain.head().line();
+        let meta = head.meta.load(Relaxed);
+        if meta & BEYOND != bits {
+            head.publish_meta(meta & !BEYOND | bits);
+        }
     }
 
     /// Puts `key` and `value` in the first slot of `unit`, a spare line, and links it after
@@ -357,11 +451,18 @@ impl<K: Pod, V: Pod> Inline<K, V> {
 }
 
 impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
+    /// As many as fit, up to one tag byte each; one under the stress cfg and shuttle, so that a
+    /// history of a few keys links overflow lines and runs their protocol.
     const SLOTS: usize = {
         let () = Self::FITS;
-        // As many as fit, up to one tag byte each.
         let fit = WORDS / Slots::<K, V>::SLOT_WORDS;
-        if fit < MAX_SLOTS { fit } else { MAX_SLOTS }
+        if STRESS {
+            1
+        } else if fit < MAX_SLOTS {
+            fit
+        } else {
+            MAX_SLOTS
+        }
     };
 
     const KEEPS_HASH: bool = false;
@@ -493,14 +594,19 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
     /// By tag, then key, as readers do.
     fn locate<'a>(chain: Chain<'a, Self>, probe: impl Probe<K>) -> Option<Located<'a, K, V, Self>> {
         let tag = tag_of(probe.hash());
-        Self::lines(chain).find_map(|(line, meta)| {
-            slots_of(Self::candidates(meta, tag)).find_map(|index| {
+        for (depth, (line, meta)) in Self::lines(chain).enumerate() {
+            for index in slots_of(Self::candidates(meta, tag)) {
                 let entry = line.block().entry(index);
-                probe
-                    .matches(&entry.key)
-                    .then(|| (Slot::of(chain, line, index), entry))
-            })
-        })
+                if probe.matches(&entry.key) {
+                    return Some((Slot::of(chain, line, index), entry));
+                }
+            }
+            // Past the head only if its summary has the tag.
+            if depth == 0 && meta & beyond(tag) == 0 {
+                return None;
+            }
+        }
+        None
     }
 
     fn occupied<'a>(
@@ -523,9 +629,12 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         let line = slot.line().line();
         let meta = line.meta.load(Relaxed);
         line.publish_meta(with_tag(meta, slot.index(), 0));
+        if !slot.in_head() {
+            Self::resummarize(slot.chain());
+        }
     }
 
-    #[inline]
+    #[inline(always)]
     fn add<'a>(
         chain: Chain<'a, Self>,
         item: Entry<K, V>,
@@ -577,6 +686,10 @@ mod tests {
         assert_eq!(size_of::<Inline<u64, u64>>(), 16);
         assert_eq!(size_of::<Slots<u64, u64>>(), 128);
         assert_eq!(size_of::<Unit<Inline<u64, u64>>>(), 144);
+        if STRESS {
+            assert_eq!(<Inline<u64, u64> as Line<u64, u64>>::SLOTS, 1);
+            return;
+        }
         assert_eq!(<Inline<u64, u64> as Line<u64, u64>>::SLOTS, 7);
         assert_eq!(<Inline<u32, [u8; 3]> as Line<u32, [u8; 3]>>::SLOTS, 7);
         assert_eq!(<Inline<[u64; 2], u64> as Line<[u64; 2], u64>>::SLOTS, 4);
@@ -674,6 +787,23 @@ mod tests {
         });
     }
 
+    /// Each of the 128 tag values stands for one of the six summary bits, and each bit for 21 or
+    /// 22 of them, so a summary filters as much for every tag.
+    #[test]
+    fn the_summary_bits_share_the_tags_evenly() {
+        let mut per_bit = [0; 64];
+        for tag in 0x80..=0xffu8 {
+            let bit = beyond(tag);
+            assert_eq!(bit.count_ones(), 1);
+            assert_eq!(bit & !BEYOND, 0, "{tag:#x}");
+            per_bit[bit.trailing_zeros() as usize] += 1;
+        }
+        assert!(
+            per_bit[56..62].iter().all(|n| (21..=22).contains(n)),
+            "{per_bit:?}"
+        );
+    }
+
     /// An iteration copies the line and its whole block at once (`read_all`), under the version
     /// check alone.
     #[test]
@@ -701,41 +831,68 @@ mod tests {
         }
     }
 
+    type Map = Inline<u64, u64>;
+
+    /// A hash for test key `key`, its top bits (the tag's) spread.
+    fn spread(key: u64) -> u64 {
+        key.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// Fresh overflow units, enough for `entries` entries in one chain.
+    fn spare_units(entries: u64) -> Vec<Unit<Map>> {
+        (0..entries).map(|_| Unit::fresh(Map::new())).collect()
+    }
+
+    /// Adds keys `0..entries` (values ten times the key) to `chain`, linking units of `spares`,
+    /// and calls `after` with each key added; returns how many units it linked.
+    fn fill<'a>(
+        chain: Chain<'a, Map>,
+        spares: &'a [Unit<Map>],
+        entries: u64,
+        mut after: impl FnMut(u64),
+    ) -> usize {
+        let mut spares = spares.iter();
+        (0..entries)
+            .map(|key| {
+                let item = Entry {
+                    hash: spread(key),
+                    key,
+                    value: key * 10,
+                };
+                let linked = Map::add(chain, item, || spares.next().expect("a spare"));
+                after(key);
+                usize::from(linked)
+            })
+            .sum()
+    }
+
     /// A chain longer than one line links overflow lines, and every entry stays findable, by
     /// readers and by the lock holder, and is listed once.
     #[test]
     fn a_chain_links_overflow_lines_and_finds_every_entry() {
-        type Map = Inline<u64, u64>;
         let (line, block) = (Map::new(), Map::fresh_block());
         let head = Head::new(&line, &block);
         // SAFETY: this test alone reaches the chain.
         let chain = unsafe { Chain::locked(head) };
-        let units: Vec<Box<Unit<Map>>> =
-            (0..4).map(|_| Box::new(Unit::fresh(Map::new()))).collect();
-        let mut spares = units.iter();
         let entries = 20u64;
-        let hash = |key: u64| key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut linked = 0;
-        for key in 0..entries {
-            let item = Entry {
-                hash: hash(key),
-                key,
-                value: key * 10,
-            };
-            linked += usize::from(Map::add(chain, item, || spares.next().expect("a spare")));
-        }
-        assert_eq!(linked, 2, "20 entries take three lines of seven");
+        let units = spare_units(entries);
+        let slots = <Map as Line<u64, u64>>::SLOTS;
+        assert_eq!(
+            fill(chain, &units, entries, |_| {}),
+            20usize.div_ceil(slots) - 1,
+            "20 entries take as many lines as their slots need"
+        );
         let gate = Gate::new();
         let guard = gate.read();
         for key in 0..entries {
-            let Found::Entry(found) = Map::find(head, &guard, probe(hash(key), &key)) else {
+            let Found::Entry(found) = Map::find(head, &guard, probe(spread(key), &key)) else {
                 panic!("{key} not found by a reader");
             };
             assert_eq!(found.value, key * 10);
-            let (_, located) = Map::locate(chain, probe(hash(key), &key)).expect("located");
+            let (_, located) = Map::locate(chain, probe(spread(key), &key)).expect("located");
             assert_eq!(located.value, key * 10);
         }
-        let absent = Map::find(head, &guard, probe(hash(99), &99));
+        let absent = Map::find(head, &guard, probe(spread(99), &99));
         assert!(matches!(absent, Found::Absent));
         let mut listed = Vec::new();
         Map::read_all(head, &guard, |entry| listed.push(entry.key)).expect("not moved");
@@ -747,5 +904,84 @@ mod tests {
         let mut after = 0;
         Map::read_all(head, &guard, |_| after += 1).expect("not moved");
         assert_eq!(after, 0, "drained lines are empty");
+        assert_eq!(
+            line.meta.load(Relaxed) & BEYOND,
+            0,
+            "nothing left to summarize"
+        );
+    }
+
+    /// The summary bits the overflow lines' tags stand for, from their meta words.
+    fn overflow_bits(chain: Chain<'_, Map>) -> u64 {
+        Map::lines(chain)
+            .skip(1)
+            .fold(0, |bits, (_, meta)| bits | beyond_of(meta))
+    }
+
+    /// The head's summary is exactly its overflow lines' tags, as entries come and go: a bit
+    /// missing would hide an entry from lookups, and one left over would send lookups on to the
+    /// overflow lines in vain.
+    #[test]
+    fn the_head_summarizes_its_overflow_lines_tags_exactly() {
+        let (line, block) = (Map::new(), Map::fresh_block());
+        let head = Head::new(&line, &block);
+        // SAFETY: this test alone reaches the chain.
+        let chain = unsafe { Chain::locked(head) };
+        let entries = 30u64;
+        let units = spare_units(entries);
+        let summary = |chain: Chain<'_, Map>| chain.head().line().meta.load(Relaxed) & BEYOND;
+        fill(chain, &units, entries, |added| {
+            assert_eq!(summary(chain), overflow_bits(chain), "after adding {added}");
+        });
+        assert_ne!(summary(chain), 0, "30 entries overflow the head");
+        let gate = Gate::new();
+        // Removed from the last key back, so that the overflow lines empty first.
+        for removed in (0..entries).rev() {
+            let (slot, _) = Map::locate(chain, probe(spread(removed), &removed)).expect("present");
+            Map::remove(slot);
+            assert_eq!(
+                summary(chain),
+                overflow_bits(chain),
+                "after removing {removed}"
+            );
+            let guard = gate.read();
+            for key in 0..entries {
+                let found = Map::find(head, &guard, probe(spread(key), &key));
+                let located = Map::locate(chain, probe(spread(key), &key));
+                assert_eq!(
+                    matches!(found, Found::Entry(_)),
+                    key < removed,
+                    "read {key}"
+                );
+                assert_eq!(located.is_some(), key < removed, "locate {key}");
+            }
+        }
+        assert_eq!(summary(chain), 0);
+    }
+
+    /// A lookup goes past the head only where the summary sends it: with the summary cleared
+    /// (as no write leaves it), an entry of an overflow line is out of a reader's and the lock
+    /// holder's sight.
+    #[test]
+    fn lookups_trust_the_summary() {
+        let (line, block) = (Map::new(), Map::fresh_block());
+        let head = Head::new(&line, &block);
+        // SAFETY: this test alone reaches the chain.
+        let chain = unsafe { Chain::locked(head) };
+        let entries = 10u64;
+        let units = spare_units(entries);
+        fill(chain, &units, entries, |_| {});
+        let last = entries - 1;
+        let gate = Gate::new();
+        assert!(matches!(
+            Map::find(head, &gate.read(), probe(spread(last), &last)),
+            Found::Entry(_)
+        ));
+        line.meta.fetch_and(!BEYOND, Relaxed);
+        assert!(matches!(
+            Map::find(head, &gate.read(), probe(spread(last), &last)),
+            Found::Absent
+        ));
+        assert!(Map::locate(chain, probe(spread(last), &last)).is_none());
     }
 }

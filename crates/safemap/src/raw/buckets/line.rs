@@ -348,15 +348,26 @@ impl<'a, L: Blocks> Chain<'a, L> {
 
 /// Where an entry sits in a chain, for the holder of the chain's lock.
 pub struct Slot<'a, L: Blocks> {
-    // Invariant: made from a `Chain`, so the chain's lock is held; `line` is one of its lines.
+    // Invariant: made from `chain`, so the chain's lock is held; `line` is one of its lines.
+    chain: Chain<'a, L>,
     line: Head<'a, L>,
     index: usize,
 }
 
 impl<'a, L: Blocks> Slot<'a, L> {
     /// Slot `index` of `line`, a line of `chain`.
-    pub(crate) fn of(_chain: Chain<'a, L>, line: Head<'a, L>, index: usize) -> Self {
-        Slot { line, index }
+    pub(crate) fn of(chain: Chain<'a, L>, line: Head<'a, L>, index: usize) -> Self {
+        Slot { chain, line, index }
+    }
+
+    /// The chain the slot is in.
+    pub(crate) fn chain(self) -> Chain<'a, L> {
+        self.chain
+    }
+
+    /// Whether the slot is in the chain's head line.
+    pub(crate) fn in_head(self) -> bool {
+        std::ptr::eq(self.line.line(), self.chain.head().line())
     }
 
     pub(crate) fn line(self) -> Head<'a, L> {
