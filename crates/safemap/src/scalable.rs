@@ -76,7 +76,9 @@ pub type ScalableMap<K, V, S = DefaultHashBuilder> = SafeMap<Buckets<K, V>, S>;
 /// floats, arrays and `#[repr(C)]` structs of them, with no padding), stored in the table itself:
 /// a read touches the key's 16-byte line (its chain's lock, version and one tag byte per slot,
 /// in a dense array that stays cached) and then the one slot whose tag matches, in a 128-byte
-/// block kept apart; a write allocates nothing.
+/// block kept apart; a write allocates nothing. A chain longer than its head line links
+/// overflow lines, and a read goes on to them only if the head line's six-bit summary of their
+/// tags has the key's.
 ///
 /// The protocol, consistency and growth are [`ScalableMap`]'s, with one difference in how a read
 /// stays safe without a lock: it copies the line's tags, then the matching slot's words, with
