@@ -12,15 +12,23 @@
 //! before its tag is set (Release, publishing the slot), and an overflow bucket is built before it
 //! is linked (Release). A key, once placed, stays in its slot until it is removed, so a reader
 //! scanning the chain finds every key present throughout its scan.
+//!
+//! A head's summary of its overflow buckets' tags (`line.rs`, "Overflow summaries") is part of
+//! its meta word, so a reader's one Acquire load of that word is the moment it reads both: the
+//! bit is published (Release) before the slot store that places an entry so tagged in an
+//! overflow bucket, and cleared only after the removal. A lookup of a key whose bit is clear
+//! stops at the head, without loading the overflow bucket, which lies in a spare block and is a
+//! miss of its own.
 
 use std::hash::BuildHasher;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::line::{
-    Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Unit, free_slot, slots_of,
-    tag_of, tagged, with_tag,
+    Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Unit, beyond, free_slot,
+    slots_of, tag_of, tagged, with_tag,
 };
+use super::resize::STRESS;
 use crate::raw::entry::Probe;
 use crate::raw::prefetch;
 use crate::raw::reclaim::{Collector, Guard};
@@ -74,9 +82,12 @@ impl<K, V> Bucket<K, V> {
     ) -> bool {
         let tag = tag_of(hash);
         let mut last = chain.head().line();
-        for bucket in Self::buckets(chain) {
+        for (depth, bucket) in Self::buckets(chain).enumerate() {
             let meta = bucket.meta.load(Relaxed);
-            if let Some(index) = free_slot(meta, SLOTS) {
+            if let Some(index) = free_slot(meta, <Self as Line<K, V>>::SLOTS) {
+                if depth > 0 {
+                    Self::summarize(chain, tag);
+                }
                 // Release: a reader that loads the pointer sees the entry's contents.
                 bucket.slots[index].store(entry, Release);
                 // A reader that sees the tag sees the slot.
@@ -85,6 +96,7 @@ impl<K, V> Bucket<K, V> {
             }
             last = bucket;
         }
+        Self::summarize(chain, tag);
         let overflow = spare().head().line();
         overflow.slots[0].store(entry, Relaxed);
         overflow.meta.store(u64::from(tag), Relaxed);
@@ -95,7 +107,9 @@ impl<K, V> Bucket<K, V> {
 }
 
 impl<K, V> Line<K, V> for Bucket<K, V> {
-    const SLOTS: usize = SLOTS;
+    /// One under the stress cfg and shuttle, so that a history of a few keys links overflow
+    /// buckets and runs their protocol.
+    const SLOTS: usize = if STRESS { 1 } else { SLOTS };
 
     const KEEPS_HASH: bool = true;
 
@@ -155,6 +169,8 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
             return Found::Moved;
         }
         let tag = tag_of(hash);
+        // Whether `bucket` is the head, whose summary tells whether the key may be further on.
+        let mut at_head = true;
         loop {
             // The slots whose tag matches, found without a branch per slot (which slot holds a
             // key is random, and such a branch mispredicts): usually one, the key's.
@@ -170,6 +186,10 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
                     return Found::Entry(entry);
                 }
             }
+            if at_head && meta & beyond(tag) == 0 {
+                return Found::Absent;
+            }
+            at_head = false;
             // Acquire: the overflow bucket was built before the Release store that linked it.
             let next = bucket.next.load(Acquire);
             // SAFETY: overflow buckets are freed only with their table, which `guard` keeps.
@@ -245,17 +265,25 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
     fn locate<'a>(chain: Chain<'a, Self>, probe: impl Probe<K>) -> Option<Located<'a, K, V, Self>> {
         let hash = probe.hash();
         let tag = tag_of(hash);
-        Self::buckets(chain).find_map(|line| {
+        for (depth, line) in Self::buckets(chain).enumerate() {
             let meta = line.meta.load(Relaxed);
-            slots_of(tagged::<SLOTS>(meta, tag)).find_map(|index| {
+            for index in slots_of(tagged::<SLOTS>(meta, tag)) {
                 // SAFETY: a slot `tagged` lists has a tag (the one looked for or, past it,
                 // another), so it holds a published entry; only lock holders unlink and retire
                 // entries, and this writer holds the lock.
-                let entry = unsafe { line.slots[index].load(Relaxed).as_ref() }?;
-                (entry.hash == hash && probe.matches(&entry.key))
-                    .then(|| (Slot::of(chain, Self::head(line), index), entry))
-            })
-        })
+                let Some(entry) = (unsafe { line.slots[index].load(Relaxed).as_ref() }) else {
+                    continue;
+                };
+                if entry.hash == hash && probe.matches(&entry.key) {
+                    return Some((Slot::of(chain, Self::head(line), index), entry));
+                }
+            }
+            // Past the head only if its summary has the tag.
+            if depth == 0 && meta & beyond(tag) == 0 {
+                return None;
+            }
+        }
+        None
     }
 
     fn occupied<'a>(
@@ -284,7 +312,13 @@ impl<K, V> Line<K, V> for Bucket<K, V> {
         // orders the unlink before the entry can be freed.
         let meta = bucket.meta.load(Relaxed);
         bucket.meta.store(with_tag(meta, slot.index(), 0), Relaxed);
-        bucket.slots[slot.index()].swap(ptr::null_mut(), Relaxed)
+        let unlinked = bucket.slots[slot.index()].swap(ptr::null_mut(), Relaxed);
+        if !slot.in_head() {
+            let chain = slot.chain();
+            let overflow = Self::buckets(chain).skip(1);
+            Self::resummarize(chain, overflow.map(|bucket| bucket.meta.load(Relaxed)));
+        }
+        unlinked
     }
 
     fn add<'a>(

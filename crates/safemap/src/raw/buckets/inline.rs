@@ -35,19 +35,15 @@
 //!
 //! # Overflow
 //! A chain whose head line is full links overflow lines, each with its block, from the table's
-//! spare memory; they stay linked until the chain moves or is drained. A lookup that finds no
-//! match in the head would follow the link, in the head block's second cache line, to the
-//! overflow line: one or two misses more, for a key that is usually not there (at 64k keys, about
-//! one lookup in seven went on; more under churn, which leaves emptied overflow lines linked).
-//! So the head's meta word also holds [`BEYOND`]: bit [`beyond`]`(tag)` is set while an overflow
-//! line holds an entry tagged `tag`, and a lookup (or the lock holder's `locate`) leaves the head
-//! only if the bit for its tag is set. The lock holder keeps the bits exact: it sets a tag's bit,
-//! with a bracket of the head, before it places an entry so tagged in an overflow line, and
-//! recomputes the bits after it removes one from an overflow line. So a reader whose validated
-//! copy of the head shows the bit clear copied it at an instant when no such entry was in the
-//! overflow lines, and the key was absent then: the entry's bracket follows the bit's, and a
-//! removal's precedes the bit's clearing. Callgrind's cache simulation (one thread, 64k keys),
-//! first-level read misses an operation: ReadHeavy 2.18 -> 2.06, Exchange 2.19 -> 1.81
+//! spare memory. A lookup that found no match in the head would follow the link, in the head
+//! block's second cache line, to the overflow line: one or two misses more, for a key that is
+//! usually not there (at 64k keys about one lookup in seven went on; more under churn, which
+//! leaves emptied overflow lines linked). The head's summary of its overflow lines' tags
+//! (`line.rs`, "Overflow summaries") stops those lookups at the head: a bracket publishes a tag's
+//! bit before the bracket that places an entry so tagged, and a removal's bracket comes before
+//! the one that clears the bit, so a validated copy of the head's meta word is of one moment for
+//! the summary as for the tags. Callgrind's cache simulation (one thread, 64k keys), first-level
+//! read misses an operation: ReadHeavy 2.18 -> 2.06, Exchange 2.19 -> 1.81
 //! (`docs/performance-log.md`, "A head line summarizes its overflow lines").
 //!
 //! # Writes
@@ -82,8 +78,8 @@ use bytemuck::Pod;
 
 use super::gate::ReadPass;
 use super::line::{
-    Blocks, Chain, Entry, Found, Head, Line, Located, MOVED, Slot, Stored, Unit, free_slot,
-    occupied, slots_of, tag_of, tagged, with_tag,
+    Blocks, Chain, Entry, Found, Head, Line, Located, MAX_TAGS, MOVED, Slot, Stored, Unit, beyond,
+    free_slot, occupied, slots_of, tag_of, tagged, with_tag,
 };
 use super::resize::STRESS;
 use crate::raw::entry::Probe;
@@ -94,29 +90,11 @@ use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Spin, fence};
 /// Slot words per block: with the link, one 128-byte block.
 const WORDS: usize = 14;
 
-/// Slots per line: as many as the meta word has tag bytes below its flags.
-const MAX_SLOTS: usize = 7;
+/// Slots per line: as many as the meta word has tag bytes.
+const MAX_SLOTS: usize = MAX_TAGS;
 
 /// Set in a line's meta word once an overflow line is linked after it.
 const LINKED: u64 = 1 << 62;
-
-/// A head line's summary of its overflow lines' tags, in the meta word's six bits below the
-/// flags: [`beyond`]`(tag)` is set while an overflow line holds an entry tagged `tag` (module
-/// docs, "Overflow").
-const BEYOND: u64 = 0x3f << 56;
-
-/// The bit of [`BEYOND`] that stands for `tag`: its seven hash bits scaled to six places, with a
-/// multiply and a shift rather than a division.
-#[inline(always)]
-fn beyond(tag: u8) -> u64 {
-    (1 << 56) << ((u32::from(tag & 0x7f) * 3) >> 6)
-}
-
-/// The [`BEYOND`] bits of the tags in a meta word.
-fn beyond_of(meta: u64) -> u64 {
-    slots_of(occupied::<MAX_SLOTS>(meta))
-        .fold(0, |bits, index| bits | beyond((meta >> (8 * index)) as u8))
-}
 
 /// One line of a chain of inline entries: what a reader or a lock holder looks at first.
 #[repr(C, align(16))]
@@ -385,32 +363,6 @@ impl<K: Pod, V: Pod> Inline<K, V> {
         true
     }
 
-    /// Sets `tag`'s bit in the head's summary, before an entry tagged `tag` goes into an
-    /// overflow line: a reader that finds the bit clear then saw the head before the entry was
-    /// there.
-    #[cold]
-    fn summarize(chain: Chain<'_, Self>, tag: u8) {
-        let head = chain.head().line();
-        let meta = head.meta.load(Relaxed);
-        if meta & beyond(tag) == 0 {
-            head.publish_meta(meta | beyond(tag));
-        }
-    }
-
-    /// Recomputes the head's summary from the overflow lines' tags, after an entry left one: a
-    /// bit that no entry stands for any more sends lookups on to the overflow lines in vain.
-    #[cold]
-    fn resummarize(chain: Chain<'_, Self>) {
-        let bits = Self::lines(chain)
-            .skip(1)
-            .fold(0, |bits, (_, meta)| bits | beyond_of(meta));
-        let head = chain.head().line();
-        let meta = head.meta.load(Relaxed);
-        if meta & BEYOND != bits {
-            head.publish_meta(meta & !BEYOND | bits);
-        }
-    }
-
     /// Puts `key` and `value` in the first slot of `unit`, a spare line, and links it after
     /// `last`, the chain's last line, which is full: the rare end of an insert, kept out of its
     /// body.
@@ -630,7 +582,8 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
         let meta = line.meta.load(Relaxed);
         line.publish_meta(with_tag(meta, slot.index(), 0));
         if !slot.in_head() {
-            Self::resummarize(slot.chain());
+            let chain = slot.chain();
+            Self::resummarize(chain, Self::lines(chain).skip(1).map(|(_, meta)| meta));
         }
     }
 
@@ -674,6 +627,7 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
 mod tests {
     use super::*;
     use crate::raw::buckets::gate::Gate;
+    use crate::raw::buckets::line::BEYOND;
     use crate::raw::entry::Lookup;
 
     /// A probe for `key` with hash `hash`.
@@ -787,23 +741,6 @@ mod tests {
         });
     }
 
-    /// Each of the 128 tag values stands for one of the six summary bits, and each bit for 21 or
-    /// 22 of them, so a summary filters as much for every tag.
-    #[test]
-    fn the_summary_bits_share_the_tags_evenly() {
-        let mut per_bit = [0; 64];
-        for tag in 0x80..=0xffu8 {
-            let bit = beyond(tag);
-            assert_eq!(bit.count_ones(), 1);
-            assert_eq!(bit & !BEYOND, 0, "{tag:#x}");
-            per_bit[bit.trailing_zeros() as usize] += 1;
-        }
-        assert!(
-            per_bit[56..62].iter().all(|n| (21..=22).contains(n)),
-            "{per_bit:?}"
-        );
-    }
-
     /// An iteration copies the line and its whole block at once (`read_all`), under the version
     /// check alone.
     #[test]
@@ -831,68 +768,45 @@ mod tests {
         }
     }
 
-    type Map = Inline<u64, u64>;
-
-    /// A hash for test key `key`, its top bits (the tag's) spread.
-    fn spread(key: u64) -> u64 {
-        key.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-
-    /// Fresh overflow units, enough for `entries` entries in one chain.
-    fn spare_units(entries: u64) -> Vec<Unit<Map>> {
-        (0..entries).map(|_| Unit::fresh(Map::new())).collect()
-    }
-
-    /// Adds keys `0..entries` (values ten times the key) to `chain`, linking units of `spares`,
-    /// and calls `after` with each key added; returns how many units it linked.
-    fn fill<'a>(
-        chain: Chain<'a, Map>,
-        spares: &'a [Unit<Map>],
-        entries: u64,
-        mut after: impl FnMut(u64),
-    ) -> usize {
-        let mut spares = spares.iter();
-        (0..entries)
-            .map(|key| {
-                let item = Entry {
-                    hash: spread(key),
-                    key,
-                    value: key * 10,
-                };
-                let linked = Map::add(chain, item, || spares.next().expect("a spare"));
-                after(key);
-                usize::from(linked)
-            })
-            .sum()
-    }
-
     /// A chain longer than one line links overflow lines, and every entry stays findable, by
     /// readers and by the lock holder, and is listed once.
     #[test]
     fn a_chain_links_overflow_lines_and_finds_every_entry() {
+        type Map = Inline<u64, u64>;
         let (line, block) = (Map::new(), Map::fresh_block());
         let head = Head::new(&line, &block);
         // SAFETY: this test alone reaches the chain.
         let chain = unsafe { Chain::locked(head) };
         let entries = 20u64;
-        let units = spare_units(entries);
+        let units: Vec<Unit<Map>> = (0..entries).map(|_| Unit::fresh(Map::new())).collect();
+        let mut spares = units.iter();
+        let hash = |key: u64| key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut linked = 0;
+        for key in 0..entries {
+            let item = Entry {
+                hash: hash(key),
+                key,
+                value: key * 10,
+            };
+            linked += usize::from(Map::add(chain, item, || spares.next().expect("a spare")));
+        }
         let slots = <Map as Line<u64, u64>>::SLOTS;
         assert_eq!(
-            fill(chain, &units, entries, |_| {}),
+            linked,
             20usize.div_ceil(slots) - 1,
             "20 entries take as many lines as their slots need"
         );
         let gate = Gate::new();
         let guard = gate.read();
         for key in 0..entries {
-            let Found::Entry(found) = Map::find(head, &guard, probe(spread(key), &key)) else {
+            let Found::Entry(found) = Map::find(head, &guard, probe(hash(key), &key)) else {
                 panic!("{key} not found by a reader");
             };
             assert_eq!(found.value, key * 10);
-            let (_, located) = Map::locate(chain, probe(spread(key), &key)).expect("located");
+            let (_, located) = Map::locate(chain, probe(hash(key), &key)).expect("located");
             assert_eq!(located.value, key * 10);
         }
-        let absent = Map::find(head, &guard, probe(spread(99), &99));
+        let absent = Map::find(head, &guard, probe(hash(99), &99));
         assert!(matches!(absent, Found::Absent));
         let mut listed = Vec::new();
         Map::read_all(head, &guard, |entry| listed.push(entry.key)).expect("not moved");
@@ -909,79 +823,5 @@ mod tests {
             0,
             "nothing left to summarize"
         );
-    }
-
-    /// The summary bits the overflow lines' tags stand for, from their meta words.
-    fn overflow_bits(chain: Chain<'_, Map>) -> u64 {
-        Map::lines(chain)
-            .skip(1)
-            .fold(0, |bits, (_, meta)| bits | beyond_of(meta))
-    }
-
-    /// The head's summary is exactly its overflow lines' tags, as entries come and go: a bit
-    /// missing would hide an entry from lookups, and one left over would send lookups on to the
-    /// overflow lines in vain.
-    #[test]
-    fn the_head_summarizes_its_overflow_lines_tags_exactly() {
-        let (line, block) = (Map::new(), Map::fresh_block());
-        let head = Head::new(&line, &block);
-        // SAFETY: this test alone reaches the chain.
-        let chain = unsafe { Chain::locked(head) };
-        let entries = 30u64;
-        let units = spare_units(entries);
-        let summary = |chain: Chain<'_, Map>| chain.head().line().meta.load(Relaxed) & BEYOND;
-        fill(chain, &units, entries, |added| {
-            assert_eq!(summary(chain), overflow_bits(chain), "after adding {added}");
-        });
-        assert_ne!(summary(chain), 0, "30 entries overflow the head");
-        let gate = Gate::new();
-        // Removed from the last key back, so that the overflow lines empty first.
-        for removed in (0..entries).rev() {
-            let (slot, _) = Map::locate(chain, probe(spread(removed), &removed)).expect("present");
-            Map::remove(slot);
-            assert_eq!(
-                summary(chain),
-                overflow_bits(chain),
-                "after removing {removed}"
-            );
-            let guard = gate.read();
-            for key in 0..entries {
-                let found = Map::find(head, &guard, probe(spread(key), &key));
-                let located = Map::locate(chain, probe(spread(key), &key));
-                assert_eq!(
-                    matches!(found, Found::Entry(_)),
-                    key < removed,
-                    "read {key}"
-                );
-                assert_eq!(located.is_some(), key < removed, "locate {key}");
-            }
-        }
-        assert_eq!(summary(chain), 0);
-    }
-
-    /// A lookup goes past the head only where the summary sends it: with the summary cleared
-    /// (as no write leaves it), an entry of an overflow line is out of a reader's and the lock
-    /// holder's sight.
-    #[test]
-    fn lookups_trust_the_summary() {
-        let (line, block) = (Map::new(), Map::fresh_block());
-        let head = Head::new(&line, &block);
-        // SAFETY: this test alone reaches the chain.
-        let chain = unsafe { Chain::locked(head) };
-        let entries = 10u64;
-        let units = spare_units(entries);
-        fill(chain, &units, entries, |_| {});
-        let last = entries - 1;
-        let gate = Gate::new();
-        assert!(matches!(
-            Map::find(head, &gate.read(), probe(spread(last), &last)),
-            Found::Entry(_)
-        ));
-        line.meta.fetch_and(!BEYOND, Relaxed);
-        assert!(matches!(
-            Map::find(head, &gate.read(), probe(spread(last), &last)),
-            Found::Absent
-        ));
-        assert!(Map::locate(chain, probe(spread(last), &last)).is_none());
     }
 }

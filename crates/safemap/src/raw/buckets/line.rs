@@ -10,6 +10,18 @@
 //! and cached, and every operation gets a line with its block, a [`Head`]. Tags, shared by both
 //! kinds, are a byte per slot in one meta word ([`tag_of`], [`tagged`], [`occupied`]).
 //!
+//! # Overflow summaries
+//! A chain whose head line is full links overflow lines, which stay linked until the chain moves
+//! or is drained. A head's meta word also holds, in six bits below its flags ([`BEYOND`]), a
+//! summary of its overflow lines' tags: bit [`beyond`]`(tag)` is set while an overflow line holds
+//! an entry tagged `tag`. Lookups and `locate` leave the head only if their tag's bit is set, so
+//! that a key that is not there costs no overflow line's miss. The lock holder keeps the bits
+//! exact ([`Line::summarize`], [`Line::resummarize`]): it publishes a tag's bit before it places
+//! an entry so tagged in an overflow line, and the recomputed bits after it removes one. So a
+//! reader whose copy of the head's meta word shows the bit clear copied it at a moment when no
+//! entry so tagged was in the overflow lines, and its key was absent then if the head did not
+//! hold it either (each line says why its copy of the head is of one moment).
+//!
 //! Readers call [`Line::find`] and [`Line::read_all`] with no lock. Everything else takes a
 //! [`Chain`], which only the holder of the chain head's lock can make, so the changes are
 //! serialized by that lock; each line orders what its readers may observe.
@@ -28,6 +40,26 @@ use crate::sync::{AtomicU64, MutexGuard};
 /// Set in a head line's meta word once its chain has been copied to the next table; from then
 /// on the chain is frozen and every operation on its keys goes to the next table.
 pub(super) const MOVED: u64 = 1 << 63;
+
+/// Tag bytes a meta word has room for, below its byte of flags and summary bits.
+pub(super) const MAX_TAGS: usize = 7;
+
+/// A head line's summary of its overflow lines' tags, in the meta word's six bits below
+/// [`MOVED`] and the inline lines' `LINKED` (module docs, "Overflow summaries").
+pub(super) const BEYOND: u64 = 0x3f << 56;
+
+/// The bit of [`BEYOND`] that stands for `tag`: its seven hash bits scaled to six places, with a
+/// multiply and a shift rather than a division.
+#[inline(always)]
+pub(super) fn beyond(tag: u8) -> u64 {
+    (1 << 56) << ((u32::from(tag & 0x7f) * 3) >> 6)
+}
+
+/// The [`BEYOND`] bits of the tags in a meta word.
+pub(super) fn beyond_of(meta: u64) -> u64 {
+    slots_of(occupied::<MAX_TAGS>(meta))
+        .fold(0, |bits, index| bits | beyond((meta >> (8 * index)) as u8))
+}
 
 /// The tag a key's entry carries in its line's meta word: the hash's top bits (which the table
 /// index does not use), with the high bit set so that a tag is never the empty byte.
@@ -220,6 +252,33 @@ pub trait Line<K, V>: Blocks {
         let head = chain.head().line();
         // Relaxed: the meta word changes only under the chain's lock, which the caller holds.
         head.publish_meta(head.meta().load(Relaxed) | MOVED);
+    }
+
+    /// Sets `tag`'s bit in the head's summary, before an entry tagged `tag` goes into an
+    /// overflow line: a reader that finds the bit clear then read the head before the entry was
+    /// there. For the chain's lock holder.
+    #[cold]
+    fn summarize(chain: Chain<'_, Self>, tag: u8) {
+        let head = chain.head().line();
+        // Relaxed: the meta word changes only under the chain's lock, which the caller holds.
+        let meta = head.meta().load(Relaxed);
+        if meta & beyond(tag) == 0 {
+            head.publish_meta(meta | beyond(tag));
+        }
+    }
+
+    /// Sets the head's summary to the tags in `overflow`, the meta words of the chain's overflow
+    /// lines, after an entry left one: a bit that no entry stands for any more would send lookups
+    /// on to the overflow lines in vain. For the chain's lock holder.
+    #[cold]
+    fn resummarize(chain: Chain<'_, Self>, overflow: impl Iterator<Item = u64>) {
+        let bits = overflow.fold(0, |bits, meta| bits | beyond_of(meta));
+        let head = chain.head().line();
+        // Relaxed: as in `summarize`.
+        let meta = head.meta().load(Relaxed);
+        if meta & BEYOND != bits {
+            head.publish_meta(meta & !BEYOND | bits);
+        }
     }
 
     /// The slot of the entry for `probe`.
@@ -428,7 +487,6 @@ pub(crate) fn lock_is_zero() -> bool {
 #[cfg(all(test, not(shuttle)))]
 mod tests {
     use super::*;
-
     /// Random meta words of `SLOTS` tag bytes (a third of them empty, the others from a few
     /// values, so that equal tags are common), with the two top bits (the lines' flags) set at
     /// random.

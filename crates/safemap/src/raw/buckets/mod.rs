@@ -66,6 +66,8 @@ mod ops;
 mod resize;
 mod spares;
 mod table;
+#[cfg(all(test, not(shuttle)))]
+mod tests;
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
