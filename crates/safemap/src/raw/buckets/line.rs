@@ -487,6 +487,7 @@ pub(crate) fn lock_is_zero() -> bool {
 #[cfg(all(test, not(shuttle)))]
 mod tests {
     use super::*;
+
     /// Random meta words of `SLOTS` tag bytes (a third of them empty, the others from a few
     /// values, so that equal tags are common), with the two top bits (the lines' flags) set at
     /// random.
