@@ -627,7 +627,6 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
 mod tests {
     use super::*;
     use crate::raw::buckets::gate::Gate;
-    use crate::raw::buckets::line::BEYOND;
     use crate::raw::entry::Lookup;
 
     /// A probe for `key` with hash `hash`.
@@ -766,62 +765,5 @@ mod tests {
             let back = Slots::entry_in(&block.all_words(), index);
             assert_eq!((back.key, back.value), (key, value));
         }
-    }
-
-    /// A chain longer than one line links overflow lines, and every entry stays findable, by
-    /// readers and by the lock holder, and is listed once.
-    #[test]
-    fn a_chain_links_overflow_lines_and_finds_every_entry() {
-        type Map = Inline<u64, u64>;
-        let (line, block) = (Map::new(), Map::fresh_block());
-        let head = Head::new(&line, &block);
-        // SAFETY: this test alone reaches the chain.
-        let chain = unsafe { Chain::locked(head) };
-        let entries = 20u64;
-        let units: Vec<Unit<Map>> = (0..entries).map(|_| Unit::fresh(Map::new())).collect();
-        let mut spares = units.iter();
-        let hash = |key: u64| key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut linked = 0;
-        for key in 0..entries {
-            let item = Entry {
-                hash: hash(key),
-                key,
-                value: key * 10,
-            };
-            linked += usize::from(Map::add(chain, item, || spares.next().expect("a spare")));
-        }
-        let slots = <Map as Line<u64, u64>>::SLOTS;
-        assert_eq!(
-            linked,
-            20usize.div_ceil(slots) - 1,
-            "20 entries take as many lines as their slots need"
-        );
-        let gate = Gate::new();
-        let guard = gate.read();
-        for key in 0..entries {
-            let Found::Entry(found) = Map::find(head, &guard, probe(hash(key), &key)) else {
-                panic!("{key} not found by a reader");
-            };
-            assert_eq!(found.value, key * 10);
-            let (_, located) = Map::locate(chain, probe(hash(key), &key)).expect("located");
-            assert_eq!(located.value, key * 10);
-        }
-        let absent = Map::find(head, &guard, probe(hash(99), &99));
-        assert!(matches!(absent, Found::Absent));
-        let mut listed = Vec::new();
-        Map::read_all(head, &guard, |entry| listed.push(entry.key)).expect("not moved");
-        listed.sort_unstable();
-        assert_eq!(listed, (0..entries).collect::<Vec<_>>());
-        let mut drained: Vec<u64> = Map::drain(chain).into_iter().map(|(k, _)| k).collect();
-        drained.sort_unstable();
-        assert_eq!(drained, (0..entries).collect::<Vec<_>>());
-        let mut after = 0;
-        Map::read_all(head, &guard, |_| after += 1).expect("not moved");
-        assert_eq!(after, 0, "drained lines are empty");
-        assert_eq!(
-            line.meta.load(Relaxed) & BEYOND,
-            0,
-            "nothing left to summarize"
-        );
     }
 }

@@ -33,6 +33,71 @@ fn overflow_tags<L: Line<u64, u64>>(chain: Chain<'_, L>) -> u64 {
         })
 }
 
+/// A chain of `L` lines longer than one line links overflow lines, and every entry stays
+/// findable, by readers and by the lock holder, and is listed once; drained, the chain is empty
+/// and its summary clear.
+fn a_chain_links_overflow_lines_and_finds_every_entry<L: Line<u64, u64>>() {
+    let (line, block) = (L::new(), L::fresh_block());
+    let head = Head::new(&line, &block);
+    // SAFETY: this test alone reaches the chain.
+    let chain = unsafe { Chain::locked(head) };
+    let entries = 20u64;
+    let units: Vec<Unit<L>> = (0..entries).map(|_| Unit::fresh(L::new())).collect();
+    let mut spares = units.iter();
+    let mut linked = 0;
+    for key in 0..entries {
+        let entry = Entry {
+            hash: spread(key),
+            key,
+            value: key * 10,
+        };
+        linked += usize::from(L::add(chain, L::item(entry), || {
+            spares.next().expect("a spare")
+        }));
+    }
+    assert_eq!(
+        linked,
+        20usize.div_ceil(L::SLOTS) - 1,
+        "20 entries take as many lines as their slots need"
+    );
+    let (gate, collector) = (Gate::new(), Collector::new());
+    let reader = <L::Reader<'_> as Reads>::enter(|| Some(&collector), &gate).unwrap();
+    for key in 0..entries {
+        let Found::Entry(found) = L::find(head, &reader, probe(&key)) else {
+            panic!("{key} not found by a reader");
+        };
+        assert_eq!(*found.value(), key * 10);
+        let (_, located) = L::locate(chain, probe(&key)).expect("located");
+        assert_eq!(*located.value(), key * 10);
+    }
+    assert!(matches!(L::find(head, &reader, probe(&99)), Found::Absent));
+    let mut listed = Vec::new();
+    L::read_all(head, &reader, |entry| listed.push(*entry.key())).expect("not moved");
+    listed.sort_unstable();
+    assert_eq!(listed, (0..entries).collect::<Vec<_>>());
+    let mut drained: Vec<u64> = L::drain(chain).into_iter().map(|(k, _)| k).collect();
+    drained.sort_unstable();
+    assert_eq!(drained, (0..entries).collect::<Vec<_>>());
+    let mut after = 0;
+    L::read_all(head, &reader, |_| after += 1).expect("not moved");
+    assert_eq!(after, 0, "drained lines are empty");
+    assert_eq!(
+        line.meta().load(Relaxed) & BEYOND,
+        0,
+        "nothing left to summarize"
+    );
+}
+
+#[test]
+fn inline_chains_link_overflow_lines() {
+    a_chain_links_overflow_lines_and_finds_every_entry::<Inline<u64, u64>>();
+}
+
+#[test]
+fn bucket_chains_link_overflow_lines() {
+    a_chain_links_overflow_lines_and_finds_every_entry::<Bucket<u64, u64>>();
+}
+
 /// A chain of `L` lines in which keys `0..30` come and go: after each change, the head's
 /// summary is exactly its overflow lines' tags (a bit missing would hide an entry from
 /// lookups, one left over would send lookups on in vain), and readers and the lock holder
