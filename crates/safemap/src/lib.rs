@@ -41,11 +41,31 @@
 //!
 //! Each strategy declares its [`Consistency`].
 //!
-//! Which is fastest depends on the machine and the load. On the 2-core machine the README's
-//! figures come from, [`ShardedMap`] was level with or ahead of the best peer crate in most of
-//! them; the Scalable maps' reads write nothing shared, so they gain the most from each added core,
-//! but one of their lookups costs about 70 instructions more than `ShardedMap`'s. `safemap-bench
-//! advise` measures the candidates on a given machine and workload and recommends one.
+//! Which is fastest depends on the machine, the load and the map's size. A lock-based read writes
+//! its lock's word. Where the map fits in the caches, that word moving between the cores is a
+//! large part of a read on two threads: [`LockedMap`], with one lock, does fewer operations on two
+//! threads than on one, and [`ShardedMap`] gains less from the second core than the maps whose
+//! reads write only their own thread's line. Where every lookup misses the caches, the miss hides
+//! it. The README's ReadHeavy figures (98% lookups; median Mops/s of three runs on a 2-core
+//! machine, at one / two threads; the README has the command, every workload and the ranges):
+//!
+//! | map | 64k keys (cache-resident) | 1M keys (past the caches) | a read writes |
+//! |---|---|---|---|
+//! | [`LockedMap`] | 50.9 / 33.5 | 16.7 / 19.8 | the map's lock word |
+//! | [`ShardedMap`] | 50.0 / 72.4 | 16.4 / 31.9 | its shard's lock word |
+//! | [`ReadMostlyMap`] | 47.1 / 76.2 | 14.8 / 31.3 | its thread's own slot (an `xchg`) |
+//! | [`SnapshotMap`] | 24.6 / 21.4 | 6.9 / 11.3 | its thread's own slot (seize's guard) |
+//! | [`ScalableMap`] | 30.0 / 69.5 | 7.7 / 14.9 | its thread's own slot (seize's guard) |
+//! | [`ScalablePodMap`] | 49.0 / 94.4 | 13.1 / 28.3 | its thread's own line (plain stores) |
+//! | best peer crate, cell by cell | 57.5 / 88.1 | 14.6 / 28.0 | |
+//!
+//! So [`ShardedMap`] is the default to reach for, and where a small map is read from many cores,
+//! [`ScalablePodMap`] gains the most from each added core. [`SnapshotMap`]'s reads scale as
+//! well, but its serialized writes, 2% of these operations, hold it back on two threads. On one
+//! thread a Scalable map's lookup costs about 40 instructions more than `ShardedMap`'s (callgrind
+//! at 25cf6bc, ReadHeavy at 64k keys: 212 and 217 against 177 an operation, the benchmark's own
+//! work included). `safemap-bench advise` measures the candidates on a given machine, workload
+//! and size, and recommends one.
 //!
 //! # Deadlines
 //!
