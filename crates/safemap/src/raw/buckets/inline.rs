@@ -230,20 +230,38 @@ impl<K: Pod, V: Pod> Inline<K, V> {
     /// read, in one place.
     #[inline(always)]
     fn validated<T>(&self, copy: impl Fn(&Self) -> T) -> (T, u32) {
+        match self.try_validated(&copy) {
+            Some(validated) => validated,
+            None => self.validated_after_waiting(copy),
+        }
+    }
+
+    /// One try of [`Self::validated`]: `None` if a bracket was under way or began meanwhile.
+    #[inline(always)]
+    fn try_validated<T>(&self, copy: &impl Fn(&Self) -> T) -> Option<(T, u32)> {
+        // Acquire: a bracket that ended with this value has its stores visible to `copy`.
+        let before = self.seq.load(Acquire);
+        if before % 2 == 1 {
+            return None;
+        }
+        let copied = copy(self);
+        // Acquire: if a load of `copy` saw a bracket's store, the load below sees that bracket's
+        // odd value or a later one (module docs).
+        fence(Acquire);
+        (self.seq.load(Relaxed) == before).then_some((copied, before))
+    }
+
+    /// The tries after a first that met a bracket, spinning between them. Out of line, so that
+    /// the loop and its state cost the lookups that need none of it no registers.
+    #[cold]
+    #[inline(never)]
+    fn validated_after_waiting<T>(&self, copy: impl Fn(&Self) -> T) -> (T, u32) {
         let spin = Spin::new();
         loop {
-            // Acquire: a bracket that ended with this value has its stores visible to `copy`.
-            let before = self.seq.load(Acquire);
-            if before % 2 == 0 {
-                let copied = copy(self);
-                // Acquire: if a load of `copy` saw a bracket's store, the load below sees that
-                // bracket's odd value or a later one (module docs).
-                fence(Acquire);
-                if self.seq.load(Relaxed) == before {
-                    return (copied, before);
-                }
-            }
             spin.wait();
+            if let Some(validated) = self.try_validated(&copy) {
+                return validated;
+            }
         }
     }
 
