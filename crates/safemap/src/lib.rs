@@ -64,8 +64,8 @@
 //! well, but its serialized writes, 2% of these operations, hold it back on two threads. On one
 //! thread a Scalable map's lookup costs 30 to 40 instructions more than `ShardedMap`'s
 //! (callgrind at ebcc345, ReadHeavy at 64k keys: `ScalablePodMap` 205.6 and `ScalableMap` 216.6
-//! against 176.6 an operation, the benchmark's own work included). `safemap-bench advise` measures the candidates on a given machine, workload
-//! and size, and recommends one.
+//! against 176.6 an operation, the benchmark's own work included). `safemap-bench advise`
+//! measures the candidates on a given machine, workload and size, and recommends one.
 //!
 //! # Deadlines
 //!
