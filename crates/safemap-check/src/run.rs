@@ -217,11 +217,31 @@ pub fn play<M: TryConcurrentMap<Key, Val>>(
     ops: Vec<Op>,
 ) -> Vec<Event> {
     let mut log = Vec::with_capacity(ops.len());
+    let mut kept = Vec::new();
     for op in ops {
         let call = op.clone();
-        clock.record(&mut log, thread, op, || perform(map, &call));
+        clock.record(&mut log, thread, op, || perform(map, &call, &mut kept));
+    }
+    // A snapshot never changes: the history checks what each held when it was taken, and here,
+    // after the thread's later operations (and, likely, others'), it must hold the same.
+    for (snapshot, taken) in kept {
+        assert_eq!(
+            entries_of(&snapshot),
+            taken,
+            "a snapshot changed after it was taken"
+        );
     }
     log
+}
+
+/// Snapshots a thread took, each with its entries when it was taken.
+type Kept<S> = Vec<(S, Vec<(Key, Val)>)>;
+
+/// A snapshot's entries, sorted.
+fn entries_of<S: MapSnapshot<Key, Val>>(snapshot: &S) -> Vec<(Key, Val)> {
+    let mut entries: Vec<_> = snapshot.iter().map(|(k, v)| (*k, *v)).collect();
+    entries.sort_unstable();
+    entries
 }
 
 /// Releases all threads of a history at once. A sleeping barrier wakes them microseconds apart,
@@ -285,8 +305,9 @@ pub fn plan(config: &Config, seed: u64, thread: usize) -> Vec<Op> {
         .collect()
 }
 
-/// Calls `op` on `map` and returns its result in recorded form.
-fn perform<M: TryConcurrentMap<Key, Val>>(map: &M, op: &Op) -> Ret {
+/// Calls `op` on `map` and returns its result in recorded form; a snapshot it takes is kept in
+/// `kept`, with its entries then.
+fn perform<M: TryConcurrentMap<Key, Val>>(map: &M, op: &Op, kept: &mut Kept<M::Snapshot>) -> Ret {
     let sorted = |mut entries: Vec<(Key, Val)>| {
         entries.sort_unstable();
         Ret::Entries(entries)
@@ -320,7 +341,12 @@ fn perform<M: TryConcurrentMap<Key, Val>>(map: &M, op: &Op) -> Ret {
             |cur| std::mem::replace(cur, v),
         )))),
         Op::Len => Ret::Len(ok(map.len())),
-        Op::Snapshot => sorted(ok(map.snapshot()).iter().map(|(k, v)| (*k, *v)).collect()),
+        Op::Snapshot => {
+            let snapshot = ok(map.snapshot());
+            let entries = entries_of(&snapshot);
+            kept.push((snapshot, entries.clone()));
+            Ret::Entries(entries)
+        }
         Op::ForEach => {
             let mut entries = Vec::new();
             ok(map.for_each(|k, v| entries.push((*k, *v))));

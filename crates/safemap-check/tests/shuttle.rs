@@ -124,6 +124,27 @@ fn gate_race() -> (Vec<Vec<Op>>, Key) {
     (plans, 3)
 }
 
+/// Writes racing snapshots on a trie that changes in place (`SnapshotMap`, whose trie is binary
+/// with two-entry leaves under shuttle, so three keys make branches): among the schedules are
+/// those where two writes meet a branch older than the last snapshot and both go to copy it, or
+/// a write splits a leaf a reader is in, or a snapshot is taken between a write's copy and its
+/// store. A trie that changed an older branch in place, or lost a copy, would show a snapshot an
+/// entry written after it, or a later read a value a copy dropped.
+fn generation_race() -> (Vec<Vec<Op>>, Key) {
+    let plans = vec![
+        vec![
+            Op::Insert(0, 1),
+            Op::Insert(1, 2),
+            Op::Insert(2, 3),
+            Op::Remove(0),
+            Op::Insert(0, 4),
+        ],
+        vec![Op::Snapshot, Op::Insert(1, 5), Op::Snapshot, Op::Get(2)],
+        vec![Op::Get(0), Op::Insert(2, 6), Op::Snapshot, Op::Get(1)],
+    ];
+    (plans, 3)
+}
+
 /// Two writers handing keys over (one inserts, the other removes) while a third thread, whose
 /// own key stays, asks `len` again and again: among the schedules are those where an insert and
 /// the remove of its key land while `len` is between reading the two writers' counts, which a
@@ -176,6 +197,7 @@ where
         (publication_race(), SCHEDULES),
         (slot_reuse_race(), 10 * SCHEDULES),
         (gate_race(), SCHEDULES),
+        (generation_race(), SCHEDULES),
         (len_race(), 10 * SCHEDULES),
         (init_handover(), SCHEDULES),
         (init_race(), SCHEDULES),

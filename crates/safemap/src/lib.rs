@@ -253,9 +253,9 @@ pub use observe::{
 #[cfg(feature = "probes")]
 pub use probes::ProbeObserver;
 pub use raw::frozen::{TableSnapshot, TableSnapshotIter};
+pub use raw::live_trie::Iter as TrieSnapshotIter;
 pub use raw::release::settle_memory;
 pub use raw::routing::default_shard_count;
-pub use raw::trie::Iter as TrieSnapshotIter;
 pub use raw::versioned::TrieSnapshot;
 #[cfg(feature = "rayon")]
 pub use rayon_impls::ParIter;

@@ -44,7 +44,8 @@ pub enum Maintenance {
     /// instead of growing when at least half its capacity is deleted slots) allocates nothing
     /// and is not reported.
     Resize,
-    /// A new version of a `SnapshotMap` was built and published.
+    /// A `SnapshotMap`'s whole-map write (`write_batch`, `extend`, `retain`, `shrink_to_fit`)
+    /// built a private copy and published it.
     Publish,
 }
 

@@ -1,55 +1,54 @@
-//! [`SnapshotMap`]: readers load an immutable version with one atomic load; serialized writers
-//! publish a new version that shares all but one path with the old.
+//! [`SnapshotMap`]: a hash trie changed in place under a lock per branch, read with no lock, and
+//! copied on write only where a snapshot still shares it.
 //!
-//! The version is a persistent hash trie (`raw::trie`) with flat hashbrown leaves, published
-//! through `raw::published`: a read enters a reclamation guard (a store to its own thread's slot),
-//! loads the version's pointer and probes it, touching no reference count, so readers on
-//! different cores write nothing the others write, even right after a publish. `raw::versioned`
-//! is the core that writes and publishes. A write takes the writer lock,
-//! copies the path to one leaf, changes the copy and publishes it: no update is lost (there is no
-//! load-copy-store race), and no write copies the whole map. [`SnapshotMap::write_batch`]
-//! publishes many changes as one version. A snapshot is the current version itself: O(1), and
-//! valid for as long as it is kept.
+//! The trie is `raw::live_trie`; `raw::versioned` is the core over it. A read enters a
+//! reclamation guard (a store to its own thread's slot) and walks the trie with atomic loads, so
+//! readers on different cores write nothing the others write. A write passes the writers' gate,
+//! locks the branch holding its key's leaf and stores a changed copy of the leaf there: writes to
+//! other branches go on beside it, and the closure runs once. A snapshot closes the gate, keeps
+//! the root of that moment and starts a new generation, whose writes copy any older branch they
+//! meet before they change it: O(1) in the map's size (one copy of the root), and valid for as
+//! long as it is kept. [`SnapshotMap::write_batch`] changes a private copy with the gate closed
+//! and publishes it with one store.
 
 use equivalent::Equivalent;
 use std::hash::{BuildHasher, Hash};
 
 use crate::front::SafeMap;
 use crate::map::DefaultHashBuilder;
-use crate::raw::entry::Lookup;
-use crate::raw::trie::Trie;
-use crate::raw::versioned::Versioned;
+use crate::raw::entry::{Insert, Lookup, Owned, RemoveIf};
+use crate::raw::versioned::{InCopy, Versioned};
 use crate::reentry;
 
-/// A map for read-mostly data (configuration, routing tables, registries): reads never wait and
-/// cost about one atomic load plus a hash-table probe, snapshots are O(1), and every operation,
-/// `len` and `for_each` included, is atomic.
+/// A map for read-mostly data (configuration, routing tables, registries) that needs consistent
+/// snapshots: reads never wait and write nothing another thread writes, snapshots are O(1) in the
+/// map's size, and every operation, `len` and `for_each` included, is atomic.
 ///
-/// Writers are serialized and each copies one short path of the trie (a leaf of at most 512
-/// entries and one small branch per level), so writes cost microseconds, not nanoseconds: for
-/// write-heavy maps use [`ShardedMap`](crate::ShardedMap). Batch writes with
-/// [`write_batch`](Self::write_batch) to publish many changes at once. Writes from several
-/// threads at once take turns, and the versions they displace are freed on whichever thread the
-/// reclamation picks: with glibc's allocator that thread can sleep on the arena lock of the
-/// thread that allocated them, so a map written from many threads is better written from one,
-/// or in batches.
+/// A write locks one branch of the trie (up to 16 leaves of up to 32 entries) and stores a copy of
+/// its key's leaf with the change, so writes to different branches run in parallel and a write
+/// costs a copy of one leaf. The first write after a snapshot to a part of the trie the snapshot
+/// shares copies that part's branches first. For write-heavy maps without snapshots,
+/// [`ShardedMap`](crate::ShardedMap) or [`ScalableMap`](crate::ScalableMap) write for less.
+/// [`write_batch`](Self::write_batch) publishes many changes at once, all or none.
 ///
-/// Keys and values are cloned when a write copies the leaf they share with older versions, so
-/// both must be `Clone` for writes; cheap clones (integers, `Arc`s, short strings) suit it best.
+/// Keys and values are cloned when a write copies the leaf they sit in, so both must be `Clone`
+/// for writes; cheap clones (integers, `Arc`s, short strings) suit it best.
 ///
-/// A removed or cleared value is dropped once no version holds it. A displaced version is freed
-/// once no reader can still be in it, in batches of up to 64 per writing thread (one heavy
-/// barrier each), so the values only it held outlive the write by up to 63 more writes of that
-/// thread; `clear`, `retain` and `shrink_to_fit` free theirs at once where no reader holds them.
-/// Removals leave the trie's branches in place; `shrink_to_fit` folds every subtree holding 256
-/// entries or fewer back into one leaf, so an emptied map gives back its nodes as well as its
-/// entries (a map that held 1M entries kept 280 KiB of them before).
-/// A [`TrieSnapshot`](crate::TrieSnapshot) keeps its version until it is dropped. The first
-/// write makes the map's reclamation slots (about 16 KiB); an empty map holds a few cache lines.
-/// The first map of this kind or a [`ScalableMap`](crate::ScalableMap) that a process makes
-/// registers the process for the reclamation's heavy barrier (`membarrier`; 12-20 ms where we
-/// measured), so that no write pays it. Values whose drop releases something that matters (a
-/// file, a connection) should be released by the caller, not by the map's drop of the value.
+/// `len` counts without stopping writes where it can; `snapshot`, `for_each` and iteration close
+/// the writers' gate for a moment (writers wait; readers do not), and so do `write_batch`,
+/// `extend`, `retain`, `clear` and `shrink_to_fit` for as long as they run.
+///
+/// A removed or replaced value is dropped once no reader or snapshot can still reach it: the
+/// leaf that held it is retired, and freed in batches of up to 256 per thread (one heavy barrier
+/// each). Removals leave the trie's branches in place; `shrink_to_fit` rebuilds the trie from its
+/// entries, so an emptied map gives back its nodes as well as its entries. A
+/// [`TrieSnapshot`](crate::TrieSnapshot) keeps what it reaches until it is dropped. An empty map
+/// holds its writers' gate (a cache line per thread slot); the first write makes the map's
+/// reclamation slots (about 16 KiB) and its root (256 slots, 2 KiB). The first map of this kind
+/// or a [`ScalableMap`](crate::ScalableMap) that a process makes registers the process for the
+/// reclamation's heavy barrier (`membarrier`; 12-20 ms where we measured), so that no write pays
+/// it. Values whose drop releases something that matters (a file, a connection) should be
+/// released by the caller, not by the map's drop of the value.
 ///
 /// ```
 /// use safemap::{ConcurrentMap, MapSnapshot, SnapshotMap};
@@ -68,9 +67,9 @@ use crate::reentry;
 pub type SnapshotMap<K, V, S = DefaultHashBuilder> = SafeMap<Versioned<K, V>, S>;
 
 /// The pending changes of a [`SnapshotMap::write_batch`]: a private copy of the map that becomes
-/// the current version, all at once, when the batch closure returns.
+/// the current one, all at once, when the batch closure returns.
 pub struct Batch<'a, K, V, S> {
-    trie: &'a mut Trie<K, V>,
+    copy: InCopy<'a, K, V>,
     hasher: &'a S,
     changed: bool,
 }
@@ -81,9 +80,10 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// Applies every change `build` makes to its [`Batch`] as one new version: readers see all of
-    /// them or none. Returns what `build` returns. Writers wait for the batch; readers do not.
-    /// If `build` panics, nothing changes. Calling back into the same map from `build` panics.
+    /// Applies every change `build` makes to its [`Batch`] as one change of the map: readers see
+    /// all of them or none. Returns what `build` returns. Writers wait for the batch; readers do
+    /// not. If `build` panics, nothing changes. Calling back into the same map from `build`
+    /// panics.
     ///
     /// ```
     /// use safemap::{ConcurrentMap, SnapshotMap};
@@ -98,9 +98,9 @@ where
     /// ```
     pub fn write_batch<R>(&self, build: impl FnOnce(&mut Batch<'_, K, V, S>) -> R) -> R {
         let id = self.enter();
-        self.core().write_version(|trie| {
+        self.core().write_version(|copy| {
             let mut batch = Batch {
-                trie,
+                copy,
                 hasher: self.hasher(),
                 changed: false,
             };
@@ -121,14 +121,15 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        self.trie.get(self.lookup(key)).map(|(_, v)| v)
+        self.copy.get(self.lookup(key)).map(|(_, v)| v)
     }
 
     /// Stores `value` for `key`, returning the value it replaced.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.changed = true;
         let hash = self.hasher.hash_one(&key);
-        self.trie.insert(hash, key, value, self.hasher)
+        self.copy
+            .run(Owned { hash, key }, self.hasher, Insert(value))
     }
 
     /// Removes `key`, returning its value.
@@ -136,14 +137,17 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let removed = (self.trie).remove(self.lookup(key), self.hasher);
+        let lookup = self.lookup(key);
+        let removed = self
+            .copy
+            .run(lookup, self.hasher, RemoveIf(|_: &K, _: &V| true));
         self.changed |= removed.is_some();
-        removed.map(|(_, v)| v)
+        removed
     }
 
     /// The number of entries, with this batch's changes so far applied.
     pub fn len(&self) -> usize {
-        self.trie.len()
+        self.copy.len()
     }
 
     /// Whether the map would be empty if the batch ended now.

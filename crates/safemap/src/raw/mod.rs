@@ -35,19 +35,19 @@ pub(crate) mod buckets;
 pub(crate) mod core;
 pub(crate) mod entry;
 pub(crate) mod frozen;
+pub(crate) mod gate;
 pub(crate) mod lazy_shards;
 pub(crate) mod left_right;
+pub(crate) mod live_trie;
 pub(crate) mod locked_table;
 pub(crate) mod parts;
 pub(crate) mod probe_hint;
-pub(crate) mod published;
 pub(crate) mod reclaim;
 pub(crate) mod release;
 pub(crate) mod routing;
 pub(crate) mod table;
 pub(crate) mod tables;
 pub(crate) mod thread_index;
-pub(crate) mod trie;
 pub(crate) mod versioned;
 
 /// Hints the processor to bring the cache line holding `address` closer.

@@ -39,14 +39,6 @@ mod seized {
     }
 
     impl Collector {
-        /// Batches of 1,024 retired objects rather than seize's 32: each batch pays a heavy
-        /// barrier (a `membarrier` call), and with 32, ScalableMap's Exchange mix ran at 0.25 of
-        /// ShardedMap's rate on one thread and 0.13 on two (64k keys); with 1,024, at 0.44 and
-        /// 0.49. A thread holds up to a batch of retired entries before they can be freed.
-        pub(crate) fn new() -> Self {
-            Self::with_batch(1024)
-        }
-
         /// A collector that frees in batches of `size` retired objects.
         pub(crate) fn with_batch(size: usize) -> Self {
             Collector(seize::Collector::new().batch_size(size))
@@ -144,13 +136,9 @@ mod deferred {
     pub(crate) fn register_process() {}
 
     impl Collector {
-        pub(crate) fn new() -> Self {
-            Collector(BookkeepingMutex::new(Vec::new()))
-        }
-
         /// Batches mean nothing here: everything is kept until the collector drops.
         pub(crate) fn with_batch(_: usize) -> Self {
-            Self::new()
+            Collector(BookkeepingMutex::new(Vec::new()))
         }
 
         pub(crate) fn enter(&self) -> Guard<'_> {
@@ -197,7 +185,75 @@ mod deferred {
     }
 }
 
+/// Retired entries freed at a time: 1,024 rather than seize's 32, since each batch pays a heavy
+/// barrier (a `membarrier` call), and with 32, ScalableMap's Exchange mix ran at 0.25 of
+/// ShardedMap's rate on one thread and 0.13 on two (64k keys); with 1,024, at 0.44 and 0.49. A
+/// thread holds up to a batch of retired entries before they can be freed.
+pub(crate) const ENTRY_BATCH: usize = 1024;
+
 #[cfg(shuttle)]
 pub(crate) use deferred::{Collector, Guard, register_process};
 #[cfg(not(shuttle))]
 pub(crate) use seized::{Collector, Guard, register_process};
+
+/// A map's collector, made at the map's first write: a map that is never written holds none
+/// (seize's per-thread slots take about 16 KiB), and a read that finds none has nothing to
+/// protect, since the write that makes it makes it before it publishes anything.
+pub(crate) struct LazyCollector {
+    made: crate::sync::AtomicPtr<Collector>,
+    /// Retired objects freed at a time (`Collector::with_batch`).
+    batch: usize,
+}
+
+impl LazyCollector {
+    pub(crate) fn with_batch(batch: usize) -> Self {
+        LazyCollector {
+            made: crate::sync::AtomicPtr::new(std::ptr::null_mut()),
+            batch,
+        }
+    }
+
+    /// The collector, if a write has made it.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> Option<&Collector> {
+        // Acquire: the collector was built before the Release that published it.
+        let made = self.made.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: a published collector lives until `self` drops.
+        unsafe { made.as_ref() }
+    }
+
+    /// The collector, made first if need be.
+    #[inline]
+    pub(crate) fn made(&self) -> &Collector {
+        self.get().unwrap_or_else(|| self.make())
+    }
+
+    #[cold]
+    fn make(&self) -> &Collector {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        let fresh = Box::into_raw(Box::new(Collector::with_batch(self.batch)));
+        let null = std::ptr::null_mut();
+        // AcqRel: publishes ours (Release), or sees the winner's as built (Acquire).
+        let made = match self.made.compare_exchange(null, fresh, AcqRel, Acquire) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                winner
+            }
+        };
+        // SAFETY: published, so it lives until `self` drops.
+        unsafe { &*made }
+    }
+}
+
+impl Drop for LazyCollector {
+    fn drop(&mut self) {
+        let made = *self.made.get_mut();
+        if !made.is_null() {
+            // SAFETY: made by `Box::into_raw` in `make`, dropped once, here; dropping it frees
+            // what was retired.
+            drop(unsafe { Box::from_raw(made) });
+        }
+    }
+}

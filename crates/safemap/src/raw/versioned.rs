@@ -1,13 +1,12 @@
-//! [`Versioned`]: the core of `SnapshotMap`. A persistent trie ([`super::trie`]) published one
-//! version at a time ([`super::published`]).
+//! [`Versioned`]: the core of `SnapshotMap`, over a live trie ([`super::live_trie`]).
 //!
-//! A read loads the current version (one uncontended atomic load on the fast path) and probes it.
-//! A write takes the writer lock, clones the current trie (O(1): every node is shared), changes
-//! the clone, which copies the one path it touches, and publishes it if anything changed. The
-//! lock spans the whole read-modify-publish, so no update is lost, and a user closure sees the
-//! version it changes. The displaced version, and with it any value no other version holds, is
-//! retired after the lock is released and freed once no reader can still hold it
-//! (`raw::published`).
+//! A read walks the trie with no lock. A single-key write locks the branch that holds its key's
+//! leaf and stores a changed copy of the leaf, so the closure it runs sees the entry as it is and
+//! runs once, and writes to other branches go on beside it. A snapshot keeps the root of the
+//! moment, which no write changes afterwards, and costs one copy of the root. A batch, `extend`,
+//! `retain` and `shrink_to_fit` change a private copy with the writers' gate closed and publish it
+//! with one store, so readers see all of it or none. What a write displaces is freed once no
+//! reader or snapshot can still reach it.
 
 use equivalent::Equivalent;
 use std::fmt;
@@ -17,134 +16,179 @@ use std::sync::Arc;
 
 use super::core::{ATOMIC, BoundedWait, Core, Timed, Wait};
 use super::entry::{EntryOp, KeyEntry, Lookup, Probe, Target, key_to_store};
+use super::live_trie::{Iter, Leaf, Leaves, LiveTrie, Located, Private, Root, find_held};
 use super::parts::{Entries, Parts};
-use super::published::{Published, Writer};
-use super::trie::{Iter as TrieSnapshotIter, Leaves, Trie};
 use crate::map::{Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
 use crate::tally;
 
-/// The published versions of one map.
+/// The live trie of one map.
 pub struct Versioned<K, V> {
-    published: Published<Trie<K, V>>,
+    trie: LiveTrie<K, V>,
 }
 
 impl<K, V> Default for Versioned<K, V> {
     fn default() -> Self {
         Versioned {
-            published: Published::starting_with(Trie::default()),
+            trie: LiveTrie::default(),
         }
     }
 }
 
-impl<K, V> Versioned<K, V> {
-    /// The current version, to keep.
-    pub(crate) fn current(&self) -> Arc<Trie<K, V>> {
-        self.published.load()
-    }
-}
-
 impl<K: Hash + Eq + Clone, V: Clone> Versioned<K, V> {
-    /// The writer lock, or `None` at the deadline `wait` names.
-    fn writer(&self, wait: Wait) -> Option<Writer<'_, Trie<K, V>>> {
-        self.published.write(wait)
-    }
-
-    /// [`rewrite`] under the writer lock, waiting for it as long as it takes.
-    pub(crate) fn write_version<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
-        let writer = self.writer(Wait::Forever).expect("waits forever");
-        rewrite(writer, Reclaim::InBatch, change)
-    }
-
-    /// [`Self::write_version`] for a change that may displace every entry (`clear`, `retain`,
-    /// `shrink_to_fit`): what no reader holds is freed at once rather than with a later batch.
-    fn write_whole_map<R>(&self, change: impl FnOnce(&mut Trie<K, V>) -> (R, bool)) -> R {
-        let writer = self.writer(Wait::Forever).expect("waits forever");
-        rewrite(writer, Reclaim::Soon, change)
+    /// Runs `build` on a private copy of the map and publishes it, all at once, if `build`
+    /// says so (`write_batch`, `extend`, `retain`, `shrink_to_fit`).
+    pub(crate) fn write_version<R>(&self, build: impl FnOnce(InCopy<'_, K, V>) -> (R, bool)) -> R {
+        tally::maintain(Maintenance::Publish, || {
+            (self.trie).rebuild(|private| {
+                let (result, publish) = build(InCopy::new(&self.trie, private));
+                ((result, publish), publish)
+            })
+        })
     }
 }
 
-/// When a displaced version is freed.
-#[derive(Clone, Copy, PartialEq)]
-enum Reclaim {
-    /// With this thread's next batch of retired versions.
-    InBatch,
-    /// Once the readers active now are gone.
-    Soon,
+/// A private copy of the map that a whole-map write changes before it is published.
+pub(crate) struct InCopy<'a, K, V> {
+    trie: &'a LiveTrie<K, V>,
+    private: &'a mut Private<K, V>,
 }
 
-/// The writer's read-modify-publish under `writer`: `change` edits a copy of the current version
-/// and says whether to publish it. The displaced version is retired after the lock is released.
-fn rewrite<K: Clone, V: Clone, R>(
-    mut writer: Writer<'_, Trie<K, V>>,
-    reclaim: Reclaim,
-    change: impl FnOnce(&mut Trie<K, V>) -> (R, bool),
-) -> R {
-    let (result, displaced) = tally::maintain(Maintenance::Publish, || {
-        let mut next = Trie::clone(writer.current());
-        let (result, changed) = change(&mut next);
-        ((result, changed.then(|| writer.publish(next))), changed)
-    });
-    drop(writer);
-    match displaced {
-        Some(displaced) if reclaim == Reclaim::Soon => displaced.free_soon(),
-        displaced => drop(displaced),
+impl<'a, K: Hash + Eq + Clone, V: Clone> InCopy<'a, K, V> {
+    fn new(trie: &'a LiveTrie<K, V>, private: &'a mut Private<K, V>) -> Self {
+        InCopy { trie, private }
     }
-    result
+
+    /// The entry `probe` finds, with the changes so far.
+    pub(crate) fn get(&self, probe: impl Probe<K>) -> Option<&(K, V)> {
+        self.private.get(probe)
+    }
+
+    /// The entry count, with the changes so far.
+    pub(crate) fn len(&self) -> usize {
+        self.private.len()
+    }
+
+    /// Runs `op` on the entry `target` locates.
+    pub(crate) fn run<T: Target<K>, S: BuildHasher, O: EntryOp<K, V>>(
+        &mut self,
+        target: T,
+        hasher: &S,
+        op: O,
+    ) -> O::Output {
+        let hash = target.probe().hash();
+        (self.private).edit(self.trie, hash, |at, added| {
+            op.run(InLeaf::new(at, target, hasher, added))
+        })
+    }
 }
 
-/// One key's entry in the next version, under the writer lock: `changed` records whether the
-/// version is to be published, `seen` whether `get` found the key, so a removal after it does
-/// not look again.
-struct InVersion<'w, K, V, T, S> {
-    trie: &'w mut Trie<K, V>,
+/// One key's entry in its leaf, with the leaf's branch locked: each change stores a changed copy
+/// of the leaf, and `added` counts the entries it adds.
+struct InLeaf<'a, 'g, K, V, T, S> {
+    at: &'a Located<'g, K, V>,
     target: T,
-    hasher: &'w S,
-    changed: &'w mut bool,
-    seen: bool,
+    hasher: &'a S,
+    added: &'a mut isize,
+    /// The entry's index in the slot's leaf, once looked up.
+    index: Option<Option<usize>>,
+}
+
+impl<'a, 'g, K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher>
+    InLeaf<'a, 'g, K, V, T, S>
+{
+    fn new(at: &'a Located<'g, K, V>, target: T, hasher: &'a S, added: &'a mut isize) -> Self {
+        InLeaf {
+            at,
+            target,
+            hasher,
+            added,
+            index: None,
+        }
+    }
+
+    /// Where the key is in the slot's leaf, looked up once.
+    fn index(&mut self) -> Option<usize> {
+        if self.index.is_none() {
+            let probe = self.target.probe();
+            self.index = Some(self.at.leaf().and_then(|leaf| leaf.find(&probe)));
+        }
+        self.index.flatten()
+    }
+
+    /// Stores a copy of the slot's leaf with `change` made to it; returns what `change` returns.
+    /// If `change` panics, nothing is stored.
+    fn store_changed<R>(&self, leaf: &Leaf<K, V>, change: impl FnOnce(&mut Leaf<K, V>) -> R) -> R {
+        let mut next = leaf.clone();
+        let result = change(&mut next);
+        self.at.store((next.len() > 0).then_some(next));
+        result
+    }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V>
-    for InVersion<'_, K, V, T, S>
+    for InLeaf<'_, '_, K, V, T, S>
 {
     fn get(&mut self) -> Option<(&K, &V)> {
-        let found = self.trie.get(self.target.probe());
-        self.seen = found.is_some();
-        found
+        let index = self.index()?;
+        let (key, value) = self.at.leaf()?.entry(index);
+        Some((key, value))
     }
 
-    /// In the writer's copy of its leaf: `change` runs once, on a copy no reader sees until it
-    /// is published.
+    /// On a copy of the leaf, stored once `change` returns: `change` runs once.
     fn change<R>(&mut self, change: impl FnOnce(&mut V) -> R) -> Option<R> {
-        let value = self.trie.get_mut(self.target.probe(), self.hasher)?;
-        *self.changed = true;
-        Some(change(value))
+        let index = self.index()?;
+        let leaf = self.at.leaf()?;
+        Some(self.store_changed(leaf, |next| change(next.value_mut(index))))
     }
 
     fn set(mut self, value: V) -> Option<V> {
         if !T::OWNS_KEY {
             return self.change(|stored| mem::replace(stored, value));
         }
-        *self.changed = true;
+        if let Some(index) = self.index() {
+            let leaf = self.at.leaf()?;
+            return Some(
+                self.store_changed(leaf, |next| mem::replace(next.value_mut(index), value)),
+            );
+        }
         let hash = self.target.probe().hash();
-        (self.trie).insert(hash, key_to_store(self.target), value, self.hasher)
+        let key = key_to_store(self.target);
+        match self.at.leaf() {
+            None => self.at.store(Some(Leaf::single(hash, key, value))),
+            Some(leaf) if leaf.is_full() && self.at.can_split() => {
+                let hasher = self.hasher;
+                let mut entries: Vec<_> = leaf
+                    .entries()
+                    .map(|(k, v)| (hasher.hash_one(k), k.clone(), v.clone()))
+                    .collect();
+                entries.push((hash, key, value));
+                self.at.store_split(entries);
+            }
+            Some(leaf) => {
+                let mut next = leaf.clone();
+                next.push(hash, key, value);
+                self.at.store(Some(next));
+            }
+        }
+        *self.added += 1;
+        None
     }
 
-    fn remove(self) -> Option<V> {
-        let probe = self.target.probe();
-        let removed = match self.seen {
-            true => self.trie.remove_present(probe, self.hasher),
-            false => self.trie.remove(probe, self.hasher),
-        };
-        *self.changed |= removed.is_some();
-        removed.map(|(_, value)| value)
+    fn remove(mut self) -> Option<V> {
+        let index = self.index()?;
+        let leaf = self.at.leaf()?;
+        let (_, value) = self.store_changed(leaf, |next| next.take(index));
+        *self.added -= 1;
+        Some(value)
     }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     type Snapshot<S: BuildHasher> = TrieSnapshot<K, V, S>;
 
-    /// Every operation works on one version, so all are atomic, and a snapshot is a version. A
-    /// closure holds the one writer lock, which readers ignore.
+    /// Every operation is atomic: a write changes one leaf's slot with one store, whole-map
+    /// writes publish a copy with one store, and `len`, `for_each` and snapshots see the map
+    /// with the writers' gate closed. A closure holds one branch's lock, which readers ignore.
     const CONSISTENCY: Consistency = Consistency {
         snapshot_cost: Cost::Constant,
         update_in_place: false,
@@ -155,12 +199,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         ..ATOMIC
     };
 
-    /// A trie cannot make room ahead (every write copies a path), so this is an empty map.
+    /// A trie cannot make room ahead (every write copies a leaf), so this is an empty map.
     fn with_capacity(_: usize) -> Self {
         Self::default()
     }
 
-    /// The length: every new entry allocates the path it is written on.
+    /// The length: every new entry allocates the leaf it is written in.
     fn capacity(&self) -> usize {
         self.len()
     }
@@ -168,16 +212,23 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
     /// Does nothing (`Consistency::reserves` is false): there is no room to make ahead.
     fn reserve<S: BuildHasher>(&self, _: usize, _: &S) {}
 
-    /// Publishes a version whose leaves are shrunk to their entries: it copies every leaf that
-    /// has room to give back. Older versions, and their memory, live on while readers hold them.
+    /// Publishes a trie rebuilt from the entries, in leaves as full as they can be, so an
+    /// emptied map gives back its branches as well as its entries. Snapshots keep what they hold.
     fn shrink_to_fit<S: BuildHasher>(&self, hasher: &S) {
-        self.write_whole_map(|trie| ((), trie.shrink_to_fit(hasher)));
+        self.write_version(|copy| {
+            let entries = copy.private.iter();
+            let entries = entries.map(|(k, v)| (hasher.hash_one(k), k.clone(), v.clone()));
+            let entries = entries.collect();
+            copy.private.refill(entries);
+            ((), true)
+        });
+        self.trie.flush();
     }
 
     /// Never waits: reads take no lock.
     #[inline]
     fn get<R>(&self, probe: impl Probe<K>, read: impl FnOnce(&V) -> R) -> Option<R> {
-        (self.published).read(|trie| trie.get(probe).map(|(_, v)| read(v)))
+        self.trie.get(probe, |_, value| read(value))
     }
 
     fn write<T, S, O>(&self, wait: Wait, target: T, hasher: &S, op: O) -> Timed<O::Output, (T, O)>
@@ -186,71 +237,86 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         S: BuildHasher,
         O: EntryOp<K, V>,
     {
-        let Some(writer) = self.writer(wait) else {
-            return Err(TimedOut((target, op)));
+        let deadline = match wait {
+            Wait::Forever => None,
+            Wait::Until(deadline) => Some(deadline),
         };
-        Ok(rewrite(writer, Reclaim::InBatch, |trie| {
-            let mut changed = false;
-            let entry = InVersion {
-                trie,
-                target,
-                hasher,
-                changed: &mut changed,
-                seen: false,
-            };
-            (op.run(entry), changed)
-        }))
+        let hash = target.probe().hash();
+        let written = self
+            .trie
+            .write(deadline, hash, (target, op), |at, added, (target, op)| {
+                op.run(InLeaf::new(at, target, hasher, added))
+            });
+        written.map_err(TimedOut)
     }
 
-    /// One version for all the entries.
+    /// One publish for all the entries.
     fn extend<S: BuildHasher>(&self, entries: impl IntoIterator<Item = (K, V)>, hasher: &S) {
-        self.write_version(|trie| {
-            let mut changed = false;
+        let displaced = self.write_version(|mut copy| {
+            let mut displaced = Vec::new();
             for (key, value) in entries {
-                trie.insert(hasher.hash_one(&key), key, value, hasher);
-                changed = true;
+                let hash = hasher.hash_one(&key);
+                let target = super::entry::Owned { hash, key };
+                displaced.extend(copy.run(target, hasher, super::entry::Insert(value)));
             }
-            ((), changed)
+            (displaced, true)
         });
+        drop(displaced);
     }
 
-    fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, _: &S) {
-        let removed = self.write_whole_map(|trie| {
-            let removed = trie.retain(keep);
+    fn retain<S: BuildHasher>(&self, keep: &mut impl FnMut(&K, &V) -> bool, hasher: &S) {
+        let removed = self.write_version(|mut copy| {
+            let leaving: Vec<K> = (copy.private.iter())
+                .filter(|(k, v)| !keep(k, v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut removed = Vec::with_capacity(leaving.len());
+            for key in &leaving {
+                let target = Lookup {
+                    hash: hasher.hash_one(key),
+                    key,
+                };
+                let op = super::entry::RemoveIf(|_: &K, _: &V| true);
+                removed.extend(copy.run(target, hasher, op));
+            }
             let changed = !removed.is_empty();
             (removed, changed)
         });
         drop(removed);
+        self.trie.flush();
     }
 
     fn clear(&self) {
-        let emptied = self.write_whole_map(|trie| {
-            let changed = trie.len() != 0;
-            (std::mem::take(trie), changed)
-        });
-        drop(emptied);
+        self.trie.clear();
+        self.trie.flush();
     }
 
     fn len(&self) -> usize {
-        self.published.read(Trie::len)
+        self.trie.len()
     }
 
-    /// Visits the current version, which no writer changes.
+    /// Visits a snapshot: atomic, and no write waits for `visit`.
     fn for_each<S: BuildHasher>(&self, visit: &mut impl FnMut(&K, &V), _hasher: &S) {
-        self.current().iter().for_each(|(k, v)| visit(k, v));
+        let (root, _) = self.trie.snapshot();
+        // SAFETY: a snapshot's root, which no write changes.
+        unsafe { Iter::of(&root) }.for_each(|(k, v)| visit(k, v));
     }
 
     fn snapshot<S: BuildHasher + Clone>(&self, hasher: &S) -> TrieSnapshot<K, V, S> {
+        let (root, len) = self.trie.snapshot();
         TrieSnapshot {
-            version: self.current(),
+            root,
+            len,
             hasher: hasher.clone(),
         }
     }
 
-    /// O(1): the new map starts from the current version, sharing every node.
+    /// O(1) but for one copy of the root: the new map starts from a snapshot, sharing its nodes.
     fn duplicate<S: BuildHasher>(&self, _hasher: &S) -> Self {
+        let (root, len) = self.trie.snapshot();
         Versioned {
-            published: Published::new(Trie::clone(&self.current())),
+            // SAFETY: a snapshot's root, which no write changes.
+            trie: unsafe { LiveTrie::from_kept(&root, len) },
         }
     }
 }
@@ -263,28 +329,25 @@ impl<K: Hash + Eq, V> Entries for Versioned<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Parts for Versioned<K, V> {
     type IntoIter = std::vec::IntoIter<(K, V)>;
 
-    /// The current version's entries, moved out of the nodes no snapshot still shares.
+    /// The entries, moved out of the nodes no snapshot shares.
     fn into_entries(self) -> Self::IntoIter {
-        let trie = match Arc::try_unwrap(self.published.into_current()) {
-            Ok(version) => version,
-            // A snapshot still holds the version: share its nodes (O(1)).
-            Err(shared) => Trie::clone(&shared),
-        };
-        trie.into_entries().into_iter()
+        self.trie.into_entries().into_iter()
     }
 
-    /// The leaves of the version current when the iteration began.
+    /// The leaves of a snapshot taken when the iteration began.
     type Cursor = Leaves<K, V>;
 
     fn cursor(&self) -> Leaves<K, V> {
-        Leaves::of(&self.current())
+        let (root, _) = self.trie.snapshot();
+        // SAFETY: a snapshot's root, which no write changes.
+        unsafe { Leaves::of(&root) }
     }
 
     fn split_cursor(&self, leaves: &mut Leaves<K, V>) -> Option<Leaves<K, V>> {
         leaves.split()
     }
 
-    /// One leaf (at most about `LEAF_MAX` entries) at a time, all from one version: no lock.
+    /// One leaf (at most about `LEAF_MAX` entries) at a time, all from one snapshot: no lock.
     fn next_chunk<S: BuildHasher>(
         &self,
         leaves: &mut Leaves<K, V>,
@@ -308,17 +371,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Parts for Versioned<K, V> {
         K: fmt::Debug,
         V: fmt::Debug,
     {
-        out.entries(self.current().iter());
+        let (root, _) = self.trie.snapshot();
+        // SAFETY: a snapshot's root, which no write changes.
+        out.entries(unsafe { Iter::of(&root) });
     }
 }
 
-/// Writers wait only for the writer lock; readers never wait.
+/// Writers wait only for the gate and one branch's lock; readers never wait.
 impl<K: Hash + Eq + Clone, V: Clone> BoundedWait for Versioned<K, V> {}
 
-/// A [`SnapshotMap`](crate::SnapshotMap)'s point-in-time view: the version that was current when
-/// it was taken, shared, not copied.
+/// A [`SnapshotMap`](crate::SnapshotMap)'s point-in-time view: the map's root of that moment,
+/// which no write changes afterwards, shared, not copied.
 pub struct TrieSnapshot<K, V, S> {
-    version: Arc<Trie<K, V>>,
+    root: Arc<Root<K, V>>,
+    len: usize,
     hasher: S,
 }
 
@@ -336,36 +402,38 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        self.version.get(Lookup { hash, key }).map(|(_, v)| v)
+        find_held(&self.root, Lookup { hash, key }).map(|(_, v)| v)
     }
 
     fn len(&self) -> usize {
-        self.version.len()
+        self.len
     }
 
-    fn iter<'a>(&'a self) -> TrieSnapshotIter<'a, K, V>
+    fn iter<'a>(&'a self) -> Iter<'a, K, V>
     where
         K: 'a,
         V: 'a,
     {
-        self.version.iter()
+        // SAFETY: a snapshot's root, which no write changes.
+        unsafe { Iter::of(&self.root) }
     }
 }
 
 impl<'a, K: Hash + Eq, V, S: BuildHasher> IntoIterator for &'a TrieSnapshot<K, V, S> {
     type Item = (&'a K, &'a V);
-    type IntoIter = TrieSnapshotIter<'a, K, V>;
+    type IntoIter = Iter<'a, K, V>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
 }
 
-/// O(1): both share the one version.
+/// O(1): both share the one root.
 impl<K, V, S: Clone> Clone for TrieSnapshot<K, V, S> {
     fn clone(&self) -> Self {
         TrieSnapshot {
-            version: Arc::clone(&self.version),
+            root: Arc::clone(&self.root),
+            len: self.len,
             hasher: self.hasher.clone(),
         }
     }
@@ -373,6 +441,9 @@ impl<K, V, S: Clone> Clone for TrieSnapshot<K, V, S> {
 
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for TrieSnapshot<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.version.iter()).finish()
+        // SAFETY: a snapshot's root, which no write changes.
+        f.debug_map()
+            .entries(unsafe { Iter::of(&self.root) })
+            .finish()
     }
 }

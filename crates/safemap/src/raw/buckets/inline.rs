@@ -76,13 +76,13 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use bytemuck::Pod;
 
-use super::gate::ReadPass;
 use super::line::{
     Blocks, Chain, Entry, Found, Head, Line, Located, MAX_TAGS, MOVED, Slot, Stored, Unit, beyond,
     free_slot, occupied, slots_of, tag_of, tagged, with_tag,
 };
 use super::resize::STRESS;
 use crate::raw::entry::Probe;
+use crate::raw::gate::ReadPass;
 use crate::raw::prefetch;
 use crate::raw::reclaim::Collector;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Spin, fence};
@@ -644,8 +644,8 @@ impl<K: Pod, V: Pod> Line<K, V> for Inline<K, V> {
 #[cfg(all(test, not(shuttle)))]
 mod tests {
     use super::*;
-    use crate::raw::buckets::gate::Gate;
     use crate::raw::entry::Lookup;
+    use crate::raw::gate::Gate;
 
     /// A probe for `key` with hash `hash`.
     fn probe(hash: u64, key: &u64) -> Lookup<'_, u64> {

@@ -59,7 +59,6 @@
 //! write, or with the map.
 
 mod bucket;
-mod gate;
 mod inline;
 mod line;
 mod ops;
@@ -74,10 +73,10 @@ use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 
+use crate::raw::gate::{Gate, Mark, Pass, ReadPass, UnderWay};
 pub use bucket::Bucket;
-use gate::{Gate, Mark, Pass, ReadPass, UnderWay};
 pub use inline::Inline;
 use line::{Chain, Entry, Found, Line, Located, Slot, Stored};
 use resize::MIN_BITS;
@@ -85,7 +84,7 @@ use table::{ALL, Detached, Table, position};
 
 use super::core::Wait;
 use super::entry::Probe;
-use super::reclaim::{Collector, Guard};
+use super::reclaim::{self, Collector, Guard, LazyCollector};
 use crate::sync::{AtomicPtr, AtomicU64, Mutex};
 
 /// How many chains ahead of the one it reads an iteration prefetches what that chain's head line
@@ -112,9 +111,9 @@ pub struct Buckets<K, V, L: Line<K, V> = Bucket<K, V>> {
     gate: Gate,
     /// Held by the writer linking a next table or installing a root.
     resizing: Mutex<()>,
-    /// Made by the first write (it holds a few KiB of per-thread slots), so an empty map stays
-    /// small; null until then. Dropped (in `drop`) after the tables' entries are freed.
-    collector: AtomicPtr<Collector>,
+    /// Made by the first write, so an empty map stays small. Dropped after `drop` has freed the
+    /// tables.
+    collector: LazyCollector,
     /// Tables out of reach that writes and reads under way may still hold (module docs). A lock
     /// schedule explorers see: `retire_left` loads the gate's lanes while it holds it.
     leaving: Mutex<Vec<Leaving<K, V, L>>>,
@@ -237,12 +236,12 @@ unsafe impl<K: Send + Sync, V: Send + Sync, L: Line<K, V>> Sync for Buckets<K, V
 
 impl<K, V, L: Line<K, V>> Default for Buckets<K, V, L> {
     fn default() -> Self {
-        super::reclaim::register_process();
+        reclaim::register_process();
         Buckets {
             root: AtomicPtr::new(ptr::null_mut()),
             gate: Gate::new(),
             resizing: Mutex::new(()),
-            collector: AtomicPtr::new(ptr::null_mut()),
+            collector: LazyCollector::with_batch(reclaim::ENTRY_BATCH),
             leaving: Mutex::new(Vec::new()),
             waiting_on: AtomicU64::new(0),
             owns: PhantomData,
@@ -262,12 +261,8 @@ impl<K, V, L: Line<K, V>> Drop for Buckets<K, V, L> {
             // `&mut self` no one holds it.
             unsafe { leaving.free() };
         }
-        let collector = self.collector.swap(ptr::null_mut(), Relaxed);
-        if !collector.is_null() {
-            // SAFETY: made by `Box::into_raw` in `make_collector`, dropped once, here, after
-            // every table (dropping it frees what was retired).
-            drop(unsafe { Box::from_raw(collector) });
-        }
+        // The collector drops after this, with the fields: after every table, so that dropping
+        // it frees what was retired.
     }
 }
 
@@ -327,43 +322,14 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     /// The reclamation, made first if need be: for writes and whole-map work.
     #[inline]
     fn collector(&self) -> &Collector {
-        // Acquire: the collector was built before the Release that published it.
-        let made = self.collector.load(Acquire);
-        // SAFETY: a published collector lives until the map drops.
-        unsafe { made.as_ref() }.unwrap_or_else(|| self.make_collector())
-    }
-
-    #[cold]
-    fn make_collector(&self) -> &Collector {
-        let fresh = Box::into_raw(Box::new(Collector::new()));
-        let null = ptr::null_mut();
-        // AcqRel: publishes ours (Release), or sees the winner's as built (Acquire).
-        let made = match self
-            .collector
-            .compare_exchange(null, fresh, AcqRel, Acquire)
-        {
-            Ok(_) => fresh,
-            Err(winner) => {
-                // SAFETY: `fresh` was never shared.
-                drop(unsafe { Box::from_raw(fresh) });
-                winner
-            }
-        };
-        // SAFETY: published, so it lives until the map drops.
-        unsafe { &*made }
+        self.collector.made()
     }
 
     /// What a read holds (a guard, or an announcement); `None` for a guard while no write has
     /// made the reclamation, hence no table (`install_root` makes it first).
     #[inline(always)]
     fn reading(&self) -> Option<L::Reader<'_>> {
-        let made = || {
-            // Acquire: as in `collector`.
-            let made = self.collector.load(Acquire);
-            // SAFETY: as in `collector`.
-            unsafe { made.as_ref() }
-        };
-        L::Reader::enter(made, &self.gate)
+        L::Reader::enter(|| self.collector.get(), &self.gate)
     }
 
     /// What a read holds, the reclamation made first if need be: for whole-map work.

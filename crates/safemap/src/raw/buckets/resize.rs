@@ -245,11 +245,11 @@ mod tests {
 
     use super::CHUNK;
     use crate::map::DefaultHashBuilder;
-    use crate::raw::buckets::gate::{Gate, Pass, ReadPass};
     use crate::raw::buckets::line::Line;
     use crate::raw::buckets::{Bucket, Buckets, Inline};
     use crate::raw::core::{Core, Wait};
     use crate::raw::entry::Lookup;
+    use crate::raw::gate::{Gate, Pass, ReadPass};
     use crate::raw::parts::Parts;
 
     type Pod = Buckets<u64, u64, Inline<u64, u64>>;

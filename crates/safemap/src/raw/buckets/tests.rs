@@ -4,11 +4,11 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::Reads;
 use super::bucket::Bucket;
-use super::gate::Gate;
 use super::inline::Inline;
 use super::line::{BEYOND, Chain, Entry, Found, Head, Line, Stored, Unit, beyond, tag_of};
 use crate::raw::entry::Lookup;
-use crate::raw::reclaim::Collector;
+use crate::raw::gate::Gate;
+use crate::raw::reclaim::{Collector, ENTRY_BATCH};
 
 /// A hash for test key `key`, its top bits (the tag's) spread.
 fn spread(key: u64) -> u64 {
@@ -59,7 +59,7 @@ fn on_a_chain<L: Line<u64, u64>>(
         };
         L::add(chain, L::item(entry), || spares.next().expect("a spare"))
     };
-    let (gate, collector) = (Gate::new(), Collector::new());
+    let (gate, collector) = (Gate::new(), Collector::with_batch(ENTRY_BATCH));
     let on = OnChain {
         line: &line,
         head,

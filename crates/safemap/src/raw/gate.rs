@@ -1,8 +1,8 @@
 //! The writers' gate: every write passes it, and an operation that needs the whole map at one
 //! instant (`len`, `clear`, `snapshot`) closes it, so that no write is under way while it runs.
 //! It also keeps the entry count. Readers never wait at it; those that hold nothing but tables
-//! (`inline.rs`) announce themselves in a lane of their own, so that a table taken out of reach
-//! waits for them ([`Gate::read`], `mod.rs`).
+//! (`buckets/inline.rs`) announce themselves in a lane of their own, so that a table taken out of reach
+//! waits for them ([`Gate::read`], `buckets/mod.rs`).
 //!
 //! # Algorithm
 //! Each thread has a slot of its own (a cache line, indexed by `thread_index`) that no other
@@ -43,7 +43,7 @@
 //! # Waiting out the writes under way without closing
 //! A write may use a table it loaded after passing for as long as its pass lasts, with no
 //! reclamation guard: a table taken out of the map's reach is freed only once every write that
-//! was under way when it was taken out has left (`mod.rs`, `Leaving`). [`Gate::under_way`] is the
+//! was under way when it was taken out has left (`buckets/mod.rs`, `Leaving`). [`Gate::under_way`] is the
 //! handshake's heavy side again: the caller has stored the change that takes the table out of
 //! reach (`SeqCst`), and the barrier then cuts every write either after its announcement, which
 //! the scan sees, or before it, and then the write's `SeqCst` load of the root sees the change.
@@ -112,7 +112,7 @@ pub(crate) struct Pass<'a> {
 }
 
 /// A read announced in the gate ([`Gate::read`]): the tables it loads stay allocated until it is
-/// dropped, as a write's pass keeps them (`mod.rs`).
+/// dropped, as a write's pass keeps them (`buckets/mod.rs`).
 pub struct ReadPass<'a> {
     /// The thread's own lane, if the read entered it: only this thread writes it. Apart from
     /// `shared` so that leaving it, the common case, tests one pointer.
@@ -186,7 +186,7 @@ impl Gate {
 
     /// Announces a read, in the thread's own slot if it has one: the light side of the handshake
     /// that [`Gate::under_way`] completes, so that a table taken out of reach after this is not
-    /// freed before the read ends (`mod.rs`). Never waits, and never stops a closer.
+    /// freed before the read ends (`buckets/mod.rs`). Never waits, and never stops a closer.
     #[inline(always)]
     pub(crate) fn read(&self) -> ReadPass<'_> {
         self.read_in(thread_index::current().and_then(|index| self.slots.get(index)))
@@ -254,7 +254,7 @@ impl Gate {
             self.wait_for_writers(first);
         }
         // Relaxed, then a release fence: a `count` that reads a count the closer stores reads
-        // this odd value or a later one (the seqlock pattern, as in `inline.rs`).
+        // this odd value or a later one (the seqlock pattern, as in `buckets/inline.rs`).
         let closings = self.closings.load(Relaxed);
         self.closings.store(closings + 1, Relaxed);
         fence(Release);
@@ -505,6 +505,13 @@ impl Closed<'_> {
     /// The exact entry count: no write is under way.
     pub(crate) fn count(&self) -> usize {
         self.gate.approximate_count()
+    }
+
+    /// Counts entries the closer added (positive) or removed (negative).
+    pub(crate) fn count_change(&self, change: isize) {
+        // Relaxed: as in `count_none`.
+        let counted = self.gate.shared.count.load(Relaxed);
+        self.gate.shared.count.store(counted + change, Relaxed);
     }
 
     /// Records that the map is now empty.
