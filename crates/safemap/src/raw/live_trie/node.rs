@@ -64,7 +64,9 @@ fn tag_of(hash: u64) -> u8 {
 /// shared: a write makes a changed copy.
 #[derive(Clone)]
 pub(crate) struct Leaf<K, V> {
-    tags: SmallVec<[u8; LEAF_MAX]>,
+    /// Entry `i`'s tag is byte `i % 8` of word `i / 8`; bytes past the last entry are zero, which
+    /// no tag is, so a lookup compares whole words.
+    tags: SmallVec<[u64; LEAF_MAX.div_ceil(8)]>,
     entries: SmallVec<[(K, V); LEAF_MAX]>,
 }
 
@@ -97,8 +99,22 @@ impl<K, V> Leaf<K, V> {
     }
 
     pub(crate) fn push(&mut self, hash: u64, key: K, value: V) {
-        self.tags.push(tag_of(hash));
+        let at = self.len();
+        if at % 8 == 0 {
+            self.tags.push(0);
+        }
+        self.set_tag(at, tag_of(hash));
         self.entries.push((key, value));
+    }
+
+    fn tag(&self, index: usize) -> u8 {
+        (self.tags[index / 8] >> (index % 8 * 8)) as u8
+    }
+
+    fn set_tag(&mut self, index: usize, tag: u8) {
+        let word = &mut self.tags[index / 8];
+        let shift = index % 8 * 8;
+        *word = (*word & !(0xff << shift)) | u64::from(tag) << shift;
     }
 
     /// The value at `index`, to change.
@@ -113,7 +129,12 @@ impl<K, V> Leaf<K, V> {
 
     /// Takes the entry at `index` out (the last one takes its place).
     pub(crate) fn take(&mut self, index: usize) -> (K, V) {
-        self.tags.swap_remove(index);
+        let last = self.len() - 1;
+        self.set_tag(index, self.tag(last));
+        self.set_tag(last, 0);
+        if last % 8 == 0 {
+            self.tags.pop();
+        }
         self.entries.swap_remove(index)
     }
 
@@ -122,12 +143,10 @@ impl<K, V> Leaf<K, V> {
     pub(crate) fn find(&self, probe: &impl Probe<K>) -> Option<usize> {
         const ONES: u64 = 0x0101_0101_0101_0101;
         let wanted = u64::from(tag_of(probe.hash())) * ONES;
-        for (group, tags) in self.tags.chunks(8).enumerate() {
-            let mut word = [0; 8];
-            word[..tags.len()].copy_from_slice(tags);
+        for (group, &word) in self.tags.iter().enumerate() {
             // A zero byte of `x` is a tag equal to the wanted one; bytes past the leaf's end are
             // zero in `word`, which no tag is, so they never match.
-            let x = u64::from_le_bytes(word) ^ wanted;
+            let x = word ^ wanted;
             // Each byte whose top bit this sets is a zero byte of `x`, or (rarely) one above a
             // zero byte; the key comparison rejects the latter.
             let mut candidates = x.wrapping_sub(ONES) & !x & (ONES << 7);
