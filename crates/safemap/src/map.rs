@@ -127,7 +127,7 @@ pub struct Consistency {
     pub update_in_place: bool,
     /// Whether [`reserve`](ConcurrentMap::reserve) and `with_capacity` make room ahead, so that
     /// the entries they made room for are stored without allocating the map's own memory
-    /// (`true`). `false` for `SnapshotMap`, whose every write allocates the path it copies, and
+    /// (`true`). `false` for `SnapshotMap`, whose every write allocates the leaf it copies, and
     /// whose capacity is therefore its length; and for the ScalableMaps, whose tables are sized
     /// ahead but which allocate each entry (`ScalableMap`) or a chain's overflow bucket
     /// (`ScalablePodMap`) as it is stored.

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use super::core::{ATOMIC, BoundedWait, Core, Timed, Wait};
 use super::entry::{EntryOp, KeyEntry, Lookup, Probe, Target, key_to_store};
-use super::live_trie::{Iter, Leaf, Leaves, LiveTrie, Located, Private, Root, find_held};
+use super::live_trie::{
+    Iter, Leaf, Leaves, LiveTrie, Located, Private, Root, find_held, lock_domains,
+};
 use super::parts::{Entries, Parts};
 use crate::map::{Blocks, Consistency, Cost, Maintenance, MapSnapshot, TimedOut};
 use crate::tally;
@@ -188,9 +190,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
 
     /// Every operation is atomic: a write changes one leaf's slot with one store, whole-map
     /// writes publish a copy with one store, and `len`, `for_each` and snapshots see the map
-    /// with the writers' gate closed. A closure holds one branch's lock, which readers ignore.
+    /// with the writers' gate closed. A closure holds one branch's lock (a shard: the keys whose
+    /// leaves the branch holds), which readers ignore.
     const CONSISTENCY: Consistency = Consistency {
         snapshot_cost: Cost::Constant,
+        closure_blocks_writers: Blocks::Shard,
         update_in_place: false,
         reserves: false,
         maintenance: &[Maintenance::Publish],
@@ -340,7 +344,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Parts for Versioned<K, V> {
     fn cursor(&self) -> Leaves<K, V> {
         let (root, _) = self.trie.snapshot();
         // SAFETY: a snapshot's root, which no write changes.
-        unsafe { Leaves::of(&root) }
+        unsafe { Leaves::of(root) }
     }
 
     fn split_cursor(&self, leaves: &mut Leaves<K, V>) -> Option<Leaves<K, V>> {
@@ -361,9 +365,12 @@ impl<K: Hash + Eq + Clone, V: Clone> Parts for Versioned<K, V> {
         true
     }
 
-    /// One count: the trie has no parts locked apart.
+    /// A shard is a branch of the trie, with the keys whose leaves its slots hold: a write locks
+    /// the branch. Counted on a snapshot, the root's branch first, then depth first.
     fn shard_lengths<S: BuildHasher>(&self, _hasher: &S) -> Vec<usize> {
-        vec![self.len()]
+        let (root, _) = self.trie.snapshot();
+        // SAFETY: a snapshot's root, which no write changes.
+        unsafe { lock_domains(&root) }
     }
 
     fn debug_entries<S: BuildHasher>(&self, out: &mut fmt::DebugMap<'_, '_>, _hasher: &S)

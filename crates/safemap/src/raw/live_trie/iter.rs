@@ -1,6 +1,7 @@
 //! Walks over a kept root (a snapshot's), which no write changes: borrowed ([`Iter`]) or
 //! holding counts of the nodes still to visit ([`Leaves`]), for iteration in chunks.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::node::{Edge, Inner, Leaf, Node, Root, Slot};
@@ -56,10 +57,45 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     }
 }
 
-/// The leaves below a kept root, each subtree still to visit held by a count of its own, so a
-/// cursor outlives any borrow and splits for parallel iteration.
+/// The leaves below a kept root, depth first, holding a count of each branch on the way down:
+/// a cursor that outlives any borrow and splits for parallel iteration.
 pub struct Leaves<K, V> {
-    pending: Vec<Edge<K, V>>,
+    /// The branches on the path to the next leaf, each with the slots still to visit.
+    frames: Vec<Frame<K, V>>,
+}
+
+enum Frame<K, V> {
+    Root(Arc<Root<K, V>>, Range<usize>),
+    Inner(Arc<Inner<K, V>>, Range<usize>),
+}
+
+impl<K, V> Frame<K, V> {
+    fn range(&mut self) -> &mut Range<usize> {
+        match self {
+            Frame::Root(_, range) | Frame::Inner(_, range) => range,
+        }
+    }
+
+    fn left(&self) -> usize {
+        match self {
+            Frame::Root(_, range) | Frame::Inner(_, range) => range.len(),
+        }
+    }
+
+    fn slots(&self) -> &[Slot<K, V>] {
+        match self {
+            Frame::Root(root, _) => root.slots(),
+            Frame::Inner(branch, _) => branch.slots(),
+        }
+    }
+
+    /// The same branch over `range`.
+    fn over(&self, range: Range<usize>) -> Self {
+        match self {
+            Frame::Root(root, _) => Frame::Root(Arc::clone(root), range),
+            Frame::Inner(branch, _) => Frame::Inner(Arc::clone(branch), range),
+        }
+    }
 }
 
 impl<K, V> Leaves<K, V> {
@@ -67,50 +103,96 @@ impl<K, V> Leaves<K, V> {
     ///
     /// # Safety
     /// No write changes a node below `root` any more (a snapshot's root).
-    pub(crate) unsafe fn of(root: &Root<K, V>) -> Self {
-        // SAFETY: as the caller promises.
-        let mut pending: Vec<_> = root
-            .slots()
-            .iter()
-            .filter_map(|s| unsafe { s.share() })
-            .collect();
-        pending.reverse();
-        Leaves { pending }
+    pub(crate) unsafe fn of(root: Arc<Root<K, V>>) -> Self {
+        let slots = 0..root.slots().len();
+        Leaves {
+            frames: vec![Frame::Root(root, slots)],
+        }
     }
 
     /// The next leaf, depth first.
     pub(crate) fn next_leaf(&mut self) -> Option<Arc<Leaf<K, V>>> {
         loop {
-            match self.pending.pop()? {
-                Edge::Leaf(leaf) => return Some(leaf),
-                Edge::Branch(branch) => self.open(&branch),
+            let frame = self.frames.last_mut()?;
+            let Some(index) = frame.range().next() else {
+                self.frames.pop();
+                continue;
+            };
+            // SAFETY: the cursor's nodes are below a root no write changes (`of`), and the
+            // frame holds a count of its branch.
+            match unsafe { frame.slots()[index].share() } {
+                None => {}
+                Some(Edge::Leaf(leaf)) => return Some(leaf),
+                Some(Edge::Branch(branch)) => {
+                    let slots = 0..branch.slots().len();
+                    self.frames.push(Frame::Inner(branch, slots));
+                }
             }
         }
     }
 
-    /// Puts `branch`'s children on the stack, first child on top.
-    fn open(&mut self, branch: &Inner<K, V>) {
-        // SAFETY: the cursor's nodes are below a root no write changes (`of`), and the cursor
-        // holds a count of `branch`.
-        let children = branch
-            .slots()
-            .iter()
-            .rev()
-            .filter_map(|s| unsafe { s.share() });
-        self.pending.extend(children);
-    }
-
-    /// Takes about half of what is left into a cursor of its own, if there are two subtrees
-    /// or more (a lone branch is opened first).
+    /// Takes about half of what is left into a cursor of its own: the later half of the
+    /// shallowest branch with two slots or more still to visit, or the slot of the shallowest
+    /// that has one, if a deeper one has one too. A lone branch left is opened first; `None` once
+    /// one leaf at most is left.
     pub(crate) fn split(&mut self) -> Option<Self> {
-        if let [Edge::Branch(_)] = self.pending.as_slice()
-            && let Some(Edge::Branch(branch)) = self.pending.pop()
-        {
-            self.open(&branch);
+        loop {
+            if let Some(frame) = self.frames.iter_mut().find(|f| f.left() >= 2) {
+                let range = frame.range().clone();
+                let middle = range.start + range.len() / 2;
+                frame.range().end = middle;
+                return Some(Leaves {
+                    frames: vec![frame.over(middle..range.end)],
+                });
+            }
+            let first = self.frames.iter().position(|f| f.left() == 1)?;
+            let frame = &mut self.frames[first];
+            let range = frame.range().clone();
+            if self.frames[first + 1..].iter().any(|f| f.left() == 1) {
+                let other = self.frames[first].over(range.clone());
+                self.frames[first].range().start = range.end;
+                return Some(Leaves {
+                    frames: vec![other],
+                });
+            }
+            // Its one slot is all that is left: the frames below it are done.
+            self.frames.truncate(first + 1);
+            let frame = &mut self.frames[first];
+            // SAFETY: as in `next_leaf`.
+            let Some(Edge::Branch(branch)) = (unsafe { frame.slots()[range.start].share() }) else {
+                return None;
+            };
+            frame.range().start = range.end;
+            let slots = 0..branch.slots().len();
+            self.frames.push(Frame::Inner(branch, slots));
         }
-        let half = self.pending.len() / 2;
-        (half > 0).then(|| Leaves {
-            pending: self.pending.drain(..half).collect(),
-        })
+    }
+}
+
+/// The entries each branch below `root` (the root first, then depth first) holds in the leaves
+/// of its own slots: the keys a write to one of them locks out, as the branch's lock is theirs.
+///
+/// # Safety
+/// No write changes a node below `root` any more (a snapshot's root).
+pub(crate) unsafe fn lock_domains<K, V>(root: &Root<K, V>) -> Vec<usize> {
+    let mut domains = Vec::new();
+    // SAFETY: as the caller promises.
+    unsafe { count_domains(root.slots(), &mut domains) };
+    domains
+}
+
+/// # Safety
+/// As for [`lock_domains`], for `slots`.
+unsafe fn count_domains<K, V>(slots: &[Slot<K, V>], domains: &mut Vec<usize>) {
+    let at = domains.len();
+    domains.push(0);
+    for slot in slots {
+        // SAFETY: as the caller promises; each node holds a count of its children.
+        match unsafe { slot.held() } {
+            Node::Empty => {}
+            Node::Leaf(leaf) => domains[at] += leaf.len(),
+            // SAFETY: as above.
+            Node::Branch(branch) => unsafe { count_domains(branch.slots(), domains) },
+        }
     }
 }

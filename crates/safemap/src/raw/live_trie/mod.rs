@@ -55,6 +55,7 @@ use std::time::Instant;
 
 pub use iter::Iter;
 pub use iter::Leaves;
+pub(crate) use iter::lock_domains;
 use node::{BITS, Edge, Node, ROOT_SHIFT, Slot, below, subtree};
 pub(crate) use node::{Leaf, Root};
 
