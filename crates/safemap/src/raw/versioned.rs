@@ -166,11 +166,7 @@ impl<K: Hash + Eq + Clone, V: Clone, T: Target<K>, S: BuildHasher> KeyEntry<K, V
                 entries.push((hash, key, value));
                 self.at.store_split(entries);
             }
-            Some(leaf) => {
-                let mut next = leaf.clone();
-                next.push(hash, key, value);
-                self.at.store(Some(next));
-            }
+            Some(leaf) => self.at.store(Some(leaf.with_entry(hash, key, value))),
         }
         *self.added += 1;
         None
