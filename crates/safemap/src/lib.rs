@@ -34,7 +34,7 @@
 //! |---|---|---|---|---|---|
 //! | [`LockedMap`] | one shared lock | one exclusive lock | atomic | O(n) copy | small maps, low contention, the reference |
 //! | [`ShardedMap`] | shard shared lock | shard exclusive lock | one shard at a time | O(n) copy, all shards locked | general purpose, write-heavy |
-//! | [`SnapshotMap`] | no lock: one atomic load, then a persistent trie | serialized, one path copied; [`SnapshotMap::write_batch`] | atomic, on a snapshot | O(1) | configuration and routing tables: rare writes, consistent views |
+//! | [`SnapshotMap`] | no lock, no shared write: a guard in the thread's own slot, then a trie of branches and small leaves | one branch locked, the key's leaf copied with the change; [`SnapshotMap::write_batch`] | atomic, on a snapshot | O(1) in the map's size | configuration, routing tables and registries that need consistent views |
 //! | [`ReadMostlyMap`] | no lock, no shared write: one of two table copies | per-shard lock, applied to both copies | `for_each` atomic, on a copy; `retain` shard by shard | O(n) copy | `sync.Map` users: read-mostly caches |
 //! | [`ScalableMap`] | no lock, no shared write: a guard in the thread's own slot, then a cache-line bucket of pointers to immutable entries | one bucket chain locked; growth moves a chain per write | chain by chain | O(n) copy, writers held back | hot maps read from many cores; keys and values `Clone` |
 //! | [`ScalablePodMap`] | no lock, no shared write: an announcement in the thread's own line (no locked instruction), then the key's 16-byte line of tags (a dense array that stays cached) and the one slot whose tag matches, copied and validated by the line's version | as `ScalableMap`, storing words in place: no allocation | chain by chain | O(n) copy, writers held back | `ScalableMap` for plain-old-data keys and values (`u64 -> u64`) |
@@ -46,22 +46,24 @@
 //! large part of a read on two threads: [`LockedMap`], with one lock, does fewer operations on two
 //! threads than on one, and [`ShardedMap`] gains less from the second core than the maps whose
 //! reads write only their own thread's line. Where every lookup misses the caches, the miss hides
-//! it. The README's ReadHeavy figures (98% lookups; median Mops/s of three runs on a 2-core
-//! machine, at one / two threads; the README has the command, every workload and the ranges):
+//! it. The README's ReadHeavy figures (98% lookups; median Mops/s of three runs at 4549c0e on a
+//! 2-core machine, at one / two threads; the README has the command, every workload and the
+//! ranges):
 //!
 //! | map | 64k keys (cache-resident) | 1M keys (past the caches) | a read writes |
 //! |---|---|---|---|
-//! | [`LockedMap`] | 50.9 / 33.5 | 16.7 / 19.8 | the map's lock word |
-//! | [`ShardedMap`] | 50.0 / 72.4 | 16.4 / 31.9 | its shard's lock word |
-//! | [`ReadMostlyMap`] | 47.1 / 76.2 | 14.8 / 31.3 | its thread's own slot (an `xchg`) |
-//! | [`SnapshotMap`] | 24.6 / 21.4 | 6.9 / 11.3 | its thread's own slot (seize's guard) |
-//! | [`ScalableMap`] | 30.0 / 69.5 | 7.7 / 14.9 | its thread's own slot (seize's guard) |
-//! | [`ScalablePodMap`] | 49.0 / 94.4 | 13.1 / 28.3 | its thread's own line (plain stores) |
-//! | best peer crate, cell by cell | 57.5 / 88.1 | 14.6 / 28.0 | |
+//! | [`LockedMap`] | 63.1 / 26.2 | 33.7 / 25.3 | the map's lock word |
+//! | [`ShardedMap`] | 62.3 / 85.7 | 27.8 / 57.3 | its shard's lock word |
+//! | [`ReadMostlyMap`] | 61.6 / 105.8 | 25.9 / 47.6 | its thread's own slot (an `xchg`) |
+//! | [`SnapshotMap`] | 37.4 / 64.7 | 9.0 / 20.5 | its thread's own slot (seize's guard) |
+//! | [`ScalableMap`] | 44.8 / 96.7 | 10.6 / 21.2 | its thread's own slot (seize's guard) |
+//! | [`ScalablePodMap`] | 62.3 / 117.5 | 26.5 / 47.1 | its thread's own line (plain stores) |
+//! | best peer crate, cell by cell | 64.9 / 110.7 | 28.7 / 50.7 | |
 //!
 //! So [`ShardedMap`] is the default to reach for, and where a small map is read from many cores,
 //! [`ScalablePodMap`] gains the most from each added core. [`SnapshotMap`]'s reads scale as
-//! well, but its serialized writes, 2% of these operations, hold it back on two threads. On one
+//! well, and so do its writes, which lock one branch of its trie each; its lookup walks a root,
+//! a branch or two and a leaf, which costs it on one thread and past the caches. On one
 //! thread a Scalable map's lookup costs 30 to 40 instructions more than `ShardedMap`'s
 //! (callgrind at ebcc345, ReadHeavy at 64k keys: `ScalablePodMap` 205.6 and `ScalableMap` 216.6
 //! against 176.6 an operation, the benchmark's own work included). `safemap-bench advise`
@@ -72,8 +74,8 @@
 //! [`LockedMap`] and [`ShardedMap`] also implement [`DeadlineMap`]: `try_get_until`, `try_insert_until`,
 //! `try_remove_until` and `try_compute_until` wait for a lock no later than a deadline (Go's
 //! context-bound access), then return [`TimedOut`] with the map unchanged and the inputs handed back.
-//! [`SnapshotMap`] implements it too: its reads never wait, and its writes give up on the writer
-//! lock at the deadline. So do [`ScalableMap`] and [`ScalablePodMap`]: their reads take no lock,
+//! [`SnapshotMap`] implements it too: its reads never wait, and its writes give up at the deadline
+//! while they wait for their branch's lock or for a snapshot or batch under way. So do [`ScalableMap`] and [`ScalablePodMap`]: their reads take no lock,
 //! and their writes wait only for their chain's lock (and for a `len`, `clear` or `snapshot` under
 //! way); a write with a deadline leaves moving chains of a resize to the others. [`ReadMostlyMap`]
 //! does not: after a write becomes visible it must wait for the readers of the old copy, and that
@@ -86,7 +88,7 @@
 //! | `sync.RWMutex` + `map[K]V` | [`LockedMap`] |
 //! | power-of-two sharded, padded `RWMutex` maps | [`ShardedMap`] (shards locked in ascending order for whole-map operations, so they cannot deadlock) |
 //! | `sync.Map` | [`ReadMostlyMap`], whose docs map every `sync.Map` method to its name here |
-//! | `atomic.Value` holding an immutable map, copied on write | [`SnapshotMap`]: the same O(1) snapshots and lock-free reads, with serialized writers (no load-copy-store race loses an update) and no whole-map copy per write |
+//! | `atomic.Value` holding an immutable map, copied on write | [`SnapshotMap`]: the same O(1) snapshots and lock-free reads, with writers that lock one branch each (no load-copy-store race loses an update) and copy one small leaf, not the map |
 //! | `mu.Lock(); v := m[k]; m[k] = f(v); mu.Unlock()` | [`compute`](ConcurrentMap::compute), whose closure runs exactly once |
 //!
 //! Go's `LoadOrStore` takes a ready value; [`get_or_insert_with`](ConcurrentMap::get_or_insert_with)
@@ -102,7 +104,8 @@
 //!   `get_with` on that shard ([`Consistency::closure_blocks_readers`] and
 //!   [`Consistency::closure_blocks_writers`] say who waits for those in each strategy);
 //!   `ReadMostlyMap`'s writers also wait for readers to leave the copy they change, and
-//!   `SnapshotMap`'s for its one writer lock; `ScalableMap`'s reads never wait
+//!   `SnapshotMap`'s for their branch's lock, or a snapshot or batch under way; `ScalableMap`'s
+//!   reads never wait
 //!   (`ScalablePodMap`'s retry while a writer is storing into their bucket: a few word stores,
 //!   never a closure), and the writes of both wait for their chain's lock, or for a `len`,
 //!   `clear` or `snapshot` under way;
