@@ -51,6 +51,24 @@ pub(crate) mod thread_index;
 pub(crate) mod versioned;
 
 /// Hints the processor to bring the cache line holding `address` closer.
+/// Stores `fresh` in `slot` if the slot is still null and returns it; if another thread stored
+/// first, hands `fresh` to `discard` and returns the other's.
+pub(crate) fn install_once<T>(
+    slot: &crate::sync::AtomicPtr<T>,
+    fresh: *mut T,
+    discard: impl FnOnce(*mut T),
+) -> *mut T {
+    use std::sync::atomic::Ordering::{AcqRel, Acquire};
+    // AcqRel: publishes ours as built (Release), or sees the other's as built (Acquire).
+    match slot.compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire) {
+        Ok(_) => fresh,
+        Err(other) => {
+            discard(fresh);
+            other
+        }
+    }
+}
+
 #[inline(always)]
 pub(crate) fn prefetch(address: usize) {
     #[cfg(target_arch = "x86_64")]

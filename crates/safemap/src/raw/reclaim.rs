@@ -230,18 +230,11 @@ impl LazyCollector {
 
     #[cold]
     fn make(&self) -> &Collector {
-        use std::sync::atomic::Ordering::{AcqRel, Acquire};
         let fresh = Box::into_raw(Box::new(Collector::with_batch(self.batch)));
-        let null = std::ptr::null_mut();
-        // AcqRel: publishes ours (Release), or sees the winner's as built (Acquire).
-        let made = match self.made.compare_exchange(null, fresh, AcqRel, Acquire) {
-            Ok(_) => fresh,
-            Err(winner) => {
-                // SAFETY: `fresh` was never shared.
-                drop(unsafe { Box::from_raw(fresh) });
-                winner
-            }
-        };
+        let made = super::install_once(&self.made, fresh, |lost| {
+            // SAFETY: a collector that lost was never shared; it is freed once.
+            drop(unsafe { Box::from_raw(lost) })
+        });
         // SAFETY: published, so it lives until `self` drops.
         unsafe { &*made }
     }

@@ -50,7 +50,7 @@ mod node;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::Instant;
 
 pub use iter::Iter;
@@ -61,6 +61,7 @@ pub(crate) use node::{Leaf, Root};
 
 use crate::raw::entry::Probe;
 use crate::raw::gate::{Closed, Gate};
+use crate::raw::install_once;
 use crate::raw::reclaim::{self, Collector, Guard, LazyCollector};
 use crate::sync::{AtomicPtr, AtomicU64, Mutex, MutexGuard};
 use crate::tally::acquire_timed;
@@ -187,16 +188,10 @@ impl<K, V> LiveTrie<K, V> {
             return root;
         }
         let fresh = Arc::into_raw(Arc::new(Root::empty(generation))).cast_mut();
-        let null = std::ptr::null_mut();
-        // Release: publishes the root built; Acquire: or sees the other write's as built.
-        let made = match self.root.compare_exchange(null, fresh, AcqRel, Acquire) {
-            Ok(_) => fresh,
-            Err(other) => {
-                // SAFETY: `fresh` was never shared.
-                drop(unsafe { Arc::from_raw(fresh) });
-                other
-            }
-        };
+        let made = install_once(&self.root, fresh, |lost| {
+            // SAFETY: a root that lost was never shared; its one count is taken back once.
+            drop(unsafe { Arc::from_raw(lost) })
+        });
         // SAFETY: published, and given back only after the guards that may have loaded it.
         unsafe { &*made }
     }
