@@ -160,7 +160,10 @@ impl<K, V> LiveTrie<K, V> {
             collector: LazyCollector::with_batch(RECLAIM_BATCH),
             _holds: PhantomData,
         };
-        trie.gate.close().count_change(len as isize);
+        if len > 0 {
+            // Closing pays the heavy barrier: only a map made holding entries needs it.
+            trie.gate.close().count_change(len as isize);
+        }
         trie
     }
 
