@@ -204,22 +204,9 @@ impl<K, V> LiveTrie<K, V> {
     pub(crate) fn get<R>(&self, probe: impl Probe<K>, read: impl FnOnce(&K, &V) -> R) -> Option<R> {
         // No collector: nothing was ever written.
         let guard = self.collector.get()?.enter();
-        let hash = probe.hash();
-        let mut shift = ROOT_SHIFT;
-        let mut node = self.root(&guard)?.slot(hash, shift).read(&guard);
-        loop {
-            match node {
-                Node::Empty => return None,
-                Node::Leaf(leaf) => {
-                    let (key, value) = leaf.entry(leaf.find(&probe)?);
-                    return Some(read(key, value));
-                }
-                Node::Branch(branch) => {
-                    shift -= BITS;
-                    node = branch.slot(hash, shift).read(&guard);
-                }
-            }
-        }
+        let root = self.root(&guard)?;
+        let (key, value) = find_below(root, &probe, |slot| slot.read(&guard))?;
+        Some(read(key, value))
     }
 
     /// Locks the slot `hash` leads to below `root` (of generation `generation`), replacing each
@@ -508,18 +495,28 @@ impl<K, V> Private<K, V> {
 /// The entry `probe` finds below `root`, a root no write changes while it is borrowed (a
 /// snapshot's, or a batch's private copy, which only its `&mut` edits change).
 pub(crate) fn find_held<K, V>(root: &Root<K, V>, probe: impl Probe<K>) -> Option<&(K, V)> {
+    // SAFETY: no write replaces a slot below `root` while it is borrowed (as above), and each
+    // node holds a count of its children.
+    find_below(root, &probe, |slot| unsafe { slot.held() })
+}
+
+/// The entry `probe` finds below `root`, each slot on the way read by `read`.
+#[inline(always)]
+fn find_below<'a, K: 'a, V: 'a>(
+    root: &'a Root<K, V>,
+    probe: &impl Probe<K>,
+    read: impl Fn(&'a Slot<K, V>) -> Node<'a, K, V>,
+) -> Option<&'a (K, V)> {
     let hash = probe.hash();
     let mut shift = ROOT_SHIFT;
-    let mut slot = root.slot(hash, shift);
+    let mut node = read(root.slot(hash, shift));
     loop {
-        // SAFETY: no write replaces a slot below `root` while it is borrowed (as above), and
-        // each node holds a count of its children.
-        match unsafe { slot.held() } {
+        match node {
             Node::Empty => return None,
-            Node::Leaf(leaf) => return leaf.find(&probe).map(|at| leaf.entry(at)),
+            Node::Leaf(leaf) => return leaf.find(probe).map(|at| leaf.entry(at)),
             Node::Branch(branch) => {
                 shift -= BITS;
-                slot = branch.slot(hash, shift);
+                node = read(branch.slot(hash, shift));
             }
         }
     }

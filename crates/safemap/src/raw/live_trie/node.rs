@@ -254,10 +254,10 @@ impl<K, V> Slot<K, V> {
     /// What the slot holds, for a reader inside `guard`: the node stays while the guard lives.
     #[inline(always)]
     pub(crate) fn read<'g>(&self, guard: &'g Guard<'_>) -> Node<'g, K, V> {
-        // SAFETY: the slot holds an edge made by `into_raw`; a node it loses is given back only
-        // once no guard that may have loaded it remains (`replace`), and this guard lives for
-        // `'g`. A node dropped with its last count was unreachable from every slot a reader in
-        // `guard` could load (module docs of `live_trie`).
+        // The edge came from `into_raw`; an edge a slot loses keeps its count until no guard that
+        // may have loaded it remains (`replace`), so its node, and by induction every node below
+        // it, outlives this guard (module docs of `live_trie`, "Reclamation").
+        // SAFETY: as just argued, the node outlives `'g`.
         unsafe { decode(guard.load(&self.raw)) }
     }
 
