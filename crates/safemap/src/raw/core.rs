@@ -44,6 +44,16 @@ pub enum Wait {
     Until(Instant),
 }
 
+impl Wait {
+    /// The instant to give up at, if there is one.
+    pub(crate) fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Forever => None,
+            Wait::Until(deadline) => Some(deadline),
+        }
+    }
+}
+
 /// Unwraps the result of an operation that waited forever, which cannot have timed out.
 #[inline(always)]
 pub(crate) fn waited<T, G>(result: Timed<T, G>) -> T {

@@ -237,10 +237,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Core for Versioned<K, V> {
         S: BuildHasher,
         O: EntryOp<K, V>,
     {
-        let deadline = match wait {
-            Wait::Forever => None,
-            Wait::Until(deadline) => Some(deadline),
-        };
+        let deadline = wait.deadline();
         let hash = target.probe().hash();
         let written = self
             .trie

@@ -491,10 +491,7 @@ impl<K, V, L: Line<K, V>> Buckets<K, V, L> {
     where
         K: Hash,
     {
-        let deadline = match wait {
-            Wait::Forever => None,
-            Wait::Until(deadline) => Some(deadline),
-        };
+        let deadline = wait.deadline();
         let Some(pass) = self.gate.pass(deadline) else {
             return Err(payload);
         };
